@@ -12,6 +12,8 @@
 #include "persona/trait.h"
 #include "persona/vector_files.h"
 
+#include "cli_common.h"
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -25,49 +27,10 @@
 
 namespace {
 
-// Exit codes scripts can rely on.
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;  // the input was bad or the job failed
-constexpr int kExitUsage = 2;   // the command line was wrong (CLI11 uses this too)
-constexpr int kExitCancelled = 130;
-
-persona::Engine* g_engine = nullptr;
-volatile std::sig_atomic_t g_interrupted = 0;
-
-void on_interrupt(int) {
-    g_interrupted = 1;
-    if (g_engine) g_engine->cancel();  // only sets an atomic flag: safe in a signal handler
-}
-
-struct GlobalOptions {
-    std::string device = "auto";
-    std::string dtype = "auto";
-    int threads = 0;
-};
-
-// Loads the model on the engine thread, reporting progress on stderr; false when it failed.
-bool load(persona::Engine& engine, const std::string& path, bool quiet, persona::ModelFacts* facts_out = nullptr) {
-    bool ok = false;
-    engine.load_model(path, {
-        [quiet](const persona::Progress& p) {
-            if (!quiet && p.total > 1 && (p.done == p.total || p.done % 32 == 0))
-                std::fprintf(stderr, "\r%s %llu/%llu", p.stage.c_str(), static_cast<unsigned long long>(p.done),
-                             static_cast<unsigned long long>(p.total));
-            if (!quiet && p.total > 1 && p.done == p.total) std::fprintf(stderr, "\n");
-        },
-        [&](const persona::ModelFacts& facts) {
-            ok = true;
-            if (facts_out) *facts_out = facts;
-        },
-        [](const std::string& error) { std::fprintf(stderr, "persona-cli: %s\n", error.c_str()); },
-        [] { std::fprintf(stderr, "persona-cli: cancelled\n"); },
-    });
-    engine.wait_idle();
-    return ok;
-}
+using namespace persona_cli;
 
 int run_info(const GlobalOptions& global, const std::string& model_path) {
-    persona::Engine engine(persona::EngineOptions{global.threads, global.device, global.dtype});
+    persona::Engine engine(engine_options(global));
     g_engine = &engine;
     persona::ModelFacts facts;
     if (!load(engine, model_path, true, &facts)) return g_interrupted ? kExitCancelled : kExitFailed;
@@ -95,7 +58,7 @@ persona::SteerPositions parse_positions(const std::string& name) {
 }
 
 int run_generate(const GlobalOptions& global, const GenerateOptions& options) {
-    persona::Engine engine(persona::EngineOptions{global.threads, global.device, global.dtype});
+    persona::Engine engine(engine_options(global));
     g_engine = &engine;
     if (!load(engine, options.model, true)) return g_interrupted ? kExitCancelled : kExitFailed;
 
@@ -158,7 +121,7 @@ struct BenchOptions {
 
 int run_bench(const GlobalOptions& global, const BenchOptions& options) {
     using clock = std::chrono::steady_clock;
-    persona::Engine engine(persona::EngineOptions{global.threads, global.device, global.dtype});
+    persona::Engine engine(engine_options(global));
     g_engine = &engine;
     const auto load_start = clock::now();
     persona::ModelFacts facts;
@@ -258,18 +221,6 @@ int run_traits_list(bool json) {
     return kExitOk;
 }
 
-// A built-in trait's name, else a trait file: so --trait evil and --trait my/evil.json both work.
-persona::Trait load_trait(const std::string& name_or_file) {
-    const auto names = persona::builtin_trait_names();
-    if (std::find(names.begin(), names.end(), name_or_file) != names.end()) return persona::load_builtin_trait(name_or_file);
-    if (!std::filesystem::exists(name_or_file)) {
-        std::string known;
-        for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-        throw persona::Error("'" + name_or_file + "' is neither a built-in trait (" + known + ") nor a trait file");
-    }
-    return persona::read_trait_file(name_or_file);
-}
-
 int run_traits_show(const std::string& name_or_file) {
     std::cout << persona::to_json(load_trait(name_or_file)).dump(2) << "\n";
     return kExitOk;
@@ -308,17 +259,6 @@ struct ExtractOptions {
     persona::ExtractionSettings settings;
 };
 
-nlohmann::json diagnostics_json(const std::vector<persona::LayerDiagnostics>& diagnostics) {
-    nlohmann::json layers = nlohmann::json::array();
-    // JSON has no NaN or infinity; a missing effect size says "not defined" honestly.
-    const auto number = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-    for (const auto& d : diagnostics)
-        layers.push_back({{"layer", d.layer}, {"norm", d.vector_norm}, {"effect_size", number(d.effect_size)},
-                          {"auroc", d.auroc}, {"positive_mean_projection", d.positive_mean_projection},
-                          {"negative_mean_projection", d.negative_mean_projection}});
-    return layers;
-}
-
 int run_extract(const GlobalOptions& global, ExtractOptions options) {
     const persona::Trait trait = load_trait(options.trait);
     const auto aggregate = persona::aggregate_from_name(options.aggregate);
@@ -326,7 +266,7 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
     options.settings.judge = *persona::judge_kind_from_name(options.judge);
     if (options.out.empty()) options.out = trait.name + ".safetensors";
 
-    persona::Engine engine(persona::EngineOptions{global.threads, global.device, global.dtype});
+    persona::Engine engine(engine_options(global));
     g_engine = &engine;
     persona::ModelFacts facts;
     if (!load(engine, options.model, true, &facts)) return g_interrupted ? kExitCancelled : kExitFailed;
@@ -419,11 +359,15 @@ int run_import(const std::string& control_vector, const std::string& out, const 
 }  // namespace
 
 int main(int argc, char** argv) {
+    using namespace persona_cli;
     CLI::App app{"persona-cli: persona vectors from the command line (the engine of Persona Workbench)"};
     app.set_version_flag("--version", PERSONA_VERSION);
     app.require_subcommand(1);
 
     GlobalOptions global;
+    // Commands in their own files (cli_<command>.cpp) are added with add_<command>_command(app,
+    // global, selected), which sets `selected` when that command was given.
+    Command selected;
     app.add_option("--device", global.device, "Where to run the model")->check(CLI::IsMember({"auto", "cpu", "cuda"}))
         ->capture_default_str();
     app.add_option("--dtype", global.dtype, "Weight dtype (auto: bf16)")->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}))
@@ -521,6 +465,7 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, on_interrupt);
 
     try {
+        if (selected) return selected();
         if (*info) return run_info(global, info_model);
         if (*generate) return run_generate(global, gen);
         if (*bench) return run_bench(global, bench_options);
