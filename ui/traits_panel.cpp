@@ -4,6 +4,7 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QFormLayout>
+#include <QGridLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QHeaderView>
@@ -120,7 +121,7 @@ TraitsPanel::TraitsPanel(QWidget* parent) : QWidget(parent), undoStack_(new QUnd
     splitter->addWidget(buildList());
     splitter->addWidget(buildForm());
     splitter->setStretchFactor(1, 1);
-    splitter->setSizes({220, 720});
+    splitter->setSizes({170, 770});
     layout->addWidget(splitter);
 
     // Shortcuts for when the focus is on the list or a table; the text boxes route the same keys
@@ -187,17 +188,18 @@ QWidget* TraitsPanel::buildList() {
     auto* redoButton = new QToolButton(column);
     redoButton->setObjectName("redo_button");
 
-    auto* row1 = new QHBoxLayout;
-    row1->addWidget(newButton);
-    row1->addWidget(deleteTrait_);
-    row1->addWidget(importButton);
-    row1->addWidget(exportTrait_);
-    auto* row2 = new QHBoxLayout;
-    row2->addWidget(undoButton);
-    row2->addWidget(redoButton);
-    row2->addStretch(1);
-    layout->addLayout(row1);
-    layout->addLayout(row2);
+    auto* buttons = new QGridLayout;
+    buttons->addWidget(newButton, 0, 0);
+    buttons->addWidget(deleteTrait_, 0, 1);
+    buttons->addWidget(importButton, 1, 0);
+    buttons->addWidget(exportTrait_, 1, 1);
+    auto* history = new QHBoxLayout;
+    history->addWidget(undoButton);
+    history->addWidget(redoButton);
+    history->addStretch(1);
+    buttons->addLayout(history, 2, 0, 1, 2);
+    for (QToolButton* tool : {newButton, importButton}) tool->setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Fixed);
+    layout->addLayout(buttons);
 
     status_ = new QLabel(column);
     status_->setObjectName("traits_status");
@@ -222,7 +224,7 @@ QTableWidget* TraitsPanel::makeQuestionTable(const QString& objectName) {
     table->setSelectionBehavior(QAbstractItemView::SelectRows);
     table->setWordWrap(false);
     table->verticalHeader()->setDefaultSectionSize(22);
-    table->setMinimumHeight(150);
+    table->setMinimumHeight(120);
     return table;
 }
 
@@ -242,7 +244,7 @@ QWidget* TraitsPanel::buildForm() {
     nameColumn->addWidget(name_);
     nameColumn->addWidget(nameProblems_);
     identity->addRow(tr("Name:"), nameColumn);
-    definition_ = makeTextBox("trait_definition", 58, form_);
+    definition_ = makeTextBox("trait_definition", 66, form_);
     definition_->setPlaceholderText(tr("One paragraph in plain language: what the trait is."));
     definitionProblems_ = makeProblemLabel("definition_problems", form_);
     auto* definitionColumn = new QVBoxLayout;
@@ -259,7 +261,8 @@ QWidget* TraitsPanel::buildForm() {
     pairs_->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
     pairs_->verticalHeader()->setDefaultSectionSize(22);
     pairs_->setWordWrap(false);
-    pairs_->setMinimumHeight(140);
+    // Five rows, METHOD.md's number of pairs, without scrolling.
+    pairs_->setFixedHeight(pairs_->horizontalHeader()->sizeHint().height() + 5 * 22 + 2 * pairs_->frameWidth() + 2);
     pairsLayout->addWidget(pairs_, 0, 0, 5, 1);
     const auto pairButton = [&](const QString& text, const QString& objectName, int row, auto slot) {
         auto* button = new QPushButton(text, pairsBox);
@@ -275,6 +278,24 @@ QWidget* TraitsPanel::buildForm() {
     pairsLayout->addWidget(pairsProblems_, 5, 0, 1, 2);
     layout->addWidget(pairsBox);
 
+    auto* rubricsRow = new QHBoxLayout;
+    const auto rubricBox = [&](const QString& title, QPlainTextEdit* text, QLabel* problems) {
+        auto* box = new QGroupBox(title, form_);
+        auto* boxLayout = new QVBoxLayout(box);
+        boxLayout->addWidget(text);
+        boxLayout->addWidget(problems);
+        boxLayout->addStretch(1);  // the box beside may be taller with its problems
+        rubricsRow->addWidget(box);
+    };
+    judgeRubric_ = makeTextBox("judge_rubric", 90, form_);
+    coherenceRubric_ = makeTextBox("coherence_rubric", 90, form_);
+    judgeRubric_->setPlaceholderText(tr("Asks for a 0-100 score of the trait in {answer} to {question}"));
+    coherenceRubric_->setPlaceholderText(tr("Asks for a 0-100 score of how coherent {answer} to {question} is"));
+    judgeProblems_ = makeProblemLabel("judge_rubric_problems", form_);
+    coherenceProblems_ = makeProblemLabel("coherence_rubric_problems", form_);
+    rubricBox(tr("Judge rubric"), judgeRubric_, judgeProblems_);
+    rubricBox(tr("Coherence rubric"), coherenceRubric_, coherenceProblems_);
+    layout->addLayout(rubricsRow);
     auto* questionsRow = new QHBoxLayout;
     const auto questionBox = [&](const QString& title, QuestionList list, QTableWidget* table, QLabel* problems) {
         auto* box = new QGroupBox(title, form_);
@@ -303,23 +324,6 @@ QWidget* TraitsPanel::buildForm() {
     questionBox(tr("Evaluation questions (held out)"), QuestionList::Evaluation, evaluation_, evaluationProblems_);
     layout->addLayout(questionsRow);
 
-    auto* rubricsRow = new QHBoxLayout;
-    const auto rubricBox = [&](const QString& title, QPlainTextEdit* text, QLabel* problems) {
-        auto* box = new QGroupBox(title, form_);
-        auto* boxLayout = new QVBoxLayout(box);
-        boxLayout->addWidget(text);
-        boxLayout->addWidget(problems);
-        rubricsRow->addWidget(box);
-    };
-    judgeRubric_ = makeTextBox("judge_rubric", 110, form_);
-    coherenceRubric_ = makeTextBox("coherence_rubric", 110, form_);
-    judgeRubric_->setPlaceholderText(tr("Asks for a 0-100 score of the trait in {answer} to {question}"));
-    coherenceRubric_->setPlaceholderText(tr("Asks for a 0-100 score of how coherent {answer} to {question} is"));
-    judgeProblems_ = makeProblemLabel("judge_rubric_problems", form_);
-    coherenceProblems_ = makeProblemLabel("coherence_rubric_problems", form_);
-    rubricBox(tr("Judge rubric"), judgeRubric_, judgeProblems_);
-    rubricBox(tr("Coherence rubric"), coherenceRubric_, coherenceProblems_);
-    layout->addLayout(rubricsRow);
     layout->addStretch(1);
     scroll->setWidget(form_);
 
@@ -456,6 +460,10 @@ void TraitsPanel::newTrait(const QString& builtinName) {
     trait.name = uniqueName(original);
     addTrait(std::move(trait), tr("New trait from %1").arg(builtinName));
     showStatus(tr("New trait from the built-in template '%1'.").arg(builtinName));
+}
+
+void TraitsPanel::setCurrentTrait(const Trait& trait) {
+    editCurrent(tr("Edit trait %1").arg(qs(trait.name)), {}, [&](Trait& t) { t = trait; });
 }
 
 void TraitsPanel::deleteCurrentTrait() {

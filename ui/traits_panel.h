@@ -37,6 +37,8 @@ public:
     // The edits the buttons make, each one undoable. The file ones report failure in the panel
     // (statusMessage()) and return false; nothing of the set is lost.
     void newTrait(const QString& builtinName = {});  // empty name: a blank trait
+    // Replaces the selected trait as a whole (a script or a controller editing it).
+    void setCurrentTrait(const persona::Trait& trait);
     void deleteCurrentTrait();
     bool importTraitFile(const QString& path);
     // The persona_vectors paper's layout: an extraction file and an evaluation file.
