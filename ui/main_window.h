@@ -9,6 +9,7 @@ class QPushButton;
 class QTabWidget;
 class QTreeWidget;
 class SteeringPanel;
+class TraitsPanel;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -16,12 +17,16 @@ public:
     explicit MainWindow(EngineClient* engine, QWidget* parent = nullptr);
 
     SteeringPanel* steeringPanel() const { return steeringPanel_; }
+    ModelPanel* modelPanel() const { return modelPanel_; }
+    TraitsPanel* traitsPanel() const { return traitsPanel_; }
     // Selects a panel by its name in lower case ("model", "steering"); false for an unknown name.
     bool showPanel(const QString& name);
 
 public slots:
+    // Loads with the device and dtype chosen in the Model panel.
     void openModel(const QString& path);
     void chooseModelFile();
+    void chooseModelFolder();
 
 signals:
     // The model finished loading (or failed): the moment a --screenshot is taken.
@@ -30,9 +35,10 @@ signals:
 private:
     void buildMenus();
     void buildStatusBar();
+    void onLoadStarted(const QString& path);
     void onProgress(const QString& stage, qint64 done, qint64 total);
     void onModelLoaded();
-    void onLoadFailed(const QString& error);
+    void onLoadFailed();  // the Model panel shows the error in full
     void onLoadCancelled();
     void refreshMemory();
     void showGenerationProgress(int steps, int maxSteps, double tokensPerSecond);
@@ -41,11 +47,13 @@ private:
     QTabWidget* panels_;
     ModelPanel* modelPanel_;
     SteeringPanel* steeringPanel_;
+    TraitsPanel* traitsPanel_;
     QTreeWidget* projectTree_;
     QLabel* modelBadge_;
     QLabel* engineState_;
     QProgressBar* progress_;
     QPushButton* stop_;
     QLabel* memory_;
+    QLabel* device_;
     double lastTokensPerSecond_ = 0;
 };
