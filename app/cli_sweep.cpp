@@ -7,6 +7,7 @@
 #include "persona/sweep.h"
 #include "persona/vector_files.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -135,20 +136,28 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
     nlohmann::json report;
     engine.submit(
         [&](persona::Model& model, const persona::CancelFn& cancelled) {
-            std::string last_stage;
+            // One status line for every stage, rewritten in place; finished cells print above it.
+            std::vector<std::pair<std::string, std::string>> stages;
+            const auto status = [&] {
+                std::string line;
+                for (const auto& [stage, count] : stages) line += stage + " " + count + "  ";
+                std::fprintf(stderr, "\r%-72s", line.c_str());
+                std::fflush(stderr);
+            };
             const auto result = persona::run_sweep(model, trait, vector, options.settings,
                 [&](const persona::Progress& p) {
-                    if (p.stage != last_stage && !last_stage.empty()) std::fprintf(stderr, "\n");
-                    last_stage = p.stage;
-                    std::fprintf(stderr, "\r%s %llu/%llu", p.stage.c_str(), static_cast<unsigned long long>(p.done),
-                                 static_cast<unsigned long long>(p.total));
-                    std::fflush(stderr);
+                    const std::string count = std::to_string(p.done) + "/" + std::to_string(p.total);
+                    const auto found = std::find_if(stages.begin(), stages.end(), [&](const auto& s) { return s.first == p.stage; });
+                    if (found == stages.end()) stages.emplace_back(p.stage, count);
+                    else found->second = count;
+                    status();
                 },
                 [&](const persona::SweepCell& cell) {
-                    std::fprintf(stderr, "\rcell layer %d coefficient %.3g: trait %s, coherence %s, steered projection %.3f\n",
-                                 cell.layer, cell.coefficient, column(cell.mean_trait, "%.1f").c_str(),
-                                 column(cell.mean_coherence, "%.1f").c_str(), cell.steered_projection);
-                    last_stage.clear();
+                    std::fprintf(stderr, "\r%-72s\rlayer %d, coefficient %.3g: trait %s, coherence %s, steered projection %.2f, "
+                                 "read-back rise %s\n", "", cell.layer, cell.coefficient, column(cell.mean_trait, "%.1f").c_str(),
+                                 column(cell.mean_coherence, "%.1f").c_str(), cell.steered_projection,
+                                 column(cell.readback_rise, "%+.2f").c_str());
+                    status();
                 },
                 cancelled);
             std::fprintf(stderr, "\n");
@@ -203,7 +212,8 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
         });
     engine.wait_idle();
     if (g_interrupted) return kExitCancelled;
-    if (!report.is_null()) std::cout << report.dump(2) << "\n";
+    // An answer cut inside a character is not valid UTF-8; the report must still print.
+    if (!report.is_null()) std::cout << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return exit_code;
 }
 
@@ -220,8 +230,7 @@ void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& sele
                       "Layers (hidden_states index), e.g. 8,12,16 (default: the vector's suggested layer and +-4)")
         ->delimiter(',');
     sweep->add_option("--coefficients", options->coefficients,
-                      "Coefficients, e.g. -4,0,2,4,8 (write --coefficients=-4,0,2 when the list starts with a minus); "
-                      "0 is always added")
+                      "Coefficients, e.g. -4,0,2,4,8 (0 is always added: the unsteered baseline)")
         ->delimiter(',');
     sweep->add_flag("--calibrated", options->settings.calibrated_coefficients,
                     "Read the coefficients as calibrated strengths: coefficient * |v| / mean residual norm "
