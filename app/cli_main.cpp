@@ -12,6 +12,7 @@
 #include "persona/trait.h"
 #include "persona/vector_files.h"
 
+#include "cli_commands.h"
 #include "cli_common.h"
 
 #include <CLI/CLI.hpp>
@@ -460,6 +461,8 @@ int main(int argc, char** argv) {
     import_cmd->add_option("--control-vector", import_file, "Control vector (.gguf)")->required();
     import_cmd->add_option("--out,-o", import_out, "Vector file to write (safetensors)")->required();
     import_cmd->add_option("--model,-m", import_model, "The model it steers (for its shape)")->capture_default_str();
+
+    add_sweep_command(app, global, selected);
 
     try {
         app.parse(argc, argv);

@@ -137,6 +137,49 @@ private slots:
         QVERIFY2(notAVector.err.contains(gguf.toUtf8()), notAVector.err.constData());
     }
 
+    // A tiny sweep of an extracted vector: its default layers come from the vector's suggested
+    // layer, the JSON holds every cell with examples and calibrated units, the table is on stderr.
+    void sweepReportsCellsAndARecommendation() {
+        QTemporaryDir dir;
+        const QString vector = dir.filePath("optimistic.safetensors");
+        const Run extracted = run({"extract", "--trait", "optimistic", "--judge", "none", "--questions", "1", "--pairs", "1",
+                                   "--max-tokens", "8", "--out", vector});
+        QVERIFY2(extracted.exitCode == 0, extracted.err.constData());
+        const int suggested = QJsonDocument::fromJson(extracted.out).object()["suggested_layer"].toInt();
+
+        const Run r = run({"sweep", "--trait", "optimistic", "--vector", vector, "--coefficients=-4,4", "--questions", "2",
+                           "-n", "8", "--judge", "none", "--seed", "2", "--examples", "1"});
+        QVERIFY2(r.exitCode == 0, r.err.constData());
+        const QJsonObject report = QJsonDocument::fromJson(r.out).object();
+        QVERIFY2(!report.isEmpty(), r.out.constData());
+        const QJsonArray layers = report["layers"].toArray();
+        QVERIFY2(layers.contains(suggested), r.out.constData());
+        QCOMPARE(report["coefficients"].toArray().toVariantList(), (QVariantList{-4.0, 0.0, 4.0}));  // 0 added
+        const QJsonArray cells = report["cells"].toArray();
+        QCOMPARE(cells.size(), layers.size() * 3);
+        for (const auto& entry : cells) {
+            const QJsonObject c = entry.toObject();
+            QCOMPARE(c["answers"].toInt(), 2);
+            QCOMPARE(c["examples"].toArray().size(), 1);
+            QVERIFY(c["mean_trait"].isNull());  // no judge
+            QVERIFY(c["steered_projection"].isDouble());
+            QCOMPARE(c["baseline"].toBool(), c["coefficient"].toDouble() == 0);
+        }
+        QCOMPARE(report["calibration"].toObject()["layers"].toArray().size(), 30);
+        const QJsonObject recommendation = report["recommendation"].toObject();
+        QVERIFY(recommendation["basis"].toString() == "projection" || recommendation["basis"].toString() == "none");
+        QVERIFY2(recommendation["reason"].toString().contains("no recommendation can be made from judge scores"), r.out.constData());
+        QVERIFY2(r.err.contains("read-back") && r.err.contains("recommendation") && r.err.contains("cells"), r.err.constData());
+
+        // A layer the model does not have is bad input (exit 1, named); a missing vector file is a
+        // bad command line (exit 2).
+        const Run badLayer = run({"sweep", "--trait", "optimistic", "--vector", vector, "--layers", "40", "--judge", "none"});
+        QCOMPARE(badLayer.exitCode, 1);
+        QVERIFY2(badLayer.err.contains("layer 40"), badLayer.err.constData());
+        const Run noVector = run({"sweep", "--trait", "optimistic", "--vector", dir.filePath("missing.safetensors")});
+        QCOMPARE(noVector.exitCode, 2);
+    }
+
     // Stopped mid-generation (SIGTERM, as Ctrl-C's SIGINT), extract exits 130 and leaves a
     // checkpoint; the same command again resumes from it instead of starting over.
     void extractResumesAfterBeingStopped() {
