@@ -1,6 +1,8 @@
 #include "main_window.h"
 
 #include "engine_client.h"
+#include "extraction_panel.h"
+#include "heat_map_panel.h"
 #include "model_panel.h"
 #include "steering_panel.h"
 #include "persona/process_memory.h"
@@ -37,6 +39,28 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     steeringPanel_ = new SteeringPanel(engine_, panels_);
     steeringPanel_->setObjectName("steering_panel");
     panels_->addTab(steeringPanel_, tr("Steering"));
+    extractionPanel_ = new ExtractionPanel(engine_, panels_);
+    extractionPanel_->setObjectName("extraction_panel");
+    panels_->addTab(extractionPanel_, tr("Extraction"));
+    heatMapPanel_ = new HeatMapPanel(engine_, panels_);
+    heatMapPanel_->setObjectName("heat_map_panel");
+    panels_->addTab(heatMapPanel_, tr("Heat maps"));
+    // A finished extraction's vector is ready to steer with and to look at.
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, heatMapPanel_, &HeatMapPanel::setExtraction);
+    connect(extractionPanel_, &ExtractionPanel::vectorChosen, steeringPanel_,
+            [this](const persona::PersonaVector& vector, int suggestedLayer) {
+                steeringPanel_->useVector(vector,
+                                          tr("%1 %2 (last extraction)")
+                                              .arg(QString::fromStdString(vector.trait),
+                                                   QString::fromLatin1(persona::aggregate_name(vector.aggregate))),
+                                          suggestedLayer);
+            });
+    connect(extractionPanel_, &ExtractionPanel::extractionProgress, this, [this](const QString& stage, qint64 done, qint64 total) {
+        engineState_->setText(tr("engine: extracting, %1 %2/%3").arg(stage).arg(done).arg(total));
+    });
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, this, [this] { engineState_->setText(tr("engine: ready (extraction done)")); });
+    connect(extractionPanel_, &ExtractionPanel::extractionCancelled, this, [this] { engineState_->setText(tr("engine: extraction cancelled")); });
+    connect(extractionPanel_, &ExtractionPanel::extractionFailed, this, [this] { engineState_->setText(tr("engine: extraction failed")); });
     splitter->addWidget(projectTree_);
     splitter->addWidget(panels_);
     splitter->setStretchFactor(1, 1);
@@ -114,7 +138,7 @@ void MainWindow::buildStatusBar() {
 
 bool MainWindow::showPanel(const QString& name) {
     for (int i = 0; i < panels_->count(); ++i)
-        if (panels_->tabText(i).remove('&').toLower() == name.toLower()) {
+        if (panels_->tabText(i).remove('&').remove(' ').toLower() == QString(name).remove(' ').toLower()) {
             panels_->setCurrentIndex(i);
             return true;
         }
@@ -153,6 +177,8 @@ void MainWindow::onModelLoaded() {
     progress_->setVisible(false);
     modelPanel_->showFacts(*facts);
     steeringPanel_->setModel(*facts);
+    extractionPanel_->setModel(*facts);
+    heatMapPanel_->setModel(*facts);
     const QString name = QString::fromStdString(facts->name);
     engineState_->setText(tr("engine: ready"));
     modelBadge_->setText(tr("model: %1 | %2 %3 (%4)")
