@@ -93,7 +93,7 @@ void ExtractionPanel::buildSettings() {
     };
     trait_ = new QComboBox(this);
     trait_->setObjectName("trait");
-    trait_->setMinimumContentsLength(14);
+    trait_->setMinimumContentsLength(12);
     questions_ = spin("questions", 0, 1000, 0, tr("Extraction questions to use; 0 uses all of them"));
     questions_->setSpecialValueText(tr("all"));
     pairs_ = spin("pairs", 0, 100, 0, tr("Instruction pairs to use; 0 uses all of them"));
@@ -111,8 +111,10 @@ void ExtractionPanel::buildSettings() {
     judge_ = new QComboBox(this);
     judge_->setObjectName("judge");
     judge_->addItem(tr("local model"), static_cast<int>(persona::JudgeKind::Local));
-    judge_->addItem(tr("none (keep every pair)"), static_cast<int>(persona::JudgeKind::None));
-    judge_->setToolTip(tr("Without a judge the vector contrasts the system prompts, not judged trait expression"));
+    judge_->addItem(tr("none"), static_cast<int>(persona::JudgeKind::None));
+    judge_->setToolTip(tr("local model: the loaded model scores each answer 0-100 for the trait and for coherence.\n"
+                          "none: every pair is kept; the vector then contrasts the system prompts, not judged trait "
+                          "expression"));
     auto threshold = [this](const char* name, const QString& tip) {
         auto* s = new QDoubleSpinBox(this);
         s->setObjectName(name);
@@ -145,7 +147,7 @@ void ExtractionPanel::buildSettings() {
     add(0, tr("Temperature"), temperature_);
     add(1, tr("Trait \u2265"), traitThreshold_);
     column = 10;
-    add(1, tr("Coherence \u2265"), coherenceThreshold_);
+    add(0, tr("Coherence \u2265"), coherenceThreshold_);
     grid->setColumnStretch(1, 1);
 
     runButton_ = new QPushButton(tr("Run"), this);
@@ -155,15 +157,17 @@ void ExtractionPanel::buildSettings() {
     discardButton_ = new QPushButton(tr("Discard saved progress"), this);
     discardButton_->setObjectName("discard_checkpoint");
     discardButton_->setToolTip(tr("Delete the checkpoint of these settings, so the next run starts from nothing"));
-    grid->addWidget(runButton_, 0, 10, 1, 1);
-    grid->addWidget(cancelButton_, 0, 11, 1, 1);
-    grid->addWidget(discardButton_, 1, 12, 1, 1);
     layout()->addWidget(box);
 
     message_ = new QLabel(tr("Load a model to extract a persona vector."), this);
     message_->setObjectName("extraction_message");
     message_->setWordWrap(true);
-    layout()->addWidget(message_);
+    auto* messageRow = new QHBoxLayout;
+    messageRow->addWidget(message_, 1);
+    messageRow->addWidget(runButton_);
+    messageRow->addWidget(cancelButton_);
+    messageRow->addWidget(discardButton_);
+    static_cast<QVBoxLayout*>(layout())->addLayout(messageRow);
 
     connect(runButton_, &QPushButton::clicked, this, &ExtractionPanel::run);
     connect(cancelButton_, &QPushButton::clicked, this, &ExtractionPanel::cancel);
@@ -209,7 +213,7 @@ void ExtractionPanel::buildResults() {
     header->setSectionResizeMode(QHeaderView::ResizeToContents);
     header->setSectionResizeMode(QuestionColumn, QHeaderView::Interactive);
     header->setSectionResizeMode(AnswerColumn, QHeaderView::Stretch);
-    table_->setColumnWidth(QuestionColumn, 170);
+    table_->setColumnWidth(QuestionColumn, 130);
 
     auto* right = new QWidget(splitter);
     auto* rightLayout = new QVBoxLayout(right);
@@ -271,6 +275,8 @@ void ExtractionPanel::buildResults() {
         label->position->setTypeX(QCPItemPosition::ptPlotCoords);
         label->position->setTypeY(QCPItemPosition::ptAxisRectRatio);
         label->setColor(QColor(0, 110, 50));
+        label->setBrush(QBrush(QColor(255, 255, 255, 200)));
+        label->setPadding(QMargins(2, 1, 2, 1));
         label->setVisible(false);
         suggestedLines_[i] = line;
         suggestedLabels_[i] = label;
@@ -282,6 +288,7 @@ void ExtractionPanel::buildResults() {
     splitter->addWidget(right);
     splitter->setStretchFactor(0, 3);
     splitter->setStretchFactor(1, 2);
+    splitter->setSizes({560, 360});  // the answers want the width; the plots read fine narrower
     layout()->addWidget(splitter);
     static_cast<QVBoxLayout*>(layout())->setStretchFactor(splitter, 1);
 
@@ -644,7 +651,10 @@ void ExtractionPanel::showPlots() {
         const double x = chosen->suggested_layer;
         suggestedLines_[i]->point1->setCoords(x, 0);
         suggestedLines_[i]->point2->setCoords(x, 1);
-        suggestedLabels_[i]->position->setCoords(x + 0.3, 0.02);
+        // Halfway down the plot (the AUROC line runs along its top), on the side with room.
+        const bool rightHalf = x > lastLayer / 2;
+        suggestedLabels_[i]->setPositionAlignment(Qt::AlignTop | (rightHalf ? Qt::AlignRight : Qt::AlignLeft));
+        suggestedLabels_[i]->position->setCoords(rightHalf ? x - 0.3 : x + 0.3, 0.45);
         suggestedLabels_[i]->setText(tr("suggested layer %1").arg(chosen->suggested_layer));
     }
     if (chosen) {

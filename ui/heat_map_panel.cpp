@@ -51,11 +51,11 @@ void HeatMapPanel::buildInputs() {
     vectorChoice_ = new QComboBox(this);
     vectorChoice_->setObjectName("heat_vector_choice");
     vectorChoice_->addItem(tr("Open vector..."));
-    vectorChoice_->setMinimumContentsLength(26);
+    vectorChoice_->setMinimumContentsLength(20);
     sampleChoice_ = new QComboBox(this);
     sampleChoice_->setObjectName("sample_choice");
     sampleChoice_->addItem(tr("(typed conversation)"));
-    sampleChoice_->setMinimumContentsLength(30);
+    sampleChoice_->setMinimumContentsLength(20);
     sampleChoice_->setToolTip(tr("Fill the conversation from a sample of the last extraction"));
     computeButton_ = new QPushButton(tr("Compute"), this);
     computeButton_->setObjectName("compute_heat_map");
@@ -112,10 +112,11 @@ void HeatMapPanel::buildMaps() {
     conversationScroll_->setObjectName("conversation_scroll");
     conversationScroll_->setWidgetResizable(true);
     conversationScroll_->setFrameShape(QFrame::NoFrame);
+    conversationScroll_->setVerticalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
     conversationMap_ = new ProjectionHeatMap(tr("Projection per layer and token"));
     conversationMap_->setObjectName("conversation_heat_map");
     conversationMap_->setColumnLabelsShown(true);
-    conversationMap_->setMinimumHeight(240);
+    conversationMap_->setMinimumHeight(220);
     conversationScroll_->setWidget(conversationMap_);
 
     auto* samples = new QWidget(splitter);
@@ -136,12 +137,13 @@ void HeatMapPanel::buildMaps() {
     sampleMap_->setObjectName("sample_heat_map");
     sampleMap_->setColumnNoun(tr("sample"));
     sampleMap_->setColumnLabelsShown(true);
-    sampleMap_->setMinimumHeight(200);
+    sampleMap_->setMinimumHeight(170);
     samplesLayout->addWidget(sampleMap_, 1);
     splitter->addWidget(conversationScroll_);
     splitter->addWidget(samples);
     splitter->setStretchFactor(0, 3);
     splitter->setStretchFactor(1, 2);
+    splitter->setSizes({330, 230});
     layout()->addWidget(splitter);
     static_cast<QVBoxLayout*>(layout())->setStretchFactor(splitter, 1);
 

@@ -14,7 +14,7 @@ QString columnLabel(QString text) {
     text.replace('\t', QStringLiteral("\u21e5"));
     text = text.trimmed();
     if (text.isEmpty()) return QStringLiteral("\u2423");
-    return text.size() > 14 ? text.left(13) + QStringLiteral("\u2026") : text;
+    return text.size() > 12 ? text.left(11) + QStringLiteral("\u2026") : text;
 }
 }  // namespace
 
@@ -57,7 +57,6 @@ void ProjectionHeatMap::setTitle(const QString& title) { title_->setText(title);
 
 void ProjectionHeatMap::setColumnLabelsShown(bool shown) {
     columnLabelsShown_ = shown;
-    xAxis->setTickLabelRotation(shown ? 90 : 0);
     updateColumnTicker();
     replot(QCustomPlot::rpQueuedReplot);
 }
@@ -80,8 +79,26 @@ void ProjectionHeatMap::updateColumnTicker() {
     // The labels say what the columns are; an axis title under them would only take room.
     xAxis->setLabel(QString());
     QSharedPointer<QCPAxisTickerText> ticker(new QCPAxisTickerText);
-    for (int column = 0; column < tokenTexts_.size(); ++column) ticker->addTick(column, columnLabel(tokenTexts_[column]));
+    const QFontMetrics metrics(xAxis->tickLabelFont());
+    int widest = 0;
+    for (int column = 0; column < tokenTexts_.size(); ++column) {
+        const QString label = columnLabel(tokenTexts_[column]);
+        widest = std::max(widest, metrics.horizontalAdvance(label));
+        ticker->addTick(column, label);
+    }
     xAxis->setTicker(ticker);
+    // Upright labels read best; turn them only when neighbours would overlap.
+    const int plotWidth = axisRect()->width() > 0 ? axisRect()->width() : width() - 120;
+    const int columnWidth = plotWidth / std::max(1, static_cast<int>(tokenTexts_.size()));
+    xAxis->setTickLabelRotation(widest + 6 <= columnWidth ? 0 : 90);
+}
+
+void ProjectionHeatMap::resizeEvent(QResizeEvent* event) {
+    QCustomPlot::resizeEvent(event);
+    if (columnLabelsShown_) {
+        updateColumnTicker();
+        replot(QCustomPlot::rpQueuedReplot);
+    }
 }
 
 void ProjectionHeatMap::clearColumns(int layerCount, int expectedTokens) {

@@ -34,6 +34,7 @@ public:
 private:
     void showToolTip(QMouseEvent* event);
     void updateColumnTicker();
+    void resizeEvent(QResizeEvent* event) override;
 
     QCPTextElement* title_;
     QCPColorMap* map_;

@@ -178,12 +178,7 @@ void SteeringPanel::buildInputs() {
     coefficientRow->addWidget(generateButton_);
     coefficientRow->addWidget(stopButton_);
     inputs->addLayout(coefficientRow, 2, 0, 1, 3);
-    auto* sweepRow = new QHBoxLayout;
-    sweepRow->addWidget(label(tr("Sweep coefficients")));
-    sweepRow->addWidget(sweepList_, 1);
-    sweepRow->addWidget(sweepButton_);
-    whereRow->addSpacing(12);
-    whereRow->addLayout(sweepRow);
+
     inputs->setColumnStretch(1, 3);
     inputs->setColumnStretch(2, 2);
     static_cast<QVBoxLayout*>(layout())->addLayout(inputs);
@@ -191,7 +186,13 @@ void SteeringPanel::buildInputs() {
     message_ = new QLabel(tr("Load a model to steer it."), this);
     message_->setObjectName("steering_message");
     message_->setWordWrap(true);
-    layout()->addWidget(message_);
+    // The sweep shares the message's row: the inputs above have no width to spare.
+    auto* messageRow = new QHBoxLayout;
+    messageRow->addWidget(message_, 1);
+    messageRow->addWidget(label(tr("Sweep coefficients")));
+    messageRow->addWidget(sweepList_);
+    messageRow->addWidget(sweepButton_);
+    static_cast<QVBoxLayout*>(layout())->addLayout(messageRow);
 }
 
 void SteeringPanel::buildPanes() {
