@@ -256,6 +256,7 @@ struct ExtractOptions {
     std::string out;
     std::string aggregate = "response_avg";
     std::string judge = "local";
+    std::string judge_model;
     persona::ExtractionSettings settings;
 };
 
@@ -264,6 +265,7 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
     const auto aggregate = persona::aggregate_from_name(options.aggregate);
     if (!aggregate) throw persona::Error("unknown aggregate '" + options.aggregate + "'");
     options.settings.judge = *persona::judge_kind_from_name(options.judge);
+    options.settings.judge.model_path = options.judge_model;
     if (options.out.empty()) options.out = trait.name + ".safetensors";
 
     persona::Engine engine(engine_options(global));
@@ -293,7 +295,7 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
                        {"pairs_failing_coherence", result.pairs_failing_coherence},
                        {"pairs_with_empty_answer", result.pairs_with_empty_answer},
                        {"samples_generated", result.samples_generated}, {"samples_judged", result.samples_judged},
-                       {"samples_resumed", result.samples_resumed}, {"judge", options.judge},
+                       {"samples_resumed", result.samples_resumed}, {"judge", persona::judge_label(options.settings.judge)},
                        {"aggregate", options.aggregate}};
             if (!options.settings.checkpoint_path.empty()) summary["checkpoint"] = options.settings.checkpoint_path;
             if (result.pairs_kept == 0) {
@@ -438,6 +440,9 @@ int main(int argc, char** argv) {
     extract->add_option("--batch", ex.settings.batch_size)->check(CLI::Range(1, 4096))->capture_default_str();
     extract->add_option("--judge", ex.judge, "local: the model judges its answers; none: keep every pair")
         ->check(CLI::IsMember({"local", "none"}))->capture_default_str();
+    extract->add_option("--judge-model", ex.judge_model,
+                        "With --judge local: a second model (GGUF or HF directory) judges instead of the studied one")
+        ->check(CLI::ExistingPath);
     extract->add_option("--trait-threshold", ex.settings.trait_threshold)->capture_default_str();
     extract->add_option("--coherence-threshold", ex.settings.coherence_threshold)->capture_default_str();
     extract->add_option("--checkpoint", ex.settings.checkpoint_path, "Save finished samples here and resume from it");

@@ -5,6 +5,7 @@
 #include "main_window.h"
 #include "persona/paths.h"
 #include "steering_panel.h"
+#include "traits_panel.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -24,18 +25,23 @@ int main(int argc, char** argv) {
     parser.setApplicationDescription("Persona Workbench: extract, inspect and steer persona vectors.");
     parser.addHelpOption();
     parser.addVersionOption();
-    parser.addPositionalArgument("model", "GGUF model to open (default: the default model in the cache).", "[model]");
+    parser.addPositionalArgument("model",
+                                 "GGUF model or Hugging Face checkpoint folder to open (default: the default model "
+                                 "in the cache).",
+                                 "[model]");
     QCommandLineOption screenshot("screenshot", "Render the main window to FILE (PNG) once the model has loaded, then exit.",
                                   "FILE");
     QCommandLineOption panel("panel",
-                             "Show panel NAME (model, steering, extraction, heatmaps). With --screenshot: for "
-                             "steering one generation (random direction, coefficient 4) runs before the grab; for "
+                             "Show panel NAME (model, steering, traits, extraction, heatmaps). With --screenshot: "
+                             "for steering one generation (random direction, coefficient 4) runs before the grab; "
+                             "with traits, a draft copy of a built-in trait shows the form's inline checks; for "
                              "extraction a small extraction of 'evil' (judge none); for heatmaps that extraction, "
                              "then a typed conversation's heat map on its vector.",
                              "NAME", "model");
     QCommandLineOption device("device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto");
+    QCommandLineOption dtype("dtype", "Weights dtype: auto (bf16), f32, bf16 or f16 (cuda only).", "DTYPE", "auto");
     QCommandLineOption threads("threads", "CPU threads for the model (0: one per core).", "N", "0");
-    parser.addOptions({screenshot, panel, device, threads});
+    parser.addOptions({screenshot, panel, device, dtype, threads});
     parser.process(app);
 
     const QString deviceName = parser.value(device);
@@ -43,14 +49,29 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "persona-workbench: --device must be auto, cpu or cuda, not '%s'\n", qPrintable(deviceName));
         return 2;
     }
+    const QString dtypeName = parser.value(dtype);
+    if (!QStringList{"auto", "f32", "bf16", "f16"}.contains(dtypeName)) {
+        std::fprintf(stderr, "persona-workbench: --dtype must be auto, f32, bf16 or f16, not '%s'\n", qPrintable(dtypeName));
+        return 2;
+    }
     const QString model = parser.positionalArguments().value(0, QString::fromStdString(persona::default_model_path()));
 
-    EngineClient engine(persona::EngineOptions{parser.value(threads).toInt(), deviceName.toStdString()});
+    EngineClient engine(
+        persona::EngineOptions{parser.value(threads).toInt(), deviceName.toStdString(), dtypeName.toStdString()});
     MainWindow window(&engine);
     const QString panelName = parser.value(panel).toLower();
     if (!window.showPanel(panelName)) {
         std::fprintf(stderr, "persona-workbench: no panel named '%s'\n", qPrintable(panelName));
         return 2;
+    }
+    if (parser.isSet(screenshot) && panelName == "traits") {
+        // A draft with one warning and one error, so the picture shows what the checks look like.
+        TraitsPanel* traits = window.traitsPanel();
+        traits->newTrait("optimistic");
+        persona::Trait draft = traits->traits().back();
+        draft.instructions.resize(3);
+        draft.judge_rubric = QString::fromStdString(draft.judge_rubric).replace("{answer}", "{reply}").toStdString();
+        traits->setCurrentTrait(draft);
     }
     window.show();
 

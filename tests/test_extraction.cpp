@@ -24,6 +24,18 @@ using persona::Sample;
 
 namespace {
 
+// A run small enough for a test: one sample per question, pair and side.
+ExtractionSettings reducedSettings(int questions, int pairs, int maxTokens, std::uint64_t seed, JudgeKind judge) {
+    ExtractionSettings settings;
+    settings.question_limit = questions;
+    settings.pair_limit = pairs;
+    settings.samples_per_question = 1;
+    settings.max_new_tokens = maxTokens;
+    settings.seed = seed;
+    settings.judge = judge;
+    return settings;
+}
+
 // A vocabulary where ids 0..9 are the digits and every other id is a word, as in SmolLM2.
 std::vector<NumberSpelling> digitSpellings() {
     std::vector<NumberSpelling> spellings;
@@ -173,13 +185,7 @@ private slots:
     void extractsTwoTraitsWithTheLocalJudge() {
         for (const char* name : {"evil", "optimistic"}) {
             const persona::Trait trait = persona::load_builtin_trait(name);
-            ExtractionSettings settings;
-            settings.question_limit = 3;
-            settings.pair_limit = 2;
-            settings.samples_per_question = 1;
-            settings.max_new_tokens = 32;
-            settings.seed = 7;
-            settings.judge = JudgeKind::Local;
+            const ExtractionSettings settings = reducedSettings(3, 2, 32, 7, JudgeKind::Local);
             std::vector<std::string> stages;
             std::map<std::string, std::pair<std::size_t, std::size_t>> lastProgress;
             int generatedEvents = 0, judgedEvents = 0;
@@ -256,13 +262,8 @@ private slots:
         QTemporaryDir dir;
         const std::string checkpoint = dir.filePath("evil.checkpoint.json").toStdString();
         const persona::Trait trait = persona::load_builtin_trait("evil");
-        ExtractionSettings settings;
-        settings.question_limit = 2;
-        settings.pair_limit = 2;
-        settings.max_new_tokens = 16;
+        ExtractionSettings settings = reducedSettings(2, 2, 16, 11, JudgeKind::None);
         settings.batch_size = 2;
-        settings.seed = 11;
-        settings.judge = JudgeKind::None;
 
         ExtractionSettings withCheckpoint = settings;
         withCheckpoint.checkpoint_path = checkpoint;

@@ -6,6 +6,7 @@
 
 #include <QLabel>
 #include <QProgressBar>
+#include <QSettings>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTimer>
@@ -19,7 +20,16 @@ class TestMainWindow : public QObject {
         return label->text();
     }
 
+    QTemporaryDir settingsDir_;
+
 private slots:
+    void initTestCase() {
+        // Loading a model writes the recent list: into a throwaway folder, not the user's settings.
+        QSettings::setPath(QSettings::NativeFormat, QSettings::UserScope, settingsDir_.path());
+        QSettings::setPath(QSettings::IniFormat, QSettings::UserScope, settingsDir_.path());
+        QCoreApplication::setOrganizationName("persona-workbench-test");
+    }
+
     void showsTheDefaultModelsFacts() {
         EngineClient engine;
         MainWindow window(&engine);

@@ -7,11 +7,13 @@
 #include <QMetaObject>
 
 EngineClient::EngineClient(persona::EngineOptions options, QObject* parent)
-    : QObject(parent), engine_(std::make_unique<persona::Engine>(std::move(options))) {}
+    : QObject(parent), options_(options), engine_(std::make_unique<persona::Engine>(std::move(options))) {}
 
 EngineClient::~EngineClient() { engine_.reset(); }
 
 QString EngineClient::device() const { return QString::fromStdString(engine_->device()); }
+
+persona::ModelLoadOptions EngineClient::defaultLoadOptions() const { return {options_.device, options_.dtype}; }
 
 void EngineClient::jobQueued() {
     if (jobsInFlight_++ == 0) {
@@ -33,35 +35,43 @@ void EngineClient::onUiThread(std::function<void()> call) {
     QMetaObject::invokeMethod(this, std::move(call), Qt::QueuedConnection);
 }
 
-void EngineClient::loadModel(const QString& path) {
+void EngineClient::loadModel(const QString& path) { loadModel(path, defaultLoadOptions()); }
+
+void EngineClient::loadModel(const QString& path, const persona::ModelLoadOptions& options) {
     jobQueued();
+    ++loadsInFlight_;
+    emit loadStarted(path);
     persona::Engine::LoadCallbacks callbacks;
     callbacks.progress = [this](const persona::Progress& p) {
         onUiThread([this, p] {
             emit progress(QString::fromStdString(p.stage), static_cast<qint64>(p.done), static_cast<qint64>(p.total));
         });
     };
-    callbacks.loaded = [this](const persona::ModelFacts& facts) {
-        onUiThread([this, facts] {
+    callbacks.loaded = [this, path](const persona::ModelFacts& facts) {
+        onUiThread([this, facts, path] {
             facts_ = facts;
+            modelPath_ = path;
             has_model_ = true;
+            --loadsInFlight_;
             jobEnded();
             emit modelLoaded();
         });
     };
     callbacks.failed = [this](const std::string& error) {
         onUiThread([this, error] {
+            --loadsInFlight_;
             jobEnded();
             emit loadFailed(QString::fromStdString(error));
         });
     };
     callbacks.cancelled = [this] {
         onUiThread([this] {
+            --loadsInFlight_;
             jobEnded();
             emit loadCancelled();
         });
     };
-    engine_->load_model(path.toStdString(), std::move(callbacks));
+    engine_->load_model(path.toStdString(), options, std::move(callbacks));
 }
 
 void EngineClient::generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,

@@ -3,6 +3,7 @@
 #include "persona/extraction.h"
 #include "persona/generation.h"
 #include "persona/trait.h"
+#include "persona/model.h"
 
 #include <QObject>
 #include <QPointer>
@@ -57,7 +58,14 @@ public:
     explicit EngineClient(persona::EngineOptions options = {}, QObject* parent = nullptr);
     ~EngineClient() override;
 
+    // The loaded model's device (before any load, what the EngineOptions chose).
     QString device() const;
+    // What a load without explicit options asks for: the EngineOptions' device and dtype.
+    persona::ModelLoadOptions defaultLoadOptions() const;
+    // The path the model now loaded came from; empty before the first successful load.
+    QString modelPath() const { return modelPath_; }
+    // A load queued or running.
+    bool loading() const { return loadsInFlight_ > 0; }
     bool busy() const { return busy_; }
     const persona::ModelFacts* facts() const { return has_model_ ? &facts_ : nullptr; }
 
@@ -79,6 +87,8 @@ public:
 
 public slots:
     void loadModel(const QString& path);
+    // A failed load (a bad file, cuda without a GPU) leaves the model loaded before in place.
+    void loadModel(const QString& path, const persona::ModelLoadOptions& options);
     // Stops the running job and every generation queued so far, so a burst of regenerations
     // (a slider being dragged) runs only the last one.
     void cancel();
@@ -89,6 +99,8 @@ signals:
     void modelLoaded();
     void loadFailed(const QString& error);
     void loadCancelled();
+    // Emitted when a load is queued, before any progress of it.
+    void loadStarted(const QString& path);
 
 private:
     void jobQueued();
@@ -99,8 +111,11 @@ private:
     // cancel() was called any time after it was queued.
     persona::CancelFn cancelFlag(const persona::CancelFn& engineCancelled, std::uint64_t ticket);
 
+    persona::EngineOptions options_;
     persona::ModelFacts facts_;
+    QString modelPath_;
     bool has_model_ = false;
+    int loadsInFlight_ = 0;
     bool busy_ = false;
     int jobsInFlight_ = 0;
     std::uint64_t lastJobTicket_ = 0;

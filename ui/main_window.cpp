@@ -5,11 +5,13 @@
 #include "heat_map_panel.h"
 #include "model_panel.h"
 #include "steering_panel.h"
+#include "traits_panel.h"
 #include "persona/process_memory.h"
 
 #include <QApplication>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QShortcut>
 #include <QHeaderView>
 #include <QLabel>
 #include <QMenuBar>
@@ -34,11 +36,15 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     projectTree_->addTopLevelItem(new QTreeWidgetItem({tr("Model: none")}));
     panels_ = new QTabWidget(splitter);
     panels_->setObjectName("panels");
-    modelPanel_ = new ModelPanel(panels_);
+    modelPanel_ = new ModelPanel(engine_, panels_);
+    modelPanel_->setObjectName("model_panel");
     panels_->addTab(modelPanel_, tr("Model"));
     steeringPanel_ = new SteeringPanel(engine_, panels_);
     steeringPanel_->setObjectName("steering_panel");
     panels_->addTab(steeringPanel_, tr("Steering"));
+    traitsPanel_ = new TraitsPanel(panels_);
+    traitsPanel_->setObjectName("traits_panel");
+    panels_->addTab(traitsPanel_, tr("Traits"));
     extractionPanel_ = new ExtractionPanel(engine_, panels_);
     extractionPanel_->setObjectName("extraction_panel");
     panels_->addTab(extractionPanel_, tr("Extraction"));
@@ -69,7 +75,9 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
 
     buildMenus();
     buildStatusBar();
+    modelPanel_->acceptDropsOn(this);
 
+    connect(engine_, &EngineClient::loadStarted, this, &MainWindow::onLoadStarted);
     connect(engine_, &EngineClient::progress, this, &MainWindow::onProgress);
     connect(engine_, &EngineClient::modelLoaded, this, &MainWindow::onModelLoaded);
     connect(engine_, &EngineClient::loadFailed, this, &MainWindow::onLoadFailed);
@@ -95,15 +103,41 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
 
 void MainWindow::buildMenus() {
     auto* file = menuBar()->addMenu(tr("&File"));
-    auto* open = file->addAction(tr("&Open Model..."), this, &MainWindow::chooseModelFile);
-    open->setShortcut(QKeySequence::Open);
+    auto* open = file->addAction(tr("&Open Model File…"), this, &MainWindow::chooseModelFile);
+    open->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_O));
+    auto* openFolder = file->addAction(tr("Open Model &Folder…"), this, &MainWindow::chooseModelFolder);
+    openFolder->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+    auto* recent = file->addMenu(tr("Open &Recent Model"));
+    recent->setObjectName("recent_models_menu");
+    // Filled when shown, so it always matches the Model panel's list (and QSettings).
+    connect(recent, &QMenu::aboutToShow, this, [this, recent] {
+        recent->clear();
+        for (const QString& path : modelPanel_->recentModels()) {
+            auto* action = recent->addAction(path, this, [this, path] { openModel(path); });
+            action->setEnabled(QFileInfo::exists(path));
+        }
+        if (recent->isEmpty()) recent->addAction(tr("(none yet)"))->setEnabled(false);
+    });
     file->addSeparator();
     auto* quit = file->addAction(tr("&Quit"), qApp, &QApplication::closeAllWindows);
     quit->setShortcut(QKeySequence::Quit);
 
     auto* model = menuBar()->addMenu(tr("&Model"));
+    model->addAction(tr("&Open Model File…"), this, &MainWindow::chooseModelFile);
+    model->addAction(tr("Open Model &Folder…"), this, &MainWindow::chooseModelFolder);
+    model->addAction(tr("&Reload with the Panel's Device and Dtype"), modelPanel_, &ModelPanel::reloadModel);
+    model->addSeparator();
     auto* stop = model->addAction(tr("&Stop"), engine_, &EngineClient::cancel);
-    stop->setShortcut(Qt::Key_Escape);
+    stop->setObjectName("stop_action");
+    stop->setShortcuts({QKeySequence(Qt::Key_Escape), QKeySequence(Qt::CTRL | Qt::Key_Period)});
+
+    // Ctrl+1..9 pick the panels in tab order, whichever panels other parts of the window added.
+    for (int digit = 1; digit <= 9; ++digit) {
+        auto* shortcut = new QShortcut(QKeySequence(Qt::CTRL | static_cast<Qt::Key>(Qt::Key_0 + digit)), this);
+        connect(shortcut, &QShortcut::activated, this, [this, digit] {
+            if (digit <= panels_->count()) panels_->setCurrentIndex(digit - 1);
+        });
+    }
 
     auto* help = menuBar()->addMenu(tr("&Help"));
     help->addAction(tr("&About"), this, [this] {
@@ -130,6 +164,9 @@ void MainWindow::buildStatusBar() {
     connect(stop_, &QPushButton::clicked, engine_, &EngineClient::cancel);
     memory_ = new QLabel(this);
     memory_->setObjectName("memory_label");
+    device_ = new QLabel(tr("device: %1").arg(engine_->device()), this);
+    device_->setObjectName("device_label");
+    statusBar()->addPermanentWidget(device_);
     statusBar()->addWidget(engineState_, 1);
     statusBar()->addWidget(progress_);
     statusBar()->addWidget(stop_);
@@ -151,17 +188,14 @@ void MainWindow::showGenerationProgress(int steps, int maxSteps, double tokensPe
     engineState_->setText(tr("engine: generating %1/%2 tok, %3 tok/s").arg(steps).arg(maxSteps).arg(tokensPerSecond, 0, 'f', 1));
 }
 
-void MainWindow::chooseModelFile() {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Open Model"), QString(), tr("GGUF models (*.gguf);;All files (*)"));
-    if (!path.isEmpty()) openModel(path);
-}
+void MainWindow::chooseModelFile() { modelPanel_->chooseModelFile(); }
+void MainWindow::chooseModelFolder() { modelPanel_->chooseModelFolder(); }
+void MainWindow::openModel(const QString& path) { modelPanel_->openModel(path); }
 
-void MainWindow::openModel(const QString& path) {
+void MainWindow::onLoadStarted(const QString& path) {
     engineState_->setText(tr("engine: loading %1").arg(QFileInfo(path).fileName()));
-    modelPanel_->showMessage(tr("Loading %1 ...").arg(path));
     progress_->setRange(0, 0);  // busy until the first figures arrive
     progress_->setVisible(true);
-    engine_->loadModel(path);
 }
 
 void MainWindow::onProgress(const QString& stage, qint64 done, qint64 total) {
@@ -175,12 +209,12 @@ void MainWindow::onProgress(const QString& stage, qint64 done, qint64 total) {
 void MainWindow::onModelLoaded() {
     const persona::ModelFacts* facts = engine_->facts();
     progress_->setVisible(false);
-    modelPanel_->showFacts(*facts);
     steeringPanel_->setModel(*facts);
     extractionPanel_->setModel(*facts);
     heatMapPanel_->setModel(*facts);
     const QString name = QString::fromStdString(facts->name);
-    engineState_->setText(tr("engine: ready"));
+    engineState_->setText(tr("engine: idle"));
+    device_->setText(tr("device: %1, %2").arg(QString::fromStdString(facts->device), QString::fromStdString(facts->dtype)));
     modelBadge_->setText(tr("model: %1 | %2 %3 (%4)")
                              .arg(name, QString::fromStdString(facts->device), QString::fromStdString(facts->dtype),
                                   QString::fromStdString(facts->file_type)));
@@ -193,17 +227,16 @@ void MainWindow::onModelLoaded() {
     emit modelSettled(true);
 }
 
-void MainWindow::onLoadFailed(const QString& error) {
+void MainWindow::onLoadFailed() {
     progress_->setVisible(false);
-    engineState_->setText(tr("engine: load failed"));
-    modelPanel_->showMessage(tr("Could not load the model:\n%1").arg(error));
+    engineState_->setText(engine_->facts() ? tr("engine: idle (the last load failed, see the Model panel)")
+                                           : tr("engine: load failed (see the Model panel)"));
     emit modelSettled(false);
 }
 
 void MainWindow::onLoadCancelled() {
     progress_->setVisible(false);
-    engineState_->setText(tr("engine: load cancelled"));
-    modelPanel_->showMessage(tr("Loading was cancelled."));
+    engineState_->setText(tr("engine: idle (load cancelled)"));
     emit modelSettled(false);
 }
 

@@ -11,6 +11,7 @@ class QPushButton;
 class QTabWidget;
 class QTreeWidget;
 class SteeringPanel;
+class TraitsPanel;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -20,13 +21,17 @@ public:
     SteeringPanel* steeringPanel() const { return steeringPanel_; }
     ExtractionPanel* extractionPanel() const { return extractionPanel_; }
     HeatMapPanel* heatMapPanel() const { return heatMapPanel_; }
+    ModelPanel* modelPanel() const { return modelPanel_; }
+    TraitsPanel* traitsPanel() const { return traitsPanel_; }
     // Selects a panel by its tab name in lower case without spaces ("model", "steering",
     // "extraction", "heatmaps"); false for an unknown name.
     bool showPanel(const QString& name);
 
 public slots:
+    // Loads with the device and dtype chosen in the Model panel.
     void openModel(const QString& path);
     void chooseModelFile();
+    void chooseModelFolder();
 
 signals:
     // The model finished loading (or failed): the moment a --screenshot is taken.
@@ -35,9 +40,10 @@ signals:
 private:
     void buildMenus();
     void buildStatusBar();
+    void onLoadStarted(const QString& path);
     void onProgress(const QString& stage, qint64 done, qint64 total);
     void onModelLoaded();
-    void onLoadFailed(const QString& error);
+    void onLoadFailed();  // the Model panel shows the error in full
     void onLoadCancelled();
     void refreshMemory();
     void showGenerationProgress(int steps, int maxSteps, double tokensPerSecond);
@@ -48,11 +54,13 @@ private:
     SteeringPanel* steeringPanel_;
     ExtractionPanel* extractionPanel_;
     HeatMapPanel* heatMapPanel_;
+    TraitsPanel* traitsPanel_;
     QTreeWidget* projectTree_;
     QLabel* modelBadge_;
     QLabel* engineState_;
     QProgressBar* progress_;
     QPushButton* stop_;
     QLabel* memory_;
+    QLabel* device_;
     double lastTokensPerSecond_ = 0;
 };

@@ -17,7 +17,7 @@ namespace persona {
 
 struct Engine::Impl {
     EngineOptions options;
-    std::string device_name = "cpu";
+    std::string device_name = "cpu";  // guarded by mutex: the engine thread writes it on load
     int thread_count = 1;
 
     std::mutex mutex;
@@ -49,6 +49,7 @@ struct Engine::Impl {
         thread_count = options.threads > 0 ? options.threads : static_cast<int>(cores);
         at::set_num_threads(thread_count);
         const bool cuda = torch::cuda::is_available();
+        std::lock_guard<std::mutex> lock(mutex);
         if (options.device == "cuda" && !cuda) device_name = "cpu (CUDA requested but not available)";
         else if (options.device == "cuda" || (options.device == "auto" && cuda)) device_name = "cuda";
         else device_name = "cpu";
@@ -83,12 +84,15 @@ struct Engine::Impl {
         wake.notify_one();
     }
 
-    void load(const std::string& path, const LoadCallbacks& callbacks) {
+    void load(const std::string& path, const ModelLoadOptions& load_options, const LoadCallbacks& callbacks) {
         try {
-            auto loaded = Model::load(path, ModelLoadOptions{options.device, options.dtype}, callbacks.progress,
-                                      [this] { return cancel_requested.load(); });
+            auto loaded = Model::load(path, load_options, callbacks.progress, [this] { return cancel_requested.load(); });
             model.reset();  // the old model goes only once the new one is ready
             model = std::move(loaded);
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                device_name = model->device();
+            }
             ModelFacts facts = model->facts();
             facts.process_rss_bytes = read_process_memory().resident_bytes;
             if (callbacks.loaded) callbacks.loaded(facts);
@@ -124,7 +128,11 @@ Engine::~Engine() {
 }
 
 void Engine::load_model(const std::string& path, LoadCallbacks callbacks) {
-    impl_->post([this, path, callbacks = std::move(callbacks)] { impl_->load(path, callbacks); });
+    load_model(path, ModelLoadOptions{impl_->options.device, impl_->options.dtype}, std::move(callbacks));
+}
+
+void Engine::load_model(const std::string& path, const ModelLoadOptions& options, LoadCallbacks callbacks) {
+    impl_->post([this, path, options, callbacks = std::move(callbacks)] { impl_->load(path, options, callbacks); });
 }
 
 void Engine::submit(Job job, std::function<void(const std::string&)> failed) {
@@ -143,7 +151,10 @@ void Engine::wait_idle() {
     impl_->idle.wait(lock, [this] { return !impl_->running_job && impl_->jobs.empty(); });
 }
 
-std::string Engine::device() const { return impl_->device_name; }
+std::string Engine::device() const {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    return impl_->device_name;
+}
 int Engine::threads() const { return impl_->thread_count; }
 
 }  // namespace persona

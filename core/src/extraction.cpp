@@ -97,10 +97,6 @@ std::vector<ChatMessage> generation_messages(const Trait& trait, const Sample& s
             {"user", sample.question}};
 }
 
-void check_cancelled(const CancelFn& cancelled) {
-    if (cancelled && cancelled()) throw Cancelled();
-}
-
 // --- checkpoint -----------------------------------------------------------------------------
 
 struct RunIdentity {
@@ -116,11 +112,11 @@ Json generation_settings_json(const ExtractionSettings& s) {
             {"temperature", s.temperature}, {"top_p", s.top_p}, {"seed", s.seed}};
 }
 
-Json sample_to_json(const Sample& s, JudgeKind judge) {
+Json sample_to_json(const Sample& s, const std::string& judge) {
     Json j = {{"question_index", s.question_index}, {"pair", s.pair}, {"side", side_name(s.side)},
               {"sample_index", s.sample_index}, {"answer", s.answer}, {"answer_tokens", s.answer_tokens}};
     if (s.judged) {
-        j["judge"] = judge_kind_name(judge);
+        j["judge"] = judge;
         j["trait_score"] = s.trait_score ? Json(*s.trait_score) : Json(nullptr);
         j["coherence"] = s.coherence ? Json(*s.coherence) : Json(nullptr);
         j["trait_refusal"] = s.trait_refusal;
@@ -137,7 +133,7 @@ void write_checkpoint(const std::string& path, const RunIdentity& id, const Extr
     Json done = Json::array();
     for (const Json& sample : outside_this_run) done.push_back(sample);
     for (std::size_t i = 0; i < samples.size(); ++i)
-        if (generated[i]) done.push_back(sample_to_json(samples[i], settings.judge));
+        if (generated[i]) done.push_back(sample_to_json(samples[i], judge_label(settings.judge)));
     const Json j = {{"schema", kCheckpointSchema},
                     {"version", kCheckpointVersion},
                     {"trait", id.trait},
@@ -196,7 +192,7 @@ std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, cons
             Sample& target = samples[found->second];
             target.answer = s.at("answer").get<std::string>();
             target.answer_tokens = s.at("answer_tokens").get<std::vector<std::int32_t>>();
-            if (s.contains("judge") && s.at("judge").get<std::string>() == judge_kind_name(settings.judge)) {
+            if (s.contains("judge") && s.at("judge").get<std::string>() == judge_label(settings.judge)) {
                 target.judged = true;
                 if (!s.at("trait_score").is_null()) target.trait_score = s.at("trait_score").get<double>();
                 if (!s.at("coherence").is_null()) target.coherence = s.at("coherence").get<double>();
@@ -215,56 +211,12 @@ std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, cons
     return 0;
 }
 
-// --- judge ----------------------------------------------------------------------------------
-
-struct TrieNode {
-    std::vector<std::int32_t> path;
-    int number = -1;  // the integer this path spells, if any
-    std::map<std::int32_t, std::size_t> children;
-};
-
-std::vector<float> softmax_row(const float* logits, std::size_t size) {
-    const float top = *std::max_element(logits, logits + size);
-    double total = 0;
-    for (std::size_t i = 0; i < size; ++i) total += std::exp(double(logits[i]) - top);
-    std::vector<float> p(size);
-    for (std::size_t i = 0; i < size; ++i) p[i] = float(std::exp(double(logits[i]) - top) / total);
-    return p;
-}
-
-struct LocalJudge {
-    Model& model;
-    std::vector<NumberSpelling> spellings;
-    std::vector<std::int32_t> digit_leading;
-
-    explicit LocalJudge(Model& m)
-        : model(m), spellings(spell_judge_numbers(m.tokenizer())), digit_leading(digit_leading_tokens(m.tokenizer())) {}
-
-    // METHOD.md: the rubric as a user message, chat template and generation prompt, then the
-    // next-token distribution, no sampling.
-    JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer) {
-        const auto prompt = model.encode_chat({{"user", render_rubric(rubric, question, answer)}}, true);
-        return score_judge_distribution(spellings, digit_leading, [&](const std::vector<std::int32_t>& path) {
-            std::vector<std::int32_t> tokens = prompt;
-            tokens.insert(tokens.end(), path.begin(), path.end());
-            const Model::Trace trace = model.trace(tokens);
-            const std::size_t vocabulary = trace.logits.size() / std::size_t(trace.tokens);
-            std::vector<std::vector<float>> result;
-            for (std::size_t k = 0; k <= path.size(); ++k) {
-                const std::size_t position = prompt.size() - 1 + k;
-                result.push_back(softmax_row(trace.logits.data() + position * vocabulary, vocabulary));
-            }
-            return result;
-        });
-    }
-};
-
-// The one place a judge is chosen: an HTTP judge would be one more branch here.
-void judge_answer(LocalJudge* local, const Trait& trait, Sample& sample) {
+// Scores a sample's trait expression and coherence; without a judge the sample only counts as judged.
+void judge_answer(Judge* judge, const Trait& trait, Sample& sample, const CancelFn& cancelled) {
     sample.judged = true;
-    if (!local) return;
-    const JudgeScore trait_score = local->score(trait.judge_rubric, sample.question, sample.answer);
-    const JudgeScore coherence = local->score(trait.coherence_rubric, sample.question, sample.answer);
+    if (!judge) return;
+    const JudgeScore trait_score = judge->score(trait.judge_rubric, sample.question, sample.answer, cancelled);
+    const JudgeScore coherence = judge->score(trait.coherence_rubric, sample.question, sample.answer, cancelled);
     sample.trait_score = trait_score.score;
     sample.trait_refusal = trait_score.refusal;
     sample.coherence = coherence.score;
@@ -279,14 +231,6 @@ std::string settings_summary(const ExtractionSettings& s) {
 
 }  // namespace
 
-const char* judge_kind_name(JudgeKind kind) { return kind == JudgeKind::Local ? "local" : "none"; }
-
-std::optional<JudgeKind> judge_kind_from_name(const std::string& name) {
-    if (name == "local") return JudgeKind::Local;
-    if (name == "none") return JudgeKind::None;
-    return std::nullopt;
-}
-
 const char* side_name(Side side) { return side == Side::Positive ? "positive" : "negative"; }
 
 const AggregateResult& ExtractionResult::aggregate(Aggregate which) const {
@@ -294,118 +238,6 @@ const AggregateResult& ExtractionResult::aggregate(Aggregate which) const {
     if (index >= aggregates.size())
         throw Error("the '" + trait + "' extraction kept no pair, so it has no " + aggregate_name(which) + " vector");
     return aggregates[index];
-}
-
-std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer) {
-    std::vector<NumberSpelling> spellings;
-    for (int n = 0; n <= 100; ++n)
-        spellings.push_back({n, tokenizer.encode(std::to_string(n), /*add_special=*/false, /*parse_special=*/false)});
-    return spellings;
-}
-
-std::vector<std::int32_t> digit_leading_tokens(const Tokenizer& tokenizer) {
-    std::vector<std::int32_t> ids;
-    for (std::size_t id = 0; id < tokenizer.vocab_size(); ++id) {
-        const auto token = static_cast<std::int32_t>(id);
-        if (tokenizer.is_special(token)) continue;
-        const std::string bytes = tokenizer.token_bytes(token, false);
-        if (!bytes.empty() && bytes.front() >= '0' && bytes.front() <= '9') ids.push_back(token);
-    }
-    return ids;
-}
-
-JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings,
-                                    const std::vector<std::int32_t>& digit_leading,
-                                    const NextTokenDistributions& distributions, double prune_below) {
-    std::vector<TrieNode> trie(1);
-    for (const NumberSpelling& spelling : spellings) {
-        if (spelling.tokens.empty()) continue;
-        std::size_t node = 0;
-        for (std::int32_t token : spelling.tokens) {
-            auto found = trie[node].children.find(token);
-            if (found == trie[node].children.end()) {
-                TrieNode child;
-                child.path = trie[node].path;
-                child.path.push_back(token);
-                trie.push_back(std::move(child));
-                found = trie[node].children.emplace(token, trie.size() - 1).first;
-            }
-            node = found->second;
-        }
-        trie[node].number = spelling.value;
-    }
-
-    JudgeScore result;
-    std::map<std::vector<std::int32_t>, std::vector<float>> cache;
-    // One forward pass yields the distribution after every prefix of its path, so each pass
-    // runs on along the first chain of nodes that will need expanding too ("1" then "10" in a
-    // digit-per-token vocabulary): 100 costs no pass of its own.
-    const auto distribution_at = [&](std::size_t node) -> const std::vector<float>& {
-        const auto cached = cache.find(trie[node].path);
-        if (cached != cache.end()) return cached->second;
-        std::size_t deepest = node;
-        for (;;) {
-            std::size_t next = 0;
-            for (const auto& [token, child] : trie[deepest].children)
-                if (!trie[child].children.empty()) {
-                    next = child;
-                    break;
-                }
-            if (next == 0) break;
-            deepest = next;
-        }
-        const std::vector<std::int32_t>& path = trie[deepest].path;
-        auto rows = distributions(path);
-        ++result.forward_passes;
-        if (rows.size() != path.size() + 1) throw Error("judge: expected one distribution per prefix of the number");
-        for (std::size_t k = 0; k < rows.size(); ++k)
-            cache[std::vector<std::int32_t>(path.begin(), path.begin() + std::ptrdiff_t(k))] = std::move(rows[k]);
-        return cache.at(trie[node].path);
-    };
-    const auto probability = [](const std::vector<float>& p, std::int32_t token) {
-        return token >= 0 && std::size_t(token) < p.size() ? double(p[std::size_t(token)]) : 0.0;
-    };
-
-    // The first distribution alone decides a refusal; a refused answer costs no further passes.
-    {
-        const std::vector<float>& first = distribution_at(0);
-        for (const auto& [token, child] : trie[0].children) result.numeric_mass += probability(first, token);
-        if (result.numeric_mass < kRefusalNumericMass) {
-            result.refusal = true;
-            return result;
-        }
-        result.numeric_mass = 0;  // summed again below, child by child
-    }
-    double weighted = 0, resolved = 0;
-    std::vector<std::pair<std::size_t, double>> frontier{{0, 1.0}};
-    while (!frontier.empty()) {
-        const auto [node, mass] = frontier.back();
-        frontier.pop_back();
-        if (trie[node].children.empty()) {
-            if (trie[node].number >= 0) {
-                weighted += mass * trie[node].number;
-                resolved += mass;
-            }
-            continue;
-        }
-        if (node != 0 && mass < prune_below) continue;  // numeric, but of unknown value
-        const std::vector<float>& p = distribution_at(node);
-        for (const auto& [token, child] : trie[node].children) {
-            const double child_mass = mass * probability(p, token);
-            if (node == 0) result.numeric_mass += child_mass;
-            frontier.emplace_back(child, child_mass);
-        }
-        if (trie[node].number >= 0) {
-            double continuing = 0;
-            for (std::int32_t token : digit_leading) continuing += probability(p, token);
-            const double ends_here = mass * std::max(0.0, 1.0 - continuing);
-            weighted += ends_here * trie[node].number;
-            resolved += ends_here;
-        }
-    }
-    result.refusal = result.numeric_mass < kRefusalNumericMass || resolved <= 0;
-    if (!result.refusal) result.score = weighted / resolved;
-    return result;
 }
 
 ExtractionResult run_extraction(Model& model, const Trait& trait, const ExtractionSettings& settings,
@@ -495,18 +327,20 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
     }
 
     // Judging: a forward pass or a few per rubric and answer, checkpointed per batch.
-    std::optional<LocalJudge> local;
-    if (settings.judge == JudgeKind::Local) local.emplace(model);
+    std::unique_ptr<Judge> local;
     {
         std::vector<std::size_t> unjudged;
         for (std::size_t i = 0; i < samples.size(); ++i)
             if (!samples[i].judged) unjudged.push_back(i);
         std::size_t judged = samples.size() - unjudged.size();
-        if (local) report(kStageJudge, judged, samples.size());
+        // A second judge model is loaded only when there is something left to judge.
+        const bool judging = settings.judge.kind != JudgeKind::None;
+        if (judging && !unjudged.empty()) local = make_judge(model, settings.judge, {}, cancelled);
+        if (judging) report(kStageJudge, judged, samples.size());
         for (std::size_t k = 0; k < unjudged.size(); ++k) {
             check_cancelled(cancelled);
             Sample& sample = samples[unjudged[k]];
-            judge_answer(local ? &*local : nullptr, trait, sample);
+            judge_answer(local.get(), trait, sample, cancelled);
             if (local) {
                 ++result.samples_judged;
                 if (on_sample) on_sample(sample);
@@ -514,7 +348,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             ++judged;
             if ((k + 1) % std::size_t(settings.batch_size) == 0 || k + 1 == unjudged.size()) {
                 save();
-                if (local) report(kStageJudge, judged, samples.size());
+                if (judging) report(kStageJudge, judged, samples.size());
             }
         }
     }
@@ -534,7 +368,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             ++result.pairs_with_empty_answer;
             keep = false;
         }
-        if (settings.judge != JudgeKind::None) {
+        if (settings.judge.kind != JudgeKind::None) {
             if (!positive.trait_score || *positive.trait_score < settings.trait_threshold) {
                 ++result.pairs_failing_positive_trait;
                 keep = false;
@@ -601,7 +435,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         provenance["method"] = "mean difference of kept positive and negative samples";
         provenance["pairs_kept"] = std::to_string(result.pairs_kept);
         provenance["pairs_total"] = std::to_string(result.pairs_total);
-        provenance["judge"] = judge_kind_name(settings.judge);
+        provenance["judge"] = judge_label(settings.judge);
         provenance["trait_threshold"] = std::to_string(settings.trait_threshold);
         provenance["coherence_threshold"] = std::to_string(settings.coherence_threshold);
         provenance["generation"] = settings_summary(settings);

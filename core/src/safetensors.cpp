@@ -3,6 +3,7 @@
 #include "atomic_file.h"
 #include "json_file.h"
 #include "persona/errors.h"
+#include "shape_text.h"
 
 #include <nlohmann/json.hpp>
 
@@ -29,14 +30,6 @@ constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 // Real headers nest three deep; the limit keeps hostile nesting from building a deep tree.
 constexpr int kMaxJsonDepth = 16;
 constexpr std::size_t kHeaderAlignment = 8;
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::ostringstream out;
-    out << "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-    out << "]";
-    return out.str();
-}
 
 // Product of the extents; nullopt when it does not fit in 64 bits.
 std::optional<std::uint64_t> checked_element_count(const std::vector<std::int64_t>& shape) {

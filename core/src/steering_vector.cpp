@@ -2,6 +2,7 @@
 
 #include "persona/errors.h"
 #include "persona/safetensors.h"
+#include "shape_text.h"
 
 namespace persona {
 
@@ -21,9 +22,7 @@ std::vector<float> read_layer_vector(const std::string& path, int layer, int lay
         return std::vector<float>(values.begin() + static_cast<std::ptrdiff_t>(layer) * hidden_size,
                                   values.begin() + static_cast<std::ptrdiff_t>(layer + 1) * hidden_size);
     if (shape.size() == 1 && shape[0] == hidden_size) return values;
-    std::string shape_text;
-    for (auto d : shape) shape_text += (shape_text.empty() ? "" : ", ") + std::to_string(d);
-    throw FileError(path, "tensor '" + tensor->name + "' has shape [" + shape_text + "]; this model needs [" +
+    throw FileError(path, "tensor '" + tensor->name + "' has shape " + shape_text(shape) + "; this model needs [" +
                               std::to_string(layer_count + 1) + ", " + std::to_string(hidden_size) + "] or [" +
                               std::to_string(hidden_size) + "]");
 }

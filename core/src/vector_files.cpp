@@ -5,6 +5,7 @@
 #include "persona/gguf.h"
 #include "persona/gguf_writer.h"
 #include "persona/safetensors.h"
+#include "shape_text.h"
 
 #include <cmath>
 #include <cstdio>
@@ -23,12 +24,6 @@ constexpr const char* kControlVectorProvenancePrefix = "persona_workbench.proven
 constexpr const char* kWriter = "persona-workbench " PERSONA_VERSION;
 constexpr const char* kControlVectorLayerConvention =
     "direction.N is added to the output of block N (0-based), i.e. hidden_states[N+1]";
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string text;
-    for (auto extent : shape) text += (text.empty() ? "" : ", ") + std::to_string(extent);
-    return "[" + text + "]";
-}
 
 std::string number_text(double value) {
     char buffer[32];

@@ -10,6 +10,7 @@
 namespace persona {
 
 class Model;
+struct ModelLoadOptions;
 
 struct EngineOptions {
     int threads = 0;             // torch intra-op threads; 0 = one per core
@@ -35,7 +36,12 @@ public:
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
+    // Loads with the device and dtype of the EngineOptions.
     void load_model(const std::string& path, LoadCallbacks callbacks);
+    // Loads with another device or dtype than the engine started with (a reload in bf16 after
+    // f32, say). A choice the machine cannot honour (cuda without a GPU, f16 on the CPU) reaches
+    // `failed` with the reason; the model loaded before stays loaded and usable.
+    void load_model(const std::string& path, const ModelLoadOptions& options, LoadCallbacks callbacks);
 
     // Runs `job` on the engine thread with the loaded model. `cancelled` turns true when cancel()
     // is called; a job that throws persona::Cancelled ends quietly, any other exception reaches
@@ -51,6 +57,7 @@ public:
     // never for a UI thread.
     void wait_idle();
 
+    // The device of the loaded model; before any load, the one the EngineOptions chose.
     std::string device() const;
     int threads() const;
 

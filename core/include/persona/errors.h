@@ -1,4 +1,6 @@
 #pragma once
+#include "persona/progress.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -28,5 +30,10 @@ class Cancelled : public Error {
 public:
     Cancelled() : Error("cancelled") {}
 };
+
+// What every long job calls between steps.
+inline void check_cancelled(const CancelFn& cancelled) {
+    if (cancelled && cancelled()) throw Cancelled();
+}
 
 }  // namespace persona

@@ -3,6 +3,7 @@
 // keep the pairs that show the contrast, capture their activations and turn them into persona
 // vectors with per-layer diagnostics. Plain data in and out, no torch types.
 #include "persona/generation.h"
+#include "persona/judge.h"
 #include "persona/persona_vector.h"
 #include "persona/progress.h"
 
@@ -19,16 +20,6 @@ class Model;
 class Tokenizer;
 struct Trait;
 
-enum class JudgeKind {
-    Local,  // the loaded model judges its own answers, as METHOD.md step 4 describes
-    None,   // no judge: every pair is kept and scores stay absent. For quick runs and tests;
-            // the vector then contrasts the system prompts, not verified trait expression.
-    // An OpenAI-compatible HTTP judge belongs here next; run_extraction reaches judges only
-    // through judge_answer() in extraction.cpp.
-};
-const char* judge_kind_name(JudgeKind kind);  // "local", "none"
-std::optional<JudgeKind> judge_kind_from_name(const std::string& name);
-
 struct ExtractionSettings {
     int samples_per_question = 1;
     int max_new_tokens = 64;
@@ -38,7 +29,7 @@ struct ExtractionSettings {
     int batch_size = 8;
     int question_limit = 0;  // 0: every extraction question
     int pair_limit = 0;      // 0: every instruction pair
-    JudgeKind judge = JudgeKind::Local;
+    JudgeSettings judge;  // the loaded model by default
     double trait_threshold = 50;
     double coherence_threshold = 50;
     // Empty: no checkpoint. Otherwise finished samples are saved here after every batch, and a
@@ -103,7 +94,7 @@ struct ExtractionResult {
     const AggregateResult& aggregate(Aggregate which) const;
 };
 
-// Stages, in order: "generate", "judge" (skipped with JudgeKind::None), "filter" (counting
+// Stages, in order: "generate", "judge" (skipped without a judge), "filter" (counting
 // pairs), "capture", "vectors" (counting aggregates); the last two only when a pair was kept.
 using ExtractionProgressFn = std::function<void(const std::string& stage, std::size_t done, std::size_t total)>;
 
@@ -117,39 +108,5 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
                                 const std::function<void(const Sample&)>& on_sample = {},
                                 const CancelFn& cancelled = {});
 
-// --- The local judge's scoring, exposed so it can be tested on synthetic distributions ---------
-
-// How the integers 0..100 are spelt in a vocabulary: the tokens the judge would emit for each.
-struct NumberSpelling {
-    int value = 0;
-    std::vector<std::int32_t> tokens;
-};
-std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer);
-// Every token whose text starts with a digit: after a number, one of these makes it longer.
-std::vector<std::int32_t> digit_leading_tokens(const Tokenizer& tokenizer);
-
-struct JudgeScore {
-    std::optional<double> score;  // absent on refusal
-    bool refusal = false;
-    double numeric_mass = 0;      // probability that the answer starts with one of the numbers
-    int forward_passes = 0;
-};
-
-// Probabilities of the next token after the judge prompt followed by each prefix of `path`:
-// path.size() + 1 distributions over the vocabulary (one forward pass gives them all).
-using NextTokenDistributions = std::function<std::vector<std::vector<float>>(const std::vector<std::int32_t>& path)>;
-
-// The probability-weighted mean over the integers 0..100 (METHOD.md step 4), exact also when a
-// number takes several tokens: P("42") = P("4") P("2" | "4") rather than P("4"), which would
-// also count 4 and 40..49. A number that is a prefix of another ("1" of "10") gets only the mass
-// of ending there: P("1") (1 - P(digit-led token | "1")). A number that is no other's prefix is
-// assumed to end (a judge on a 0-100 scale rarely continues "42" into "420"). Prefixes holding
-// under `prune_below` of the probability are not expanded; their mass counts as numeric for the
-// refusal rule but not in the mean. Refusal: numeric mass < 0.25.
-JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings,
-                                    const std::vector<std::int32_t>& digit_leading,
-                                    const NextTokenDistributions& distributions, double prune_below = 0.01);
-
-constexpr double kRefusalNumericMass = 0.25;
 
 }  // namespace persona

@@ -12,14 +12,6 @@
 
 namespace persona::model {
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::ostringstream out;
-    out << "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-    out << "]";
-    return out.str();
-}
-
 namespace {
 
 // Gemma 3 as llama.cpp runs it: the file says neither which blocks slide nor their RoPE base.

@@ -33,10 +33,6 @@ const char* stop_reason_name(StopReason reason) {
 
 namespace {
 
-void check_cancelled(const CancelFn& cancelled) {
-    if (cancelled && cancelled()) throw Cancelled();
-}
-
 // Where each row's prompt sits inside one forward step's window of slots.
 struct RowLayout {
     std::int64_t padding = 0;     // left padding slots

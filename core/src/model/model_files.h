@@ -6,6 +6,7 @@
 #include "persona/chat_template.h"
 #include "persona/model_facts.h"
 #include "persona/tokenizer.h"
+#include "shape_text.h"
 
 #include <memory>
 #include <optional>
@@ -27,8 +28,5 @@ ModelFiles open_gguf_model(const std::string& path);
 // A Hugging Face checkpoint directory: config.json, model.safetensors or a sharded index,
 // tokenizer.json and/or tokenizer.model, tokenizer_config.json.
 ModelFiles open_hf_checkpoint(const std::string& directory);
-
-// "[576, 49152]" for error messages.
-std::string shape_text(const std::vector<std::int64_t>& shape);
 
 }  // namespace persona::model

@@ -1,0 +1,88 @@
+#pragma once
+// Judges (METHOD.md step 4): score an answer 0..100 against a rubric with {question} and
+// {answer}. Extraction, sweeps and anything else that judges reach them only through Judge, so
+// a new kind of judge is one more class behind make_judge(). Plain data, no torch types.
+#include "persona/progress.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace persona {
+
+class Model;
+class Tokenizer;
+
+enum class JudgeKind {
+    Local,  // a local model: the one being studied, or a second one (JudgeSettings::model_path)
+    None,   // no judge: every pair is kept and scores stay absent. For quick runs and tests;
+            // a vector then contrasts the system prompts, not verified trait expression.
+};
+const char* judge_kind_name(JudgeKind kind);  // "local", "none"
+std::optional<JudgeKind> judge_kind_from_name(const std::string& name);
+
+struct JudgeSettings {
+    // Implicit on purpose: `settings.judge = JudgeKind::None` reads as what it means.
+    JudgeSettings(JudgeKind kind_ = JudgeKind::Local) : kind(kind_) {}
+    JudgeKind kind = JudgeKind::Local;
+    // Local: empty judges with the model being studied; a path loads a second model to judge.
+    std::string model_path;
+};
+
+// Names the judge in checkpoints and vector provenance: scores from one judge are never reused
+// under another. "local" (the studied model), "local:FILE", "none".
+std::string judge_label(const JudgeSettings& settings);
+
+struct JudgeScore {
+    std::optional<double> score;  // absent on refusal
+    bool refusal = false;
+    double numeric_mass = 0;      // probability that the answer starts with one of the numbers
+    int forward_passes = 0;
+};
+
+class Judge {
+public:
+    virtual ~Judge() = default;
+    // Scores `answer` to `question` under `rubric` (a trait or coherence rubric). Throws
+    // Cancelled when `cancelled` turns true, persona::Error when the judge cannot answer.
+    virtual JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
+                             const CancelFn& cancelled) = 0;
+};
+
+// The judge that `settings` asks for, running on the calling (engine) thread beside `studied`;
+// nullptr for JudgeKind::None. A second local model is loaded here (progress reported).
+std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings, const ProgressFn& progress = {},
+                                  const CancelFn& cancelled = {});
+
+// --- A local judge's scoring, exposed so it can be tested on synthetic distributions ---------
+
+// How the integers 0..100 are spelt in a vocabulary: the tokens the judge would emit for each.
+struct NumberSpelling {
+    int value = 0;
+    std::vector<std::int32_t> tokens;
+};
+std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer);
+// Every token whose text starts with a digit: after a number, one of these makes it longer.
+std::vector<std::int32_t> digit_leading_tokens(const Tokenizer& tokenizer);
+
+// Probabilities of the next token after the judge prompt followed by each prefix of `path`:
+// path.size() + 1 distributions over the vocabulary (one forward pass gives them all).
+using NextTokenDistributions = std::function<std::vector<std::vector<float>>(const std::vector<std::int32_t>& path)>;
+
+// The probability-weighted mean over the integers 0..100 (METHOD.md step 4), exact also when a
+// number takes several tokens: P("42") = P("4") P("2" | "4") rather than P("4"), which would
+// also count 4 and 40..49. A number that is a prefix of another ("1" of "10") gets only the mass
+// of ending there: P("1") (1 - P(digit-led token | "1")). A number that is no other's prefix is
+// assumed to end (a judge on a 0-100 scale rarely continues "42" into "420"). Prefixes holding
+// under `prune_below` of the probability are not expanded; their mass counts as numeric for the
+// refusal rule but not in the mean. Refusal: numeric mass < 0.25.
+JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings,
+                                    const std::vector<std::int32_t>& digit_leading,
+                                    const NextTokenDistributions& distributions, double prune_below = 0.01);
+
+constexpr double kRefusalNumericMass = 0.25;
+
+}  // namespace persona

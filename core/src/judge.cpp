@@ -1,0 +1,207 @@
+#include "persona/judge.h"
+
+#include "persona/errors.h"
+#include "persona/model.h"
+#include "persona/tokenizer.h"
+#include "persona/trait.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+namespace persona {
+
+namespace {
+
+struct TrieNode {
+    std::vector<std::int32_t> path;
+    int number = -1;  // the integer this path spells, if any
+    std::map<std::int32_t, std::size_t> children;
+};
+
+std::vector<float> softmax_row(const float* logits, std::size_t size) {
+    const float top = *std::max_element(logits, logits + size);
+    double total = 0;
+    for (std::size_t i = 0; i < size; ++i) total += std::exp(double(logits[i]) - top);
+    std::vector<float> p(size);
+    for (std::size_t i = 0; i < size; ++i) p[i] = float(std::exp(double(logits[i]) - top) / total);
+    return p;
+}
+
+class LocalJudge : public Judge {
+public:
+    // `owned` is set when the judge is a second model rather than the one being studied.
+    LocalJudge(Model& m, std::unique_ptr<Model> owned = {})
+        : owned_(std::move(owned)), model(m), spellings(spell_judge_numbers(m.tokenizer())),
+          digit_leading(digit_leading_tokens(m.tokenizer())) {}
+
+    // METHOD.md: the rubric as a user message, chat template and generation prompt, then the
+    // next-token distribution, no sampling.
+    JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
+                     const CancelFn& cancelled) override {
+        check_cancelled(cancelled);
+        const auto prompt = model.encode_chat({{"user", render_rubric(rubric, question, answer)}}, true);
+        return score_judge_distribution(spellings, digit_leading, [&](const std::vector<std::int32_t>& path) {
+            std::vector<std::int32_t> tokens = prompt;
+            tokens.insert(tokens.end(), path.begin(), path.end());
+            const Model::Trace trace = model.trace(tokens);
+            const std::size_t vocabulary = trace.logits.size() / std::size_t(trace.tokens);
+            std::vector<std::vector<float>> result;
+            for (std::size_t k = 0; k <= path.size(); ++k) {
+                const std::size_t position = prompt.size() - 1 + k;
+                result.push_back(softmax_row(trace.logits.data() + position * vocabulary, vocabulary));
+            }
+            return result;
+        });
+    }
+
+private:
+    std::unique_ptr<Model> owned_;
+    Model& model;
+    std::vector<NumberSpelling> spellings;
+    std::vector<std::int32_t> digit_leading;
+};
+
+}  // namespace
+
+const char* judge_kind_name(JudgeKind kind) { return kind == JudgeKind::Local ? "local" : "none"; }
+
+std::optional<JudgeKind> judge_kind_from_name(const std::string& name) {
+    if (name == "local") return JudgeKind::Local;
+    if (name == "none") return JudgeKind::None;
+    return std::nullopt;
+}
+
+std::string judge_label(const JudgeSettings& settings) {
+    if (settings.kind == JudgeKind::None) return "none";
+    if (settings.model_path.empty()) return "local";
+    return "local:" + std::filesystem::path(settings.model_path).filename().string();
+}
+
+std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings, const ProgressFn& progress,
+                                  const CancelFn& cancelled) {
+    if (settings.kind == JudgeKind::None) return nullptr;
+    if (settings.model_path.empty()) return std::make_unique<LocalJudge>(studied);
+    // The judge shares the studied model's device and dtype: one engine, one device.
+    ModelLoadOptions options;
+    options.device = studied.device();
+    options.dtype = studied.dtype();
+    auto judge_model = Model::load(settings.model_path, options, progress, cancelled);
+    Model& judge_ref = *judge_model;
+    return std::make_unique<LocalJudge>(judge_ref, std::move(judge_model));
+}
+
+std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer) {
+    std::vector<NumberSpelling> spellings;
+    for (int n = 0; n <= 100; ++n)
+        spellings.push_back({n, tokenizer.encode(std::to_string(n), /*add_special=*/false, /*parse_special=*/false)});
+    return spellings;
+}
+
+std::vector<std::int32_t> digit_leading_tokens(const Tokenizer& tokenizer) {
+    std::vector<std::int32_t> ids;
+    for (std::size_t id = 0; id < tokenizer.vocab_size(); ++id) {
+        const auto token = static_cast<std::int32_t>(id);
+        if (tokenizer.is_special(token)) continue;
+        const std::string bytes = tokenizer.token_bytes(token, false);
+        if (!bytes.empty() && bytes.front() >= '0' && bytes.front() <= '9') ids.push_back(token);
+    }
+    return ids;
+}
+
+JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings,
+                                    const std::vector<std::int32_t>& digit_leading,
+                                    const NextTokenDistributions& distributions, double prune_below) {
+    std::vector<TrieNode> trie(1);
+    for (const NumberSpelling& spelling : spellings) {
+        if (spelling.tokens.empty()) continue;
+        std::size_t node = 0;
+        for (std::int32_t token : spelling.tokens) {
+            auto found = trie[node].children.find(token);
+            if (found == trie[node].children.end()) {
+                TrieNode child;
+                child.path = trie[node].path;
+                child.path.push_back(token);
+                trie.push_back(std::move(child));
+                found = trie[node].children.emplace(token, trie.size() - 1).first;
+            }
+            node = found->second;
+        }
+        trie[node].number = spelling.value;
+    }
+
+    JudgeScore result;
+    std::map<std::vector<std::int32_t>, std::vector<float>> cache;
+    // One forward pass yields the distribution after every prefix of its path, so each pass
+    // runs on along the first chain of nodes that will need expanding too ("1" then "10" in a
+    // digit-per-token vocabulary): 100 costs no pass of its own.
+    const auto distribution_at = [&](std::size_t node) -> const std::vector<float>& {
+        const auto cached = cache.find(trie[node].path);
+        if (cached != cache.end()) return cached->second;
+        std::size_t deepest = node;
+        for (;;) {
+            std::size_t next = 0;
+            for (const auto& [token, child] : trie[deepest].children)
+                if (!trie[child].children.empty()) {
+                    next = child;
+                    break;
+                }
+            if (next == 0) break;
+            deepest = next;
+        }
+        const std::vector<std::int32_t>& path = trie[deepest].path;
+        auto rows = distributions(path);
+        ++result.forward_passes;
+        if (rows.size() != path.size() + 1) throw Error("judge: expected one distribution per prefix of the number");
+        for (std::size_t k = 0; k < rows.size(); ++k)
+            cache[std::vector<std::int32_t>(path.begin(), path.begin() + std::ptrdiff_t(k))] = std::move(rows[k]);
+        return cache.at(trie[node].path);
+    };
+    const auto probability = [](const std::vector<float>& p, std::int32_t token) {
+        return token >= 0 && std::size_t(token) < p.size() ? double(p[std::size_t(token)]) : 0.0;
+    };
+
+    // The first distribution alone decides a refusal; a refused answer costs no further passes.
+    {
+        const std::vector<float>& first = distribution_at(0);
+        for (const auto& [token, child] : trie[0].children) result.numeric_mass += probability(first, token);
+        if (result.numeric_mass < kRefusalNumericMass) {
+            result.refusal = true;
+            return result;
+        }
+        result.numeric_mass = 0;  // summed again below, child by child
+    }
+    double weighted = 0, resolved = 0;
+    std::vector<std::pair<std::size_t, double>> frontier{{0, 1.0}};
+    while (!frontier.empty()) {
+        const auto [node, mass] = frontier.back();
+        frontier.pop_back();
+        if (trie[node].children.empty()) {
+            if (trie[node].number >= 0) {
+                weighted += mass * trie[node].number;
+                resolved += mass;
+            }
+            continue;
+        }
+        if (node != 0 && mass < prune_below) continue;  // numeric, but of unknown value
+        const std::vector<float>& p = distribution_at(node);
+        for (const auto& [token, child] : trie[node].children) {
+            const double child_mass = mass * probability(p, token);
+            if (node == 0) result.numeric_mass += child_mass;
+            frontier.emplace_back(child, child_mass);
+        }
+        if (trie[node].number >= 0) {
+            double continuing = 0;
+            for (std::int32_t token : digit_leading) continuing += probability(p, token);
+            const double ends_here = mass * std::max(0.0, 1.0 - continuing);
+            weighted += ends_here * trie[node].number;
+            resolved += ends_here;
+        }
+    }
+    result.refusal = result.numeric_mass < kRefusalNumericMass || resolved <= 0;
+    if (!result.refusal) result.score = weighted / resolved;
+    return result;
+}
+
+}  // namespace persona
