@@ -86,7 +86,7 @@ private slots:
         panel_->setSettings(tiny(2, 2, 12, 3));
         const persona::ExtractionSettings settings = panel_->settings();
         QCOMPARE(settings.question_limit, 2);
-        QCOMPARE(settings.judge, persona::JudgeKind::None);
+        QCOMPARE(settings.judge.kind, persona::JudgeKind::None);
         QVERIFY(QString::fromStdString(settings.checkpoint_path).startsWith(checkpoints_.path()));
 
         // Rows appear while the run is still going, and the UI thread keeps turning.

@@ -366,7 +366,7 @@ void ExtractionPanel::setSettings(const persona::ExtractionSettings& s) {
     temperature_->setValue(static_cast<double>(s.temperature));
     seed_->setValue(static_cast<int>(s.seed));
     batch_->setValue(s.batch_size);
-    judge_->setCurrentIndex(judge_->findData(static_cast<int>(s.judge)));
+    judge_->setCurrentIndex(judge_->findData(static_cast<int>(s.judge.kind)));
     traitThreshold_->setValue(s.trait_threshold);
     coherenceThreshold_->setValue(s.coherence_threshold);
 }
