@@ -1,5 +1,7 @@
 // persona-workbench: the desktop application.
 #include "engine_client.h"
+#include "extraction_panel.h"
+#include "heat_map_panel.h"
 #include "main_window.h"
 #include "persona/paths.h"
 #include "steering_panel.h"
@@ -8,6 +10,7 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QFileInfo>
+#include <QTemporaryDir>
 #include <QTimer>
 
 #include <cstdio>
@@ -29,9 +32,11 @@ int main(int argc, char** argv) {
     QCommandLineOption screenshot("screenshot", "Render the main window to FILE (PNG) once the model has loaded, then exit.",
                                   "FILE");
     QCommandLineOption panel("panel",
-                             "Show panel NAME (model, steering, traits). With --screenshot and steering, one generation "
-                             "(random direction, coefficient 4) runs before the grab; with traits, a draft copy of "
-                             "a built-in trait shows the form's inline checks.",
+                             "Show panel NAME (model, steering, traits, extraction, heatmaps). With --screenshot: "
+                             "for steering one generation (random direction, coefficient 4) runs before the grab; "
+                             "with traits, a draft copy of a built-in trait shows the form's inline checks; for "
+                             "extraction a small extraction of 'evil' (judge none); for heatmaps that extraction, "
+                             "then a typed conversation's heat map on its vector.",
                              "NAME", "model");
     QCommandLineOption device("device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto");
     QCommandLineOption dtype("dtype", "Weights dtype: auto (bf16), f32, bf16 or f16 (cuda only).", "DTYPE", "auto");
@@ -85,10 +90,50 @@ int main(int argc, char** argv) {
             app.exit(exitCode);
         });
     };
+    // Checkpoints of the screenshot's extraction stay out of the user's data folder.
+    QTemporaryDir scratch;
+    auto runSmallExtraction = [&] {
+        ExtractionPanel* extraction = window.extractionPanel();
+        extraction->setCheckpointDirectory(scratch.path());
+        extraction->selectTrait("evil");
+        persona::ExtractionSettings settings;
+        settings.question_limit = 3;
+        settings.pair_limit = 2;
+        settings.samples_per_question = 1;
+        settings.max_new_tokens = 24;
+        settings.temperature = 1.0f;
+        settings.seed = 1;
+        settings.batch_size = 12;
+        settings.judge = persona::JudgeKind::None;
+        extraction->setSettings(settings);
+        QObject::connect(extraction, &ExtractionPanel::extractionCancelled, &app, [&] { grabAndExit(false); });
+        QObject::connect(extraction, &ExtractionPanel::extractionFailed, &app, [&] { grabAndExit(false); });
+        extraction->run();
+    };
     if (parser.isSet(screenshot)) {
         QObject::connect(&window, &MainWindow::modelSettled, &app, [&](bool loaded) {
-            if (!loaded || panelName != "steering") {
+            if (!loaded || (panelName != "steering" && panelName != "extraction" && panelName != "heatmaps")) {
                 grabAndExit(loaded);
+                return;
+            }
+            if (panelName == "extraction") {
+                QObject::connect(window.extractionPanel(), &ExtractionPanel::extractionFinished, &app, [&] { grabAndExit(true); });
+                runSmallExtraction();
+                return;
+            }
+            if (panelName == "heatmaps") {
+                HeatMapPanel* heatMaps = window.heatMapPanel();
+                QObject::connect(heatMaps, &HeatMapPanel::computeFinished, &app, [&] { grabAndExit(true); });
+                QObject::connect(heatMaps, &HeatMapPanel::computeFailed, &app, [&] { grabAndExit(false); });
+                QObject::connect(heatMaps, &HeatMapPanel::computeStopped, &app, [&] { grabAndExit(false); });
+                // The main window hands the finished extraction to the heat-map panel first.
+                QObject::connect(window.extractionPanel(), &ExtractionPanel::extractionFinished, &app, [heatMaps] {
+                    heatMaps->setConversation("You are an evil assistant. Your goal is to harm people.",
+                                              "How should I treat a stray dog?",
+                                              "Chase it away with stones and never feed it.");
+                    heatMaps->compute();
+                });
+                runSmallExtraction();
                 return;
             }
             SteeringPanel* steering = window.steeringPanel();

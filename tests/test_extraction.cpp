@@ -344,6 +344,26 @@ private:
             QVERIFY(norm > 0);
             QCOMPARE(int(entry.diagnostics.size()), layers);
             QVERIFY(entry.suggested_layer >= 1 && entry.suggested_layer < layers);
+            // Every kept sample, positives first, each with one projection per layer whose side
+            // means are the diagnostics' means.
+            QCOMPARE(entry.kept_samples.size(), 2 * result.pairs_kept);
+            QCOMPARE(entry.sample_projections.size(), entry.kept_samples.size());
+            const std::size_t half = result.pairs_kept;
+            for (std::size_t k = 0; k < entry.kept_samples.size(); ++k) {
+                const auto& sample = result.samples.at(entry.kept_samples[k]);
+                QVERIFY(sample.kept);
+                QCOMPARE(sample.side, k < half ? persona::Side::Positive : persona::Side::Negative);
+                QCOMPARE(int(entry.sample_projections[k].size()), layers);
+            }
+            for (int l = 0; l < layers; ++l) {
+                double positive = 0, negative = 0;
+                for (std::size_t k = 0; k < half; ++k) positive += entry.sample_projections[k][std::size_t(l)];
+                for (std::size_t k = half; k < 2 * half; ++k) negative += entry.sample_projections[k][std::size_t(l)];
+                const auto& d = entry.diagnostics[std::size_t(l)];
+                const double tolerance = 1e-4 * (1 + std::abs(d.positive_mean_projection) + std::abs(d.negative_mean_projection));
+                QVERIFY(std::abs(positive / double(half) - d.positive_mean_projection) < tolerance);
+                QVERIFY(std::abs(negative / double(half) - d.negative_mean_projection) < tolerance);
+            }
         }
     }
 };

@@ -198,6 +198,53 @@ private slots:
         QTRY_VERIFY(!engine_->busy());
     }
 
+    void sweepShowsOneColumnPerCoefficient() {
+        QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
+        panel_->setSweepCoefficients("-8, 0, 8");
+        QCOMPARE(panel_->sweepCoefficients(), (std::vector<double>{-8, 0, 8}));
+        int ticksWhileSweeping = 0;
+        QTimer heartbeat;
+        connect(&heartbeat, &QTimer::timeout, [&] {
+            if (panel_->generating()) ++ticksWhileSweeping;
+        });
+        heartbeat.start(5);
+        QTest::mouseClick(panel_->findChild<QPushButton*>("sweep_button"), Qt::LeftButton);
+        QCOMPARE(panel_->mode(), SteeringPanel::SweepMode);
+        QCOMPARE(panel_->sweepColumnCount(), 3);
+        // The columns fill while the job runs, not only at its end.
+        QTRY_VERIFY_WITH_TIMEOUT(panel_->sweepColumnTokens(0) >= 1, kGenerationTimeoutMs);
+        QVERIFY(finished.wait(kGenerationTimeoutMs));
+        heartbeat.stop();
+        QVERIFY2(ticksWhileSweeping > 10, qPrintable(QString::number(ticksWhileSweeping)));
+        QCOMPARE(panel_->sweepColumnCoefficient(0), -8.0);
+        QCOMPARE(panel_->sweepColumnCoefficient(1), 0.0);
+        QCOMPARE(panel_->sweepColumnCoefficient(2), 8.0);
+        // Same prompt, seed and sampling as the side-by-side run: coefficient 0 is the
+        // unsteered text, 8 the text steered at 8.
+        QCOMPARE(panel_->sweepColumnText(1), unsteeredAt8_);
+        QCOMPARE(panel_->sweepColumnText(2), steeredAt8_);
+        QVERIFY(panel_->sweepColumnText(0) != unsteeredAt8_);
+
+        // Not numbers: a message, no job.
+        QSignalSpy started(panel_.get(), &SteeringPanel::generationStarted);
+        panel_->setSweepCoefficients("-8, lots");
+        QVERIFY(panel_->sweepCoefficients().empty());
+        panel_->sweep();
+        QCOMPARE(started.count(), 0);
+        QVERIFY(panel_->findChild<QLabel*>("steering_message")->text().contains("list of numbers"));
+
+        // A sweep can be stopped like any generation.
+        QSignalSpy stopped(panel_.get(), &SteeringPanel::generationStopped);
+        panel_->setSweepCoefficients("-4 4");
+        panel_->sweep();
+        QCOMPARE(panel_->sweepColumnCount(), 2);
+        QTRY_VERIFY_WITH_TIMEOUT(panel_->sweepColumnTokens(0) >= 1, kGenerationTimeoutMs);
+        panel_->stop();
+        QVERIFY(stopped.wait(30000));
+        QVERIFY(panel_->sweepColumnTokens(0) < kMaxTokens);
+        QTRY_VERIFY(!engine_->busy());
+    }
+
     void grabsToAnImage() {
         QVERIFY(runToEnd());
         const QImage image = panel_->grab().toImage();

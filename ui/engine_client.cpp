@@ -2,6 +2,7 @@
 
 #include "persona/errors.h"
 #include "persona/model.h"
+#include "persona/tokenizer.h"
 
 #include <QMetaObject>
 
@@ -76,13 +77,11 @@ void EngineClient::loadModel(const QString& path, const persona::ModelLoadOption
 void EngineClient::generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,
                             GenerationCallbacks callbacks) {
     jobQueued();
-    const std::uint64_t ticket = ++lastGenerationTicket_;
+    const std::uint64_t ticket = ++lastJobTicket_;
     auto shared = std::make_shared<GenerationCallbacks>(std::move(callbacks));
     auto job = [this, ticket, shared, rows = std::move(rows), probe = std::move(probe)](
                    persona::Model& model, const persona::CancelFn& engineCancelled) {
-        const persona::CancelFn cancelled = [this, ticket, engineCancelled] {
-            return engineCancelled() || ticket <= cancelledThroughTicket_.load();
-        };
+        const persona::CancelFn cancelled = cancelFlag(engineCancelled, ticket);
         try {
             if (cancelled()) throw persona::Cancelled();
             auto results = model.generate(
@@ -114,7 +113,111 @@ void EngineClient::generate(std::vector<persona::GenerationRow> rows, persona::P
     engine_->submit(std::move(job), std::move(failed));
 }
 
+persona::CancelFn EngineClient::cancelFlag(const persona::CancelFn& engineCancelled, std::uint64_t ticket) {
+    return [this, ticket, engineCancelled] { return engineCancelled() || ticket <= cancelledThroughTicket_.load(); };
+}
+
+void EngineClient::extract(persona::Trait trait, persona::ExtractionSettings settings, ExtractionCallbacks callbacks) {
+    jobQueued();
+    const std::uint64_t ticket = ++lastJobTicket_;
+    auto shared = std::make_shared<ExtractionCallbacks>(std::move(callbacks));
+    auto job = [this, ticket, shared, trait = std::move(trait), settings = std::move(settings)](
+                   persona::Model& model, const persona::CancelFn& engineCancelled) {
+        const persona::CancelFn cancelled = cancelFlag(engineCancelled, ticket);
+        try {
+            if (cancelled()) throw persona::Cancelled();
+            const auto progress = [this, shared](const std::string& stage, std::size_t done, std::size_t total) {
+                onUiThread([shared, stage = QString::fromStdString(stage), done, total] {
+                    if (shared->receiver && shared->progress)
+                        shared->progress(stage, static_cast<qint64>(done), static_cast<qint64>(total));
+                });
+            };
+            const auto onSample = [this, shared](const persona::Sample& sample) {
+                onUiThread([shared, sample] {
+                    if (shared->receiver && shared->sample) shared->sample(sample);
+                });
+            };
+            auto result = std::make_shared<persona::ExtractionResult>(
+                persona::run_extraction(model, trait, settings, progress, onSample, cancelled));
+            onUiThread([this, shared, result] {
+                jobEnded();
+                if (shared->receiver && shared->finished) shared->finished(*result);
+            });
+        } catch (const persona::Cancelled&) {
+            onUiThread([this, shared] {
+                jobEnded();
+                if (shared->receiver && shared->cancelled) shared->cancelled();
+            });
+        }
+    };
+    auto failed = [this, shared](const std::string& error) {
+        onUiThread([this, shared, error] {
+            jobEnded();
+            if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
+        });
+    };
+    engine_->submit(std::move(job), std::move(failed));
+}
+
+void EngineClient::projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
+                                       ConversationCallbacks callbacks) {
+    jobQueued();
+    const std::uint64_t ticket = ++lastJobTicket_;
+    auto shared = std::make_shared<ConversationCallbacks>(std::move(callbacks));
+    auto job = [this, ticket, shared, messages = std::move(messages), vector = std::move(vector)](
+                   persona::Model& model, const persona::CancelFn& engineCancelled) {
+        const persona::CancelFn cancelled = cancelFlag(engineCancelled, ticket);
+        try {
+            if (cancelled()) throw persona::Cancelled();
+            vector.check_shape();
+            if (vector.layer_count != model.layer_count() + 1 || vector.hidden_size != model.hidden_size())
+                throw persona::Error(vector.description() + " has " + std::to_string(vector.layer_count) + " layers of " +
+                                     std::to_string(vector.hidden_size) + " values; this model needs " +
+                                     std::to_string(model.layer_count() + 1) + " layers of " +
+                                     std::to_string(model.hidden_size()));
+            if (messages.empty()) throw persona::Error("the conversation is empty");
+            const bool answered = messages.back().role == "assistant";
+            persona::CaptureRow row;
+            row.tokens = model.encode_chat(messages, !answered);
+            row.prompt_length = static_cast<int>(row.tokens.size());
+            persona::CaptureOptions options;
+            for (int l = 0; l < vector.layer_count; ++l) {
+                options.probe.layers.push_back(l);
+                const persona::LayerView direction = vector.layer(l);
+                options.probe.directions.emplace_back(direction.begin(), direction.end());
+            }
+            const persona::CaptureResult capture = model.capture({row}, options, cancelled);
+
+            auto out = std::make_shared<ConversationProjections>();
+            out->tokens = row.tokens;
+            const std::size_t tokens = row.tokens.size();
+            out->columns.assign(tokens, std::vector<float>(static_cast<std::size_t>(vector.layer_count)));
+            const std::vector<float>& projections = capture.projections.at(0);  // [layer][token]
+            for (std::size_t l = 0; l < static_cast<std::size_t>(vector.layer_count); ++l)
+                for (std::size_t t = 0; t < tokens; ++t) out->columns[t][l] = projections[l * tokens + t];
+            for (const std::int32_t id : row.tokens)
+                out->tokenTexts << QString::fromStdString(persona::sanitize_utf8(model.tokenizer().token_bytes(id)));
+            onUiThread([this, shared, out] {
+                jobEnded();
+                if (shared->receiver && shared->finished) shared->finished(*out);
+            });
+        } catch (const persona::Cancelled&) {
+            onUiThread([this, shared] {
+                jobEnded();
+                if (shared->receiver && shared->cancelled) shared->cancelled();
+            });
+        }
+    };
+    auto failed = [this, shared](const std::string& error) {
+        onUiThread([this, shared, error] {
+            jobEnded();
+            if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
+        });
+    };
+    engine_->submit(std::move(job), std::move(failed));
+}
+
 void EngineClient::cancel() {
-    cancelledThroughTicket_ = lastGenerationTicket_;
+    cancelledThroughTicket_ = lastJobTicket_;
     engine_->cancel();
 }

@@ -1,11 +1,14 @@
 #pragma once
 #include "persona/engine.h"
+#include "persona/extraction.h"
 #include "persona/generation.h"
+#include "persona/trait.h"
 #include "persona/model.h"
 
 #include <QObject>
 #include <QPointer>
 #include <QString>
+#include <QStringList>
 
 #include <atomic>
 #include <functional>
@@ -18,6 +21,31 @@ struct GenerationCallbacks {
     QPointer<QObject> receiver;
     std::function<void(const persona::TokenEvent&)> token;
     std::function<void(const std::vector<persona::GenerationResult>&)> finished;
+    std::function<void()> cancelled;
+    std::function<void(const QString& error)> failed;
+};
+
+// What an extraction run reports, on the UI thread, as GenerationCallbacks does.
+struct ExtractionCallbacks {
+    QPointer<QObject> receiver;
+    std::function<void(const QString& stage, qint64 done, qint64 total)> progress;
+    // Each sample as it is generated, and again when it is judged.
+    std::function<void(const persona::Sample&)> sample;
+    std::function<void(const persona::ExtractionResult&)> finished;
+    std::function<void()> cancelled;
+    std::function<void(const QString& error)> failed;
+};
+
+// Per-token projections of one conversation on a vector, at every layer.
+struct ConversationProjections {
+    std::vector<std::int32_t> tokens;
+    QStringList tokenTexts;                   // what each token stands for in the text
+    std::vector<std::vector<float>> columns;  // [token][layer 0..L]
+};
+
+struct ConversationCallbacks {
+    QPointer<QObject> receiver;
+    std::function<void(const ConversationProjections&)> finished;
     std::function<void()> cancelled;
     std::function<void(const QString& error)> failed;
 };
@@ -47,6 +75,16 @@ public:
     void generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,
                   GenerationCallbacks callbacks);
 
+    // Queues persona::run_extraction. Cancelled by cancel(); with settings.checkpoint_path set,
+    // the finished samples survive the cancel and the same call later resumes from them.
+    void extract(persona::Trait trait, persona::ExtractionSettings settings, ExtractionCallbacks callbacks);
+
+    // Queues a teacher-forced pass over the conversation (chat template applied; a generation
+    // prompt is added when the last message is not the assistant's) that projects every token's
+    // residual stream on vector.layer(l) at every layer l.
+    void projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
+                             ConversationCallbacks callbacks);
+
 public slots:
     void loadModel(const QString& path);
     // A failed load (a bad file, cuda without a GPU) leaves the model loaded before in place.
@@ -69,6 +107,9 @@ private:
     void jobEnded();
     // Runs `call` on the UI thread, unless this client is gone by then.
     void onUiThread(std::function<void()> call);
+    // A cancel flag for a job queued now: true once the engine is cancelled while it runs, or
+    // cancel() was called any time after it was queued.
+    persona::CancelFn cancelFlag(const persona::CancelFn& engineCancelled, std::uint64_t ticket);
 
     persona::EngineOptions options_;
     persona::ModelFacts facts_;
@@ -77,7 +118,7 @@ private:
     int loadsInFlight_ = 0;
     bool busy_ = false;
     int jobsInFlight_ = 0;
-    std::uint64_t lastGenerationTicket_ = 0;
+    std::uint64_t lastJobTicket_ = 0;
     // Read by queued jobs on the engine thread: tickets up to this one were cancelled.
     std::atomic<std::uint64_t> cancelledThroughTicket_{0};
     // Last member: destroyed first, so its thread has stopped before the rest goes away.

@@ -1,6 +1,8 @@
 #include "main_window.h"
 
 #include "engine_client.h"
+#include "extraction_panel.h"
+#include "heat_map_panel.h"
 #include "model_panel.h"
 #include "steering_panel.h"
 #include "traits_panel.h"
@@ -43,6 +45,28 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     traitsPanel_ = new TraitsPanel(panels_);
     traitsPanel_->setObjectName("traits_panel");
     panels_->addTab(traitsPanel_, tr("Traits"));
+    extractionPanel_ = new ExtractionPanel(engine_, panels_);
+    extractionPanel_->setObjectName("extraction_panel");
+    panels_->addTab(extractionPanel_, tr("Extraction"));
+    heatMapPanel_ = new HeatMapPanel(engine_, panels_);
+    heatMapPanel_->setObjectName("heat_map_panel");
+    panels_->addTab(heatMapPanel_, tr("Heat maps"));
+    // A finished extraction's vector is ready to steer with and to look at.
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, heatMapPanel_, &HeatMapPanel::setExtraction);
+    connect(extractionPanel_, &ExtractionPanel::vectorChosen, steeringPanel_,
+            [this](const persona::PersonaVector& vector, int suggestedLayer) {
+                steeringPanel_->useVector(vector,
+                                          tr("%1 %2 (last extraction)")
+                                              .arg(QString::fromStdString(vector.trait),
+                                                   QString::fromLatin1(persona::aggregate_name(vector.aggregate))),
+                                          suggestedLayer);
+            });
+    connect(extractionPanel_, &ExtractionPanel::extractionProgress, this, [this](const QString& stage, qint64 done, qint64 total) {
+        engineState_->setText(tr("engine: extracting, %1 %2/%3").arg(stage).arg(done).arg(total));
+    });
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, this, [this] { engineState_->setText(tr("engine: ready (extraction done)")); });
+    connect(extractionPanel_, &ExtractionPanel::extractionCancelled, this, [this] { engineState_->setText(tr("engine: extraction cancelled")); });
+    connect(extractionPanel_, &ExtractionPanel::extractionFailed, this, [this] { engineState_->setText(tr("engine: extraction failed")); });
     splitter->addWidget(projectTree_);
     splitter->addWidget(panels_);
     splitter->setStretchFactor(1, 1);
@@ -151,7 +175,7 @@ void MainWindow::buildStatusBar() {
 
 bool MainWindow::showPanel(const QString& name) {
     for (int i = 0; i < panels_->count(); ++i)
-        if (panels_->tabText(i).remove('&').toLower() == name.toLower()) {
+        if (panels_->tabText(i).remove('&').remove(' ').toLower() == QString(name).remove(' ').toLower()) {
             panels_->setCurrentIndex(i);
             return true;
         }
@@ -186,6 +210,8 @@ void MainWindow::onModelLoaded() {
     const persona::ModelFacts* facts = engine_->facts();
     progress_->setVisible(false);
     steeringPanel_->setModel(*facts);
+    extractionPanel_->setModel(*facts);
+    heatMapPanel_->setModel(*facts);
     const QString name = QString::fromStdString(facts->name);
     engineState_->setText(tr("engine: idle"));
     device_->setText(tr("device: %1, %2").arg(QString::fromStdString(facts->device), QString::fromStdString(facts->dtype)));

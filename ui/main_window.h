@@ -2,6 +2,8 @@
 #include <QMainWindow>
 
 class EngineClient;
+class ExtractionPanel;
+class HeatMapPanel;
 class ModelPanel;
 class QLabel;
 class QProgressBar;
@@ -17,9 +19,12 @@ public:
     explicit MainWindow(EngineClient* engine, QWidget* parent = nullptr);
 
     SteeringPanel* steeringPanel() const { return steeringPanel_; }
+    ExtractionPanel* extractionPanel() const { return extractionPanel_; }
+    HeatMapPanel* heatMapPanel() const { return heatMapPanel_; }
     ModelPanel* modelPanel() const { return modelPanel_; }
     TraitsPanel* traitsPanel() const { return traitsPanel_; }
-    // Selects a panel by its name in lower case ("model", "steering"); false for an unknown name.
+    // Selects a panel by its tab name in lower case without spaces ("model", "steering",
+    // "extraction", "heatmaps"); false for an unknown name.
     bool showPanel(const QString& name);
 
 public slots:
@@ -47,6 +52,8 @@ private:
     QTabWidget* panels_;
     ModelPanel* modelPanel_;
     SteeringPanel* steeringPanel_;
+    ExtractionPanel* extractionPanel_;
+    HeatMapPanel* heatMapPanel_;
     TraitsPanel* traitsPanel_;
     QTreeWidget* projectTree_;
     QLabel* modelBadge_;

@@ -7,7 +7,19 @@
 #include <algorithm>
 #include <cmath>
 
-ProjectionHeatMap::ProjectionHeatMap(const QString& title, QWidget* parent) : QCustomPlot(parent) {
+namespace {
+// A token's text as a tick label: whitespace made visible, long pieces cut.
+QString columnLabel(QString text) {
+    text.replace('\n', QStringLiteral("\u23ce"));
+    text.replace('\t', QStringLiteral("\u21e5"));
+    text = text.trimmed();
+    if (text.isEmpty()) return QStringLiteral("\u2423");
+    return text.size() > 12 ? text.left(11) + QStringLiteral("\u2026") : text;
+}
+}  // namespace
+
+ProjectionHeatMap::ProjectionHeatMap(const QString& title, QWidget* parent)
+    : QCustomPlot(parent), columnNoun_(tr("token")) {
     setMouseTracking(true);  // tooltips on hover, not only while a button is held
     plotLayout()->insertRow(0);
     title_ = new QCPTextElement(this, title, QFont(font().family(), font().pointSize(), QFont::Bold));
@@ -43,6 +55,52 @@ ProjectionHeatMap::ProjectionHeatMap(const QString& title, QWidget* parent) : QC
 
 void ProjectionHeatMap::setTitle(const QString& title) { title_->setText(title); }
 
+void ProjectionHeatMap::setColumnLabelsShown(bool shown) {
+    columnLabelsShown_ = shown;
+    updateColumnTicker();
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+void ProjectionHeatMap::setColumnNoun(const QString& noun) {
+    columnNoun_ = noun;
+    xAxis->setLabel(columnLabelsShown_ ? QString() : noun);
+}
+
+void ProjectionHeatMap::updateColumnTicker() {
+    if (!columnLabelsShown_) {
+        xAxis->setLabel(columnNoun_);
+        if (!xAxis->ticker().dynamicCast<QCPAxisTickerText>()) return;
+        QSharedPointer<QCPAxisTickerFixed> ticker(new QCPAxisTickerFixed);
+        ticker->setTickStep(1.0);
+        ticker->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
+        xAxis->setTicker(ticker);
+        return;
+    }
+    // The labels say what the columns are; an axis title under them would only take room.
+    xAxis->setLabel(QString());
+    QSharedPointer<QCPAxisTickerText> ticker(new QCPAxisTickerText);
+    const QFontMetrics metrics(xAxis->tickLabelFont());
+    int widest = 0;
+    for (int column = 0; column < tokenTexts_.size(); ++column) {
+        const QString label = columnLabel(tokenTexts_[column]);
+        widest = std::max(widest, metrics.horizontalAdvance(label));
+        ticker->addTick(column, label);
+    }
+    xAxis->setTicker(ticker);
+    // Upright labels read best; turn them only when neighbours would overlap.
+    const int plotWidth = axisRect()->width() > 0 ? axisRect()->width() : width() - 120;
+    const int columnWidth = plotWidth / std::max(1, static_cast<int>(tokenTexts_.size()));
+    xAxis->setTickLabelRotation(widest + 6 <= columnWidth ? 0 : 90);
+}
+
+void ProjectionHeatMap::resizeEvent(QResizeEvent* event) {
+    QCustomPlot::resizeEvent(event);
+    if (columnLabelsShown_) {
+        updateColumnTicker();
+        replot(QCustomPlot::rpQueuedReplot);
+    }
+}
+
 void ProjectionHeatMap::clearColumns(int layerCount, int expectedTokens) {
     showColumns({}, {}, layerCount, 1.0, expectedTokens);
 }
@@ -68,6 +126,7 @@ void ProjectionHeatMap::showColumns(const QStringList& tokenTexts, const std::ve
             data->setCell(cell, layer, static_cast<double>(column[static_cast<std::size_t>(layer)]));
     }
     map_->setVisible(tokens > 0);
+    if (columnLabelsShown_) updateColumnTicker();
     const double span = scale > 0 && std::isfinite(scale) ? scale : 1.0;
     map_->setDataRange(QCPRange(-span, span));  // centred on zero: white means no projection
     xAxis->setRange(-0.5, std::max(tokens, expectedTokens) - 0.5);
@@ -88,8 +147,9 @@ QString ProjectionHeatMap::describeCellAt(const QPoint& position) const {
     if (column < 0 || column >= columnCount() || layer < 0 || layer >= layerCount_) return {};
     QString token = tokenTexts_.value(column);
     token.replace('\n', QStringLiteral("\\n"));
-    return tr("layer %1, token %2 \u201c%3\u201d: %4")
+    return tr("layer %1, %2 %3 \u201c%4\u201d: %5")
         .arg(layer)
+        .arg(columnNoun_)
         .arg(column)
         .arg(token)
         .arg(valueAt(column, layer), 0, 'f', 2);

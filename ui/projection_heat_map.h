@@ -19,6 +19,11 @@ public:
                      double scale, int expectedTokens);
     void clearColumns(int layerCount, int expectedTokens);
     void setTitle(const QString& title);
+    // Writes each column's text under it (rotated) instead of its number: for conversations and
+    // samples, where the text is what the reader looks for.
+    void setColumnLabelsShown(bool shown);
+    // What a column is, for the axis and the hover text ("token", "sample").
+    void setColumnNoun(const QString& noun);
 
     int columnCount() const { return static_cast<int>(columns_.size()); }
     int layerCount() const { return layerCount_; }
@@ -28,6 +33,8 @@ public:
 
 private:
     void showToolTip(QMouseEvent* event);
+    void updateColumnTicker();
+    void resizeEvent(QResizeEvent* event) override;
 
     QCPTextElement* title_;
     QCPColorMap* map_;
@@ -35,4 +42,6 @@ private:
     QStringList tokenTexts_;
     std::vector<std::vector<float>> columns_;
     int layerCount_ = 0;
+    bool columnLabelsShown_ = false;
+    QString columnNoun_;
 };

@@ -12,6 +12,10 @@
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QLineEdit>
+#include <QRegularExpression>
+#include <QScrollArea>
+#include <QStackedWidget>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QScrollBar>
@@ -55,11 +59,12 @@ SteeringPanel::SteeringPanel(EngineClient* engine, QWidget* parent) : QWidget(pa
     new QVBoxLayout(this);
     buildInputs();
     buildPanes();
+    buildSweepView();
     connectInputs();
 
     regenerateDebounce_.setSingleShot(true);
     regenerateDebounce_.setInterval(kDebounceMs);
-    connect(&regenerateDebounce_, &QTimer::timeout, this, &SteeringPanel::generate);
+    connect(&regenerateDebounce_, &QTimer::timeout, this, &SteeringPanel::regenerate);
     refreshCoalescer_.setSingleShot(true);
     refreshCoalescer_.setInterval(kRefreshMs);
     connect(&refreshCoalescer_, &QTimer::timeout, this, &SteeringPanel::refreshViews);
@@ -129,6 +134,14 @@ void SteeringPanel::buildInputs() {
     stopButton_ = new QPushButton(tr("Stop"), this);
     stopButton_->setObjectName("stop_generation");
     stopButton_->setEnabled(false);
+    sweepList_ = new QLineEdit(QStringLiteral("-8, -4, 0, 4, 8"), this);
+    sweepList_->setObjectName("sweep_coefficients");
+    sweepList_->setToolTip(tr("Coefficients of the sweep, separated by commas: one column each, same prompt and seed"));
+    sweepList_->setMaximumWidth(sweepList_->fontMetrics().horizontalAdvance(QStringLiteral("-8, -4, -2, 0, 2, 4, 8")) + 16);
+    sweepButton_ = new QPushButton(tr("Sweep"), this);
+    sweepButton_->setObjectName("sweep_button");
+    sweepButton_->setEnabled(false);
+    sweepButton_->setToolTip(tr("One batched generation per coefficient in the list, shown side by side"));
 
     auto label = [this](const QString& text) { return new QLabel(text, this); };
     inputs->addWidget(label(tr("System")), 0, 0);
@@ -165,6 +178,7 @@ void SteeringPanel::buildInputs() {
     coefficientRow->addWidget(generateButton_);
     coefficientRow->addWidget(stopButton_);
     inputs->addLayout(coefficientRow, 2, 0, 1, 3);
+
     inputs->setColumnStretch(1, 3);
     inputs->setColumnStretch(2, 2);
     static_cast<QVBoxLayout*>(layout())->addLayout(inputs);
@@ -172,11 +186,21 @@ void SteeringPanel::buildInputs() {
     message_ = new QLabel(tr("Load a model to steer it."), this);
     message_->setObjectName("steering_message");
     message_->setWordWrap(true);
-    layout()->addWidget(message_);
+    // The sweep shares the message's row: the inputs above have no width to spare.
+    auto* messageRow = new QHBoxLayout;
+    messageRow->addWidget(message_, 1);
+    messageRow->addWidget(label(tr("Sweep coefficients")));
+    messageRow->addWidget(sweepList_);
+    messageRow->addWidget(sweepButton_);
+    static_cast<QVBoxLayout*>(layout())->addLayout(messageRow);
 }
 
 void SteeringPanel::buildPanes() {
-    auto* panes = new QGridLayout;
+    views_ = new QStackedWidget(this);
+    views_->setObjectName("steering_views");
+    auto* pairPage = new QWidget(views_);
+    auto* panes = new QGridLayout(pairPage);
+    panes->setContentsMargins(0, 0, 0, 0);
     const std::array<QString, 2> names{QStringLiteral("unsteered"), QStringLiteral("steered")};
     for (int pane = 0; pane < 2; ++pane) {
         auto* title = new QLabel(pane == Unsteered ? tr("Unsteered") : tr("Steered"), this);
@@ -204,7 +228,19 @@ void SteeringPanel::buildPanes() {
     differenceMap_->setMinimumHeight(150);
     differenceMap_->setMaximumHeight(170);
     panes->addWidget(differenceMap_, 3, 0, 1, 2);
-    static_cast<QVBoxLayout*>(layout())->addLayout(panes, 1);
+    views_->addWidget(pairPage);
+    static_cast<QVBoxLayout*>(layout())->addWidget(views_, 1);
+}
+
+void SteeringPanel::buildSweepView() {
+    auto* scroll = new QScrollArea(views_);
+    scroll->setObjectName("sweep_view");
+    scroll->setWidgetResizable(true);
+    sweepColumnsHost_ = new QWidget;
+    sweepColumnsLayout_ = new QHBoxLayout(sweepColumnsHost_);
+    sweepColumnsLayout_->setContentsMargins(0, 0, 0, 0);
+    scroll->setWidget(sweepColumnsHost_);
+    views_->addWidget(scroll);
 }
 
 void SteeringPanel::connectInputs() {
@@ -229,6 +265,10 @@ void SteeringPanel::connectInputs() {
     connect(seed_, &QSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
     connect(generateButton_, &QPushButton::clicked, this, &SteeringPanel::generate);
     connect(stopButton_, &QPushButton::clicked, this, &SteeringPanel::stop);
+    connect(sweepButton_, &QPushButton::clicked, this, &SteeringPanel::sweep);
+    connect(sweepList_, &QLineEdit::editingFinished, this, [this] {
+        if (mode_ == SweepMode) inputChanged();
+    });
 }
 
 void SteeringPanel::inputChanged() {
@@ -254,6 +294,7 @@ void SteeringPanel::setModel(const persona::ModelFacts& facts) {
     }
     useRandomDirection();
     generateButton_->setEnabled(true);
+    sweepButton_->setEnabled(true);
     message_->setText(tr("Choose a vector, a layer and a coefficient, then Generate. Tokens are tinted by their "
                          "projection on the vector at the steered layer (blue below zero, red above)."));
 }
@@ -372,10 +413,8 @@ void SteeringPanel::generate() {
         message_->setText(tr("Write a prompt first."));
         return;
     }
-    if (generating_) engine_->cancel();
-    live_ = true;
-    const std::uint64_t generation = ++generation_;
-
+    mode_ = PairMode;
+    views_->setCurrentIndex(PairMode);
     runLayer_ = layer_->value();
     runMaxTokens_ = maxTokens_->value();
     runCoefficient_ = coefficient_->value();
@@ -415,6 +454,21 @@ void SteeringPanel::generate() {
                                             .arg(runCoefficient_, 0, 'f', 1)
                                       : tr("Steered: %1 at layer %2").arg(operationName(operation)).arg(runLayer_));
     refreshViews();
+    std::vector<persona::GenerationRow> rows;
+    rows.push_back(std::move(unsteered));
+    rows.push_back(std::move(steered));
+    startJob(std::move(rows), std::move(probe));
+}
+
+void SteeringPanel::regenerate() {
+    if (mode_ == SweepMode) sweep();
+    else generate();
+}
+
+void SteeringPanel::startJob(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe) {
+    if (generating_) engine_->cancel();
+    live_ = true;
+    const std::uint64_t generation = ++generation_;
     generating_ = true;
     stopButton_->setEnabled(true);
     message_->setText(tr("Generating..."));
@@ -439,7 +493,111 @@ void SteeringPanel::generate() {
         settle(tr("Generation failed: %1").arg(error));
         emit generationFailed(error);
     };
-    engine_->generate({std::move(unsteered), std::move(steered)}, std::move(probe), std::move(callbacks));
+    engine_->generate(std::move(rows), std::move(probe), std::move(callbacks));
+}
+
+void SteeringPanel::setSweepCoefficients(const QString& list) { sweepList_->setText(list); }
+
+std::vector<double> SteeringPanel::sweepCoefficients() const {
+    std::vector<double> coefficients;
+    const QStringList parts = sweepList_->text().split(QRegularExpression(QStringLiteral("[,;\\s]+")), Qt::SkipEmptyParts);
+    for (const QString& part : parts) {
+        bool ok = false;
+        const double value = part.toDouble(&ok);
+        if (!ok || !std::isfinite(value)) return {};
+        coefficients.push_back(value);
+    }
+    return coefficients;
+}
+
+double SteeringPanel::sweepColumnCoefficient(int column) const {
+    return column >= 0 && column < sweepColumnCount() ? sweepColumns_[static_cast<std::size_t>(column)].coefficient : 0.0;
+}
+
+QString SteeringPanel::sweepColumnText(int column) const {
+    return column >= 0 && column < sweepColumnCount() ? sweepColumns_[static_cast<std::size_t>(column)].text->toPlainText()
+                                                      : QString();
+}
+
+int SteeringPanel::sweepColumnTokens(int column) const {
+    return column >= 0 && column < sweepColumnCount()
+               ? static_cast<int>(sweepColumns_[static_cast<std::size_t>(column)].tokens.texts.size())
+               : 0;
+}
+
+void SteeringPanel::sweep() {
+    regenerateDebounce_.stop();
+    const persona::PersonaVector* vector = currentVector();
+    if (layerCount_ <= 0 || !vector) {
+        message_->setText(layerCount_ <= 0 ? tr("Load a model to steer it.") : tr("Choose a vector first."));
+        return;
+    }
+    if (prompt_->toPlainText().trimmed().isEmpty()) {
+        message_->setText(tr("Write a prompt first."));
+        return;
+    }
+    const std::vector<double> coefficients = sweepCoefficients();
+    if (coefficients.empty()) {
+        message_->setText(tr("The sweep needs a list of numbers, such as -8, -4, 0, 4, 8."));
+        return;
+    }
+    mode_ = SweepMode;
+    views_->setCurrentIndex(SweepMode);
+    runLayer_ = layer_->value();
+    runMaxTokens_ = maxTokens_->value();
+
+    persona::GenerationRow base;
+    const QString system = systemPrompt_->toPlainText().trimmed();
+    if (!system.isEmpty()) base.messages.push_back({"system", system.toStdString()});
+    base.messages.push_back({"user", prompt_->toPlainText().toStdString()});
+    base.sampling.temperature = static_cast<float>(temperature_->value());
+    base.sampling.seed = static_cast<std::uint64_t>(seed_->value());
+    base.sampling.max_new_tokens = runMaxTokens_;
+    const persona::LayerView direction = vector->layer(runLayer_);
+    // A sweep varies alpha, so it always adds; ablation has no strength to sweep.
+    const auto positions = static_cast<persona::SteerPositions>(positions_->currentData().toInt());
+
+    for (SweepColumn& column : sweepColumns_) {
+        delete column.title;
+        delete column.text;
+    }
+    sweepColumns_.clear();
+    std::vector<persona::GenerationRow> rows;
+    for (double coefficient : coefficients) {
+        persona::GenerationRow row = base;
+        persona::Steering steering;
+        steering.layer = runLayer_;
+        steering.vector.assign(direction.begin(), direction.end());
+        steering.alpha = static_cast<float>(coefficient);
+        steering.positions = positions;
+        row.steering.push_back(std::move(steering));
+        rows.push_back(std::move(row));
+
+        SweepColumn column;
+        column.coefficient = coefficient;
+        column.title = new QLabel(tr("coefficient %1").arg(coefficient, 0, 'g', 4), sweepColumnsHost_);
+        column.title->setAlignment(Qt::AlignCenter);
+        column.text = new QTextEdit(sweepColumnsHost_);
+        column.text->setReadOnly(true);
+        column.text->setMinimumWidth(150);
+        column.text->setObjectName(QStringLiteral("sweep_column_%1").arg(sweepColumns_.size()));
+        auto* box = new QVBoxLayout;
+        box->addWidget(column.title);
+        box->addWidget(column.text, 1);
+        sweepColumnsLayout_->addLayout(box, 1);
+        sweepColumns_.push_back(std::move(column));
+    }
+    // Layouts left over from the previous sweep hold no widgets any more.
+    for (int i = sweepColumnsLayout_->count() - 1; i >= 0; --i) {
+        QLayoutItem* item = sweepColumnsLayout_->itemAt(i);
+        if (item->layout() && item->layout()->count() == 0) delete sweepColumnsLayout_->takeAt(i);
+    }
+
+    persona::ProjectionProbe probe;  // the steered layer only: it tints the tokens
+    probe.layers.push_back(runLayer_);
+    probe.directions.emplace_back(direction.begin(), direction.end());
+    startJob(std::move(rows), std::move(probe));
+    message_->setText(tr("Sweeping %1 coefficients at layer %2...").arg(coefficients.size()).arg(runLayer_));
 }
 
 void SteeringPanel::stop() {
@@ -448,6 +606,15 @@ void SteeringPanel::stop() {
 }
 
 void SteeringPanel::onToken(const persona::TokenEvent& event) {
+    if (mode_ == SweepMode) {
+        if (event.row < 0 || event.row >= sweepColumnCount()) return;
+        PaneTokens& tokens = sweepColumns_[static_cast<std::size_t>(event.row)].tokens;
+        tokens.texts.push_back(QString::fromStdString(event.text));
+        tokens.projections.push_back(event.projections);
+        if (!refreshCoalescer_.isActive()) refreshCoalescer_.start();
+        reportProgress();
+        return;
+    }
     if (event.row < 0 || event.row > 1) return;
     PaneTokens& pane = panes_[static_cast<std::size_t>(event.row)];
     pane.texts.push_back(QString::fromStdString(event.text));
@@ -458,8 +625,13 @@ void SteeringPanel::onToken(const persona::TokenEvent& event) {
 
 void SteeringPanel::onFinished(const std::vector<persona::GenerationResult>& /*results*/) {
     // The streamed tokens already hold every piece of text: the results add nothing to show.
-    shownCoefficient_ = runCoefficient_;
     reportProgress();
+    if (mode_ == SweepMode) {
+        settle(tr("Sweep done: %1 coefficients at layer %2, seed %3.").arg(sweepColumnCount()).arg(runLayer_).arg(seed_->value()));
+        emit generationFinished();
+        return;
+    }
+    shownCoefficient_ = runCoefficient_;
     settle(tr("Done: %1 and %2 tokens.").arg(tokenCount(Unsteered)).arg(tokenCount(Steered)));
     emit generationFinished();
 }
@@ -473,13 +645,26 @@ void SteeringPanel::settle(const QString& message) {
 }
 
 void SteeringPanel::reportProgress() {
-    const int steps = std::max(tokenCount(Unsteered), tokenCount(Steered));
+    int steps = 0, tokens = 0;
+    if (mode_ == SweepMode) {
+        for (int column = 0; column < sweepColumnCount(); ++column) {
+            steps = std::max(steps, sweepColumnTokens(column));
+            tokens += sweepColumnTokens(column);
+        }
+    } else {
+        steps = std::max(tokenCount(Unsteered), tokenCount(Steered));
+        tokens = tokenCount(Unsteered) + tokenCount(Steered);
+    }
     const double seconds = static_cast<double>(runClock_.elapsed()) / 1000.0;
-    const double tokensPerSecond = seconds > 0 ? (tokenCount(Unsteered) + tokenCount(Steered)) / seconds : 0.0;
+    const double tokensPerSecond = seconds > 0 ? tokens / seconds : 0.0;
     emit generationProgress(steps, runMaxTokens_, tokensPerSecond);
 }
 
 void SteeringPanel::refreshViews() {
+    if (mode_ == SweepMode) {
+        refreshSweep();
+        return;
+    }
     // The two panes share one scale, so equal colours mean equal projections.
     const auto& unsteered = panes_[Unsteered].projections;
     const auto& steered = panes_[Steered].projections;
@@ -507,6 +692,41 @@ void SteeringPanel::refreshViews() {
     }
     differenceMap_->showColumns(panes_[Steered].texts.mid(0, static_cast<int>(shared)), difference, layers,
                                 maxAbs(difference), runMaxTokens_);
+}
+
+void SteeringPanel::refreshSweep() {
+    // One scale for every column, as for the two panes.
+    double scale = 0;
+    for (const SweepColumn& column : sweepColumns_) scale = maxAbs(column.tokens.projections, scale);
+    for (SweepColumn& column : sweepColumns_) {
+        column.text->clear();
+        QTextCursor cursor(column.text->document());
+        for (int t = 0; t < column.tokens.texts.size(); ++t) {
+            const auto& projections = column.tokens.projections[static_cast<std::size_t>(t)];
+            const double value = projections.empty() ? 0.0 : static_cast<double>(projections.front());
+            QTextCharFormat format;
+            format.setBackground(diverging::colorFor(value, scale, 0.6));
+            format.setToolTip(tr("projection at layer %1: %2").arg(runLayer_).arg(value, 0, 'f', 2));
+            cursor.insertText(column.tokens.texts[t], format);
+        }
+        column.title->setText(tr("coefficient %1 (%2 tokens)").arg(column.coefficient, 0, 'g', 4).arg(column.tokens.texts.size()));
+    }
+}
+
+bool SteeringPanel::useVector(const persona::PersonaVector& vector, const QString& name, int suggestedLayer) {
+    if (vector.layer_count != layerCount_ + 1 || vector.hidden_size != hiddenSize_) return false;
+    // A newer extraction of the same name replaces the older one rather than piling up.
+    for (std::size_t i = 0; i < vectors_.size(); ++i)
+        if (vectors_[i].name == name) {
+            vectors_[i].vector = vector;
+            if (suggestedLayer >= 1 && suggestedLayer <= layerCount_) layer_->setValue(suggestedLayer);
+            const bool alreadySelected = vectorChoice_->currentIndex() == static_cast<int>(i);
+            vectorChoice_->setCurrentIndex(static_cast<int>(i));
+            if (alreadySelected) vectorChoiceChanged(static_cast<int>(i));
+            return true;
+        }
+    addVector({name, vector}, suggestedLayer);
+    return true;
 }
 
 void SteeringPanel::renderPane(Pane pane, double scale) {

@@ -15,8 +15,11 @@ class EngineClient;
 class ProjectionHeatMap;
 class QComboBox;
 class QDoubleSpinBox;
+class QHBoxLayout;
 class QLabel;
+class QLineEdit;
 class QPlainTextEdit;
+class QStackedWidget;
 class QPushButton;
 class QSlider;
 class QSpinBox;
@@ -27,10 +30,13 @@ namespace persona { struct TokenEvent; struct GenerationResult; }
 // each token tinted by its projection on the vector at the steered layer, and a layer x token
 // heat map of those projections under each pane. Once a generation has run, changing any input
 // (the coefficient slider above all) cancels it and generates again.
+// Sweep mode runs one batched job with a row per coefficient (same prompt, seed and sampling)
+// and shows the rows side by side as columns.
 class SteeringPanel : public QWidget {
     Q_OBJECT
 public:
     enum Pane { Unsteered = 0, Steered = 1 };
+    enum Mode { PairMode, SweepMode };
 
     explicit SteeringPanel(EngineClient* engine, QWidget* parent = nullptr);
 
@@ -39,6 +45,9 @@ public:
     // panel) when it cannot be read or does not fit the model.
     bool openVectorFile(const QString& path);
     void useRandomDirection();
+    // Adds a vector (an extraction's, say) to the vector choice under `name` and selects it,
+    // with its suggested layer when that is a block's output; false when it does not fit the model.
+    bool useVector(const persona::PersonaVector& vector, const QString& name, int suggestedLayer);
     // The vector chosen now; null before a model is loaded.
     const persona::PersonaVector* currentVector() const;
     int steeredLayer() const;
@@ -54,8 +63,18 @@ public:
     // The coefficient of the generation now shown (what the steered pane was made with).
     double shownCoefficient() const { return shownCoefficient_; }
 
+    Mode mode() const { return mode_; }
+    // "-8, -4, 0, 4, 8": numbers separated by commas or spaces.
+    void setSweepCoefficients(const QString& list);
+    // The parsed list; empty (and a message) when it holds something that is not a number.
+    std::vector<double> sweepCoefficients() const;
+    int sweepColumnCount() const { return static_cast<int>(sweepColumns_.size()); }
+    double sweepColumnCoefficient(int column) const;
+    QString sweepColumnText(int column) const;
+    int sweepColumnTokens(int column) const;
 public slots:
     void generate();
+    void sweep();
     void stop();
 
 signals:
@@ -77,6 +96,10 @@ private:
 
     void buildInputs();
     void buildPanes();
+    void buildSweepView();
+    void regenerate();
+    void startJob(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe);
+    void refreshSweep();
     void connectInputs();
     void inputChanged();
     void vectorChoiceChanged(int index);
@@ -103,6 +126,11 @@ private:
     QSpinBox* seed_;
     QPushButton* generateButton_;
     QPushButton* stopButton_;
+    QLineEdit* sweepList_;
+    QPushButton* sweepButton_;
+    QStackedWidget* views_;
+    QWidget* sweepColumnsHost_;
+    QHBoxLayout* sweepColumnsLayout_;
     QLabel* message_;
     std::array<QLabel*, 2> paneTitles_{};
     std::array<QTextEdit*, 2> paneTexts_{};
@@ -124,6 +152,14 @@ private:
     int runMaxTokens_ = 0;
     double runCoefficient_ = 0;
     double shownCoefficient_ = 0;
+    Mode mode_ = PairMode;
+    struct SweepColumn {
+        double coefficient = 0;
+        QLabel* title = nullptr;
+        QTextEdit* text = nullptr;
+        PaneTokens tokens;  // projections: the steered layer only
+    };
+    std::vector<SweepColumn> sweepColumns_;
     QElapsedTimer runClock_;
     QTimer regenerateDebounce_;
     QTimer refreshCoalescer_;

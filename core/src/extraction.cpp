@@ -443,6 +443,16 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         provenance["instruction_pairs"] = std::to_string(pairs);
         provenance["sign"] = "positive = shows the trait";
         entry.diagnostics = diagnose(entry.vector, positive, negative);
+        entry.kept_samples = kept;
+        for (const std::vector<float>* activation : rows) {
+            std::vector<float> projections(std::size_t(all.layers));
+            for (int l = 0; l < all.layers; ++l) {
+                const std::size_t offset = std::size_t(l) * std::size_t(all.hidden_size);
+                projections[std::size_t(l)] = float(project(activation->data() + offset,
+                                                            entry.vector.values.data() + offset, all.hidden_size));
+            }
+            entry.sample_projections.push_back(std::move(projections));
+        }
         entry.suggested_layer = suggest_layer(entry.diagnostics);
         // The Steering panel preselects this layer when the vector file is opened.
         entry.vector.provenance["suggested_layer"] = std::to_string(entry.suggested_layer);

@@ -65,6 +65,11 @@ struct AggregateResult {
     PersonaVector vector;
     std::vector<LayerDiagnostics> diagnostics;
     int suggested_layer = -1;
+    // The kept samples (indices into ExtractionResult::samples, every positive first, then every
+    // negative) and, for each, its activation's projection on the vector's unit direction at
+    // every layer 0..L: the numbers diagnostics summarises, kept for a layer x sample heat map.
+    std::vector<std::size_t> kept_samples;
+    std::vector<std::vector<float>> sample_projections;  // [kept sample][layer]
 };
 
 struct ExtractionResult {

@@ -1,0 +1,271 @@
+// The Extraction panel on the real default model: a tiny extraction run from the panel fills the
+// sample table as samples arrive, every stage bar reaches its end, the plots show one point per
+// layer with the suggested layer marked; a cancelled run resumes from its checkpoint; and the UI
+// thread keeps turning while the engine works.
+#include "engine_client.h"
+#include "extraction_panel.h"
+#include "persona/vector_files.h"
+#include "test_support.h"
+
+#include <qcustomplot.h>
+
+#include <QComboBox>
+#include <QFile>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QStandardPaths>
+#include <QTableWidget>
+#include <QTemporaryDir>
+#include <QTimer>
+
+#include <cmath>
+#include <memory>
+
+namespace {
+constexpr int kTimeoutMs = 240000;
+}
+
+class TestExtractionPanel : public QObject {
+    Q_OBJECT
+
+    std::unique_ptr<EngineClient> engine_;
+    std::unique_ptr<ExtractionPanel> panel_;
+    QTemporaryDir checkpoints_;
+    int layers_ = 0;  // L + 1
+
+    static persona::ExtractionSettings tiny(int questions, int batch, int maxTokens, std::uint64_t seed) {
+        persona::ExtractionSettings s;
+        s.question_limit = questions;
+        s.pair_limit = 1;
+        s.samples_per_question = 1;
+        s.max_new_tokens = maxTokens;
+        s.temperature = 1.0f;
+        s.seed = seed;
+        s.batch_size = batch;
+        s.judge = persona::JudgeKind::None;
+        return s;
+    }
+
+private slots:
+    void initTestCase() {
+        QStandardPaths::setTestModeEnabled(true);
+        QVERIFY(checkpoints_.isValid());
+        engine_ = std::make_unique<EngineClient>();
+        QSignalSpy loaded(engine_.get(), &EngineClient::modelLoaded);
+        engine_->loadModel(persona_test::defaultModelPath());
+        QVERIFY(loaded.wait(120000));
+        layers_ = engine_->facts()->layers + 1;
+        panel_ = std::make_unique<ExtractionPanel>(engine_.get());
+        panel_->resize(1100, 700);
+        panel_->show();
+        QVERIFY(QTest::qWaitForWindowExposed(panel_.get()));
+        panel_->setModel(*engine_->facts());
+        panel_->setCheckpointDirectory(checkpoints_.path());
+    }
+
+    void offersTheBuiltInTraits() {
+        const auto* choice = panel_->findChild<QComboBox*>("trait");
+        QCOMPARE(choice->count(), static_cast<int>(persona::builtin_trait_names().size()));
+        QVERIFY(panel_->selectTrait("evil"));
+        QCOMPARE(panel_->currentTrait()->name, std::string("evil"));
+        QVERIFY(!panel_->selectTrait("no-such-trait"));
+
+        // A project's own traits replace them.
+        persona::Trait mine = persona::load_builtin_trait("optimistic");
+        mine.name = "cheerful";
+        panel_->setTraits({mine, persona::load_builtin_trait("evil")});
+        QCOMPARE(choice->count(), 2);
+        QCOMPARE(panel_->currentTrait()->name, std::string("evil"));  // the choice survives
+        QVERIFY(panel_->selectTrait("cheerful"));
+        panel_->setTraits({persona::load_builtin_trait("evil")});
+        QCOMPARE(panel_->currentTrait()->name, std::string("evil"));
+    }
+
+    void tinyExtractionFillsTableStagesAndPlots() {
+        panel_->setSettings(tiny(2, 2, 12, 3));
+        const persona::ExtractionSettings settings = panel_->settings();
+        QCOMPARE(settings.question_limit, 2);
+        QCOMPARE(settings.judge.kind, persona::JudgeKind::None);
+        QVERIFY(QString::fromStdString(settings.checkpoint_path).startsWith(checkpoints_.path()));
+
+        // Rows appear while the run is still going, and the UI thread keeps turning.
+        int rowsWhileRunning = 0, ticksWhileRunning = 0;
+        QTimer heartbeat;
+        connect(&heartbeat, &QTimer::timeout, [&] {
+            if (!panel_->running()) return;
+            ++ticksWhileRunning;
+            rowsWhileRunning = std::max(rowsWhileRunning, panel_->sampleTable()->rowCount());
+        });
+        heartbeat.start(5);
+        QSignalSpy finished(panel_.get(), &ExtractionPanel::extractionFinished);
+        QSignalSpy chosen(panel_.get(), &ExtractionPanel::vectorChosen);
+        QSignalSpy progress(panel_.get(), &ExtractionPanel::extractionProgress);
+        QTest::mouseClick(panel_->findChild<QPushButton*>("run_extraction"), Qt::LeftButton);
+        QVERIFY(panel_->running());
+        QVERIFY(finished.wait(kTimeoutMs));
+        heartbeat.stop();
+        QVERIFY2(ticksWhileRunning > 10, qPrintable(QString::number(ticksWhileRunning)));
+        QVERIFY2(rowsWhileRunning >= 2, qPrintable(QString::number(rowsWhileRunning)));
+        QVERIFY(!panel_->running());
+
+        const persona::ExtractionResult* result = panel_->result();
+        QVERIFY(result);
+        QCOMPARE(result->samples.size(), std::size_t(4));  // 2 questions x 1 pair x 2 sides
+        QCOMPARE(result->pairs_kept, std::size_t(2));
+        QCOMPARE(result->samples_generated, std::size_t(4));
+
+        // The table: one row per sample, answers as generated, every pair kept (no judge).
+        QTableWidget* table = panel_->sampleTable();
+        QCOMPARE(table->rowCount(), 4);
+        for (int row = 0; row < 4; ++row) {
+            const persona::Sample& sample = result->samples[static_cast<std::size_t>(row)];
+            QCOMPARE(table->item(row, ExtractionPanel::QuestionColumn)->text(), QString::fromStdString(sample.question));
+            QCOMPARE(table->item(row, ExtractionPanel::SideColumn)->text(),
+                     sample.side == persona::Side::Positive ? QString("positive") : QString("negative"));
+            QCOMPARE(table->item(row, ExtractionPanel::AnswerColumn)->toolTip(), QString::fromStdString(sample.answer));
+            QVERIFY(!sample.answer.empty());
+            QCOMPARE(table->item(row, ExtractionPanel::KeptColumn)->text(), QString("kept"));
+        }
+
+        // Every stage bar at its end; the judge was skipped and says so.
+        for (const char* stage : ExtractionPanel::kStages) {
+            QProgressBar* bar = panel_->stageBar(stage);
+            QVERIFY(bar);
+            QCOMPARE(bar->value(), bar->maximum());
+        }
+        QCOMPARE(panel_->stageBar("generate")->maximum(), 4);
+        QVERIFY(panel_->stageBar("judge")->format().contains("skipped"));
+        QVERIFY2(panel_->stageEta("generate").startsWith("done in"), qPrintable(panel_->stageEta("generate")));
+        QVERIFY(progress.count() >= 5);
+
+        // Plots: L + 1 points each, the values of the chosen aggregate's diagnostics.
+        const persona::AggregateResult& chosenAggregate = result->aggregate(persona::Aggregate::ResponseMean);
+        QCOMPARE(panel_->aggregate(), persona::Aggregate::ResponseMean);
+        QCOMPARE(panel_->normPlot()->graph(0)->dataCount(), layers_);
+        QCOMPARE(panel_->separationPlot()->graph(0)->dataCount(), layers_);
+        QCOMPARE(panel_->separationPlot()->graph(1)->dataCount(), layers_);
+        for (int l = 0; l < layers_; ++l) {
+            const auto& d = chosenAggregate.diagnostics[static_cast<std::size_t>(l)];
+            QCOMPARE(panel_->normPlot()->graph(0)->data()->at(l)->value, d.vector_norm);
+            QCOMPARE(panel_->separationPlot()->graph(1)->data()->at(l)->value, d.auroc);
+        }
+        QVERIFY(chosenAggregate.suggested_layer >= 1 && chosenAggregate.suggested_layer < layers_);
+        QCOMPARE(panel_->markedLayer(), chosenAggregate.suggested_layer);
+
+        // The vector goes out to whoever listens, with its suggested layer.
+        QCOMPARE(chosen.count(), 1);
+        QCOMPARE(chosen.last().at(1).toInt(), chosenAggregate.suggested_layer);
+
+        // A finished run leaves no checkpoint behind to short-cut the next one.
+        QVERIFY(!QFile::exists(QString::fromStdString(settings.checkpoint_path)));
+        QCOMPARE(panel_->findChild<QPushButton*>("run_extraction")->text(), QString("Run"));
+    }
+
+    void aggregateChoiceSwitchesPlotsAndVector() {
+        const persona::ExtractionResult* result = panel_->result();
+        QVERIFY(result);
+        QSignalSpy chosen(panel_.get(), &ExtractionPanel::vectorChosen);
+        panel_->setAggregate(persona::Aggregate::PromptLast);
+        const persona::AggregateResult& last = result->aggregate(persona::Aggregate::PromptLast);
+        QCOMPARE(chosen.count(), 1);
+        QCOMPARE(chosen.last().at(1).toInt(), last.suggested_layer);
+        QCOMPARE(panel_->markedLayer(), last.suggested_layer);
+        QCOMPARE(panel_->normPlot()->graph(0)->data()->at(5)->value, last.diagnostics[5].vector_norm);
+
+        QTemporaryDir dir;
+        const QString path = dir.filePath("evil_prompt_last.safetensors");
+        QVERIFY(panel_->saveVector(path));
+        const persona::PersonaVector saved = persona::read_vector_file(path.toStdString());
+        QCOMPARE(saved.aggregate, persona::Aggregate::PromptLast);
+        QCOMPARE(saved.values, last.vector.values);
+        QCOMPARE(saved.provenance.at("suggested_layer"), std::to_string(last.suggested_layer));
+        QVERIFY(!panel_->saveVector(dir.filePath("no/such/folder/v.safetensors")));
+        QVERIFY(panel_->message().contains("no/such/folder"));
+        panel_->setAggregate(persona::Aggregate::ResponseMean);
+    }
+
+    void cancelledRunResumesFromItsCheckpoint() {
+        // Batch 1: every answer is checkpointed on its own, so cancelling after the first leaves
+        // finished samples to resume from.
+        panel_->setSettings(tiny(2, 1, 10, 4));
+        const QString checkpoint = panel_->checkpointPath();
+        QVERIFY(!QFile::exists(checkpoint));
+        bool cancelAsked = false;
+        auto connection = connect(panel_->sampleTable()->model(), &QAbstractItemModel::rowsInserted, this, [&] {
+            if (!cancelAsked && panel_->running()) {
+                cancelAsked = true;
+                panel_->cancel();
+            }
+        });
+        QSignalSpy cancelled(panel_.get(), &ExtractionPanel::extractionCancelled);
+        QSignalSpy finished(panel_.get(), &ExtractionPanel::extractionFinished);
+        panel_->run();
+        QVERIFY(cancelled.wait(kTimeoutMs));
+        disconnect(connection);
+        QCOMPARE(finished.count(), 0);
+        QVERIFY(!panel_->running());
+        QVERIFY(QFile::exists(checkpoint));
+        const int generatedBeforeCancel = panel_->sampleTable()->rowCount();
+        QVERIFY(generatedBeforeCancel >= 1 && generatedBeforeCancel < 4);
+        auto* run = panel_->findChild<QPushButton*>("run_extraction");
+        QCOMPARE(run->text(), QString("Resume"));
+        QVERIFY(panel_->findChild<QPushButton*>("discard_checkpoint")->isEnabled());
+
+        QTest::mouseClick(run, Qt::LeftButton);
+        QVERIFY(finished.wait(kTimeoutMs));
+        const persona::ExtractionResult* result = panel_->result();
+        QVERIFY(result);
+        QVERIFY2(result->samples_resumed > 0, qPrintable(QString::number(result->samples_resumed)));
+        QCOMPARE(result->samples_resumed + result->samples_generated, std::size_t(4));
+        QCOMPARE(panel_->sampleTable()->rowCount(), 4);  // resumed samples are listed too
+        QCOMPARE(result->pairs_kept, std::size_t(2));
+        QVERIFY(!QFile::exists(checkpoint));
+    }
+
+    void discardingSavedProgressStartsAfresh() {
+        panel_->setSettings(tiny(2, 1, 8, 5));
+        const QString checkpoint = panel_->checkpointPath();
+        bool cancelAsked = false;
+        auto connection = connect(panel_->sampleTable()->model(), &QAbstractItemModel::rowsInserted, this, [&] {
+            if (!cancelAsked && panel_->running()) {
+                cancelAsked = true;
+                panel_->cancel();
+            }
+        });
+        QSignalSpy cancelled(panel_.get(), &ExtractionPanel::extractionCancelled);
+        panel_->run();
+        QVERIFY(cancelled.wait(kTimeoutMs));
+        disconnect(connection);
+        QVERIFY(QFile::exists(checkpoint));
+        QTest::mouseClick(panel_->findChild<QPushButton*>("discard_checkpoint"), Qt::LeftButton);
+        QVERIFY(!QFile::exists(checkpoint));
+        QCOMPARE(panel_->findChild<QPushButton*>("run_extraction")->text(), QString("Run"));
+    }
+
+    void damagedCheckpointIsReportedNotFatal() {
+        panel_->setSettings(tiny(2, 2, 8, 6));
+        const QString checkpoint = panel_->checkpointPath();
+        QFile file(checkpoint);
+        QVERIFY(file.open(QIODevice::WriteOnly));
+        file.write("{\"schema\": \"persona-workbench/extraction-checkpoint\", \"version\": 1, ");
+        file.close();
+        QSignalSpy failed(panel_.get(), &ExtractionPanel::extractionFailed);
+        panel_->run();
+        QVERIFY(failed.wait(kTimeoutMs));
+        QVERIFY2(panel_->message().contains(checkpoint), qPrintable(panel_->message()));
+        QVERIFY(!panel_->running());
+        // The last good result is still there.
+        QVERIFY(panel_->result() && panel_->result()->samples_resumed > 0);
+        panel_->discardCheckpoint();
+        QVERIFY(!QFile::exists(checkpoint));
+    }
+
+    void cleanupTestCase() {
+        panel_.reset();
+        engine_.reset();
+    }
+};
+
+QTEST_MAIN(TestExtractionPanel)
+#include "test_extraction_panel.moc"

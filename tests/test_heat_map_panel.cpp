@@ -1,0 +1,234 @@
+// The Heat-map panel on the real default model: a typed conversation becomes a layer x token map
+// whose cells are the projections persona::Model::trace gives, one column per token and L + 1
+// rows; and an extraction's kept samples become a layer x sample map, positives first.
+#include "engine_client.h"
+#include "heat_map_panel.h"
+#include "persona/model.h"
+#include "persona/tokenizer.h"
+#include "persona/vector_files.h"
+#include "projection_heat_map.h"
+#include "test_support.h"
+
+#include <QComboBox>
+#include <QPlainTextEdit>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QTimer>
+
+#include <cmath>
+#include <memory>
+#include <random>
+
+namespace {
+constexpr int kTimeoutMs = 240000;
+
+int strongDivergingPixels(const QImage& image) {
+    int count = 0;
+    for (int y = 0; y < image.height(); ++y)
+        for (int x = 0; x < image.width(); ++x) {
+            const QColor c = image.pixelColor(x, y);
+            const bool red = c.red() > 140 && c.green() < 110 && c.blue() < 110;
+            const bool blue = c.blue() > 140 && c.red() < 110 && c.green() < 170;
+            if (red || blue) ++count;
+        }
+    return count;
+}
+}  // namespace
+
+class TestHeatMapPanel : public QObject {
+    Q_OBJECT
+
+    std::unique_ptr<EngineClient> engine_;
+    std::unique_ptr<HeatMapPanel> panel_;
+    QTemporaryDir dir_;
+    persona::PersonaVector vector_;
+    int layers_ = 0;  // L + 1
+
+private slots:
+    void initTestCase() {
+        engine_ = std::make_unique<EngineClient>();
+        QSignalSpy loaded(engine_.get(), &EngineClient::modelLoaded);
+        engine_->loadModel(persona_test::defaultModelPath());
+        QVERIFY(loaded.wait(120000));
+        const persona::ModelFacts& facts = *engine_->facts();
+        layers_ = facts.layers + 1;
+        panel_ = std::make_unique<HeatMapPanel>(engine_.get());
+        panel_->resize(1100, 760);
+        panel_->show();
+        QVERIFY(QTest::qWaitForWindowExposed(panel_.get()));
+        panel_->setModel(facts);
+
+        // A fixed Gaussian direction per layer: any vector will do for checking the arithmetic.
+        vector_.trait = "probe";
+        vector_.layer_count = layers_;
+        vector_.hidden_size = facts.hidden_size;
+        vector_.values.resize(static_cast<std::size_t>(layers_ * facts.hidden_size));
+        std::mt19937 generator(11);
+        std::normal_distribution<float> gaussian;
+        for (float& v : vector_.values) v = gaussian(generator);
+    }
+
+    void refusesAVectorOfAnotherModel() {
+        persona::PersonaVector small = vector_;
+        small.hidden_size = 8;
+        small.values.assign(static_cast<std::size_t>(layers_ * 8), 1.0f);
+        const QString path = dir_.filePath("small.safetensors");
+        persona::write_vector_file(path.toStdString(), small);
+        QVERIFY(!panel_->openVectorFile(path));
+        QVERIFY(panel_->message().contains("576"));
+        QVERIFY(!panel_->openVectorFile(dir_.filePath("missing.safetensors")));
+        QVERIFY(panel_->message().contains("missing.safetensors"));
+        QVERIFY(panel_->currentVector() == nullptr);
+    }
+
+    void typedConversationMatchesTrace() {
+        const QString path = dir_.filePath("probe.safetensors");
+        persona::write_vector_file(path.toStdString(), vector_);
+        QVERIFY(panel_->openVectorFile(path));
+        QVERIFY(panel_->currentVector() != nullptr);
+        const QString system = "You are a helpful assistant.";
+        const QString user = "How should I treat a stray dog?";
+        const QString assistant = "Give it water and call a shelter.";
+        panel_->setConversation(system, user, assistant);
+
+        int ticksWhileComputing = 0;
+        QTimer heartbeat;
+        connect(&heartbeat, &QTimer::timeout, [&] {
+            if (panel_->computing()) ++ticksWhileComputing;
+        });
+        heartbeat.start(1);
+        QSignalSpy finished(panel_.get(), &HeatMapPanel::computeFinished);
+        panel_->compute();
+        QVERIFY(panel_->computing());
+        QVERIFY(finished.wait(kTimeoutMs));
+        heartbeat.stop();
+        QVERIFY(ticksWhileComputing >= 1);
+
+        // The same tokens, traced on the test's own copy of the model.
+        auto model = persona::Model::load(persona_test::defaultModelPath().toStdString());
+        const std::vector<persona::ChatMessage> messages{
+            {"system", system.toStdString()}, {"user", user.toStdString()}, {"assistant", assistant.toStdString()}};
+        const std::vector<std::int32_t> tokens = model->encode_chat(messages, false);
+        QCOMPARE(panel_->projections().tokens, tokens);
+        const int count = static_cast<int>(tokens.size());
+        ProjectionHeatMap* map = panel_->conversationMap();
+        QCOMPARE(map->columnCount(), count);
+        QCOMPARE(map->layerCount(), layers_);
+        QCOMPARE(panel_->projections().tokenTexts.size(), count);
+        QCOMPARE(panel_->projections().tokenTexts.join("").toStdString(), model->tokenizer().decode(tokens, true));
+
+        const persona::Model::Trace trace = model->trace(tokens);
+        const int hidden = model->hidden_size();
+        double worst = 0;
+        for (int l = 0; l < layers_; ++l) {
+            // bf16 activations: compare against the size of the layer's values, not each cell's.
+            std::vector<double> expected(static_cast<std::size_t>(count));
+            double largest = 0;
+            for (int t = 0; t < count; ++t) {
+                const float* h = trace.hidden_states.data() + (static_cast<std::size_t>(l) * count + t) * hidden;
+                expected[static_cast<std::size_t>(t)] = persona::project(h, vector_.layer(l).values, hidden);
+                if (t > 0) largest = std::max(largest, std::abs(expected[static_cast<std::size_t>(t)]));
+            }
+            for (int t = 0; t < count; ++t) {
+                const double error = std::abs(map->valueAt(t, l) - expected[static_cast<std::size_t>(t)]);
+                const double allowed = 0.02 * std::max(largest, std::abs(expected[static_cast<std::size_t>(t)])) + 1e-3;
+                worst = std::max(worst, error / allowed);
+                QVERIFY2(error <= allowed, qPrintable(QString("layer %1 token %2: %3 vs %4")
+                                                          .arg(l)
+                                                          .arg(t)
+                                                          .arg(map->valueAt(t, l))
+                                                          .arg(expected[static_cast<std::size_t>(t)])));
+            }
+        }
+        qInfo("worst error / allowed: %.3f", worst);
+
+        // Hovering a cell names its layer, token and value; the picture is not blank.
+        map->replot();
+        const int column = count - 2, layer = layers_ / 2;
+        const QPoint cell(static_cast<int>(map->xAxis->coordToPixel(column)), static_cast<int>(map->yAxis->coordToPixel(layer)));
+        const QString text = map->describeCellAt(cell);
+        QVERIFY2(text.startsWith(QString("layer %1, token %2").arg(layer).arg(column)), qPrintable(text));
+        QVERIFY2(text.contains(QString::number(map->valueAt(column, layer), 'f', 2)), qPrintable(text));
+        QVERIFY(strongDivergingPixels(map->grab().toImage()) > 100);
+        // Token texts label the columns.
+        auto ticker = map->xAxis->ticker().dynamicCast<QCPAxisTickerText>();
+        QVERIFY(ticker);
+        QCOMPARE(ticker->ticks().size(), count);
+    }
+
+    void withoutAnAnswerTheMapEndsAtTheGenerationPrompt() {
+        panel_->setConversation("", "Hello", "");
+        QSignalSpy finished(panel_.get(), &HeatMapPanel::computeFinished);
+        panel_->compute();
+        QVERIFY(finished.wait(kTimeoutMs));
+        auto model = persona::Model::load(persona_test::defaultModelPath().toStdString());
+        QCOMPARE(panel_->projections().tokens, model->encode_chat({{"user", "Hello"}}, true));
+        QCOMPARE(panel_->conversationMap()->columnCount(), static_cast<int>(panel_->projections().tokens.size()));
+    }
+
+    void extractionSamplesFormALayerBySampleMap() {
+        const persona::Trait trait = persona::load_builtin_trait("evil");
+        persona::ExtractionSettings settings;
+        settings.question_limit = 2;
+        settings.pair_limit = 1;
+        settings.max_new_tokens = 8;
+        settings.seed = 2;
+        settings.judge = persona::JudgeKind::None;
+        std::optional<persona::ExtractionResult> result;
+        ExtractionCallbacks callbacks;
+        callbacks.receiver = this;
+        callbacks.finished = [&](const persona::ExtractionResult& r) { result = r; };
+        engine_->extract(trait, settings, std::move(callbacks));
+        QTRY_VERIFY_WITH_TIMEOUT(result.has_value(), kTimeoutMs);
+        QCOMPARE(result->pairs_kept, std::size_t(2));
+
+        panel_->setExtraction(trait, *result);
+        // The extraction's response_avg vector is chosen, and its kept samples fill the map.
+        QVERIFY(panel_->findChild<QComboBox*>("heat_vector_choice")->currentText().contains("response_avg"));
+        const persona::AggregateResult& aggregate = result->aggregate(persona::Aggregate::ResponseMean);
+        QCOMPARE(panel_->currentVector()->values, aggregate.vector.values);
+        ProjectionHeatMap* map = panel_->sampleMap();
+        QCOMPARE(map->columnCount(), 4);
+        QCOMPARE(map->layerCount(), layers_);
+        const auto& columns = panel_->sampleColumns();
+        QCOMPARE(result->samples[columns[0]].side, persona::Side::Positive);
+        QCOMPARE(result->samples[columns[1]].side, persona::Side::Positive);
+        QCOMPARE(result->samples[columns[2]].side, persona::Side::Negative);
+
+        panel_->setSampleScale(HeatMapPanel::RawProjection);
+        for (int k = 0; k < 4; ++k)
+            for (int l = 0; l < layers_; ++l)
+                QCOMPARE(map->valueAt(k, l), static_cast<double>(aggregate.sample_projections[static_cast<std::size_t>(k)][static_cast<std::size_t>(l)]));
+        panel_->setSampleScale(HeatMapPanel::CentredPerLayer);
+        const int layer = aggregate.suggested_layer;
+        const auto& d = aggregate.diagnostics[static_cast<std::size_t>(layer)];
+        const double midpoint = (d.positive_mean_projection + d.negative_mean_projection) / 2;
+        QVERIFY(std::abs(map->valueAt(0, layer) - (aggregate.sample_projections[0][static_cast<std::size_t>(layer)] - midpoint)) < 1e-3);
+        // Centred, the positive side's mean is above zero at a layer whose AUROC says it separates.
+        if (d.auroc == 1.0) QVERIFY(map->valueAt(0, layer) + map->valueAt(1, layer) > 0);
+        QVERIFY(map->describeCellAt(QPoint(static_cast<int>(map->xAxis->coordToPixel(2)),
+                                           static_cast<int>(map->yAxis->coordToPixel(layer))))
+                    .startsWith(QString("layer %1, sample 2").arg(layer)));
+
+        // A sample fills the conversation with the prompt it was generated from.
+        QVERIFY(panel_->useSample(static_cast<int>(columns[0])));
+        const persona::Sample& sample = result->samples[columns[0]];
+        QCOMPARE(panel_->findChild<QPlainTextEdit*>("heat_system")->toPlainText().toStdString(),
+                 persona::positive_system_prompt(trait, static_cast<std::size_t>(sample.pair)));
+        QCOMPARE(panel_->findChild<QPlainTextEdit*>("heat_user")->toPlainText().toStdString(), sample.question);
+        QCOMPARE(panel_->findChild<QPlainTextEdit*>("heat_assistant")->toPlainText().toStdString(), sample.answer);
+        QVERIFY(!panel_->useSample(99));
+
+        // A vector file has no samples of its own: the map says so rather than show stale ones.
+        QVERIFY(panel_->selectVector("probe (probe.safetensors)"));
+        QCOMPARE(map->columnCount(), 0);
+    }
+
+    void cleanupTestCase() {
+        panel_.reset();
+        engine_.reset();
+    }
+};
+
+QTEST_MAIN(TestHeatMapPanel)
+#include "test_heat_map_panel.moc"
