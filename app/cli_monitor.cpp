@@ -35,6 +35,7 @@ struct MonitorOptions {
     bool generate = false;
     persona::SamplingOptions sampling;
     int batch = 8;
+    bool pretty = false;
 };
 
 // Six significant digits: float precision is all there is, and the output stays readable.
@@ -181,7 +182,8 @@ int run_monitor(const GlobalOptions& global, const MonitorOptions& options) {
     if (g_interrupted) return kExitCancelled;
     if (exit_code != kExitOk) return exit_code;
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cout << report.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    // One line by default: a conversation has layers x tokens numbers, one per line would be thousands.
+    std::cout << report.dump(options.pretty ? 1 : -1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return kExitOk;
 }
 
@@ -213,6 +215,7 @@ void add_monitor_command(CLI::App& app, const GlobalOptions& global, Command& se
     cmd->add_option("--temperature,-t", options->sampling.temperature, "0 for greedy")->capture_default_str();
     cmd->add_option("--seed", options->sampling.seed)->capture_default_str();
     cmd->add_option("--batch", options->batch, "Conversations per batch")->check(CLI::Range(1, 4096))->capture_default_str();
+    cmd->add_flag("--pretty", options->pretty, "Indent the JSON (one value per line)");
     cmd->callback([&global, &selected, options, answer] {
         options->has_answer = answer->count() > 0;
         selected = [&global, options] { return run_monitor(global, *options); };

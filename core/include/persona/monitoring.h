@@ -38,7 +38,7 @@ struct MonitorResult {
     int prompt_length = 0;             // tokens before the answer
     std::string answer;                // the answer's text (given or generated); empty without one
     bool answer_generated = false;
-    std::vector<int> layers;  // as requested (or 0..L)
+    std::vector<int> layers;  // as requested (or 0..L), ascending, each once
     // [layer index][token]: projection of hidden_states[layers[i]] at each token.
     std::vector<std::vector<float>> projections;
     // Per layer index: the projection at the last prompt token (tokens[prompt_length - 1]),
