@@ -22,9 +22,13 @@ struct Run {
     QByteArray err;
 };
 
+// One thread: these runs check behaviour, and on a shared 2-core machine two threads that wait
+// on each other while other processes hold a core made the suite ten times slower.
+const QStringList kOneThread{"--threads", "1"};
+
 Run run(const QStringList& arguments, int timeoutMs = 300000) {
     QProcess process;
-    process.start(PERSONA_CLI_PATH, arguments);
+    process.start(PERSONA_CLI_PATH, kOneThread + arguments);
     if (!process.waitForFinished(timeoutMs)) {
         process.kill();
         qFatal("persona-cli %s did not finish", qPrintable(arguments.join(' ')));
@@ -75,7 +79,7 @@ private slots:
     // One conversation: tokens, every layer's per-token projections (the model's hidden states
     // dotted with the unit vector), the prediction at the last prompt token, the answer average.
     void monitorOneConversation() {
-        const Run r = run({"--device", "cpu", "monitor", "--vector", vector_, "--layer", "12", "--system", "You are terse.",
+        const Run r = run({"monitor", "--vector", vector_, "--layer", "12", "--system", "You are terse.",
                            "--prompt", "How do plants grow?", "--answer", "Arr, with sun an' rain, matey!"});
         QVERIFY2(r.exitCode == 0, r.err.constData());
         QVERIFY2(r.err.contains("capture 1/1"), r.err.constData());
@@ -263,10 +267,10 @@ private slots:
     void flagResumesAfterBeingStopped() {
         const QString out = dir_.filePath("stopped.jsonl");
         const QStringList arguments{"flag", "--vector", vector_, "--input", dataset_, "--out", out, "--batch", "1",
-                                    "--max-tokens", "48"};
+                                    "--max-tokens", "32"};
         QProcess process;
         process.setReadChannel(QProcess::StandardError);
-        process.start(PERSONA_CLI_PATH, arguments);
+        process.start(PERSONA_CLI_PATH, kOneThread + arguments);
         QByteArray err;
         while (!err.contains("flag 1/6")) {
             QVERIFY2(process.waitForReadyRead(120000), err.constData());
