@@ -407,7 +407,16 @@ FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const std::s
             w.model_row = static_cast<int>(capture.size());
             capture.push_back(std::move(model_row));
         }
-        const CaptureResult captured = model.capture(capture, {}, cancelled);
+        // batch_size rows per pass, not 2 * batch_size: attention's memory grows with rows x
+        // length^2, and dataset answers can be far longer than the model's.
+        CaptureResult captured;
+        for (std::size_t from = 0; from < capture.size(); from += batch_size) {
+            const std::size_t to = std::min(capture.size(), from + batch_size);
+            CaptureResult part = model.capture(std::vector<CaptureRow>(capture.begin() + static_cast<std::ptrdiff_t>(from),
+                                                                       capture.begin() + static_cast<std::ptrdiff_t>(to)),
+                                               {}, cancelled);
+            for (auto& row : part.response_mean) captured.response_mean.push_back(std::move(row));
+        }
 
         std::string lines;
         for (Work& w : work) {

@@ -44,7 +44,8 @@ struct FlagSettings {
     float top_p = 1.0f;
     std::uint64_t seed = 0;      // with temperature > 0: each sample's seed derives from it and
                                  // the line number, so answers do not depend on shards or batches
-    int batch_size = 8;          // samples per batch: B generation rows, then 2B capture rows
+    int batch_size = 8;          // samples per batch: B generation rows, then 2B capture rows in
+                                 // passes of B
     int shard_index = 0;
     int shard_count = 1;
     bool skip_bad_lines = false;  // false: a bad line is an error before any model work
