@@ -5,6 +5,13 @@
 
 namespace persona_cli {
 
+// persona-cli sweep: steer at layers x coefficients on the evaluation questions, judge, recommend.
 void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
+// persona-cli monitor: per-token, per-layer projections of a conversation on a persona vector.
+void add_monitor_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
+// persona-cli flag: rank a chat dataset's samples by projection difference; --merge for shards.
+void add_flag_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 
 }  // namespace persona_cli

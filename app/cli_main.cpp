@@ -377,6 +377,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--threads", global.threads, "CPU threads for the model (0: one per core)")->capture_default_str();
 
+    add_monitor_command(app, global, selected);
+    add_flag_command(app, global, selected);
+
     std::string info_model = persona::default_model_path();
     auto* info = app.add_subcommand("info", "Load a model and print its facts as JSON");
     info->add_option("model", info_model, "GGUF model file or Hugging Face checkpoint directory (default: the default model in the cache)")->capture_default_str();
