@@ -23,10 +23,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-void check_cancelled(const CancelFn& cancelled) {
-    if (cancelled && cancelled()) throw Cancelled();
-}
-
 std::string line_text(std::size_t line) { return "line " + std::to_string(line) + ": "; }
 
 bool is_blank(const std::string& text) {

@@ -10,10 +10,6 @@ namespace persona {
 
 namespace {
 
-void check_cancelled(const CancelFn& cancelled) {
-    if (cancelled && cancelled()) throw Cancelled();
-}
-
 void report(const ProgressFn& progress, const char* stage, std::size_t done, std::size_t total) {
     if (progress) progress(Progress{stage, done, total});
 }
