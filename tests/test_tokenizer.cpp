@@ -229,7 +229,8 @@ private slots:
     void metaspaceTokenizerJsonLikeReference_data() {
         QTest::addColumn<int>("variant");
         QTest::addColumn<int>("index");
-        const auto& variants = read_data_json("metaspace_goldens.json")["variants"];
+        const nlohmann::json goldens = read_data_json("metaspace_goldens.json");
+        const auto& variants = goldens["variants"];
         for (std::size_t v = 0; v < variants.size(); ++v)
             for (std::size_t i = 0; i < variants[v]["cases"].size(); ++i) {
                 const QString text = QString::fromStdString(variants[v]["cases"][i]["text"].get<std::string>()).left(24);
@@ -243,7 +244,8 @@ private slots:
     void metaspaceTokenizerJsonLikeReference() {
         QFETCH(int, variant);
         QFETCH(int, index);
-        const auto& spelled = read_data_json("metaspace_goldens.json")["variants"][static_cast<std::size_t>(variant)];
+        const nlohmann::json goldens = read_data_json("metaspace_goldens.json");
+        const auto& spelled = goldens["variants"][static_cast<std::size_t>(variant)];
         nlohmann::json file = read_data_json("metaspace_tokenizer.json");
         for (const char* key : {"normalizer", "pre_tokenizer", "decoder"}) file[key] = spelled[key];
         QTemporaryDir dir;

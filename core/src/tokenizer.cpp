@@ -446,11 +446,14 @@ StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, bool render_speci
 
 std::string StreamingDecoder::push(std::int32_t id) {
     std::string bytes = tokenizer_.token_bytes(id, render_special_tokens_);
-    // The space a SentencePiece model put in front of the text is not part of it. Tokens that
-    // decode to nothing (a skipped BOS) do not count as the start.
+    // The space a SentencePiece model put in front of the text is not part of it: one space, even
+    // when the first piece is a bare U+2581 (text that began with spaces keeps the rest). Tokens
+    // that decode to nothing (a skipped BOS) do not count as the start.
     if (at_start_ && tokenizer_.strips_leading_space() && tokenizer_.token_type(id) == TokenType::Normal &&
-        !bytes.empty() && bytes.front() == ' ')
+        !bytes.empty() && bytes.front() == ' ') {
         bytes.erase(0, 1);
+        at_start_ = false;
+    }
     if (!bytes.empty()) at_start_ = false;
     pending_ += bytes;
     std::string text;
