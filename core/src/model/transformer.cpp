@@ -115,7 +115,9 @@ torch::Tensor portable_attention(const torch::Tensor& q, const torch::Tensor& ke
     // group without copying keys per head; the mask rows repeat for each head of the group.
     const torch::Tensor grouped = q.transpose(1, 2).reshape({batch, kv_heads, group * steps, dim});
     torch::Tensor attended;  // [B, KVH, G*T, D]
-#if PERSONA_HAVE_SDPA
+#if !PERSONA_HAVE_SDPA
+    static_cast<void>(allow_sdpa);  // libtorch 1.x: matmul + softmax is the only way
+#else
     if (allow_sdpa && fused_sdpa_available()) {
         // One fused kernel (flash / memory-efficient on CUDA, a blocked kernel on the CPU) instead
         // of materialising the scores; the additive mask carries causality, padding and the
