@@ -6,6 +6,7 @@
 #include "cpu_kernels_check.h"
 
 #include "model/cpu_kernels.h"
+#include "model/transformer.h"
 
 #include <torch/torch.h>
 
@@ -72,7 +73,42 @@ torch::Tensor make_mask(std::int64_t batch, std::int64_t past, std::int64_t step
     return mask;
 }
 
+struct AttentionCase {
+    std::int64_t batch, past, steps, heads, kv_heads, dim, window;
+};
+const AttentionCase kAttentionCases[] = {{1, 0, 37, 9, 3, 64, 0}, {2, 0, 21, 4, 1, 256, 0}, {3, 19, 1, 6, 2, 64, 0},
+                                         {2, 11, 5, 6, 3, 128, 0}, {2, 0, 40, 4, 2, 64, 7}, {2, 30, 3, 4, 2, 64, 9}};
+
 }  // namespace
+
+CheckResult check_portable_attention() {
+    CheckResult result;
+    result.available = persona::model::fused_sdpa_available();
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(11);
+    Checker c;
+    for (const AttentionCase& k : kAttentionCases) {
+        const std::int64_t keys = k.past + k.steps, capacity = keys + 9;
+        std::vector<std::int64_t> padding(static_cast<std::size_t>(k.batch));
+        for (std::int64_t b = 0; b < k.batch; ++b) padding[static_cast<std::size_t>(b)] = (b * 5) % std::max<std::int64_t>(1, keys - 1);
+        const torch::Tensor q = torch::randn({k.batch, k.steps, k.heads, k.dim});
+        const torch::Tensor kv = torch::randn({k.batch, k.kv_heads, capacity, k.dim}).narrow(2, 0, keys);
+        const torch::Tensor vv = torch::randn({k.batch, k.kv_heads, capacity, k.dim}).narrow(2, 0, keys);
+        const torch::Tensor mask = make_mask(k.batch, k.past, k.steps, padding, k.window);
+        const double scale = 0.7 / std::sqrt(static_cast<double>(k.dim));  // not 1/sqrt(D): the scale must be honoured
+        const torch::Tensor expected = reference_attention(q, kv, vv, mask, scale);
+        std::ostringstream name;
+        name << "B" << k.batch << " past " << k.past << " T" << k.steps << " H" << k.heads << "/" << k.kv_heads << " D"
+             << k.dim << " window " << k.window;
+        c.close(persona::model::portable_attention(q, kv, vv, mask, scale, true), expected, 1e-5,
+                "portable attention (sdpa where available) " + name.str());
+        c.close(persona::model::portable_attention(q, kv, vv, mask, scale, false), expected, 1e-5,
+                "portable attention (matmul) " + name.str());
+    }
+    result.checks = c.checks;
+    result.failures = c.failures;
+    return result;
+}
 
 CheckResult check_cpu_kernels() {
     CheckResult result;
@@ -136,11 +172,7 @@ CheckResult check_cpu_kernels() {
     }
 
     // Attention: prefill and decode against a cache view, padding, sliding window, GQA groups.
-    struct Case {
-        std::int64_t batch, past, steps, heads, kv_heads, dim, window;
-    };
-    for (const Case& k : {Case{1, 0, 37, 9, 3, 64, 0}, Case{2, 0, 21, 4, 1, 256, 0}, Case{3, 19, 1, 6, 2, 64, 0},
-                          Case{2, 11, 5, 6, 3, 128, 0}, Case{2, 0, 40, 4, 2, 64, 7}}) {
+    for (const AttentionCase& k : kAttentionCases) {
         const std::int64_t keys = k.past + k.steps, capacity = keys + 9;
         std::vector<std::int64_t> padding(static_cast<std::size_t>(k.batch));
         for (std::int64_t b = 0; b < k.batch; ++b) padding[static_cast<std::size_t>(b)] = (b * 5) % std::max<std::int64_t>(1, keys - 1);

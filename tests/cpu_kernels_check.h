@@ -13,4 +13,9 @@ struct CheckResult {
 
 CheckResult check_cpu_kernels();
 
+// transformer.cpp's portable attention (what CUDA and CPUs without the kernels run) against the
+// float64 reference, once through scaled_dot_product_attention and once through matmul + softmax.
+// `available` says whether this libtorch has scaled_dot_product_attention (>= 2.0) and uses it.
+CheckResult check_portable_attention();
+
 }  // namespace persona_test

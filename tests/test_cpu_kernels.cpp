@@ -15,6 +15,16 @@ private slots:
         QVERIFY(result.checks > 100);
         QVERIFY(result.failures.empty());
     }
+
+    // The attention CUDA and CPUs without the kernels take, on every libtorch.
+    void portableAttentionMatchesReference() {
+        const persona_test::CheckResult result = persona_test::check_portable_attention();
+        for (const auto& failure : result.failures) qWarning("%s", failure.c_str());
+        qInfo("%d checks, %zu failed; scaled_dot_product_attention %s", result.checks, result.failures.size(),
+              result.available ? "used" : "not in this libtorch (or PERSONA_TORCH_SDPA=off)");
+        QVERIFY(result.checks >= 12);
+        QVERIFY(result.failures.empty());
+    }
 };
 
 QTEST_GUILESS_MAIN(TestCpuKernels)

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -478,9 +479,16 @@ private slots:
         QTest::newRow("llama3") << QString::fromStdString(split(llama3).dump()) << "llama-bpe";
         QTest::newRow("qwen2") << QString::fromStdString(split(qwen2).dump()) << "qwen2";
         QTest::newRow("other regex") << QString::fromStdString(split(R"(\p{N}{1,2}|\s+)").dump()) << "!not one this version recognises";
+        // A SentencePiece BPE spelled with Metaspace loads from tokenizer.json alone (split is
+        // on unless the file says otherwise, as before tokenizers 0.19).
         QTest::newRow("metaspace") << QString::fromStdString(
             json{{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}}.dump())
-                                   << "!does not end in ByteLevel";
+                                   << "metaspace-first-split";
+        QTest::newRow("metaspace, other replacement") << QString::fromStdString(
+            json{{"type", "Metaspace"}, {"replacement", "_"}, {"prepend_scheme", "first"}}.dump())
+                                   << "!other than U+2581";
+        QTest::newRow("whitespace split") << QString::fromStdString(json{{"type", "WhitespaceSplit"}}.dump())
+                                          << "!does not end in ByteLevel";
         QTest::newRow("prefix space") << QString::fromStdString(
             json{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", true}}.dump()) << "!prefix space";
     }
@@ -501,6 +509,100 @@ private slots:
         }
         QVERIFY2(QString::fromStdString(parsed.unsupported).contains(expected.mid(1)), parsed.unsupported.c_str());
         QCOMPARE(expect_file_error(dir + "/tokenizer.json", {expected.mid(1), "tokenizer.model"}, [&] { Model::load(dir); }),
+                 QString());
+    }
+
+    // Mistral's sliding_window: each block sees the last W positions only, so with two blocks the
+    // last position cannot depend on a token 2(W-1) or more places back; without the window it
+    // does. Decoding with the KV cache past the window, and a left-padded batch, agree with whole
+    // passes.
+    void mistralSlidingWindow() {
+        const std::string dir = write_tiny("mistral-window");
+        json config = read_json(dir + "/config.json");
+        config["model_type"] = "mistral";
+        config["sliding_window"] = 3;
+        replace_json(dir + "/config.json", config);
+        const std::string full_dir = link_copy(dir, "mistral-no-window");
+        config["sliding_window"] = nullptr;  // Mistral 7B v0.2 and later
+        replace_json(full_dir + "/config.json", config);
+        const auto windowed = Model::load(dir, persona::ModelLoadOptions{"cpu", "f32"});
+        const auto full = Model::load(full_dir, persona::ModelLoadOptions{"cpu", "f32"});
+
+        const Ids tokens{10, 20, 30, 40, 50, 60, 70, 80};
+        const auto last_logits = [](Model& model, const Ids& ids) {
+            const auto trace = model.trace(ids);
+            const std::size_t vocabulary = trace.logits.size() / ids.size();
+            return std::vector<float>(trace.logits.end() - static_cast<std::ptrdiff_t>(vocabulary), trace.logits.end());
+        };
+        Ids first_changed = tokens, near_changed = tokens;
+        first_changed[0] = 99;  // 7 places back: outside the window's reach of 2 * (3 - 1) = 4
+        near_changed[4] = 99;   // 3 places back: inside it
+        const double far_windowed = max_abs_difference(last_logits(*windowed, first_changed), last_logits(*windowed, tokens));
+        const double far_full = max_abs_difference(last_logits(*full, first_changed), last_logits(*full, tokens));
+        const double near_windowed = max_abs_difference(last_logits(*windowed, near_changed), last_logits(*windowed, tokens));
+        qInfo("last logits change by %.3g (window, far token), %.3g (no window), %.3g (window, near token)",
+              far_windowed, far_full, near_windowed);
+        QVERIFY(far_windowed < 1e-6);
+        QVERIFY(far_full > 1e-4);
+        QVERIFY(near_windowed > 1e-4);
+
+        // Greedy tokens with the cache equal the argmax of a whole pass over prompt + answer, for
+        // each row of a batch whose prompts differ in length.
+        persona::GenerationRow row;
+        row.prompt_tokens = tokens;
+        row.sampling.max_new_tokens = 8;
+        row.sampling.stop_at_eos = false;
+        persona::GenerationRow short_row = row;
+        short_row.prompt_tokens = Ids{33, 44, 55};
+        const auto results = windowed->generate({row, short_row});
+        for (const auto& result : results) {
+            QCOMPARE(result.tokens.size(), std::size_t{8});
+            Ids sequence = result.prompt_tokens;
+            sequence.insert(sequence.end(), result.tokens.begin(), result.tokens.end() - 1);
+            const auto trace = windowed->trace(sequence);
+            const std::size_t vocabulary = trace.logits.size() / sequence.size();
+            Ids argmax;
+            for (std::size_t t = result.prompt_tokens.size() - 1; t < sequence.size(); ++t) {
+                const auto begin = trace.logits.begin() + static_cast<std::ptrdiff_t>(t * vocabulary);
+                argmax.push_back(static_cast<std::int32_t>(
+                    std::max_element(begin, begin + static_cast<std::ptrdiff_t>(vocabulary)) - begin));
+            }
+            QCOMPARE(persona_test::ids_text(result.tokens), persona_test::ids_text(argmax));
+        }
+        QCOMPARE(results[1].tokens, windowed->generate({short_row}).front().tokens);
+    }
+
+    // generation_config.json's eos_token_id (one id or a list) ends generation like EOS does.
+    void generationConfigEndsGeneration() {
+        const std::string dir = write_tiny("generation-config");
+        persona::GenerationRow row;
+        row.prompt_tokens = Ids{10, 20, 30, 40};
+        row.sampling.max_new_tokens = 6;
+        const Ids free_run = Model::load(dir)->generate({row}).front().tokens;
+        QCOMPARE(free_run.size(), std::size_t{6});
+        // The first step that brings a token not generated before, so generation stops exactly there.
+        std::size_t stop_at = 1;
+        while (stop_at < free_run.size() &&
+               std::find(free_run.begin(), free_run.begin() + static_cast<std::ptrdiff_t>(stop_at), free_run[stop_at]) !=
+                   free_run.begin() + static_cast<std::ptrdiff_t>(stop_at))
+            ++stop_at;
+        if (stop_at == free_run.size()) QSKIP("the random model repeats one token; no step to stop at");
+        write_json(dir + "/generation_config.json", {{"bos_token_id", 256}, {"eos_token_id", {257, free_run[stop_at]}}});
+        const auto model = Model::load(dir);
+        QVERIFY(model->tokenizer().is_end_of_generation(free_run[stop_at]));
+        const auto stopped = model->generate({row}).front();
+        QCOMPARE(stopped.stop_reason, persona::StopReason::EndOfSequence);
+        QCOMPARE(stopped.tokens, Ids(free_run.begin(), free_run.begin() + static_cast<std::ptrdiff_t>(stop_at)));
+
+        // One id instead of a list; and what is not an id is an error naming the file.
+        replace_json(dir + "/generation_config.json", {{"eos_token_id", free_run[stop_at]}});
+        QVERIFY(Model::load(dir)->tokenizer().is_end_of_generation(free_run[stop_at]));
+        replace_json(dir + "/generation_config.json", {{"eos_token_id", "</s>"}});
+        QCOMPARE(expect_file_error(dir + "/generation_config.json", {"eos_token_id", "a string"}, [&] { Model::load(dir); }),
+                 QString());
+        replace_json(dir + "/generation_config.json", {{"eos_token_id", {257, 5000}}});
+        QCOMPARE(expect_file_error(dir + "/generation_config.json", {"5000", "outside the vocabulary"},
+                                   [&] { Model::load(dir); }),
                  QString());
     }
 

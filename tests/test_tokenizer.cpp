@@ -3,6 +3,7 @@
 #include "persona/chat_template.h"
 #include "persona/errors.h"
 #include "persona/gguf.h"
+#include "persona/hf_config.h"
 #include "persona/tokenizer.h"
 #include "test_support.h"
 
@@ -32,6 +33,12 @@ namespace {
 
 
 Ids ids_from_json(const nlohmann::json& array) { return array.get<Ids>(); }
+
+nlohmann::json read_data_json(const std::string& name) {
+    std::ifstream in(PERSONA_TEST_DATA_DIR "/" + name);
+    if (!in) qFatal("tests/data/%s is missing", name.c_str());
+    return nlohmann::json::parse(in);
+}
 
 // Checked with Qt's decoder, independently of the code under test.
 bool is_valid_utf8(const std::string& bytes) {
@@ -214,6 +221,49 @@ private slots:
         QCOMPARE(ids_text(tokenizer(model).encode(text, false, true)), ids_text(ids_from_json(golden["ids"])));
         QCOMPARE(ids_text(tokenizer(model).encode(text, false, false)),
                  ids_text(ids_from_json(golden["ids_without_special_parsing"])));
+    }
+
+    // SentencePiece BPE models in tokenizer.json form (Llama 2, TinyLlama, Mistral): each way of
+    // marking spaces with U+2581, against Hugging Face's tokenizers on the same file
+    // (tests/reference/make_metaspace_goldens.py).
+    void metaspaceTokenizerJsonLikeReference_data() {
+        QTest::addColumn<int>("variant");
+        QTest::addColumn<int>("index");
+        const nlohmann::json goldens = read_data_json("metaspace_goldens.json");
+        const auto& variants = goldens["variants"];
+        for (std::size_t v = 0; v < variants.size(); ++v)
+            for (std::size_t i = 0; i < variants[v]["cases"].size(); ++i) {
+                const QString text = QString::fromStdString(variants[v]["cases"][i]["text"].get<std::string>()).left(24);
+                QTest::newRow(qPrintable(QString("%1 #%2 %3")
+                                             .arg(QString::fromStdString(variants[v]["name"].get<std::string>()))
+                                             .arg(i)
+                                             .arg(text.simplified())))
+                    << static_cast<int>(v) << static_cast<int>(i);
+            }
+    }
+    void metaspaceTokenizerJsonLikeReference() {
+        QFETCH(int, variant);
+        QFETCH(int, index);
+        const nlohmann::json goldens = read_data_json("metaspace_goldens.json");
+        const auto& spelled = goldens["variants"][static_cast<std::size_t>(variant)];
+        nlohmann::json file = read_data_json("metaspace_tokenizer.json");
+        for (const char* key : {"normalizer", "pre_tokenizer", "decoder"}) file[key] = spelled[key];
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("tokenizer.json").toStdString();
+        std::ofstream(path) << file.dump();
+        persona::HfTokenizerJson parsed = persona::read_hf_tokenizer_json(path, {});
+        QCOMPARE(QString::fromStdString(parsed.unsupported), QString());
+        QCOMPARE(parsed.vocabulary.model, std::string("llama"));
+        QCOMPARE(parsed.vocabulary.pre, spelled["pre"].get<std::string>());
+        const auto tokenizer = Tokenizer::from_vocabulary(std::move(parsed.vocabulary), path);
+        QCOMPARE(tokenizer->token_type(*tokenizer->find_token("<0x0A>")), TokenType::Byte);
+        QCOMPARE(tokenizer->token_type(*tokenizer->find_token("<tool>")), TokenType::UserDefined);
+
+        const auto& golden = spelled["cases"][static_cast<std::size_t>(index)];
+        const Ids expected = ids_from_json(golden["ids"]);
+        QCOMPARE(ids_text(tokenizer->encode(golden["text"].get<std::string>(), false, true)), ids_text(expected));
+        QCOMPARE(QString::fromStdString(tokenizer->decode(expected, true)),
+                 QString::fromStdString(golden["decoded"].get<std::string>()));
     }
 
     void decodesLikeReference_data() { add_case_rows(); }

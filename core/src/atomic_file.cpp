@@ -24,8 +24,12 @@ PendingFile::PendingFile(const std::string& target) : target_(target) {
     // Hidden and named after the target, so a leftover from a killed process explains itself.
     int error = 0;
     for (int attempt = 0; attempt < 100; ++attempt) {
-        const fs::path candidate = directory / ("." + target_path.filename().string() + ".tmp-" +
-                                                std::to_string(::getpid()) + "-" + std::to_string(counter++));
+        // Appended piece by piece: GCC 12 at -O3 in C++20 (libtorch 2.x asks for it) warns falsely
+        // (-Wrestrict) about "." + std::string.
+        std::string name = ".";
+        name.append(target_path.filename().string()).append(".tmp-").append(std::to_string(::getpid()));
+        name.append("-").append(std::to_string(counter++));
+        const fs::path candidate = directory / name;
         fd_ = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd_ >= 0) {
             path_ = candidate.string();

@@ -193,8 +193,8 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
                     content = "<<SYS>>\n" + messages.front().content + "\n<</SYS>>\n\n" + content;
                 if (messages[i].role == "user")
                     prompt += bos_text_ + "[INST] " + trim(content) + " [/INST]";
-                else if (messages[i].role == "assistant")
-                    prompt += " " + trim(content) + " " + eos_text_;
+                else if (messages[i].role == "assistant")  // appended: " " + ... trips GCC 12's -Wrestrict in C++20
+                    prompt.append(" ").append(trim(content)).append(" ").append(eos_text_);
             }
             break;
         }

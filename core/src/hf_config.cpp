@@ -3,6 +3,7 @@
 #include "json_file.h"
 #include "persona/errors.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -193,6 +194,26 @@ HfConfig read_hf_config(const std::string& path) {
         }
     }
     config.use_sliding_window = keys.optional_bool("use_sliding_window");
+    return config;
+}
+
+HfGenerationConfig read_hf_generation_config(const std::string& path) {
+    const Json json = detail::read_json_file(path);
+    const KeyReader keys(path, json);
+    HfGenerationConfig config;
+    const Json* eos = keys.find("eos_token_id");
+    if (!eos) return config;
+    const auto add = [&](const Json& id) {
+        if (!id.is_number_integer()) keys.wrong_type("eos_token_id", "a token id or a list of token ids", id);
+        if (id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > INT32_MAX)
+            throw FileError(path, "key 'eos_token_id' holds " + id.dump() + ", which is not a token id");
+        config.eos_token_ids.push_back(id.get<std::int32_t>());
+    };
+    if (eos->is_array()) {
+        for (const auto& id : *eos) add(id);
+    } else {
+        add(*eos);
+    }
     return config;
 }
 

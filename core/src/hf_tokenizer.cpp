@@ -1,5 +1,6 @@
-// Hugging Face tokenizer.json: byte-level BPE vocabularies (SmolLM2, Llama 3, Qwen2, GPT-2)
-// turned into the same TokenizerVocabulary a GGUF gives, so one encoder serves both formats.
+// Hugging Face tokenizer.json: byte-level BPE vocabularies (SmolLM2, Llama 3, Qwen2, GPT-2), and
+// SentencePiece BPE models spelled with Metaspace (Llama 2, TinyLlama, Mistral), turned into the
+// same TokenizerVocabulary a GGUF gives, so one encoder serves both formats.
 // The pre-tokenizer is recognised from its configuration and named as llama.cpp names it; a
 // pipeline we do not recognise is refused, because a wrong split still gives plausible ids.
 #include "json_file.h"
@@ -7,6 +8,7 @@
 #include "persona/hf_config.h"
 #include "tokenizer_internal.h"
 
+#include <cctype>
 #include <map>
 
 namespace persona {
@@ -83,6 +85,76 @@ std::string recognise_pre_tokenizer(const Json& pre_tokenizer, std::string& why)
     return unknown();
 }
 
+constexpr const char* kMetaspace = "\u2581";
+
+bool is_string_value(const Json& step, const char* key, const std::string& value) {
+    const auto it = step.find(key);
+    return it != step.end() && it->is_string() && it->get<std::string>() == value;
+}
+
+// The Metaspace scheme of a SentencePiece-style tokenizer.json, as the pre name the Metaspace
+// encoder reads ("metaspace-first", "metaspace-legacy-split", ...). Empty when the file does not
+// mark spaces with U+2581 at all; empty with `why` set when it does in a way not recognised.
+//   normalizer Sequence[Prepend("▁"), Replace(" ", "▁")], no pre_tokenizer
+//       (Llama 2, TinyLlama, Mistral on the Hub)                        -> "metaspace-legacy"
+//   no normalizer, pre_tokenizer Metaspace("▁", prepend_scheme, split)
+//       (transformers' newer conversions)                               -> "metaspace-<scheme>[-split]"
+std::string recognise_metaspace(const Json& normalizer, const Json& pre_tokenizer, std::string& why) {
+    const auto is_prepend = [](const Json& step) {
+        return type_of(step) == "Prepend" && is_string_value(step, "prepend", kMetaspace);
+    };
+    const auto is_replace_space = [](const Json& step) {
+        if (type_of(step) != "Replace" || !is_string_value(step, "content", kMetaspace)) return false;
+        const auto pattern = step.find("pattern");
+        return pattern != step.end() && pattern->is_object() && is_string_value(*pattern, "String", " ");
+    };
+    if (type_of(normalizer) == "Sequence") {
+        const auto steps = normalizer.find("normalizers");
+        if (steps == normalizer.end() || !steps->is_array()) return {};
+        bool prepend = false, replace = false, other = false;
+        for (const auto& step : *steps) {
+            if (is_prepend(step)) prepend = true;
+            else if (is_replace_space(step)) replace = true;
+            else other = true;
+        }
+        if (!prepend && !replace) return {};
+        if (other || !prepend || !replace || steps->size() != 2) {
+            why = "its normalizer marks spaces with U+2581 in a way this version does not recognise (expected "
+                  "Prepend and Replace, as Llama 2's tokenizer.json): " + brief(normalizer);
+            return {};
+        }
+        if (!pre_tokenizer.is_null()) {
+            why = "its normalizer marks spaces with U+2581 but it also has a pre_tokenizer: " + brief(pre_tokenizer);
+            return {};
+        }
+        return "metaspace-legacy";
+    }
+    const Json* metaspace = &pre_tokenizer;
+    if (type_of(pre_tokenizer) == "Sequence") {
+        const auto steps = pre_tokenizer.find("pretokenizers");
+        if (steps == pre_tokenizer.end() || !steps->is_array() || steps->size() != 1) return {};
+        metaspace = &(*steps)[0];
+    }
+    if (type_of(*metaspace) != "Metaspace") return {};
+    if (!is_string_value(*metaspace, "replacement", kMetaspace)) {
+        why = "its Metaspace pre-tokenizer replaces spaces with something other than U+2581: " + brief(*metaspace);
+        return {};
+    }
+    if (!normalizer.is_null()) {
+        why = "its Metaspace pre-tokenizer comes with a normalizer this version does not apply: " + brief(normalizer);
+        return {};
+    }
+    // tokenizers >= 0.14 writes prepend_scheme; older files only add_prefix_space (true: always).
+    std::string scheme = flag(*metaspace, "add_prefix_space", true) ? "always" : "never";
+    if (const auto it = metaspace->find("prepend_scheme"); it != metaspace->end() && it->is_string()) scheme = it->get<std::string>();
+    if (scheme != "first" && scheme != "always" && scheme != "never") {
+        why = "its Metaspace pre-tokenizer has prepend_scheme '" + scheme + "' (known: first, always, never)";
+        return {};
+    }
+    // Before tokenizers 0.19 Metaspace always split at each U+2581; the key came with 0.19.
+    return "metaspace-" + scheme + (flag(*metaspace, "split", true) ? "-split" : "");
+}
+
 // Where a merges entry is "left right" (older files) or ["left", "right"] (tokenizers >= 0.20).
 std::string merge_text(const Json& entry) {
     if (entry.is_string()) return entry.get<std::string>();
@@ -139,10 +211,7 @@ HfTokenizerJson read_hf_tokenizer_json(const std::string& path, const HfTokenize
         result.unsupported = "its model is '" + result.model_type + "', not a byte-level BPE";
         return result;
     }
-    if (flag(*model, "byte_fallback", false)) {
-        result.unsupported = "its BPE model uses byte fallback (SentencePiece-style), not byte-level BPE";
-        return result;
-    }
+    const bool byte_fallback = flag(*model, "byte_fallback", false);
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
         const auto it = model->find(key);
         if (it != model->end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
@@ -150,22 +219,35 @@ HfTokenizerJson read_hf_tokenizer_json(const std::string& path, const HfTokenize
             return result;
         }
     }
-    // NFC is accepted without being applied, as llama.cpp does: text that is already NFC (nearly
-    // all text) tokenizes the same.
-    if (const auto normalizer = json.find("normalizer");
-        normalizer != json.end() && !normalizer->is_null() && type_of(*normalizer) != "NFC") {
-        result.unsupported = "its normalizer is not supported: " + brief(*normalizer);
-        return result;
-    }
+    const Json normalizer = json.value("normalizer", Json());
     std::string why;
-    const std::string pre = recognise_pre_tokenizer(json.value("pre_tokenizer", Json()), why);
-    if (pre.empty()) {
-        result.unsupported = why;
-        return result;
+    std::string pre = recognise_metaspace(normalizer, json.value("pre_tokenizer", Json()), why);
+    const bool sentencepiece_style = !pre.empty();
+    if (!sentencepiece_style) {
+        if (!why.empty()) {
+            result.unsupported = why;
+            return result;
+        }
+        if (byte_fallback) {
+            result.unsupported = "its BPE model uses byte fallback (SentencePiece-style) but spaces are not marked "
+                                 "with a Metaspace pre-tokenizer or Llama 2's normalizer";
+            return result;
+        }
+        // NFC is accepted without being applied, as llama.cpp does: text that is already NFC
+        // (nearly all text) tokenizes the same.
+        if (!normalizer.is_null() && type_of(normalizer) != "NFC") {
+            result.unsupported = "its normalizer is not supported: " + brief(normalizer);
+            return result;
+        }
+        pre = recognise_pre_tokenizer(json.value("pre_tokenizer", Json()), why);
+        if (pre.empty()) {
+            result.unsupported = why;
+            return result;
+        }
     }
 
     TokenizerVocabulary& v = result.vocabulary;
-    v.model = "gpt2";
+    v.model = sentencepiece_style ? "llama" : "gpt2";
     v.pre = pre;
     const auto vocab = model->find("vocab");
     if (vocab == model->end() || !vocab->is_object()) throw FileError(path, "its BPE model has no 'vocab' object");
@@ -189,7 +271,12 @@ HfTokenizerJson read_hf_tokenizer_json(const std::string& path, const HfTokenize
     for (std::size_t id = 0; id < v.tokens.size(); ++id) v.tokens[id] = "[PAD" + std::to_string(id) + "]";
     for (const auto& [id, text] : by_id) {
         v.tokens[static_cast<std::size_t>(id)] = text;
-        v.types[static_cast<std::size_t>(id)] = TokenType::Normal;
+        // SentencePiece's byte pieces, which only byte fallback produces and decoding turns back
+        // into the byte.
+        const bool byte_piece = byte_fallback && text.size() == 6 && text.compare(0, 3, "<0x") == 0 && text[5] == '>' &&
+                                std::isxdigit(static_cast<unsigned char>(text[3])) &&
+                                std::isxdigit(static_cast<unsigned char>(text[4]));
+        v.types[static_cast<std::size_t>(id)] = byte_piece ? TokenType::Byte : TokenType::Normal;
     }
     for (const auto& [id, token] : added) {
         const auto index = static_cast<std::size_t>(id);
@@ -231,7 +318,8 @@ HfTokenizerJson read_hf_tokenizer_json(const std::string& path, const HfTokenize
     v.add_eos = config.add_eos_token.value_or(config.eos_token && template_adds(post_processor, *config.eos_token, false));
     if (v.add_bos && !v.bos_id) throw FileError(path, "it adds a BOS token but tokenizer_config.json names none");
     if (v.add_eos && !v.eos_id) throw FileError(path, "it adds an EOS token but tokenizer_config.json names none");
-    v.add_space_prefix = false;
+    // The decoder takes the prefix space off the first piece again (Strip or Metaspace decoder).
+    v.add_space_prefix = sentencepiece_style && pre.rfind("metaspace-never", 0) != 0;
     return result;
 }
 

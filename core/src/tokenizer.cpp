@@ -283,7 +283,9 @@ std::unique_ptr<Tokenizer> detail::TokenizerBuilder::build(TokenizerVocabulary v
     if (v.types.size() != size)
         throw FileError(source, "tokenizer.ggml.token_type has " + std::to_string(v.types.size()) + " entries but " +
                                     "tokenizer.ggml.tokens has " + std::to_string(size));
-    if (v.model == "llama" && v.scores.size() != size)
+    // A tokenizer.json's SentencePiece BPE ranks its merges instead of scoring its pieces.
+    const bool ranked_merges = v.model == "llama" && v.pre.rfind("metaspace-", 0) == 0;
+    if (v.model == "llama" && !ranked_merges && v.scores.size() != size)
         throw FileError(source, "tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries but " +
                                     "tokenizer.ggml.tokens has " + std::to_string(size));
     const auto check_special_id = [&](const std::optional<std::int32_t>& id, const char* key) {
@@ -317,6 +319,8 @@ std::unique_ptr<Tokenizer> detail::TokenizerBuilder::build(TokenizerVocabulary v
         impl->encoder = encoder_factory(v, impl->index);
     else if (v.model == "gpt2")
         impl->encoder = detail::make_byte_level_bpe(v, impl->index, source);
+    else if (ranked_merges)
+        impl->encoder = detail::make_metaspace_bpe(v, impl->index, source);
     else if (v.model == "llama")
         impl->encoder = detail::make_sentencepiece(v, impl->index, source);
     else
@@ -357,13 +361,15 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text, bool add_spec
             continue;
         }
         if (position > fragment_start)
-            impl_->encoder->encode(text.substr(fragment_start, position - fragment_start), follows_special, ids);
+            impl_->encoder->encode(text.substr(fragment_start, position - fragment_start), follows_special,
+                                   fragment_start == 0, ids);
         ids.push_back(match.id);
         follows_special = true;
         position += match.length;
         fragment_start = position;
     }
-    if (fragment_start < text.size()) impl_->encoder->encode(text.substr(fragment_start), follows_special, ids);
+    if (fragment_start < text.size())
+        impl_->encoder->encode(text.substr(fragment_start), follows_special, fragment_start == 0, ids);
     if (add_special && v.add_eos) ids.push_back(*v.eos_id);
     return ids;
 }
@@ -415,6 +421,16 @@ const std::vector<std::int32_t>& Tokenizer::end_of_generation_ids() const { retu
 bool Tokenizer::is_end_of_generation(std::int32_t id) const {
     return std::binary_search(impl_->end_of_generation.begin(), impl_->end_of_generation.end(), id);
 }
+void Tokenizer::add_end_of_generation_ids(const std::vector<std::int32_t>& ids) {
+    std::vector<std::int32_t>& stops = impl_->end_of_generation;
+    for (const auto id : ids) {
+        impl_->check_id(id);
+        stops.push_back(id);
+    }
+    std::sort(stops.begin(), stops.end());
+    stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
+}
+
 std::optional<std::int32_t> Tokenizer::bos_id() const { return impl_->vocabulary.bos_id; }
 std::optional<std::int32_t> Tokenizer::eos_id() const { return impl_->vocabulary.eos_id; }
 bool Tokenizer::adds_bos() const { return impl_->vocabulary.add_bos; }
@@ -430,11 +446,14 @@ StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, bool render_speci
 
 std::string StreamingDecoder::push(std::int32_t id) {
     std::string bytes = tokenizer_.token_bytes(id, render_special_tokens_);
-    // The space a SentencePiece model put in front of the text is not part of it. Tokens that
-    // decode to nothing (a skipped BOS) do not count as the start.
+    // The space a SentencePiece model put in front of the text is not part of it: one space, even
+    // when the first piece is a bare U+2581 (text that began with spaces keeps the rest). Tokens
+    // that decode to nothing (a skipped BOS) do not count as the start.
     if (at_start_ && tokenizer_.strips_leading_space() && tokenizer_.token_type(id) == TokenType::Normal &&
-        !bytes.empty() && bytes.front() == ' ')
+        !bytes.empty() && bytes.front() == ' ') {
         bytes.erase(0, 1);
+        at_start_ = false;
+    }
     if (!bytes.empty()) at_start_ = false;
     pending_ += bytes;
     std::string text;

@@ -158,7 +158,7 @@ public:
         }
     }
 
-    void encode(std::string_view fragment, bool, std::vector<std::int32_t>& out) const override {
+    void encode(std::string_view fragment, bool, bool, std::vector<std::int32_t>& out) const override {
         pre_tokenizer_.split(fragment, [&](std::string_view word) { encode_word(word, out); });
     }
 

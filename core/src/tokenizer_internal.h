@@ -19,8 +19,10 @@ class FragmentEncoder {
 public:
     virtual ~FragmentEncoder() = default;
     // follows_special: the fragment starts the text or comes right after a special token,
-    // where SentencePiece models with add_space_prefix put their leading space.
-    virtual void encode(std::string_view fragment, bool follows_special, std::vector<std::int32_t>& out) const = 0;
+    // where SentencePiece models with add_space_prefix put their leading space. at_text_start:
+    // it starts the text (Metaspace's prepend_scheme "first" marks only that one).
+    virtual void encode(std::string_view fragment, bool follows_special, bool at_text_start,
+                        std::vector<std::int32_t>& out) const = 0;
     // Bytes of a Normal or Byte token in decoded text.
     virtual std::string token_bytes(std::int32_t id) const = 0;
 };
@@ -30,6 +32,10 @@ public:
 std::unique_ptr<FragmentEncoder> make_byte_level_bpe(const TokenizerVocabulary& vocabulary, const TokenIndex& index,
                                                      const std::string& source);
 std::unique_ptr<FragmentEncoder> make_sentencepiece(const TokenizerVocabulary& vocabulary, const TokenIndex& index,
+                                                    const std::string& source);
+// "llama" vocabularies from a tokenizer.json, whose `pre` names the Metaspace scheme
+// ("metaspace-first", ...): merges by rank from the merges list, as Hugging Face does.
+std::unique_ptr<FragmentEncoder> make_metaspace_bpe(const TokenizerVocabulary& vocabulary, const TokenIndex& index,
                                                     const std::string& source);
 
 // Builds every Tokenizer. `encoder_factory`, when given, replaces the merge algorithm the

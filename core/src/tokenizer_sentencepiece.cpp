@@ -134,7 +134,7 @@ public:
                    std::string source)
         : library_(library), model_(std::move(model)), pieces_(std::move(pieces)), source_(std::move(source)) {}
 
-    void encode(std::string_view fragment, bool, std::vector<std::int32_t>& out) const override {
+    void encode(std::string_view fragment, bool, bool, std::vector<std::int32_t>& out) const override {
         // The library puts its dummy prefix in front of every call, which is where ours would
         // go too: fragments start the text or follow a special token.
         std::vector<std::int32_t> ids(fragment.size() + 8);

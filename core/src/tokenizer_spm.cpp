@@ -41,7 +41,7 @@ public:
         unknown_id_ = vocabulary.unknown_id.value_or(-1);
     }
 
-    void encode(std::string_view fragment, bool follows_special, std::vector<std::int32_t>& out) const override {
+    void encode(std::string_view fragment, bool follows_special, bool, std::vector<std::int32_t>& out) const override {
         std::string text;
         text.reserve(fragment.size() + 8);
         if (vocabulary_.add_space_prefix && follows_special) text += kSpaceSymbol;

@@ -40,6 +40,16 @@ struct HfConfig {
 // the wrong type.
 HfConfig read_hf_config(const std::string& path);
 
+// generation_config.json, as far as generation needs it: eos_token_id is one id or a list
+// (Llama 3 lists <|end_of_text|>, <|eom_id|> and <|eot_id|>); every one of them ends generation.
+struct HfGenerationConfig {
+    std::vector<std::int32_t> eos_token_ids;  // empty when absent or null
+};
+
+// Throws FileError naming the file and the key when eos_token_id is neither an id nor a list
+// of ids.
+HfGenerationConfig read_hf_generation_config(const std::string& path);
+
 struct HfTokenizerConfig {
     std::optional<std::string> chat_template;
     std::optional<std::string> bos_token;
@@ -55,8 +65,8 @@ struct HfTokenizerConfig {
 // used, as newer transformers save it that way. Tokens may be strings or {"content": ...}.
 HfTokenizerConfig read_hf_tokenizer_config(const std::string& path);
 
-// A Hugging Face tokenizer.json, as far as we use it: a byte-level BPE ("gpt2" in GGUF terms)
-// becomes a vocabulary for Tokenizer::from_vocabulary; any tokenizer's added tokens are read so
+// A Hugging Face tokenizer.json, as far as we use it: a byte-level BPE ("gpt2" in GGUF terms) or
+// a Metaspace-spelled SentencePiece BPE ("llama") becomes a vocabulary for Tokenizer::from_vocabulary; any tokenizer's added tokens are read so
 // that a tokenizer.model beside it can take them over.
 struct HfTokenizerJson {
     std::string model_type;                // "BPE", "Unigram", "WordPiece", ...
@@ -71,6 +81,9 @@ struct HfTokenizerJson {
 //   Sequence[Split(Llama 3's regex), ByteLevel]           -> "llama-bpe"
 //   Sequence[Split(Qwen2's regex), ByteLevel]             -> "qwen2"
 //   Sequence[Split(GPT-2's regex), ByteLevel]             -> "gpt2"
+// and SentencePiece BPE models (model "llama", merged by rank, <0xNN> byte pieces as Byte tokens):
+//   normalizer Sequence[Prepend(U+2581), Replace(" ", U+2581)]  -> "metaspace-legacy" (Llama 2)
+//   pre_tokenizer Metaspace(U+2581, prepend_scheme, split)      -> "metaspace-first[-split]", ...
 // Anything else leaves `unsupported` saying what was found. Special tokens (BOS, EOS, padding,
 // unknown) and add_bos/add_eos come from `config` (tokenizer_config.json), add_bos otherwise from
 // the post-processor. Throws FileError naming the file for JSON that is broken or inconsistent

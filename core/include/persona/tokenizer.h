@@ -34,7 +34,9 @@ struct TokenizerVocabulary {
     std::vector<std::string> tokens;
     std::vector<TokenType> types;        // empty means every token is Normal
     std::vector<float> scores;           // "llama" only: higher merges first
-    std::vector<std::string> merges;     // "gpt2" only: "left right", highest priority first
+    // "left right", highest priority first: "gpt2", and "llama" from a tokenizer.json, whose `pre`
+    // names its Metaspace scheme ("metaspace-first", ...): merged by rank then, not by score
+    std::vector<std::string> merges;
     std::optional<std::int32_t> bos_id, eos_id, unknown_id, padding_id, end_of_turn_id;
     bool add_bos = false;
     bool add_eos = false;
@@ -114,6 +116,9 @@ public:
     // families close a turn with (<|im_end|>, <end_of_turn>, <|eot_id|>).
     const std::vector<std::int32_t>& end_of_generation_ids() const;
     bool is_end_of_generation(std::int32_t id) const;
+    // More ids that end generation (a checkpoint's generation_config.json lists them). For the
+    // loader, before the tokenizer is shared; throws Error for an id outside the vocabulary.
+    void add_end_of_generation_ids(const std::vector<std::int32_t>& ids);
 
     std::optional<std::int32_t> bos_id() const;
     std::optional<std::int32_t> eos_id() const;

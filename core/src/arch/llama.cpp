@@ -79,7 +79,10 @@ torch::Tensor Llama::block(int index, const torch::Tensor& x, StepContext& step)
     const torch::Tensor v = qkv.narrow(-1, q_width + kv_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
     q = apply_rope(q, step.global_cos, step.global_sin);
     k = apply_rope(k, step.global_cos, step.global_sin);
-    const torch::Tensor attended = attention(q, k, v, index, step.global_mask, c.attention_scale, step.cache);
+    // Mistral's sliding window (every block or none); RoPE is the same either way.
+    const bool sliding = c.sliding_layer[static_cast<std::size_t>(index)];
+    const torch::Tensor attended =
+        attention(q, k, v, index, sliding ? step.local_mask : step.global_mask, c.attention_scale, step.cache);
     const torch::Tensor h = x + project(attended, layer.out);
 
     const torch::Tensor gate_up = project(rms_norm(h, layer.ffn_norm, c.rms_eps, layer.gate_up.scalar_type()), layer.gate_up);

@@ -23,6 +23,7 @@ constexpr const char* kConfigFile = "config.json";
 constexpr const char* kTokenizerJson = "tokenizer.json";
 constexpr const char* kTokenizerModel = "tokenizer.model";
 constexpr const char* kTokenizerConfig = "tokenizer_config.json";
+constexpr const char* kGenerationConfig = "generation_config.json";
 
 bool is_file(const fs::path& path) {
     std::error_code error;
@@ -124,11 +125,14 @@ TransformerConfig read_transformer_config(const HfConfig& hf, const std::string&
             for (int i = 0; i < c.layers; ++i)
                 c.sliding_layer[static_cast<std::size_t>(i)] = c.sliding_window > 0 && (i + 1) % pattern != 0;
         }
+    } else if (hf.model_type == "mistral") {
+        // Mistral 7B v0.1 attends to the last 4096 positions in every block (later versions set
+        // null). llama.cpp ignores it; it changes nothing until a sequence outgrows the window.
+        c.sliding_window = hf.sliding_window ? size(*hf.sliding_window, "sliding_window") : 0;
+        c.sliding_layer.assign(static_cast<std::size_t>(c.layers), c.sliding_window > 0);
     } else if (hf.use_sliding_window.value_or(false)) {
         throw FileError(path, "use_sliding_window is set, which this version does not support for " + hf.model_type);
     }
-    // Mistral's sliding_window is not applied, as llama.cpp does not apply it either: it only
-    // matters past 4096 tokens.
 
     if (!hf.rope_scaling_json.empty()) {
         const auto scaling = nlohmann::json::parse(hf.rope_scaling_json);
@@ -234,15 +238,17 @@ private:
     std::string config_path_;
 };
 
-// tokenizer.json when it is a byte-level BPE; otherwise tokenizer.model through sentencepiece,
-// taking over tokenizer.json's added tokens. Either way padded to the embedding's rows.
+// tokenizer.json when it is a byte-level BPE, or a SentencePiece BPE spelled with Metaspace and no
+// tokenizer.model beside it; otherwise tokenizer.model through the sentencepiece library (exact by
+// construction), taking over tokenizer.json's added tokens. Either way padded to the embedding's rows.
 std::unique_ptr<Tokenizer> open_tokenizer(const fs::path& directory, const HfTokenizerConfig& config, int vocabulary) {
     const fs::path json_path = directory / kTokenizerJson;
     const fs::path model_path = directory / kTokenizerModel;
     std::vector<AddedToken> added_tokens;
     if (is_file(json_path)) {
         HfTokenizerJson parsed = read_hf_tokenizer_json(json_path.string(), config);
-        if (parsed.unsupported.empty()) {
+        const bool sentencepiece_style = parsed.unsupported.empty() && parsed.vocabulary.model == "llama";
+        if (parsed.unsupported.empty() && !(sentencepiece_style && is_file(model_path))) {
             TokenizerVocabulary& v = parsed.vocabulary;
             if (v.tokens.size() > static_cast<std::size_t>(vocabulary))
                 throw FileError(json_path.string(), "has " + std::to_string(v.tokens.size()) +
@@ -325,6 +331,17 @@ ModelFiles open_hf_checkpoint(const std::string& directory) {
 
     ModelFiles files;
     files.tokenizer = open_tokenizer(dir, tokenizer_config, config.vocabulary);
+    // Models whose turns end in a token other than the tokenizer's EOS (Llama 3's <|eot_id|>,
+    // Qwen2's <|im_end|>) say so in generation_config.json.
+    if (const fs::path generation_path = dir / kGenerationConfig; is_file(generation_path)) {
+        const HfGenerationConfig generation = read_hf_generation_config(generation_path.string());
+        for (const auto id : generation.eos_token_ids)
+            if (id >= config.vocabulary)
+                throw FileError(generation_path.string(), "eos_token_id " + std::to_string(id) +
+                                                              " is outside the vocabulary of " +
+                                                              std::to_string(config.vocabulary) + " tokens");
+        files.tokenizer->add_end_of_generation_ids(generation.eos_token_ids);
+    }
     auto checkpoint = SafetensorsCheckpoint::open_directory(directory);
 
     // A model whose chat format we do not know still loads (as for GGUF files).

@@ -3,7 +3,18 @@
 #include "model/cpu_kernels.h"
 #include "persona/errors.h"
 
+#include <torch/version.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <string>
+
+// scaled_dot_product_attention came with libtorch 2.0; 1.13 (Debian 12) has only the matmul path.
+#if TORCH_VERSION_MAJOR >= 2
+#define PERSONA_HAVE_SDPA 1
+#else
+#define PERSONA_HAVE_SDPA 0
+#endif
 
 namespace persona::model {
 
@@ -69,28 +80,65 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int layer,
                         const torch::Tensor& mask, double scale, KvCache* cache) {
-    const std::int64_t batch = q.size(0), steps = q.size(1), heads = q.size(2), dim = q.size(3);
-    const std::int64_t kv_heads = k.size(2);
-    const std::int64_t group = heads / kv_heads;
     torch::Tensor keys = k.transpose(1, 2);  // [B, KVH, T, D]
     torch::Tensor values = v.transpose(1, 2);
     if (cache) {
+        const std::int64_t steps = q.size(1);
         cache->keys[layer].narrow(2, cache->length, steps).copy_(keys);
         cache->values[layer].narrow(2, cache->length, steps).copy_(values);
         keys = cache->keys[layer].narrow(2, 0, cache->length + steps);
         values = cache->values[layer].narrow(2, 0, cache->length + steps);
     }
     if (torch::Tensor fused = cpu::attention(q, keys, values, mask, scale); fused.defined()) return fused;
-    // Heads sharing a KV head are stacked along the query axis so one plain matmul serves the
-    // whole group without copying keys per head.
+    return portable_attention(q, keys, values, mask, scale);
+}
+
+bool fused_sdpa_available() {
+#if PERSONA_HAVE_SDPA
+    // PERSONA_TORCH_SDPA=off takes the matmul + softmax path instead, to compare the two.
+    static const bool enabled = [] {
+        const char* setting = std::getenv("PERSONA_TORCH_SDPA");
+        return !(setting && std::string(setting) == "off");
+    }();
+    return enabled;
+#else
+    return false;
+#endif
+}
+
+torch::Tensor portable_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                                 const torch::Tensor& mask, double scale, bool allow_sdpa) {
+    const std::int64_t batch = q.size(0), steps = q.size(1), heads = q.size(2), dim = q.size(3);
+    const std::int64_t kv_heads = keys.size(1);
+    const std::int64_t group = heads / kv_heads;
+    // Heads sharing a KV head are stacked along the query axis so one product serves the whole
+    // group without copying keys per head; the mask rows repeat for each head of the group.
     const torch::Tensor grouped = q.transpose(1, 2).reshape({batch, kv_heads, group * steps, dim});
-    torch::Tensor scores = torch::matmul(grouped, keys.transpose(-1, -2)) * scale;  // [B,KVH,G*T,Tk]
-    scores = scores.view({batch, kv_heads, group, steps, -1}) + mask.unsqueeze(2);
-    const torch::Tensor weights = torch::softmax(scores, -1).view({batch, kv_heads, group * steps, -1});
-    return torch::matmul(weights, values)  // [B,KVH,G*T,D]
-        .view({batch, heads, steps, dim})
-        .transpose(1, 2)
-        .reshape({batch, steps, heads * dim});
+    torch::Tensor attended;  // [B, KVH, G*T, D]
+#if !PERSONA_HAVE_SDPA
+    static_cast<void>(allow_sdpa);  // libtorch 1.x: matmul + softmax is the only way
+#else
+    if (allow_sdpa && fused_sdpa_available()) {
+        // One fused kernel (flash / memory-efficient on CUDA, a blocked kernel on the CPU) instead
+        // of materialising the scores; the additive mask carries causality, padding and the
+        // sliding window, so is_causal stays off.
+        const torch::Tensor group_mask =
+            group == 1 ? mask : mask.unsqueeze(2).expand({batch, 1, group, steps, mask.size(-1)}).reshape({batch, 1, group * steps, -1});
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1
+        attended = at::scaled_dot_product_attention(grouped, keys, values, group_mask.to(q.scalar_type()), 0.0, false, scale);
+#else  // 2.0 has no scale argument: it divides by sqrt(D), so the queries carry the rest
+        attended = at::scaled_dot_product_attention(grouped * (scale * std::sqrt(static_cast<double>(dim))), keys, values,
+                                                    group_mask.to(q.scalar_type()), 0.0, false);
+#endif
+    }
+#endif
+    if (!attended.defined()) {
+        torch::Tensor scores = torch::matmul(grouped, keys.transpose(-1, -2)) * scale;  // [B,KVH,G*T,Tk]
+        scores = scores.view({batch, kv_heads, group, steps, -1}) + mask.unsqueeze(2);
+        const torch::Tensor weights = torch::softmax(scores, -1).view({batch, kv_heads, group * steps, -1});
+        attended = torch::matmul(weights, values);
+    }
+    return attended.view({batch, heads, steps, dim}).transpose(1, 2).reshape({batch, steps, heads * dim});
 }
 
 torch::Tensor rope_inverse_frequencies(int head_dim, double base) {

@@ -135,6 +135,13 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 // Grouped-query attention with the KV cache; q [B,T,H,D], k/v [B,T,KVH,D] -> [B,T,H*D].
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int layer,
                         const torch::Tensor& mask, double scale, KvCache* cache);
+// The attention every device can run: q [B,T,H,D], keys/values [B,KVH,Tk,D], additive mask
+// [B,1,T,Tk] -> [B,T,H*D]. scaled_dot_product_attention where libtorch has it (>= 2.0, and
+// unless PERSONA_TORCH_SDPA=off or !allow_sdpa), else matmul + softmax.
+torch::Tensor portable_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                                 const torch::Tensor& mask, double scale, bool allow_sdpa = true);
+// True when portable_attention uses scaled_dot_product_attention.
+bool fused_sdpa_available();
 torch::Tensor rope_inverse_frequencies(int head_dim, double base);
 
 // Architecture files register here; an unknown architecture is a clear error.
