@@ -12,6 +12,7 @@
 #include "persona/trait.h"
 #include "persona/vector_files.h"
 
+#include "cli_commands.h"
 #include "cli_common.h"
 
 #include <CLI/CLI.hpp>
@@ -373,6 +374,8 @@ int main(int argc, char** argv) {
     app.add_option("--dtype", global.dtype, "Weight dtype (auto: bf16)")->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}))
         ->capture_default_str();
     app.add_option("--threads", global.threads, "CPU threads for the model (0: one per core)")->capture_default_str();
+
+    add_project_command(app, global, selected);
 
     std::string info_model = persona::default_model_path();
     auto* info = app.add_subcommand("info", "Load a model and print its facts as JSON");

@@ -628,7 +628,12 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
 
     const Json& traits = r.array("traits", "a list of traits");
     for (std::size_t i = 0; i < traits.size(); ++i) {
-        Trait trait = trait_from_json(traits[i], source + " (" + indexed("traits", i) + ")");
+        Trait trait;
+        try {
+            trait = trait_from_json(traits[i], source);
+        } catch (const FileError& e) {
+            fail(source, indexed("traits", i) + ": " + e.problem());
+        }
         if (project.find_trait(trait.name))
             fail(source, indexed("traits", i) + " is a second trait named \"" + trait.name + "\"");
         project.traits.push_back(std::move(trait));
