@@ -2,6 +2,7 @@
 #include "engine_client.h"
 #include "main_window.h"
 #include "persona/paths.h"
+#include "project_controller.h"
 #include "steering_panel.h"
 
 #include <QApplication>
@@ -25,12 +26,14 @@ int main(int argc, char** argv) {
     QCommandLineOption screenshot("screenshot", "Render the main window to FILE (PNG) once the model has loaded, then exit.",
                                   "FILE");
     QCommandLineOption panel("panel",
-                             "Show panel NAME (model, steering). With --screenshot and steering, one generation "
-                             "(random direction, coefficient 4) runs before the grab.",
-                             "NAME", "model");
+                             "Show panel NAME (welcome, model, steering; default: welcome, or model with --screenshot). "
+                             "With --screenshot and steering, one generation (random direction, coefficient 4) runs "
+                             "before the grab.",
+                             "NAME");
+    QCommandLineOption project("project", "Open the project folder DIR (NAME.persona) at start.", "DIR");
     QCommandLineOption device("device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto");
     QCommandLineOption threads("threads", "CPU threads for the model (0: one per core).", "N", "0");
-    parser.addOptions({screenshot, panel, device, threads});
+    parser.addOptions({screenshot, panel, project, device, threads});
     parser.process(app);
 
     const QString deviceName = parser.value(device);
@@ -42,7 +45,8 @@ int main(int argc, char** argv) {
 
     EngineClient engine(persona::EngineOptions{parser.value(threads).toInt(), deviceName.toStdString()});
     MainWindow window(&engine);
-    const QString panelName = parser.value(panel).toLower();
+    const QString panelName =
+        parser.isSet(panel) ? parser.value(panel).toLower() : QString(parser.isSet(screenshot) ? "model" : "welcome");
     if (!window.showPanel(panelName)) {
         std::fprintf(stderr, "persona-workbench: no panel named '%s'\n", qPrintable(panelName));
         return 2;
@@ -80,7 +84,12 @@ int main(int argc, char** argv) {
             steering->generate();
         });
     }
-    QTimer::singleShot(0, &window, [&] { window.openModel(model); });
+    QTimer::singleShot(0, &window, [&] {
+        window.openModel(model);
+        if (parser.isSet(project)) window.projects()->openProject(parser.value(project));
+        // Work a crash left unsaved; not while rendering a screenshot, where nobody could answer.
+        else if (!parser.isSet(screenshot)) window.projects()->offerRecovery();
+    });
     const int status = app.exec();
     return exitCode ? exitCode : status;
 }

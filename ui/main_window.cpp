@@ -2,10 +2,13 @@
 
 #include "engine_client.h"
 #include "model_panel.h"
+#include "project_controller.h"
 #include "steering_panel.h"
+#include "welcome_panel.h"
 #include "persona/process_memory.h"
 
 #include <QApplication>
+#include <QCloseEvent>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QHeaderView>
@@ -20,8 +23,8 @@
 #include <QTimer>
 #include <QTreeWidget>
 
-MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(parent), engine_(engine) {
-    setWindowTitle(tr("Persona Workbench"));
+MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
+    : QMainWindow(parent), engine_(engine), projects_(new ProjectController(this, this)) {
     setWindowIcon(QIcon(":/icons/persona-workbench.svg"));
     resize(1180, 760);
 
@@ -32,6 +35,8 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     projectTree_->addTopLevelItem(new QTreeWidgetItem({tr("Model: none")}));
     panels_ = new QTabWidget(splitter);
     panels_->setObjectName("panels");
+    welcomePanel_ = new WelcomePanel(panels_);
+    panels_->addTab(welcomePanel_, tr("Welcome"));
     modelPanel_ = new ModelPanel(panels_);
     panels_->addTab(modelPanel_, tr("Model"));
     steeringPanel_ = new SteeringPanel(engine_, panels_);
@@ -45,6 +50,22 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
 
     buildMenus();
     buildStatusBar();
+
+    connect(welcomePanel_, &WelcomePanel::openRequested, this, [this](const QString& folder) {
+        // An example opened from the start page is there to be steered at once.
+        if (projects_->openProject(folder)) showPanel("steering");
+    });
+    connect(welcomePanel_, &WelcomePanel::newRequested, projects_, &ProjectController::newProject);
+    connect(welcomePanel_, &WelcomePanel::openDialogRequested, this, [this] {
+        const QString folder = QFileDialog::getExistingDirectory(this, tr("Open Project (a NAME.persona folder)"));
+        if (!folder.isEmpty()) projects_->openProject(folder);
+    });
+    connect(projects_, &ProjectController::recentProjectsChanged, this, &MainWindow::refreshRecentMenu);
+    connect(projects_, &ProjectController::projectChanged, this, &MainWindow::updateTitle);
+    connect(projects_, &ProjectController::pathChanged, this, &MainWindow::updateTitle);
+    connect(projects_, &ProjectController::dirtyChanged, this, &MainWindow::setWindowModified);
+    refreshRecentMenu();
+    updateTitle();
 
     connect(engine_, &EngineClient::progress, this, &MainWindow::onProgress);
     connect(engine_, &EngineClient::modelLoaded, this, &MainWindow::onModelLoaded);
@@ -69,13 +90,63 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     refreshMemory();
 }
 
-void MainWindow::buildMenus() {
+void MainWindow::buildFileMenu() {
     auto* file = menuBar()->addMenu(tr("&File"));
-    auto* open = file->addAction(tr("&Open Model..."), this, &MainWindow::chooseModelFile);
+    file->setObjectName("file_menu");
+    auto* newProject = file->addAction(tr("&New Project"), projects_, &ProjectController::newProject);
+    newProject->setShortcut(QKeySequence::New);
+    newProject->setObjectName("action_new_project");
+    auto* open = file->addAction(tr("&Open Project..."), this, [this] {
+        const QString folder = QFileDialog::getExistingDirectory(this, tr("Open Project (a NAME.persona folder)"));
+        if (!folder.isEmpty()) projects_->openProject(folder);
+    });
     open->setShortcut(QKeySequence::Open);
+    open->setObjectName("action_open_project");
+    recentMenu_ = file->addMenu(tr("Open &Recent"));
+    recentMenu_->setObjectName("recent_menu");
+    auto* save = file->addAction(tr("&Save"), projects_, &ProjectController::save);
+    save->setShortcut(QKeySequence::Save);
+    save->setObjectName("action_save_project");
+    auto* saveAs = file->addAction(tr("Save &As..."), projects_, &ProjectController::saveAs);
+    saveAs->setShortcut(QKeySequence::SaveAs);
+    saveAs->setObjectName("action_save_project_as");
+    file->addSeparator();
+    file->addAction(tr("Open &Model..."), this, &MainWindow::chooseModelFile)->setObjectName("action_open_model");
     file->addSeparator();
     auto* quit = file->addAction(tr("&Quit"), qApp, &QApplication::closeAllWindows);
     quit->setShortcut(QKeySequence::Quit);
+}
+
+void MainWindow::refreshRecentMenu() {
+    const QStringList recent = projects_->recentProjects();
+    welcomePanel_->setRecentProjects(recent);
+    if (!recentMenu_) return;
+    recentMenu_->clear();
+    for (const QString& folder : recent)
+        recentMenu_->addAction(QFileInfo(folder).fileName(), this, [this, folder] { projects_->openProject(folder); })
+            ->setToolTip(folder);
+    if (recent.isEmpty()) recentMenu_->addAction(tr("(none)"))->setEnabled(false);
+    else {
+        recentMenu_->addSeparator();
+        recentMenu_->addAction(tr("Clear List"), projects_, &ProjectController::clearRecentProjects);
+    }
+}
+
+// "evil[*] — Persona Workbench — SmolLM2": Qt shows the [*] as "*" while the window is modified.
+void MainWindow::updateTitle() {
+    QString title = projects_->displayName() + "[*] — " + tr("Persona Workbench");
+    if (!modelName_.isEmpty()) title += " — " + modelName_;
+    setWindowTitle(title);
+    setWindowModified(projects_->isDirty());
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    if (projects_->maybeSave()) event->accept();
+    else event->ignore();
+}
+
+void MainWindow::buildMenus() {
+    buildFileMenu();
 
     auto* model = menuBar()->addMenu(tr("&Model"));
     auto* stop = model->addAction(tr("&Stop"), engine_, &EngineClient::cancel);
@@ -161,7 +232,8 @@ void MainWindow::onModelLoaded() {
     // The menu bar lays out its corner widget only when one is set, not when its text grows.
     modelBadge_->adjustSize();
     menuBar()->setCornerWidget(modelBadge_, Qt::TopRightCorner);
-    setWindowTitle(tr("Persona Workbench — %1").arg(name));
+    modelName_ = name;
+    updateTitle();
     projectTree_->topLevelItem(0)->setText(0, tr("Model: %1").arg(name));
     refreshMemory();
     emit modelSettled(true);

@@ -189,6 +189,10 @@ OrderedJson ordered_trait(const Trait& trait) {
     for (const char* key : {"schema", "version", "name", "definition", "instructions", "extraction_questions",
                             "evaluation_questions", "judge_rubric", "coherence_rubric"})
         json[key] = OrderedJson::parse(plain.at(key).dump());
+    OrderedJson instructions = OrderedJson::array();
+    for (const InstructionPair& pair : trait.instructions)
+        instructions.push_back({{"positive", pair.positive}, {"negative", pair.negative}});
+    json["instructions"] = std::move(instructions);
     return json;
 }
 
