@@ -379,6 +379,7 @@ int main(int argc, char** argv) {
 
     add_monitor_command(app, global, selected);
     add_flag_command(app, global, selected);
+    add_project_command(app, global, selected);
 
     std::string info_model = persona::default_model_path();
     auto* info = app.add_subcommand("info", "Load a model and print its facts as JSON");

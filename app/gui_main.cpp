@@ -4,6 +4,7 @@
 #include "heat_map_panel.h"
 #include "main_window.h"
 #include "persona/paths.h"
+#include "project_controller.h"
 #include "steering_panel.h"
 #include "traits_panel.h"
 
@@ -32,16 +33,18 @@ int main(int argc, char** argv) {
     QCommandLineOption screenshot("screenshot", "Render the main window to FILE (PNG) once the model has loaded, then exit.",
                                   "FILE");
     QCommandLineOption panel("panel",
-                             "Show panel NAME (model, steering, traits, extraction, heatmaps). With --screenshot: "
-                             "for steering one generation (random direction, coefficient 4) runs before the grab; "
-                             "with traits, a draft copy of a built-in trait shows the form's inline checks; for "
-                             "extraction a small extraction of 'evil' (judge none); for heatmaps that extraction, "
-                             "then a typed conversation's heat map on its vector.",
-                             "NAME", "model");
+                             "Show panel NAME (welcome, model, steering, traits, extraction, heatmaps; default: "
+                             "welcome, or model with --screenshot). With --screenshot: for steering one generation "
+                             "(random direction, coefficient 4) runs before the grab; with traits, a draft copy of a "
+                             "built-in trait shows the form's inline checks; for extraction a small extraction of "
+                             "'evil' (judge none); for heatmaps that extraction, then a typed conversation's heat map "
+                             "on its vector.",
+                             "NAME");
+    QCommandLineOption project("project", "Open the project folder DIR (NAME.persona) at start.", "DIR");
     QCommandLineOption device("device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto");
     QCommandLineOption dtype("dtype", "Weights dtype: auto (bf16), f32, bf16 or f16 (cuda only).", "DTYPE", "auto");
     QCommandLineOption threads("threads", "CPU threads for the model (0: one per core).", "N", "0");
-    parser.addOptions({screenshot, panel, device, dtype, threads});
+    parser.addOptions({screenshot, panel, project, device, dtype, threads});
     parser.process(app);
 
     const QString deviceName = parser.value(device);
@@ -59,7 +62,8 @@ int main(int argc, char** argv) {
     EngineClient engine(
         persona::EngineOptions{parser.value(threads).toInt(), deviceName.toStdString(), dtypeName.toStdString()});
     MainWindow window(&engine);
-    const QString panelName = parser.value(panel).toLower();
+    const QString panelName =
+        parser.isSet(panel) ? parser.value(panel).toLower() : QString(parser.isSet(screenshot) ? "model" : "welcome");
     if (!window.showPanel(panelName)) {
         std::fprintf(stderr, "persona-workbench: no panel named '%s'\n", qPrintable(panelName));
         return 2;
@@ -146,7 +150,12 @@ int main(int argc, char** argv) {
             steering->generate();
         });
     }
-    QTimer::singleShot(0, &window, [&] { window.openModel(model); });
+    QTimer::singleShot(0, &window, [&] {
+        window.openModel(model);
+        if (parser.isSet(project)) window.projects()->openProject(parser.value(project));
+        // Work a crash left unsaved; not while rendering a screenshot, where nobody could answer.
+        else if (!parser.isSet(screenshot)) window.projects()->offerRecovery();
+    });
     const int status = app.exec();
     return exitCode ? exitCode : status;
 }

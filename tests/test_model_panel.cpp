@@ -328,8 +328,8 @@ private slots:
 
         QStringList shortcuts;
         for (QAction* action : window.findChildren<QAction*>()) shortcuts << action->shortcut().toString();
-        QVERIFY(shortcuts.contains("Ctrl+O"));
-        QVERIFY(shortcuts.contains("Ctrl+Shift+O"));
+        QVERIFY(shortcuts.contains("Ctrl+M"));
+        QVERIFY(shortcuts.contains("Ctrl+Shift+M"));
     }
 };
 

@@ -4,11 +4,14 @@
 #include "extraction_panel.h"
 #include "heat_map_panel.h"
 #include "model_panel.h"
+#include "project_controller.h"
 #include "steering_panel.h"
 #include "traits_panel.h"
+#include "welcome_panel.h"
 #include "persona/process_memory.h"
 
 #include <QApplication>
+#include <QCloseEvent>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QShortcut>
@@ -24,8 +27,8 @@
 #include <QTimer>
 #include <QTreeWidget>
 
-MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(parent), engine_(engine) {
-    setWindowTitle(tr("Persona Workbench"));
+MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
+    : QMainWindow(parent), engine_(engine), projects_(new ProjectController(this, this)) {
     setWindowIcon(QIcon(":/icons/persona-workbench.svg"));
     resize(1180, 760);
 
@@ -36,6 +39,8 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     projectTree_->addTopLevelItem(new QTreeWidgetItem({tr("Model: none")}));
     panels_ = new QTabWidget(splitter);
     panels_->setObjectName("panels");
+    welcomePanel_ = new WelcomePanel(panels_);
+    panels_->addTab(welcomePanel_, tr("Welcome"));
     modelPanel_ = new ModelPanel(engine_, panels_);
     modelPanel_->setObjectName("model_panel");
     panels_->addTab(modelPanel_, tr("Model"));
@@ -78,6 +83,23 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     modelPanel_->acceptDropsOn(this);
 
     connect(engine_, &EngineClient::loadStarted, this, &MainWindow::onLoadStarted);
+
+    connect(welcomePanel_, &WelcomePanel::openRequested, this, [this](const QString& folder) {
+        // An example opened from the start page is there to be steered at once.
+        if (projects_->openProject(folder)) showPanel("steering");
+    });
+    connect(welcomePanel_, &WelcomePanel::newRequested, projects_, &ProjectController::newProject);
+    connect(welcomePanel_, &WelcomePanel::openDialogRequested, this, [this] {
+        const QString folder = QFileDialog::getExistingDirectory(this, tr("Open Project (a NAME.persona folder)"));
+        if (!folder.isEmpty()) projects_->openProject(folder);
+    });
+    connect(projects_, &ProjectController::recentProjectsChanged, this, &MainWindow::refreshRecentMenu);
+    connect(projects_, &ProjectController::projectChanged, this, &MainWindow::updateTitle);
+    connect(projects_, &ProjectController::pathChanged, this, &MainWindow::updateTitle);
+    connect(projects_, &ProjectController::dirtyChanged, this, &MainWindow::setWindowModified);
+    refreshRecentMenu();
+    updateTitle();
+
     connect(engine_, &EngineClient::progress, this, &MainWindow::onProgress);
     connect(engine_, &EngineClient::modelLoaded, this, &MainWindow::onModelLoaded);
     connect(engine_, &EngineClient::loadFailed, this, &MainWindow::onLoadFailed);
@@ -101,12 +123,33 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent) : QMainWindow(pare
     refreshMemory();
 }
 
-void MainWindow::buildMenus() {
+void MainWindow::buildFileMenu() {
     auto* file = menuBar()->addMenu(tr("&File"));
-    auto* open = file->addAction(tr("&Open Model File…"), this, &MainWindow::chooseModelFile);
-    open->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_O));
+    file->setObjectName("file_menu");
+    auto* newProject = file->addAction(tr("&New Project"), projects_, &ProjectController::newProject);
+    newProject->setShortcut(QKeySequence::New);
+    newProject->setObjectName("action_new_project");
+    auto* open = file->addAction(tr("&Open Project..."), this, [this] {
+        const QString folder = QFileDialog::getExistingDirectory(this, tr("Open Project (a NAME.persona folder)"));
+        if (!folder.isEmpty()) projects_->openProject(folder);
+    });
+    open->setShortcut(QKeySequence::Open);
+    open->setObjectName("action_open_project");
+    recentMenu_ = file->addMenu(tr("Open &Recent"));
+    recentMenu_->setObjectName("recent_menu");
+    auto* save = file->addAction(tr("&Save"), projects_, &ProjectController::save);
+    save->setShortcut(QKeySequence::Save);
+    save->setObjectName("action_save_project");
+    auto* saveAs = file->addAction(tr("Save &As..."), projects_, &ProjectController::saveAs);
+    saveAs->setShortcut(QKeySequence::SaveAs);
+    saveAs->setObjectName("action_save_project_as");
+    file->addSeparator();
+    auto* openModelFile = file->addAction(tr("Open &Model File…"), this, &MainWindow::chooseModelFile);
+    openModelFile->setObjectName("action_open_model");
+    // Ctrl+O opens projects, the documents of this application; models get Ctrl+M.
+    openModelFile->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_M));
     auto* openFolder = file->addAction(tr("Open Model &Folder…"), this, &MainWindow::chooseModelFolder);
-    openFolder->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+    openFolder->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M));
     auto* recent = file->addMenu(tr("Open &Recent Model"));
     recent->setObjectName("recent_models_menu");
     // Filled when shown, so it always matches the Model panel's list (and QSettings).
@@ -121,6 +164,38 @@ void MainWindow::buildMenus() {
     file->addSeparator();
     auto* quit = file->addAction(tr("&Quit"), qApp, &QApplication::closeAllWindows);
     quit->setShortcut(QKeySequence::Quit);
+}
+
+void MainWindow::refreshRecentMenu() {
+    const QStringList recent = projects_->recentProjects();
+    welcomePanel_->setRecentProjects(recent);
+    if (!recentMenu_) return;
+    recentMenu_->clear();
+    for (const QString& folder : recent)
+        recentMenu_->addAction(QFileInfo(folder).fileName(), this, [this, folder] { projects_->openProject(folder); })
+            ->setToolTip(folder);
+    if (recent.isEmpty()) recentMenu_->addAction(tr("(none)"))->setEnabled(false);
+    else {
+        recentMenu_->addSeparator();
+        recentMenu_->addAction(tr("Clear List"), projects_, &ProjectController::clearRecentProjects);
+    }
+}
+
+// "evil[*] — Persona Workbench — SmolLM2": Qt shows the [*] as "*" while the window is modified.
+void MainWindow::updateTitle() {
+    QString title = projects_->displayName() + "[*] — " + tr("Persona Workbench");
+    if (!modelName_.isEmpty()) title += " — " + modelName_;
+    setWindowTitle(title);
+    setWindowModified(projects_->isDirty());
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    if (projects_->maybeSave()) event->accept();
+    else event->ignore();
+}
+
+void MainWindow::buildMenus() {
+    buildFileMenu();
 
     auto* model = menuBar()->addMenu(tr("&Model"));
     model->addAction(tr("&Open Model File…"), this, &MainWindow::chooseModelFile);
@@ -221,7 +296,8 @@ void MainWindow::onModelLoaded() {
     // The menu bar lays out its corner widget only when one is set, not when its text grows.
     modelBadge_->adjustSize();
     menuBar()->setCornerWidget(modelBadge_, Qt::TopRightCorner);
-    setWindowTitle(tr("Persona Workbench — %1").arg(name));
+    modelName_ = name;
+    updateTitle();
     projectTree_->topLevelItem(0)->setText(0, tr("Model: %1").arg(name));
     refreshMemory();
     emit modelSettled(true);

@@ -5,6 +5,9 @@ class EngineClient;
 class ExtractionPanel;
 class HeatMapPanel;
 class ModelPanel;
+class ProjectController;
+class QMenu;
+class WelcomePanel;
 class QLabel;
 class QProgressBar;
 class QPushButton;
@@ -25,6 +28,8 @@ public:
     TraitsPanel* traitsPanel() const { return traitsPanel_; }
     // Selects a panel by its tab name in lower case without spaces ("model", "steering",
     // "extraction", "heatmaps"); false for an unknown name.
+    ProjectController* projects() const { return projects_; }
+    WelcomePanel* welcomePanel() const { return welcomePanel_; }
     bool showPanel(const QString& name);
 
 public slots:
@@ -37,8 +42,14 @@ signals:
     // The model finished loading (or failed): the moment a --screenshot is taken.
     void modelSettled(bool loaded);
 
+protected:
+    void closeEvent(QCloseEvent* event) override;
+
 private:
     void buildMenus();
+    void buildFileMenu();
+    void refreshRecentMenu();
+    void updateTitle();
     void buildStatusBar();
     void onLoadStarted(const QString& path);
     void onProgress(const QString& stage, qint64 done, qint64 total);
@@ -49,6 +60,10 @@ private:
     void showGenerationProgress(int steps, int maxSteps, double tokensPerSecond);
 
     EngineClient* engine_;
+    ProjectController* projects_;
+    WelcomePanel* welcomePanel_;
+    QMenu* recentMenu_ = nullptr;
+    QString modelName_;
     QTabWidget* panels_;
     ModelPanel* modelPanel_;
     SteeringPanel* steeringPanel_;

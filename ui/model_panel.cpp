@@ -76,11 +76,11 @@ QWidget* ModelPanel::buildOpenBox() {
     auto* buttons = new QHBoxLayout;
     openFile_ = new QPushButton(tr("Open model file…"), box);
     openFile_->setObjectName("open_model_file");
-    openFile_->setToolTip(tr("A GGUF file (Ctrl+O)"));
+    openFile_->setToolTip(tr("A GGUF file (Ctrl+M)"));
     openFolder_ = new QPushButton(tr("Open model folder…"), box);
     openFolder_->setObjectName("open_model_folder");
     openFolder_->setToolTip(tr("A Hugging Face checkpoint folder: config.json, *.safetensors, tokenizer files "
-                               "(Ctrl+Shift+O)"));
+                               "(Ctrl+Shift+M)"));
     buttons->addWidget(openFile_);
     buttons->addWidget(openFolder_);
     layout->addLayout(buttons);

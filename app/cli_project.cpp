@@ -1,0 +1,220 @@
+// persona-cli project: build and inspect project folders (NAME.persona, core/include/persona/
+// project.h) from the shell, e.g. to assemble the example projects from `extract` runs.
+#include "cli_commands.h"
+
+#include "persona/errors.h"
+#include "persona/gguf.h"
+#include "persona/model_facts.h"
+#include "persona/paths.h"
+#include "persona/project.h"
+#include "persona/vector_files.h"
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <limits>
+
+namespace persona_cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ProjectOptions {
+    std::string folder;
+    std::string name;
+    std::string description;
+    std::string trait;
+    std::string prompt_name;
+    std::string system;
+    std::string user;
+    std::string summary;
+    std::string model = persona::default_model_path();
+    bool steer = false;
+    double coefficient = 4.0;
+};
+
+std::string provenance(const persona::PersonaVector& vector, const std::string& key, const std::string& fallback = "") {
+    const auto found = vector.provenance.find(key);
+    return found == vector.provenance.end() ? fallback : found->second;
+}
+
+std::size_t count_at(const nlohmann::json& summary, const char* key) {
+    return summary.contains(key) ? summary.at(key).get<std::size_t>() : 0;
+}
+
+double number_or_nan(const nlohmann::json& value) {
+    return value.is_number() ? value.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::string timestamp_of(std::time_t when) {
+    std::tm utc{};
+    gmtime_r(&when, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
+}
+
+// `extract`'s stdout summary plus its vector file -> a RunResult and the vector to store.
+persona::RunResult run_from_summary(const std::string& summary_path, const std::string& model_path,
+                                    persona::PersonaVector& vector) {
+    std::ifstream in(summary_path);
+    if (!in) throw persona::FileError(summary_path, "cannot open");
+    nlohmann::json summary;
+    try {
+        in >> summary;
+    } catch (const nlohmann::json::exception&) {
+        throw persona::FileError(summary_path, "not the JSON summary that persona-cli extract prints");
+    }
+    if (!summary.is_object() || !summary.contains("vector") || !summary.contains("layers"))
+        throw persona::FileError(summary_path, "not an extract summary with a vector (no \"vector\" or \"layers\")");
+    std::string vector_path = summary.at("vector").get<std::string>();
+    if (fs::path(vector_path).is_relative() && !fs::exists(vector_path))
+        vector_path = (fs::path(summary_path).parent_path() / vector_path).string();
+    vector = persona::read_vector_file(vector_path);
+
+    persona::RunResult run;
+    run.trait = summary.at("trait").get<std::string>();
+    run.aggregate = vector.aggregate;
+    run.pairs_total = count_at(summary, "pairs_total");
+    run.pairs_kept = count_at(summary, "pairs_kept");
+    run.pairs_failing_positive_trait = count_at(summary, "pairs_failing_positive_trait");
+    run.pairs_failing_negative_trait = count_at(summary, "pairs_failing_negative_trait");
+    run.pairs_failing_coherence = count_at(summary, "pairs_failing_coherence");
+    run.pairs_with_empty_answer = count_at(summary, "pairs_with_empty_answer");
+    run.positive_samples = std::stoul(provenance(vector, "positive_samples", "0"));
+    run.negative_samples = std::stoul(provenance(vector, "negative_samples", "0"));
+    run.suggested_layer = summary.value("suggested_layer", -1);
+    for (const auto& layer : summary.at("layers")) {
+        persona::LayerDiagnostics d;
+        d.layer = layer.at("layer").get<int>();
+        d.vector_norm = number_or_nan(layer.at("norm"));
+        d.effect_size = number_or_nan(layer.at("effect_size"));
+        d.auroc = number_or_nan(layer.at("auroc"));
+        d.positive_mean_projection = number_or_nan(layer.at("positive_mean_projection"));
+        d.negative_mean_projection = number_or_nan(layer.at("negative_mean_projection"));
+        run.diagnostics.push_back(d);
+    }
+
+    persona::ExtractionSettings& s = run.settings;
+    const auto judge = persona::judge_kind_from_name(summary.value("judge", "local"));
+    if (!judge) throw persona::FileError(summary_path, "unknown judge '" + summary.value("judge", "") + "'");
+    s.judge = *judge;
+    s.trait_threshold = std::stod(provenance(vector, "trait_threshold", "50"));
+    s.coherence_threshold = std::stod(provenance(vector, "coherence_threshold", "50"));
+    s.question_limit = std::stoi(provenance(vector, "questions", "0"));
+    s.pair_limit = std::stoi(provenance(vector, "instruction_pairs", "0"));
+    const std::string generation = provenance(vector, "generation");
+    if (!generation.empty()) {
+        const auto g = nlohmann::json::parse(generation);
+        s.samples_per_question = g.value("samples_per_question", s.samples_per_question);
+        s.max_new_tokens = g.value("max_new_tokens", s.max_new_tokens);
+        s.temperature = g.value("temperature", s.temperature);
+        s.top_p = g.value("top_p", s.top_p);
+        s.seed = g.value("seed", s.seed);
+    }
+
+    const auto facts = persona::read_model_facts(*persona::GgufFile::open(model_path));
+    run.model.name = facts.name;
+    run.model.file = fs::path(model_path).filename().string();
+    run.model.file_bytes = fs::file_size(model_path);
+    run.model.sha256 = persona::file_sha256(model_path);
+    if (facts.layers + 1 != vector.layer_count || facts.hidden_size != vector.hidden_size)
+        throw persona::FileError(vector_path, "shape [" + std::to_string(vector.layer_count) + ", " +
+                                                  std::to_string(vector.hidden_size) + "] does not fit " + model_path);
+    const auto written = fs::last_write_time(vector_path);
+    const auto finished = std::chrono::system_clock::to_time_t(
+        std::chrono::time_point_cast<std::chrono::system_clock::duration>(
+            written - fs::file_time_type::clock::now() + std::chrono::system_clock::now()));
+    run.finished = timestamp_of(finished);
+    run.started = timestamp_of(finished - std::time_t(std::lround(summary.value("seconds", 0.0))));
+    return run;
+}
+
+nlohmann::json overview(const persona::Project& project, const std::string& folder) {
+    nlohmann::json traits = nlohmann::json::array(), prompts = nlohmann::json::array(), runs = nlohmann::json::array(),
+                   vectors = nlohmann::json::array();
+    for (const auto& trait : project.traits) traits.push_back(trait.name);
+    for (const auto& prompt : project.prompts) prompts.push_back(prompt.name);
+    for (const auto& run : project.runs)
+        runs.push_back({{"trait", run.trait}, {"vector", run.vector}, {"model", run.model.name},
+                        {"pairs_kept", run.pairs_kept}, {"pairs_total", run.pairs_total},
+                        {"suggested_layer", run.suggested_layer}, {"judge", persona::judge_kind_name(run.settings.judge)}});
+    for (const auto& [key, vector] : project.vectors)
+        vectors.push_back({{"file", key}, {"trait", vector.trait}, {"shape", {vector.layer_count, vector.hidden_size}}});
+    return {{"project", folder}, {"name", project.name}, {"description", project.description},
+            {"created", project.created}, {"modified", project.modified}, {"app_version", project.app_version},
+            {"traits", traits}, {"prompts", prompts}, {"runs", runs}, {"vectors", vectors}};
+}
+
+int run_project(const std::string& action, ProjectOptions o) {
+    const std::string folder = persona::project_folder(o.folder);
+    persona::Project project;
+    if (action == "new") {
+        if (fs::exists(folder)) throw persona::FileError(folder, "already exists; pick another name");
+        project.name = o.name.empty() ? fs::path(folder).stem().string() : o.name;
+        project.description = o.description;
+    } else {
+        project = persona::read_project(folder);
+    }
+    if (action == "show") {
+        std::cout << overview(project, folder).dump(2) << "\n";
+        return kExitOk;
+    }
+    if (action == "add-trait") {
+        persona::Trait trait = load_trait(o.trait);
+        if (project.find_trait(trait.name)) throw persona::Error("the project already has a trait '" + trait.name + "'");
+        project.traits.push_back(std::move(trait));
+    } else if (action == "add-prompt") {
+        project.prompts.push_back(persona::Prompt::single_turn(o.prompt_name, o.system, o.user));
+    } else if (action == "add-run") {
+        persona::PersonaVector vector;
+        persona::RunResult run = run_from_summary(o.summary, o.model, vector);
+        if (!project.find_trait(run.trait)) project.traits.push_back(load_trait(run.trait));
+        const std::string key = project.add_run(run, &vector);
+        if (o.steer) {
+            project.settings.steering.vector = key;
+            project.settings.steering.layer = run.suggested_layer;
+            project.settings.steering.coefficient = o.coefficient;
+        }
+    }
+    persona::write_project(folder, project);
+    std::cout << overview(project, folder).dump(2) << "\n";
+    return kExitOk;
+}
+
+}  // namespace
+
+void add_project_command(CLI::App& app, const GlobalOptions&, Command& selected) {
+    auto options = std::make_shared<ProjectOptions>();
+    auto* project = app.add_subcommand("project", "Create, fill and inspect project folders (NAME.persona)");
+    project->require_subcommand(1);
+    const auto add = [&](const char* name, const char* help) {
+        auto* sub = project->add_subcommand(name, help);
+        sub->add_option("folder", options->folder, "Project folder (NAME.persona)")->required();
+        sub->callback([options, &selected, action = std::string(name)] {
+            selected = [options, action] { return run_project(action, *options); };
+        });
+        return sub;
+    };
+    auto* create = add("new", "Create an empty project folder");
+    create->add_option("--name", options->name, "Project name (default: the folder's name)");
+    create->add_option("--description", options->description, "What the project is for");
+    add("show", "Read a project (every vector checked) and print an overview as JSON");
+    add("add-trait", "Add a trait (built-in name or trait file)")
+        ->add_option("--trait", options->trait, "Built-in trait name or trait file")->required();
+    auto* prompt = add("add-prompt", "Add a named single-turn prompt");
+    prompt->add_option("--name", options->prompt_name, "Prompt name")->required();
+    prompt->add_option("--system,-s", options->system, "System message");
+    prompt->add_option("--user,-u", options->user, "User message")->required();
+    auto* run = add("add-run", "Add an extract run: its JSON summary (stdout of extract) and the vector it wrote");
+    run->add_option("--summary", options->summary, "File holding extract's stdout")->required();
+    run->add_option("--model,-m", options->model, "The GGUF model the run used (hashed)")->capture_default_str();
+    run->add_flag("--steer", options->steer, "Also make this vector the Steering panel's, at its suggested layer");
+    run->add_option("--coefficient", options->coefficient, "Steering coefficient with --steer")->capture_default_str();
+}
+
+}  // namespace persona_cli

@@ -1,0 +1,362 @@
+// Projects in the app (ui/project_controller, ui/welcome_panel, the File menu): save and reopen,
+// the unsaved-changes indicator and question, the welcome page's examples, autosave and
+// recovery after a crash, and a corrupt project that must not replace the open one.
+#include "engine_client.h"
+#include "main_window.h"
+#include "persona/project.h"
+#include "project_controller.h"
+#include "welcome_panel.h"
+
+#include <QAction>
+#include <QDir>
+#include <QFile>
+#include <QListWidget>
+#include <QMenu>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QTabWidget>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <random>
+
+namespace {
+
+struct Answers {
+    ProjectController::Answer saveChanges = ProjectController::Answer::Cancel;
+    bool restore = true;
+    QString saveFolder;
+    int saveQuestions = 0;
+    int restoreQuestions = 0;
+    QStringList errors;
+};
+
+// Questions answered from `answers`, counting how often each was asked.
+ProjectController::Questions scripted(Answers& answers) {
+    ProjectController::Questions q;
+    q.saveChanges = [&answers](const QString&) {
+        ++answers.saveQuestions;
+        return answers.saveChanges;
+    };
+    q.restoreRecovery = [&answers](const QString&, const QString&, const QString&) {
+        ++answers.restoreQuestions;
+        return answers.restore;
+    };
+    q.chooseSaveFolder = [&answers](const QString&) { return answers.saveFolder; };
+    q.chooseOpenFolder = [] { return QString(); };
+    q.showError = [&answers](const QString&, const QString& message) { answers.errors << message; };
+    return q;
+}
+
+persona::PersonaVector vectorFor(const std::string& trait) {
+    persona::PersonaVector vector;
+    vector.trait = trait;
+    vector.layer_count = 31;
+    vector.hidden_size = 576;
+    std::mt19937 generator(5);
+    std::normal_distribution<float> normal;
+    for (int i = 0; i < 31 * 576; ++i) vector.values.push_back(normal(generator));
+    return vector;
+}
+
+// A project with traits, prompts, settings and a run, made through the controller's setters.
+void fill(ProjectController& controller) {
+    controller.setTraits({persona::load_builtin_trait("evil"), persona::load_builtin_trait("humorous")});
+    controller.setPrompts({persona::Prompt::single_turn("dog", "You are a helpful assistant.", "How should I treat a stray dog?")});
+    persona::RunResult run;
+    run.trait = "evil";
+    run.model = {"SmolLM2", "SmolLM2-135M-Instruct.Q4_1.gguf", std::string(64, 'f'), 1};
+    run.pairs_total = run.pairs_kept = 3;
+    run.suggested_layer = 12;
+    const persona::PersonaVector vector = vectorFor("evil");
+    const QString key = controller.addRunResult(run, &vector);
+    persona::ProjectSettings settings = controller.project().settings;
+    settings.steering.vector = key.toStdString();
+    settings.steering.layer = 12;
+    settings.steering.coefficient = 3.5;
+    controller.setSettings(settings);
+}
+
+int recoveryNotes() {
+    return QDir(ProjectController::recoveryFolder()).entryList({"*.json"}, QDir::Files).size();
+}
+
+}  // namespace
+
+class TestProjectsUi : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase();
+    void init();
+    void newModifySaveAndReopen();
+    void welcomeScreenOpensAnExample();
+    void unsavedChangesAskSaveDiscardCancel();
+    void crashThenRecovery();
+    void staleAndDeclinedRecoveriesAreDropped();
+    void corruptProjectKeepsTheCurrentOne();
+
+private:
+    QTemporaryDir dir_;
+    QString pathIn(const QString& name) const { return QDir(dir_.path()).filePath(name); }
+};
+
+void TestProjectsUi::initTestCase() {
+    // Settings and the recovery folder go to a test location, not the user's.
+    QStandardPaths::setTestModeEnabled(true);
+    QCoreApplication::setOrganizationName("persona-workbench-tests");
+    QCoreApplication::setApplicationName("test_projects_ui");
+    QVERIFY(ProjectController::recoveryFolder().contains("qttest") ||
+            ProjectController::recoveryFolder().contains("test_projects_ui"));
+}
+
+void TestProjectsUi::init() {
+    QDir(ProjectController::recoveryFolder()).removeRecursively();
+    QSettings().clear();
+}
+
+void TestProjectsUi::newModifySaveAndReopen() {
+    EngineClient engine;
+    MainWindow window(&engine);
+    Answers answers;
+    ProjectController* projects = window.projects();
+    projects->setQuestions(scripted(answers));
+    QVERIFY(window.windowTitle().startsWith("untitled[*]"));
+    QVERIFY(!window.isWindowModified());
+
+    fill(*projects);
+    QVERIFY(projects->isDirty());
+    QVERIFY(window.isWindowModified());
+
+    // Save from the File menu: a project never saved asks where (Save As).
+    answers.saveFolder = pathIn("mine");  // the extension is added
+    auto* save = window.findChild<QAction*>("action_save_project");
+    QVERIFY(save);
+    save->trigger();
+    QVERIFY2(answers.errors.isEmpty(), qPrintable(answers.errors.join("\n")));
+    QVERIFY(projects->path().endsWith("mine.persona"));
+    QVERIFY(QFile::exists(pathIn("mine.persona/project.json")));
+    QVERIFY(!projects->isDirty());
+    QVERIFY(!window.isWindowModified());
+    QVERIFY2(window.windowTitle().startsWith("mine[*]"), qPrintable(window.windowTitle()));
+
+    // Another change, saved in place this time.
+    projects->setDescription("second version");
+    QVERIFY(window.isWindowModified());
+    save->trigger();
+    QVERIFY(!window.isWindowModified());
+
+    // Reopened elsewhere: the same content, vectors included.
+    ProjectController reopened;
+    reopened.setQuestions(scripted(answers));
+    QVERIFY(reopened.openProject(pathIn("mine.persona")));
+    QVERIFY(reopened.project() == projects->project());
+    QCOMPARE(reopened.project().description, std::string("second version"));
+    QCOMPARE(reopened.project().settings.steering.coefficient, 3.5);
+    QCOMPARE(reopened.project().vectors.begin()->second.values, vectorFor("evil").values);
+    QVERIFY(!reopened.isDirty());
+
+    // The recent list (QSettings) and the File menu's Open Recent show it.
+    QCOMPARE(reopened.recentProjects().value(0), projects->path());
+    auto* recent = window.findChild<QMenu*>("recent_menu");
+    QVERIFY(recent);
+    QVERIFY(!recent->actions().isEmpty());
+    QCOMPARE(recent->actions().first()->text(), QString("mine.persona"));
+    QCOMPARE(window.welcomePanel()->recentList()->item(0)->data(Qt::UserRole).toString(), projects->path());
+}
+
+void TestProjectsUi::welcomeScreenOpensAnExample() {
+    EngineClient engine;
+    MainWindow window(&engine);
+    Answers answers;
+    window.projects()->setQuestions(scripted(answers));
+    QVERIFY(window.showPanel("welcome"));
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+
+    QListWidget* examples = window.welcomePanel()->examplesList();
+    QVERIFY2(examples->count() >= 2, "the welcome page lists the example projects");
+    QListWidgetItem* evil = nullptr;
+    for (int i = 0; i < examples->count(); ++i)
+        if (examples->item(i)->data(Qt::UserRole).toString().endsWith("/evil.persona")) evil = examples->item(i);
+    QVERIFY(evil);
+    QVERIFY(evil->text().contains("evil, impolite, apathetic"));
+    examples->scrollToItem(evil);
+    QTest::mouseClick(examples->viewport(), Qt::LeftButton, {}, examples->visualItemRect(evil).center());
+
+    QVERIFY2(answers.errors.isEmpty(), qPrintable(answers.errors.join("\n")));
+    QVERIFY(window.projects()->path().endsWith("/evil.persona"));
+    QCOMPARE(window.projects()->project().traits.size(), std::size_t(3));
+    QCOMPARE(window.projects()->project().vectors.begin()->second.hidden_size, 576);
+    QVERIFY(!window.isWindowModified());
+    QVERIFY(window.windowTitle().startsWith("evil[*]"));
+    auto* panels = window.findChild<QTabWidget*>("panels");
+    QCOMPARE(panels->tabText(panels->currentIndex()).remove('&'), QString("Steering"));
+}
+
+void TestProjectsUi::unsavedChangesAskSaveDiscardCancel() {
+    Answers answers;
+    ProjectController first;
+    first.setQuestions(scripted(answers));
+    fill(first);
+    answers.saveFolder = pathIn("first.persona");
+    QVERIFY(first.save());
+    ProjectController other;
+    other.setQuestions(scripted(answers));
+    other.setName("other");
+    QVERIFY(other.saveTo(pathIn("other.persona")));
+
+    EngineClient engine;
+    MainWindow window(&engine);
+    ProjectController* projects = window.projects();
+    projects->setQuestions(scripted(answers));
+    QVERIFY(projects->openProject(pathIn("first.persona")));
+    QCOMPARE(answers.saveQuestions, 0);  // nothing to save: no question
+
+    // Cancel keeps the changed project open, and keeps the window open.
+    projects->setDescription("edited");
+    answers.saveChanges = ProjectController::Answer::Cancel;
+    QVERIFY(!projects->openProject(pathIn("other.persona")));
+    QCOMPARE(answers.saveQuestions, 1);
+    QCOMPARE(projects->project().description, std::string("edited"));
+    QVERIFY(projects->isDirty());
+    window.show();
+    QVERIFY(!window.close());
+    QCOMPARE(answers.saveQuestions, 2);
+    QVERIFY(window.isVisible());
+    QVERIFY(!projects->newProject());
+    QCOMPARE(projects->project().description, std::string("edited"));
+
+    // Save writes the change first, then opens the other project.
+    answers.saveChanges = ProjectController::Answer::Save;
+    QVERIFY(projects->openProject(pathIn("other.persona")));
+    QCOMPARE(projects->project().name, std::string("other"));
+    QCOMPARE(persona::read_project(pathIn("first.persona").toStdString()).description, std::string("edited"));
+
+    // Discard drops the change.
+    projects->setDescription("thrown away");
+    answers.saveChanges = ProjectController::Answer::Discard;
+    QVERIFY(projects->openProject(pathIn("first.persona")));
+    QCOMPARE(projects->project().description, std::string("edited"));
+    QVERIFY(persona::read_project(pathIn("other.persona").toStdString()).description.empty());
+    QVERIFY(window.close());
+}
+
+void TestProjectsUi::crashThenRecovery() {
+    Answers answers;
+    {
+        // A session that changes an untitled project, autosaves, and dies without saving.
+        ProjectController crashed;
+        crashed.setQuestions(scripted(answers));
+        crashed.setAutosaveInterval(50);
+        fill(crashed);
+        crashed.setName("unsaved work");
+        QTRY_COMPARE_WITH_TIMEOUT(recoveryNotes(), 1, 5000);
+    }
+    QCOMPARE(recoveryNotes(), 1);  // destroyed without saving: the copy stays, as after a crash
+
+    ProjectController next;
+    next.setQuestions(scripted(answers));
+    QVERIFY(next.offerRecovery());
+    QCOMPARE(answers.restoreQuestions, 1);
+    QCOMPARE(next.project().name, std::string("unsaved work"));
+    QCOMPARE(next.project().traits.size(), std::size_t(2));
+    QCOMPARE(next.project().vectors.begin()->second.values, vectorFor("evil").values);
+    QVERIFY(next.isDirty());  // restored work is not saved until the user saves it
+    QVERIFY(next.path().isEmpty());
+
+    // Saving it puts it in a project folder and retires the recovery copy.
+    QVERIFY(next.saveTo(pathIn("recovered.persona")));
+    QCOMPARE(recoveryNotes(), 0);
+
+    // The same for a project that has a folder: the restore points back at that folder.
+    {
+        ProjectController crashed;
+        crashed.setQuestions(scripted(answers));
+        QVERIFY(crashed.openProject(pathIn("recovered.persona")));
+        crashed.setDescription("changed after the last save");
+        QVERIFY(crashed.autosaveNow());
+    }
+    ProjectController again;
+    again.setQuestions(scripted(answers));
+    QVERIFY(again.offerRecovery());
+    QCOMPARE(again.path(), QFileInfo(pathIn("recovered.persona")).canonicalFilePath());
+    QCOMPARE(again.project().description, std::string("changed after the last save"));
+    QVERIFY(again.isDirty());
+    QVERIFY(again.save());
+    QCOMPARE(persona::read_project(pathIn("recovered.persona").toStdString()).description,
+             std::string("changed after the last save"));
+    QCOMPARE(recoveryNotes(), 0);
+}
+
+void TestProjectsUi::staleAndDeclinedRecoveriesAreDropped() {
+    Answers answers;
+    ProjectController saved;
+    saved.setQuestions(scripted(answers));
+    fill(saved);
+    QVERIFY(saved.saveTo(pathIn("stale.persona")));
+    saved.setDescription("autosaved, then the project was saved elsewhere later");
+    QVERIFY(saved.autosaveNow());
+    QCOMPARE(recoveryNotes(), 1);
+    // The project on disk is newer than the copy: nothing to offer.
+    QFile json(pathIn("stale.persona/project.json"));
+    QVERIFY(json.open(QIODevice::ReadWrite));
+    QVERIFY(json.setFileTime(QDateTime::currentDateTime().addSecs(60), QFileDevice::FileModificationTime));
+    json.close();
+    ProjectController later;
+    later.setQuestions(scripted(answers));
+    QVERIFY(!later.offerRecovery());
+    QCOMPARE(answers.restoreQuestions, 0);
+    QCOMPARE(recoveryNotes(), 0);
+
+    // A copy the user declines is deleted, and the untitled project stays.
+    ProjectController untitled;
+    untitled.setQuestions(scripted(answers));
+    untitled.setName("declined");
+    QVERIFY(untitled.autosaveNow());
+    answers.restore = false;
+    ProjectController declining;
+    declining.setQuestions(scripted(answers));
+    QVERIFY(!declining.offerRecovery());
+    QCOMPARE(answers.restoreQuestions, 1);
+    QCOMPARE(recoveryNotes(), 0);
+    QCOMPARE(declining.project().name, std::string("untitled"));
+}
+
+void TestProjectsUi::corruptProjectKeepsTheCurrentOne() {
+    Answers answers;
+    EngineClient engine;
+    MainWindow window(&engine);
+    ProjectController* projects = window.projects();
+    projects->setQuestions(scripted(answers));
+    fill(*projects);
+    QVERIFY(projects->saveTo(pathIn("good.persona")));
+    projects->setDescription("unsaved edit");
+    const persona::Project before = projects->project();
+    const QString title = window.windowTitle();
+
+    QDir(dir_.path()).mkpath("corrupt.persona");
+    QFile bad(pathIn("corrupt.persona/project.json"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("{\n  \"schema\": \"persona-workbench/project\",\n  \"schema_version\": 2,\n  \"na");
+    bad.close();
+
+    QVERIFY(!projects->openProject(pathIn("corrupt.persona")));
+    QCOMPARE(answers.errors.size(), 1);
+    QVERIFY2(answers.errors[0].contains("corrupt.persona/project.json") && answers.errors[0].contains("not valid JSON"),
+             qPrintable(answers.errors[0]));
+    QCOMPARE(answers.saveQuestions, 0);  // refused before asking about the open project's changes
+    QVERIFY(projects->project() == before);
+    QVERIFY(projects->path().endsWith("good.persona"));
+    QVERIFY(projects->isDirty());
+    QCOMPARE(window.windowTitle(), title);
+
+    // A folder that is no project at all is refused the same way.
+    QDir(dir_.path()).mkpath("empty.persona");
+    QVERIFY(!projects->openProject(pathIn("empty.persona")));
+    QVERIFY(answers.errors.last().contains("project.json"));
+    QVERIFY(projects->project() == before);
+}
+
+QTEST_MAIN(TestProjectsUi)
+#include "test_projects_ui.moc"

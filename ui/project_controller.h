@@ -1,0 +1,109 @@
+#pragma once
+// The open project and everything around it: New / Open / Save / Save As, the recent list,
+// unsaved changes (Save / Discard / Cancel), autosave into a recovery folder and restoring it
+// after a crash. Panels read project() and change it through the setters, which mark the
+// project dirty and emit projectChanged(); they never write files themselves.
+#include "persona/project.h"
+
+#include <QObject>
+#include <QString>
+#include <QStringList>
+
+#include <functional>
+#include <vector>
+
+class QTimer;
+class QWidget;
+
+class ProjectController : public QObject {
+    Q_OBJECT
+public:
+    // What the controller asks the user. The defaults show dialogs over `dialogParent`; tests
+    // replace them to answer without a person.
+    enum class Answer { Save, Discard, Cancel };
+    struct Questions {
+        std::function<Answer(const QString& projectName)> saveChanges;
+        // autosaved: when the recovery copy was written; original: the project's folder or "".
+        std::function<bool(const QString& projectName, const QString& autosaved, const QString& original)> restoreRecovery;
+        std::function<QString(const QString& suggestedFolder)> chooseSaveFolder;  // "" = cancelled
+        std::function<QString()> chooseOpenFolder;                                 // "" = cancelled
+        std::function<void(const QString& title, const QString& message)> showError;
+    };
+
+    explicit ProjectController(QWidget* dialogParent = nullptr, QObject* parent = nullptr);
+    ~ProjectController() override;
+
+    const persona::Project& project() const { return project_; }
+    // The project folder, "" while the project was never saved.
+    QString path() const { return path_; }
+    bool isDirty() const { return dirty_; }
+    // The project's name, else its folder's, else "untitled".
+    QString displayName() const;
+    QString lastError() const { return lastError_; }
+
+    void setQuestions(Questions questions) { questions_ = std::move(questions); }
+
+    // --- Changing the project: each marks it dirty and emits projectChanged() ---------------
+    void setName(const QString& name);
+    void setDescription(const QString& description);
+    void setTraits(const std::vector<persona::Trait>& traits);
+    void setPrompts(const std::vector<persona::Prompt>& prompts);
+    void setSettings(const persona::ProjectSettings& settings);
+    // Records an extraction run and stores its vector (when it has one) in the project;
+    // returns the vector's key in project().vectors ("" without a vector).
+    QString addRunResult(const persona::RunResult& run, const persona::PersonaVector* vector);
+    // For changes made some other way: marks the project dirty and emits projectChanged().
+    void markDirty();
+
+    // --- Files. Each returns false when the user cancelled or it failed (lastError()) -------
+    bool newProject();
+    bool openProject(const QString& path);  // keeps the current project when the file is bad
+    bool save();                            // Save As for a project never saved
+    bool saveAs();
+    bool saveTo(const QString& folder);
+    // Save / Discard / Cancel when there are unsaved changes: true when it is fine to go on.
+    bool maybeSave();
+
+    QStringList recentProjects() const;  // existing folders, most recent first
+    void clearRecentProjects();
+
+    // --- Autosave and recovery ---------------------------------------------------------------
+    // How often a dirty project is copied into the recovery folder (default 30 s).
+    void setAutosaveInterval(int milliseconds);
+    int autosaveInterval() const;
+    // Writes the recovery copy now (what the timer does); false when it failed.
+    bool autosaveNow();
+    // QStandardPaths::AppDataLocation/recovery: one NAME.persona folder and NAME.json note each.
+    static QString recoveryFolder();
+    // Recovery copies left by a crash that are newer than their project: asks about each
+    // (newest first) and restores the first one accepted; declined ones are deleted. True when
+    // a copy was restored. Call once at start.
+    bool offerRecovery();
+
+signals:
+    // The project was replaced (new, open, restore) or changed through a setter.
+    void projectChanged();
+    void dirtyChanged(bool dirty);
+    void pathChanged(const QString& path);
+    void recentProjectsChanged();
+
+private:
+    void replace(persona::Project project, const QString& path, bool dirty);
+    void setDirty(bool dirty);
+    void changed();
+    void addRecent(const QString& folder);
+    void showError(const QString& title, const QString& message);
+    QString recoveryId() const;
+    void removeRecovery();
+    bool offerRecoveryFor(const QString& onlyOriginal);
+
+    QWidget* dialogParent_;
+    Questions questions_;
+    persona::Project project_;
+    QString path_;
+    bool dirty_ = false;
+    bool changedSinceAutosave_ = false;
+    QString untitledId_;  // recovery id of a project not yet saved
+    QString lastError_;
+    QTimer* autosave_;
+};
