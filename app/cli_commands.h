@@ -14,4 +14,7 @@ void add_monitor_command(CLI::App& app, const GlobalOptions& global, Command& se
 // persona-cli flag: rank a chat dataset's samples by projection difference; --merge for shards.
 void add_flag_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 
+// persona-cli project: create, inspect and assemble project folders (NAME.persona).
+void add_project_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
 }  // namespace persona_cli

@@ -142,7 +142,7 @@ nlohmann::json overview(const persona::Project& project, const std::string& fold
     for (const auto& run : project.runs)
         runs.push_back({{"trait", run.trait}, {"vector", run.vector}, {"model", run.model.name},
                         {"pairs_kept", run.pairs_kept}, {"pairs_total", run.pairs_total},
-                        {"suggested_layer", run.suggested_layer}, {"judge", persona::judge_kind_name(run.settings.judge)}});
+                        {"suggested_layer", run.suggested_layer}, {"judge", persona::judge_label(run.settings.judge)}});
     for (const auto& [key, vector] : project.vectors)
         vectors.push_back({{"file", key}, {"trait", vector.trait}, {"shape", {vector.layer_count, vector.hidden_size}}});
     return {{"project", folder}, {"name", project.name}, {"description", project.description},

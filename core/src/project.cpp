@@ -58,6 +58,7 @@ public:
         if (!object_.is_object()) fail(source_, field("") + " must be an object, not " + type_phrase(object_));
     }
 
+    bool has(const std::string& key) const { return object_.contains(key); }
     const Json& required(const std::string& key) {
         asked_.insert(key);
         const auto found = object_.find(key);
@@ -206,7 +207,8 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
     json["batch_size"] = s.batch_size;
     json["question_limit"] = s.question_limit;
     json["pair_limit"] = s.pair_limit;
-    json["judge"] = enum_name(s.judge, kJudgeNames);
+    json["judge"] = enum_name(s.judge.kind, kJudgeNames);
+    if (!s.judge.model_path.empty()) json["judge_model"] = s.judge.model_path;
     json["trait_threshold"] = s.trait_threshold;
     json["coherence_threshold"] = s.coherence_threshold;
     return json;
@@ -223,6 +225,7 @@ ExtractionSettings extraction_settings_from(ObjectReader& r) {
     s.question_limit = int(r.integer("question_limit", 0, 1 << 20));
     s.pair_limit = int(r.integer("pair_limit", 0, 1 << 20));
     s.judge = enum_from(r, "judge", kJudgeNames);
+    if (r.has("judge_model")) s.judge.model_path = r.string("judge_model");
     s.trait_threshold = r.number("trait_threshold");
     s.coherence_threshold = r.number("coherence_threshold");
     return s;
@@ -489,7 +492,7 @@ namespace {
 bool same_extraction_settings(const ExtractionSettings& a, const ExtractionSettings& b) {
     return a.samples_per_question == b.samples_per_question && a.max_new_tokens == b.max_new_tokens &&
            a.temperature == b.temperature && a.top_p == b.top_p && a.seed == b.seed && a.batch_size == b.batch_size &&
-           a.question_limit == b.question_limit && a.pair_limit == b.pair_limit && a.judge == b.judge &&
+           a.question_limit == b.question_limit && a.pair_limit == b.pair_limit && a.judge.kind == b.judge.kind && a.judge.model_path == b.judge.model_path &&
            a.trait_threshold == b.trait_threshold && a.coherence_threshold == b.coherence_threshold;
 }
 
