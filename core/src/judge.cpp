@@ -122,12 +122,7 @@ std::string judge_label(const JudgeSettings& settings) {
 std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings, const ProgressFn& progress,
                                   const CancelFn& cancelled) {
     if (settings.kind == JudgeKind::None) return nullptr;
-    if (settings.kind == JudgeKind::Http) {
-        if (settings.endpoint.base_url.empty()) throw Error("the HTTP judge needs an endpoint URL (--judge-url)");
-        if (settings.endpoint.model.empty())
-            throw Error("the HTTP judge at " + settings.endpoint.base_url + " needs a model name (--judge-model-name)");
-        return std::make_unique<HttpJudge>(settings.endpoint);
-    }
+    if (settings.kind == JudgeKind::Http) return make_http_judge(settings.endpoint);
     if (settings.model_path.empty()) return std::make_unique<LocalJudge>(studied);
     // The judge shares the studied model's device and dtype: one engine, one device.
     ModelLoadOptions options;
@@ -136,6 +131,13 @@ std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings,
     auto judge_model = Model::load(settings.model_path, options, progress, cancelled);
     Model& judge_ref = *judge_model;
     return std::make_unique<LocalJudge>(judge_ref, std::move(judge_model));
+}
+
+std::unique_ptr<Judge> make_http_judge(const ChatEndpoint& endpoint) {
+    if (endpoint.base_url.empty()) throw Error("the HTTP judge needs an endpoint URL (--judge-url)");
+    if (endpoint.model.empty())
+        throw Error("the HTTP judge at " + endpoint.base_url + " needs a model name (--judge-model-name)");
+    return std::make_unique<HttpJudge>(endpoint);
 }
 
 std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer) {

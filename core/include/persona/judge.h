@@ -61,6 +61,10 @@ public:
 std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings, const ProgressFn& progress = {},
                                   const CancelFn& cancelled = {});
 
+// The HTTP judge on its own, for callers with no model at hand. Throws Error when the endpoint
+// lacks a URL or a model name; nothing is sent until the first score().
+std::unique_ptr<Judge> make_http_judge(const ChatEndpoint& endpoint);
+
 // --- A local judge's scoring, exposed so it can be tested on synthetic distributions ---------
 
 // How the integers 0..100 are spelt in a vocabulary: the tokens the judge would emit for each.
