@@ -90,7 +90,8 @@ int run_traits_draft(const GlobalOptions& global, const DraftOptions& options) {
                                 {"evaluation_questions", draft.trait.evaluation_questions.size()},
                                 {"valid", valid},
                                 {"problems", problems},
-                                {"unparsed", notes}}
+                                {"unparsed", notes},
+                                {"replies", draft.replies}}
                      .dump(2)
               << "\n";
     return valid ? kExitOk : kExitFailed;

@@ -73,6 +73,19 @@ bool retryable_transport(httplib::Error error) {
     return error == httplib::Error::Read || error == httplib::Error::Write || error == httplib::Error::ConnectionTimeout;
 }
 
+std::string transport_problem(httplib::Error error) {
+    switch (error) {
+    case httplib::Error::Connection: return "could not connect (connection refused or host unreachable: is the server running?)";
+    case httplib::Error::ConnectionTimeout: return "timed out connecting";
+    case httplib::Error::Read: return "no complete reply (the connection broke, or the reply took longer than the timeout)";
+    case httplib::Error::Write: return "the connection broke while sending the request";
+    case httplib::Error::SSLConnection: return "the TLS handshake failed";
+    case httplib::Error::SSLLoadingCerts: return "could not load the system's CA certificates";
+    case httplib::Error::SSLServerVerification: return "the server's TLS certificate could not be verified";
+    default: return httplib::to_string(error);
+    }
+}
+
 void wait_or_cancel(double seconds, const CancelFn& cancelled) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     while (std::chrono::steady_clock::now() < until) {
@@ -179,9 +192,7 @@ ChatCompletion complete_chat(const ChatEndpoint& endpoint, const ChatCompletionR
         if (!result) {
             const httplib::Error error = result.error();
             if (!retryable_transport(error) || last) {
-                std::string why = httplib::to_string(error);
-                if (error == httplib::Error::Connection) why += " (connection refused or host unreachable: is the server running?)";
-                throw Error("cannot get a chat completion from " + url + ": " + why +
+                throw Error("cannot get a chat completion from " + url + ": " + transport_problem(error) +
                             (attempt > 0 ? " after " + std::to_string(attempt + 1) + " attempts" : ""));
             }
             wait_or_cancel(delay, cancelled);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <optional>
+#include <memory>
 #include <regex>
 #include <set>
 
@@ -360,12 +361,15 @@ std::string parse_rubric(const std::string& reply, std::string& problem) {
 }
 
 TextGenerator model_text_generator(Model& model, float temperature, std::uint64_t seed) {
-    return [&model, temperature, seed](const std::vector<ChatMessage>& messages, int max_tokens,
-                                       const CancelFn& cancelled) {
+    // Each request samples with its own seed: two requests with the same prompt (the held-out
+    // questions when no extraction question parsed) should not get the same reply.
+    auto requests = std::make_shared<std::uint64_t>(0);
+    return [&model, temperature, seed, requests](const std::vector<ChatMessage>& messages, int max_tokens,
+                                                 const CancelFn& cancelled) {
         GenerationRow row;
         row.messages = messages;
         row.sampling.temperature = temperature;
-        row.sampling.seed = seed;
+        row.sampling.seed = seed + (*requests)++;
         row.sampling.max_new_tokens = max_tokens;
         auto results = model.generate({row}, {}, nullptr, cancelled);
         check_cancelled(cancelled);
@@ -398,6 +402,7 @@ TraitDraft draft_trait(const std::string& name, const std::string& definition, c
         if (progress) progress({part, done, kParts});
         std::string reply = generator({{"user", prompt}}, max_tokens, cancelled);
         check_cancelled(cancelled);
+        draft.replies[part] = reply;
         ++done;
         return reply;
     };

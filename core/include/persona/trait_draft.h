@@ -9,7 +9,9 @@
 #include "persona/trait.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,8 @@ struct TraitDraft {
     Trait trait;
     std::vector<DraftNote> notes;
     std::vector<TraitProblem> problems;  // validate(trait)
+    // Every reply in full, by part, so a person can see what the model wrote.
+    std::map<std::string, std::string> replies;
 };
 
 // Progress stages in order: "instructions", "extraction_questions", "evaluation_questions",
