@@ -71,6 +71,7 @@ public:
     struct Request {
         nlohmann::json body;
         std::string authorization;  // the Authorization header, "" when absent
+        int client_port = 0;        // the same for requests over one kept-open connection
     };
     using Handler = std::function<ServerReply(const nlohmann::json& body, int request_number)>;
 
@@ -81,7 +82,7 @@ public:
             nlohmann::json body = nlohmann::json::parse(request.body, nullptr, false);
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                requests_.push_back({body, request.get_header_value("Authorization")});
+                requests_.push_back({body, request.get_header_value("Authorization"), request.remote_port});
                 number = int(requests_.size());
                 handler = handler_;
             }

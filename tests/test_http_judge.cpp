@@ -139,7 +139,10 @@ private slots:
         QCOMPARE(body.at("messages").size(), std::size_t(1));
         QCOMPARE(persona_test::user_message(body),
                  persona::render_rubric(rubric, "How is the weather?", distributions.begin()->first));
-        for (const auto& request : requests) QCOMPARE(request.authorization, std::string("Bearer sk-test-123"));
+        for (const auto& request : requests) {
+            QCOMPARE(request.authorization, std::string("Bearer sk-test-123"));
+            QCOMPARE(request.client_port, requests.front().client_port);  // one connection, kept open
+        }
 
         qunsetenv(kKeyVariable);
         judge->score(rubric, "q", "answer-a", {});

@@ -164,21 +164,48 @@ std::string chat_completions_url(const ChatEndpoint& endpoint) {
     return base + "/chat/completions";
 }
 
-ChatCompletion complete_chat(const ChatEndpoint& endpoint, const ChatCompletionRequest& request,
-                             const CancelFn& cancelled) {
+struct ChatClient::Impl {
+    Impl(ChatEndpoint endpoint_, const SplitUrl& split_)
+        : endpoint(std::move(endpoint_)), split(split_), url(chat_completions_url(endpoint)),
+          client(split.scheme_host_port) {}
+    ChatEndpoint endpoint;
+    SplitUrl split;
+    std::string url;
+    httplib::Client client;
+};
+
+ChatClient::ChatClient(ChatEndpoint endpoint) {
     const std::string url = chat_completions_url(endpoint);
     const SplitUrl split = split_base_url(endpoint.base_url);
     if (endpoint.model.empty()) throw Error(url + ": no model name given for the endpoint");
-    check_cancelled(cancelled);
-
-    httplib::Client client(split.scheme_host_port);
-    if (!client.is_valid()) throw Error("'" + endpoint.base_url + "' is not an endpoint URL this build can reach");
-    const auto timeout = std::chrono::duration<double>(std::max(0.1, endpoint.timeout_seconds));
+    impl_ = std::make_unique<Impl>(std::move(endpoint), split);
+    httplib::Client& client = impl_->client;
+    if (!client.is_valid()) throw Error("'" + impl_->endpoint.base_url + "' is not an endpoint URL this build can reach");
+    const auto timeout = std::chrono::duration<double>(std::max(0.1, impl_->endpoint.timeout_seconds));
     const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
     const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
     client.set_connection_timeout(seconds.count(), micros.count());
     client.set_read_timeout(seconds.count(), micros.count());
     client.set_write_timeout(seconds.count(), micros.count());
+    client.set_keep_alive(true);
+}
+
+ChatClient::~ChatClient() = default;
+
+const ChatEndpoint& ChatClient::endpoint() const { return impl_->endpoint; }
+
+ChatCompletion complete_chat(const ChatEndpoint& endpoint, const ChatCompletionRequest& request,
+                             const CancelFn& cancelled) {
+    check_cancelled(cancelled);
+    return ChatClient(endpoint).complete(request, cancelled);
+}
+
+ChatCompletion ChatClient::complete(const ChatCompletionRequest& request, const CancelFn& cancelled) {
+    const ChatEndpoint& endpoint = impl_->endpoint;
+    const SplitUrl& split = impl_->split;
+    const std::string& url = impl_->url;
+    httplib::Client& client = impl_->client;
+    check_cancelled(cancelled);
 
     const std::string body = request_body(endpoint, request).dump();
     double delay = std::max(0.0, endpoint.retry_delay_seconds);

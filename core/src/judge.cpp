@@ -67,17 +67,16 @@ private:
 // rubric and answer; the endpoint's own retries and errors apply.
 class HttpJudge : public Judge {
 public:
-    explicit HttpJudge(ChatEndpoint endpoint) : endpoint_(std::move(endpoint)) {}
+    explicit HttpJudge(const ChatEndpoint& endpoint) : client_(endpoint) {}
 
     JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
                      const CancelFn& cancelled) override {
-        const ChatCompletion completion =
-            complete_chat(endpoint_, http_judge_request(rubric, question, answer), cancelled);
-        return score_top_logprobs(completion.top_logprobs.front());  // complete_chat saw one token at least
+        const ChatCompletion completion = client_.complete(http_judge_request(rubric, question, answer), cancelled);
+        return score_top_logprobs(completion.top_logprobs.front());  // complete() saw one token at least
     }
 
 private:
-    ChatEndpoint endpoint_;
+    ChatClient client_;
 };
 
 // An integer 0..100 written plainly, perhaps with whitespace around it ("42", " 7"); nothing else.

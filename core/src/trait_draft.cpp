@@ -378,12 +378,13 @@ TextGenerator model_text_generator(Model& model, float temperature, std::uint64_
 }
 
 TextGenerator endpoint_text_generator(const ChatEndpoint& endpoint, double temperature) {
-    return [endpoint, temperature](const std::vector<ChatMessage>& messages, int max_tokens, const CancelFn& cancelled) {
+    auto client = std::make_shared<ChatClient>(endpoint);
+    return [client, temperature](const std::vector<ChatMessage>& messages, int max_tokens, const CancelFn& cancelled) {
         ChatCompletionRequest request;
         request.messages = messages;
         request.max_tokens = max_tokens;
         request.temperature = temperature;
-        return complete_chat(endpoint, request, cancelled).text;
+        return client->complete(request, cancelled).text;
     };
 }
 

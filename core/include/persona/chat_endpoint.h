@@ -6,6 +6,7 @@
 #include "persona/progress.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,26 @@ struct ChatCompletion {
     std::vector<std::vector<TopLogprob>> top_logprobs;
 };
 
-// POST BASE/chat/completions. Throws persona::Error naming the URL when the server cannot be
+// Talks to one endpoint over a connection it keeps open between requests (a judge sends
+// thousands; a TLS handshake each would cost more than the scoring). Use from one thread.
+class ChatClient {
+public:
+    // Throws Error when the URL is not http(s)://host[:port][/path] or no model is named.
+    explicit ChatClient(ChatEndpoint endpoint);
+    ~ChatClient();
+    ChatClient(const ChatClient&) = delete;
+    ChatClient& operator=(const ChatClient&) = delete;
+
+    // See complete_chat().
+    ChatCompletion complete(const ChatCompletionRequest& request, const CancelFn& cancelled = {});
+    const ChatEndpoint& endpoint() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// POST BASE/chat/completions once, on a connection of its own. Throws persona::Error naming the URL when the server cannot be
 // reached, answers with an HTTP error (its own message quoted), or sends something that is not
 // a chat completion; when logprobs were asked for and none came back, the error says the
 // endpoint does not return them. Throws Cancelled when `cancelled` turns true before a request

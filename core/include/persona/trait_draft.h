@@ -26,7 +26,8 @@ using TextGenerator =
 // A loaded model writes the reply (call on the thread that owns the model). Temperature 0 is
 // greedy; small models loop less when sampling.
 TextGenerator model_text_generator(Model& model, float temperature = 0.7f, std::uint64_t seed = 1);
-// An OpenAI-compatible endpoint writes it (chat completions, no logprobs).
+// An OpenAI-compatible endpoint writes it (chat completions, no logprobs), over one kept-open
+// connection. Throws Error at once for a malformed URL or a missing model name.
 TextGenerator endpoint_text_generator(const ChatEndpoint& endpoint, double temperature = 0.7);
 
 struct TraitDraftSettings {
