@@ -17,4 +17,7 @@ void add_flag_command(CLI::App& app, const GlobalOptions& global, Command& selec
 // persona-cli project: create, inspect and assemble project folders (NAME.persona).
 void add_project_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 
+// `persona-cli traits draft`: a subcommand of `traits`, so it takes that command's App.
+void add_traits_draft_command(CLI::App& traits, const GlobalOptions& global, Command& selected);
+
 }  // namespace persona_cli

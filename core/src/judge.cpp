@@ -63,18 +63,57 @@ private:
     std::vector<std::int32_t> digit_leading;
 };
 
+// Asks an OpenAI-compatible endpoint for the first token's top logprobs, one request per
+// rubric and answer; the endpoint's own retries and errors apply.
+class HttpJudge : public Judge {
+public:
+    explicit HttpJudge(const ChatEndpoint& endpoint) : client_(endpoint) {}
+
+    JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
+                     const CancelFn& cancelled) override {
+        const ChatCompletion completion = client_.complete(http_judge_request(rubric, question, answer), cancelled);
+        return score_top_logprobs(completion.top_logprobs.front());  // complete() saw one token at least
+    }
+
+private:
+    ChatClient client_;
+};
+
+// An integer 0..100 written plainly, perhaps with whitespace around it ("42", " 7"); nothing else.
+std::optional<int> judge_number(const std::string& token) {
+    const auto first = token.find_first_not_of(" \t\n\r");
+    if (first == std::string::npos) return std::nullopt;
+    const auto last = token.find_last_not_of(" \t\n\r");
+    const std::string digits = token.substr(first, last - first + 1);
+    if (digits.empty() || digits.size() > 3) return std::nullopt;
+    for (char c : digits)
+        if (c < '0' || c > '9') return std::nullopt;
+    const int value = std::stoi(digits);
+    if (value > 100) return std::nullopt;
+    return value;
+}
+
 }  // namespace
 
-const char* judge_kind_name(JudgeKind kind) { return kind == JudgeKind::Local ? "local" : "none"; }
+const char* judge_kind_name(JudgeKind kind) {
+    switch (kind) {
+    case JudgeKind::Local: return "local";
+    case JudgeKind::None: return "none";
+    case JudgeKind::Http: return "http";
+    }
+    return "local";
+}
 
 std::optional<JudgeKind> judge_kind_from_name(const std::string& name) {
     if (name == "local") return JudgeKind::Local;
     if (name == "none") return JudgeKind::None;
+    if (name == "http") return JudgeKind::Http;
     return std::nullopt;
 }
 
 std::string judge_label(const JudgeSettings& settings) {
     if (settings.kind == JudgeKind::None) return "none";
+    if (settings.kind == JudgeKind::Http) return "http:" + settings.endpoint.base_url + "#" + settings.endpoint.model;
     if (settings.model_path.empty()) return "local";
     return "local:" + std::filesystem::path(settings.model_path).filename().string();
 }
@@ -82,6 +121,7 @@ std::string judge_label(const JudgeSettings& settings) {
 std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings, const ProgressFn& progress,
                                   const CancelFn& cancelled) {
     if (settings.kind == JudgeKind::None) return nullptr;
+    if (settings.kind == JudgeKind::Http) return make_http_judge(settings.endpoint);
     if (settings.model_path.empty()) return std::make_unique<LocalJudge>(studied);
     // The judge shares the studied model's device and dtype: one engine, one device.
     ModelLoadOptions options;
@@ -90,6 +130,13 @@ std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings,
     auto judge_model = Model::load(settings.model_path, options, progress, cancelled);
     Model& judge_ref = *judge_model;
     return std::make_unique<LocalJudge>(judge_ref, std::move(judge_model));
+}
+
+std::unique_ptr<Judge> make_http_judge(const ChatEndpoint& endpoint) {
+    if (endpoint.base_url.empty()) throw Error("the HTTP judge needs an endpoint URL (--judge-url)");
+    if (endpoint.model.empty())
+        throw Error("the HTTP judge at " + endpoint.base_url + " needs a model name (--judge-model-name)");
+    return std::make_unique<HttpJudge>(endpoint);
 }
 
 std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer) {
@@ -201,6 +248,31 @@ JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings
     }
     result.refusal = result.numeric_mass < kRefusalNumericMass || resolved <= 0;
     if (!result.refusal) result.score = weighted / resolved;
+    return result;
+}
+
+ChatCompletionRequest http_judge_request(const std::string& rubric, const std::string& question,
+                                         const std::string& answer) {
+    ChatCompletionRequest request;
+    request.messages = {{"user", render_rubric(rubric, question, answer)}};
+    request.max_tokens = 1;
+    request.temperature = 0;
+    request.top_logprobs = 20;
+    return request;
+}
+
+JudgeScore score_top_logprobs(const std::vector<TopLogprob>& alternatives) {
+    JudgeScore result;
+    double weighted = 0;
+    for (const TopLogprob& alternative : alternatives) {
+        const auto number = judge_number(alternative.token);
+        if (!number) continue;
+        const double probability = std::exp(alternative.logprob);
+        result.numeric_mass += probability;
+        weighted += probability * *number;
+    }
+    result.refusal = result.numeric_mass < kRefusalNumericMass;
+    if (!result.refusal) result.score = weighted / result.numeric_mass;
     return result;
 }
 

@@ -2,6 +2,7 @@
 // Judges (METHOD.md step 4): score an answer 0..100 against a rubric with {question} and
 // {answer}. Extraction, sweeps and anything else that judges reach them only through Judge, so
 // a new kind of judge is one more class behind make_judge(). Plain data, no torch types.
+#include "persona/chat_endpoint.h"
 #include "persona/progress.h"
 
 #include <cstdint>
@@ -20,8 +21,9 @@ enum class JudgeKind {
     Local,  // a local model: the one being studied, or a second one (JudgeSettings::model_path)
     None,   // no judge: every pair is kept and scores stay absent. For quick runs and tests;
             // a vector then contrasts the system prompts, not verified trait expression.
+    Http,   // an OpenAI-compatible chat completions endpoint that returns logprobs
 };
-const char* judge_kind_name(JudgeKind kind);  // "local", "none"
+const char* judge_kind_name(JudgeKind kind);  // "local", "none", "http"
 std::optional<JudgeKind> judge_kind_from_name(const std::string& name);
 
 struct JudgeSettings {
@@ -30,10 +32,12 @@ struct JudgeSettings {
     JudgeKind kind = JudgeKind::Local;
     // Local: empty judges with the model being studied; a path loads a second model to judge.
     std::string model_path;
+    // Http: where to ask. The API key stays in its environment variable (endpoint.api_key_env).
+    ChatEndpoint endpoint;
 };
 
 // Names the judge in checkpoints and vector provenance: scores from one judge are never reused
-// under another. "local" (the studied model), "local:FILE", "none".
+// under another. "local" (the studied model), "local:FILE", "none", "http:BASE#MODEL".
 std::string judge_label(const JudgeSettings& settings);
 
 struct JudgeScore {
@@ -56,6 +60,10 @@ public:
 // nullptr for JudgeKind::None. A second local model is loaded here (progress reported).
 std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings, const ProgressFn& progress = {},
                                   const CancelFn& cancelled = {});
+
+// The HTTP judge on its own, for callers with no model at hand. Throws Error when the endpoint
+// lacks a URL or a model name; nothing is sent until the first score().
+std::unique_ptr<Judge> make_http_judge(const ChatEndpoint& endpoint);
 
 // --- A local judge's scoring, exposed so it can be tested on synthetic distributions ---------
 
@@ -84,5 +92,18 @@ JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings
                                     const NextTokenDistributions& distributions, double prune_below = 0.01);
 
 constexpr double kRefusalNumericMass = 0.25;
+
+// --- An HTTP judge's scoring --------------------------------------------------------------------
+
+// The judge's request for one answer: the rendered rubric as the user message, one token,
+// temperature 0, the top 20 logprobs of that token.
+ChatCompletionRequest http_judge_request(const std::string& rubric, const std::string& question,
+                                         const std::string& answer);
+
+// METHOD.md step 4 on the alternatives an endpoint lists for the first token: the probability-
+// weighted mean over those that are integers 0..100 (surrounding whitespace allowed, " 42" is
+// 42; the same number under several spellings counts each), a refusal when their total
+// probability is under kRefusalNumericMass. forward_passes stays 0.
+JudgeScore score_top_logprobs(const std::vector<TopLogprob>& alternatives);
 
 }  // namespace persona
