@@ -2,6 +2,10 @@
 // the unsaved-changes indicator and question, the welcome page's examples, autosave and
 // recovery after a crash, and a corrupt project that must not replace the open one.
 #include "engine_client.h"
+#include "extraction_panel.h"
+#include "steering_panel.h"
+#include "test_support.h"
+#include "traits_panel.h"
 #include "main_window.h"
 #include "persona/project.h"
 #include "project_controller.h"
@@ -16,6 +20,7 @@
 #include <QStandardPaths>
 #include <QTabWidget>
 #include <QTemporaryDir>
+#include <QUndoStack>
 #include <QtTest>
 
 #include <random>
@@ -95,6 +100,7 @@ private slots:
     void crashThenRecovery();
     void staleAndDeclinedRecoveriesAreDropped();
     void corruptProjectKeepsTheCurrentOne();
+    void panelsShowAndEditTheProject();
 
 private:
     QTemporaryDir dir_;
@@ -360,3 +366,89 @@ void TestProjectsUi::corruptProjectKeepsTheCurrentOne() {
 
 QTEST_MAIN(TestProjectsUi)
 #include "test_projects_ui.moc"
+
+// The panels and the project, on the real default model: an example's steering vector reaches
+// the Steering panel, a trait edited in the Traits tab and an extraction run from the Extraction
+// tab land in the project, and both survive a save and a reopen.
+void TestProjectsUi::panelsShowAndEditTheProject() {
+    EngineClient engine;
+    MainWindow window(&engine);
+    Answers answers;
+    ProjectController* projects = window.projects();
+    projects->setQuestions(scripted(answers));
+    QSignalSpy loaded(&engine, &EngineClient::modelLoaded);
+    engine.loadModel(persona_test::defaultModelPath());
+    QVERIFY(loaded.wait(120000));
+
+    QString example;
+    QListWidget* examples = window.welcomePanel()->examplesList();
+    for (int i = 0; i < examples->count(); ++i)
+        if (examples->item(i)->data(Qt::UserRole).toString().endsWith("/evil.persona"))
+            example = examples->item(i)->data(Qt::UserRole).toString();
+    QVERIFY(!example.isEmpty());
+    QVERIFY(projects->openProject(example));
+    const persona::Project& opened = projects->project();
+    const auto steered = opened.vectors.find(opened.settings.steering.vector);
+    QVERIFY(steered != opened.vectors.end());
+    QVERIFY(window.steeringPanel()->currentVector());
+    QCOMPARE(window.steeringPanel()->currentVector()->values, steered->second.values);
+    QCOMPARE(window.steeringPanel()->coefficient(), opened.settings.steering.coefficient);
+    QCOMPARE(window.traitsPanel()->traits(), opened.traits);
+
+    // An edit in the Traits tab is an edit of the project, and undo takes it back.
+    TraitsPanel* traits = window.traitsPanel();
+    traits->setCurrentIndex(0);
+    persona::Trait edited = traits->traits().front();
+    edited.definition += " (edited in the panel)";
+    traits->setCurrentTrait(edited);
+    QVERIFY(projects->isDirty());
+    QCOMPARE(projects->project().traits.front().definition, edited.definition);
+    traits->undoStack()->undo();
+    QCOMPARE(projects->project().traits.front(), opened.traits.front());
+    traits->undoStack()->redo();
+    QCOMPARE(projects->project().traits.front().definition, edited.definition);
+
+    // A tiny extraction from the Extraction tab becomes a run with its vector.
+    ExtractionPanel* extraction = window.extractionPanel();
+    QTemporaryDir checkpoints;
+    extraction->setCheckpointDirectory(checkpoints.path());
+    QVERIFY(extraction->selectTrait("impolite"));
+    persona::ExtractionSettings settings;
+    settings.question_limit = 2;
+    settings.pair_limit = 1;
+    settings.max_new_tokens = 8;
+    settings.batch_size = 4;
+    settings.judge = persona::JudgeKind::None;
+    extraction->setSettings(settings);
+    const std::size_t runsBefore = projects->project().runs.size();
+    QSignalSpy changed(projects, &ProjectController::projectChanged);
+    extraction->run();
+    QTRY_COMPARE_WITH_TIMEOUT(projects->project().runs.size(), runsBefore + 1, 300000);
+    const persona::RunResult run = projects->project().runs.back();  // a copy: saving rewrites the project
+    QCOMPARE(run.trait, std::string("impolite"));
+    QCOMPARE(run.pairs_kept, std::size_t(2));
+    QCOMPARE(run.model.file, std::string(persona::kDefaultModelFile));
+    QCOMPARE(run.model.sha256, persona::file_sha256(persona_test::defaultModelPath().toStdString()));
+    QVERIFY(projects->project().vectors.count(run.vector));
+    QCOMPARE(projects->project().vectors.at(run.vector).values,
+             extraction->result()->aggregate(persona::Aggregate::ResponseMean).vector.values);
+
+    // Saved and reopened: the edit and the run are there.
+    QVERIFY(projects->saveTo(pathIn("edited")));
+    QVERIFY2(answers.errors.isEmpty(), qPrintable(answers.errors.join("\n")));
+    ProjectController reopened;
+    QVERIFY(reopened.openProject(projects->path()));
+    QCOMPARE(reopened.project().traits.front().definition, edited.definition);
+    const auto& reopenedRuns = reopened.project().runs;
+    const auto found = std::find_if(reopenedRuns.begin(), reopenedRuns.end(),
+                                    [&](const persona::RunResult& r) { return r.vector == run.vector; });
+    QVERIFY(found != reopenedRuns.end());
+    const persona::RunResult& back = *found;
+    QCOMPARE(back.trait, run.trait);
+    QCOMPARE(back.vector, run.vector);
+    QCOMPARE(back.pairs_kept, run.pairs_kept);
+    QVERIFY(back.model == run.model);
+    QCOMPARE(back.suggested_layer, run.suggested_layer);
+    QCOMPARE(back.diagnostics.size(), run.diagnostics.size());
+    QCOMPARE(reopened.project().vectors.at(run.vector).values, projects->project().vectors.at(run.vector).values);
+}

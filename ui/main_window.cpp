@@ -9,6 +9,8 @@
 #include "traits_panel.h"
 #include "welcome_panel.h"
 #include "persona/process_memory.h"
+#include "persona/project.h"
+#include "persona/trait.h"
 
 #include <QApplication>
 #include <QCloseEvent>
@@ -24,6 +26,7 @@
 #include <QSplitter>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QThread>
 #include <QTimer>
 #include <QTreeWidget>
 
@@ -97,6 +100,13 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(projects_, &ProjectController::projectChanged, this, &MainWindow::updateTitle);
     connect(projects_, &ProjectController::pathChanged, this, &MainWindow::updateTitle);
     connect(projects_, &ProjectController::dirtyChanged, this, &MainWindow::setWindowModified);
+    // The panels edit the project: traits from the Traits tab, runs from the Extraction tab.
+    connect(projects_, &ProjectController::projectChanged, this, &MainWindow::showProjectInPanels);
+    connect(traitsPanel_, &TraitsPanel::traitsChanged, this, [this] {
+        const std::vector<persona::Trait> traits = traitsPanel_->traits();
+        if (traits != projects_->project().traits) projects_->setTraits(traits);
+    });
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, this, &MainWindow::recordExtractionRun);
     refreshRecentMenu();
     updateTitle();
 
@@ -281,6 +291,66 @@ void MainWindow::onProgress(const QString& stage, qint64 done, qint64 total) {
     }
 }
 
+// Called for every project change; each panel is only touched when the project now says
+// something else than the panel shows, so an edit made in a panel never resets that panel.
+void MainWindow::showProjectInPanels() {
+    const persona::Project& project = projects_->project();
+    if (!project.traits.empty() && project.traits != traitsPanel_->traits()) traitsPanel_->setTraits(project.traits);
+    if (!project.traits.empty()) extractionPanel_->setTraits(project.traits);
+
+    // The project's steering vector, once per project and model (useVector needs the model's shape).
+    const persona::SteeringSettings& steering = project.settings.steering;
+    const auto vector = project.vectors.find(steering.vector);
+    const QString key = projects_->path() + "|" + QString::fromStdString(steering.vector);
+    if (vector == project.vectors.end() || !engine_->facts() || key == steeringShownFor_) return;
+    int layer = steering.layer;
+    for (const persona::RunResult& run : project.runs)
+        if (layer < 0 && run.vector == steering.vector) layer = run.suggested_layer;
+    if (steeringPanel_->useVector(vector->second,
+                                  tr("%1 (project %2)").arg(QString::fromStdString(steering.vector), projects_->displayName()),
+                                  layer)) {
+        steeringShownFor_ = key;
+        if (steering.coefficient != 0) steeringPanel_->setCoefficient(steering.coefficient);
+        if (!project.prompts.empty()) steeringPanel_->setPrompt(QString::fromStdString(project.prompts.front().user()));
+    }
+}
+
+// A finished extraction becomes a run of the project, with its vector. The model file's SHA-256
+// is computed on a worker thread: for a multi-gigabyte model it takes seconds.
+void MainWindow::recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result) {
+    const persona::ModelFacts* facts = engine_->facts();
+    if (!facts) return;
+    auto run = std::make_shared<persona::RunResult>(
+        persona::run_result_from_extraction(result, extractionPanel_->settings(), extractionPanel_->aggregate()));
+    run->settings.checkpoint_path.clear();
+    run->model.name = facts->name;
+    run->model.file = QFileInfo(QString::fromStdString(facts->path)).fileName().toStdString();
+    run->model.file_bytes = facts->file_bytes;
+    run->finished = persona::utc_timestamp();
+    run->started = run->finished;
+    std::shared_ptr<persona::PersonaVector> vector;
+    if (result.pairs_kept > 0)
+        vector = std::make_shared<persona::PersonaVector>(result.aggregate(extractionPanel_->aggregate()).vector);
+    if (!projects_->project().find_trait(trait.name)) {
+        std::vector<persona::Trait> traits = projects_->project().traits;
+        traits.push_back(trait);
+        projects_->setTraits(traits);
+    }
+    const std::string modelPath = facts->path;
+    QThread* hasher = QThread::create([run, modelPath] {
+        try {
+            run->model.sha256 = persona::file_sha256(modelPath);
+        } catch (const std::exception&) {
+            // A folder checkpoint or an unreadable file: the run is kept, without a hash.
+        }
+    });
+    connect(hasher, &QThread::finished, this, [this, run, vector] {
+        projects_->addRunResult(*run, vector.get());
+    });
+    connect(hasher, &QThread::finished, hasher, &QObject::deleteLater);
+    hasher->start();
+}
+
 void MainWindow::onModelLoaded() {
     const persona::ModelFacts* facts = engine_->facts();
     progress_->setVisible(false);
@@ -297,6 +367,8 @@ void MainWindow::onModelLoaded() {
     modelBadge_->adjustSize();
     menuBar()->setCornerWidget(modelBadge_, Qt::TopRightCorner);
     modelName_ = name;
+    steeringShownFor_.clear();
+    showProjectInPanels();
     updateTitle();
     projectTree_->topLevelItem(0)->setText(0, tr("Model: %1").arg(name));
     refreshMemory();

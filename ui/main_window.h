@@ -1,6 +1,11 @@
 #pragma once
 #include <QMainWindow>
 
+namespace persona {
+struct ExtractionResult;
+struct Trait;
+}  // namespace persona
+
 class EngineClient;
 class ExtractionPanel;
 class HeatMapPanel;
@@ -46,6 +51,8 @@ protected:
     void closeEvent(QCloseEvent* event) override;
 
 private:
+    void showProjectInPanels();
+    void recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result);
     void buildMenus();
     void buildFileMenu();
     void refreshRecentMenu();
@@ -64,6 +71,8 @@ private:
     WelcomePanel* welcomePanel_;
     QMenu* recentMenu_ = nullptr;
     QString modelName_;
+    // Project folder | vector key whose steering settings the Steering panel last took.
+    QString steeringShownFor_;
     QTabWidget* panels_;
     ModelPanel* modelPanel_;
     SteeringPanel* steeringPanel_;

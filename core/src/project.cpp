@@ -170,7 +170,8 @@ const std::pair<SteerPositions, const char*> kPositionNames[] = {
     {SteerPositions::Response, "response"}, {SteerPositions::Prompt, "prompt"}, {SteerPositions::All, "all"}};
 const std::pair<SteerOperation, const char*> kOperationNames[] = {{SteerOperation::Add, "add"},
                                                                   {SteerOperation::Ablate, "ablate"}};
-const std::pair<JudgeKind, const char*> kJudgeNames[] = {{JudgeKind::Local, "local"}, {JudgeKind::None, "none"}};
+const std::pair<JudgeKind, const char*> kJudgeNames[] = {
+    {JudgeKind::Local, "local"}, {JudgeKind::Http, "http"}, {JudgeKind::None, "none"}};
 const std::pair<Aggregate, const char*> kAggregateNames[] = {{Aggregate::ResponseMean, "response_avg"},
                                                              {Aggregate::PromptMean, "prompt_avg"},
                                                              {Aggregate::PromptLast, "prompt_last"}};
@@ -209,6 +210,10 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
     json["pair_limit"] = s.pair_limit;
     json["judge"] = enum_name(s.judge.kind, kJudgeNames);
     if (!s.judge.model_path.empty()) json["judge_model"] = s.judge.model_path;
+    // Where an HTTP judge was asked; never its key, which stays in the named environment variable.
+    if (s.judge.kind == JudgeKind::Http)
+        json["judge_endpoint"] = {{"base_url", s.judge.endpoint.base_url}, {"model", s.judge.endpoint.model},
+                                  {"api_key_env", s.judge.endpoint.api_key_env}};
     json["trait_threshold"] = s.trait_threshold;
     json["coherence_threshold"] = s.coherence_threshold;
     return json;
@@ -226,6 +231,13 @@ ExtractionSettings extraction_settings_from(ObjectReader& r) {
     s.pair_limit = int(r.integer("pair_limit", 0, 1 << 20));
     s.judge = enum_from(r, "judge", kJudgeNames);
     if (r.has("judge_model")) s.judge.model_path = r.string("judge_model");
+    if (r.has("judge_endpoint")) {
+        ObjectReader endpoint(r.required("judge_endpoint"), r.field("judge_endpoint"), r.source());
+        s.judge.endpoint.base_url = endpoint.string("base_url");
+        s.judge.endpoint.model = endpoint.string("model");
+        s.judge.endpoint.api_key_env = endpoint.string("api_key_env");
+        endpoint.finish();
+    }
     s.trait_threshold = r.number("trait_threshold");
     s.coherence_threshold = r.number("coherence_threshold");
     return s;
@@ -492,7 +504,7 @@ namespace {
 bool same_extraction_settings(const ExtractionSettings& a, const ExtractionSettings& b) {
     return a.samples_per_question == b.samples_per_question && a.max_new_tokens == b.max_new_tokens &&
            a.temperature == b.temperature && a.top_p == b.top_p && a.seed == b.seed && a.batch_size == b.batch_size &&
-           a.question_limit == b.question_limit && a.pair_limit == b.pair_limit && a.judge.kind == b.judge.kind && a.judge.model_path == b.judge.model_path &&
+           a.question_limit == b.question_limit && a.pair_limit == b.pair_limit && judge_label(a.judge) == judge_label(b.judge) &&
            a.trait_threshold == b.trait_threshold && a.coherence_threshold == b.coherence_threshold;
 }
 
