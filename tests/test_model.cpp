@@ -179,7 +179,8 @@ private slots:
         QVERIFY(rows[0].tokens.size() != rows[1].tokens.size());
 
         persona::CaptureOptions options;
-        options.probe.layers = {5, 20};
+        // Not in ascending order: projections come back in the probe's own order.
+        options.probe.layers = {20, 5};
         options.probe.directions = {random_direction(hidden_, 1), random_direction(hidden_, 2)};
         const auto captured = model_->capture(rows, options);
         QCOMPARE(captured.layers, layers_ + 1);
@@ -210,8 +211,8 @@ private slots:
             for (int t = 0; t < length; ++t) {
                 double dot = 0;
                 for (int i = 0; i < hidden_; ++i)
-                    dot += trace.hidden_states[(std::size_t(20) * length + t) * hidden_ + i] * options.probe.directions[1][std::size_t(i)];
-                QVERIFY(std::abs(captured.projections[r][std::size_t(length + t)] - dot) < 2e-3 * (1 + std::abs(dot)));
+                    dot += trace.hidden_states[(std::size_t(20) * length + t) * hidden_ + i] * options.probe.directions[0][std::size_t(i)];
+                QVERIFY(std::abs(captured.projections[r][std::size_t(t)] - dot) < 2e-3 * (1 + std::abs(dot)));
             }
         }
     }

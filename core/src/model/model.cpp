@@ -301,7 +301,8 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
 
     // Probe directions as unit vectors [P, H].
     torch::Tensor probe_directions;
-    std::vector<int> probe_slot(static_cast<std::size_t>(c.layers + 1), -1);
+    // The probe's own order is the order of the projections it gets back, whatever the layers.
+    std::vector<std::vector<int>> probe_slots(static_cast<std::size_t>(c.layers + 1));
     if (probe && !probe->layers.empty()) {
         if (probe->directions.size() != probe->layers.size()) throw Error("probe: one direction is needed per layer");
         std::vector<torch::Tensor> units;
@@ -311,7 +312,7 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
             if (static_cast<int>(probe->directions[i].size()) != c.hidden) throw Error("probe direction has the wrong size");
             torch::Tensor v = torch::tensor(probe->directions[i], torch::kFloat32);
             units.push_back(v / v.norm().clamp_min(1e-12));
-            probe_slot[static_cast<std::size_t>(layer)] = static_cast<int>(i);
+            probe_slots[static_cast<std::size_t>(layer)].push_back(static_cast<int>(i));
         }
         probe_directions = torch::stack(units).to(m.device);
     }
@@ -345,13 +346,12 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
         if (std::none_of(active.begin(), active.end(), [](bool a) { return a; })) break;
         check_cancelled(cancelled);
         const std::int64_t past = cache.length;
-        std::vector<torch::Tensor> probed;
+        std::vector<torch::Tensor> probed(probe_directions.defined() ? std::size_t(probe_directions.size(0)) : 0);
         const torch::Tensor hidden = m.forward(input, layout, past, &cache,
             [&](int layer, torch::Tensor& h) {
                 m.apply_steering(h, layer, steering, layout, past);
-                if (probe_directions.defined() && probe_slot[static_cast<std::size_t>(layer)] >= 0)
-                    probed.push_back(torch::matmul(h.select(1, h.size(1) - 1),
-                                                   probe_directions[probe_slot[static_cast<std::size_t>(layer)]]));
+                for (int slot : probe_slots[static_cast<std::size_t>(layer)])
+                    probed[std::size_t(slot)] = torch::matmul(h.select(1, h.size(1) - 1), probe_directions[slot]);
             },
             cancelled);
         const torch::Tensor logits = m.net->logits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1).to(torch::kCPU).contiguous();
@@ -438,7 +438,7 @@ CaptureResult Model::capture(const std::vector<CaptureRow>& rows, const CaptureO
 
     const auto& probe = options.probe;
     torch::Tensor probe_directions;
-    std::vector<int> probe_slot(static_cast<std::size_t>(layers), -1);
+    std::vector<std::vector<int>> probe_slots(static_cast<std::size_t>(layers));
     if (!probe.layers.empty()) {
         std::vector<torch::Tensor> units;
         for (std::size_t i = 0; i < probe.layers.size(); ++i) {
@@ -446,7 +446,7 @@ CaptureResult Model::capture(const std::vector<CaptureRow>& rows, const CaptureO
             torch::Tensor v = torch::tensor(probe.directions.at(i), torch::kFloat32);
             if (v.numel() != c.hidden) throw Error("probe direction has the wrong size");
             units.push_back(v / v.norm().clamp_min(1e-12));
-            probe_slot[static_cast<std::size_t>(probe.layers[i])] = static_cast<int>(i);
+            probe_slots[static_cast<std::size_t>(probe.layers[i])].push_back(static_cast<int>(i));
         }
         probe_directions = torch::stack(units).to(m.device);
     }
@@ -474,15 +474,16 @@ CaptureResult Model::capture(const std::vector<CaptureRow>& rows, const CaptureO
     const torch::Tensor last_index = torch::tensor(last_prompt_slot, torch::kInt64).to(m.device);
     const torch::Tensor row_index = torch::arange(batch, torch::TensorOptions(torch::kInt64).device(m.device));
 
-    std::vector<torch::Tensor> prompt_mean, answer_mean, prompt_last, probed;
+    std::vector<torch::Tensor> prompt_mean, answer_mean, prompt_last;
+    std::vector<torch::Tensor> probed(probe_directions.defined() ? std::size_t(probe_directions.size(0)) : 0);
     const torch::Tensor tokens = torch::tensor(token_matrix, torch::kInt64).view({batch, longest}).to(m.device);
     m.forward(tokens, layout, 0, nullptr,
         [&](int layer, torch::Tensor& h) {
             prompt_mean.push_back(torch::bmm(prompt_weights, h).squeeze(1));
             answer_mean.push_back(torch::bmm(answer_weights, h).squeeze(1));
             prompt_last.push_back(h.index({row_index, last_index}));
-            if (probe_directions.defined() && probe_slot[static_cast<std::size_t>(layer)] >= 0)
-                probed.push_back(torch::matmul(h, probe_directions[probe_slot[static_cast<std::size_t>(layer)]]));  // [B, T]
+            for (int slot : probe_slots[static_cast<std::size_t>(layer)])
+                probed[std::size_t(slot)] = torch::matmul(h, probe_directions[slot]);  // [B, T]
         },
         cancelled);
 
