@@ -11,6 +11,7 @@
 
 #include <QComboBox>
 #include <QFile>
+#include <QLineEdit>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -80,6 +81,29 @@ private slots:
         QVERIFY(panel_->selectTrait("cheerful"));
         panel_->setTraits({persona::load_builtin_trait("evil")});
         QCOMPARE(panel_->currentTrait()->name, std::string("evil"));
+    }
+
+    // Every judge core offers can be chosen in the form, and the form gives back what was set.
+    void judgeChoicesRoundTrip() {
+        auto* target = panel_->findChild<QLineEdit*>("judge_target");
+        QVERIFY(target);
+        persona::ExtractionSettings settings = tiny(2, 2, 12, 3);
+        settings.judge = persona::JudgeKind::Local;
+        settings.judge.model_path = "/models/judge.gguf";
+        panel_->setSettings(settings);
+        QVERIFY(!target->isHidden());
+        QCOMPARE(persona::judge_label(panel_->settings().judge), std::string("local:judge.gguf"));
+        settings.judge = persona::JudgeKind::Http;
+        settings.judge.endpoint.base_url = "http://localhost:8080/v1";
+        settings.judge.endpoint.model = "judge-model";
+        panel_->setSettings(settings);
+        QCOMPARE(target->text(), QString("http://localhost:8080/v1 judge-model"));
+        QCOMPARE(panel_->settings().judge.kind, persona::JudgeKind::Http);
+        QCOMPARE(persona::judge_label(panel_->settings().judge), persona::judge_label(settings.judge));
+        settings.judge = persona::JudgeKind::None;
+        panel_->setSettings(settings);
+        QVERIFY(target->isHidden());
+        QCOMPARE(panel_->settings().judge.kind, persona::JudgeKind::None);
     }
 
     void tinyExtractionFillsTableStagesAndPlots() {

@@ -15,6 +15,8 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QLineEdit>
+#include <QRegularExpression>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
@@ -110,11 +112,20 @@ void ExtractionPanel::buildSettings() {
     batch_ = spin("batch", 1, 256, 8, tr("Answers generated together"));
     judge_ = new QComboBox(this);
     judge_->setObjectName("judge");
-    judge_->addItem(tr("local model"), static_cast<int>(persona::JudgeKind::Local));
-    judge_->addItem(tr("none"), static_cast<int>(persona::JudgeKind::None));
+    judge_->addItem(tr("local model"), int(JudgeChoice::StudiedModel));
+    judge_->addItem(tr("second model"), int(JudgeChoice::SecondModel));
+    judge_->addItem(tr("HTTP endpoint"), int(JudgeChoice::Endpoint));
+    judge_->addItem(tr("none"), int(JudgeChoice::None));
     judge_->setToolTip(tr("local model: the loaded model scores each answer 0-100 for the trait and for coherence.\n"
+                          "second model: another model file or folder (beside) judges instead; a small model may refuse.\n"
+                          "HTTP endpoint: an OpenAI-compatible server with logprobs; the key is read from "
+                          "$OPENAI_API_KEY, never saved.\n"
                           "none: every pair is kept; the vector then contrasts the system prompts, not judged trait "
                           "expression"));
+    judgeTarget_ = new QLineEdit(this);
+    judgeTarget_->setObjectName("judge_target");
+    connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
+    updateJudgeTarget();
     auto threshold = [this](const char* name, const QString& tip) {
         auto* s = new QDoubleSpinBox(this);
         s->setObjectName(name);
@@ -134,6 +145,7 @@ void ExtractionPanel::buildSettings() {
     };
     add(0, tr("Trait"), trait_);
     add(1, tr("Judge"), judge_);
+    grid->addWidget(judgeTarget_, 2, 0, 1, 12);
     column = 2;
     add(0, tr("Questions"), questions_);
     add(1, tr("Pairs"), pairs_);
@@ -342,6 +354,15 @@ void ExtractionPanel::setModel(const persona::ModelFacts& facts) {
     refreshButtons();
 }
 
+// The judge's file or endpoint is asked for only when the choice needs one.
+void ExtractionPanel::updateJudgeTarget() {
+    const auto choice = static_cast<JudgeChoice>(judge_->currentData().toInt());
+    judgeTarget_->setVisible(choice == JudgeChoice::SecondModel || choice == JudgeChoice::Endpoint);
+    judgeTarget_->setPlaceholderText(choice == JudgeChoice::SecondModel
+                                         ? tr("Judge model: a GGUF file or a Hugging Face folder")
+                                         : tr("Endpoint and model, e.g. https://api.openai.com/v1 gpt-4o-mini"));
+}
+
 persona::ExtractionSettings ExtractionPanel::settings() const {
     persona::ExtractionSettings s;
     s.question_limit = questions_->value();
@@ -351,7 +372,18 @@ persona::ExtractionSettings ExtractionPanel::settings() const {
     s.temperature = static_cast<float>(temperature_->value());
     s.seed = static_cast<std::uint64_t>(seed_->value());
     s.batch_size = batch_->value();
-    s.judge = static_cast<persona::JudgeKind>(judge_->currentData().toInt());
+    const auto choice = static_cast<JudgeChoice>(judge_->currentData().toInt());
+    const QString target = judgeTarget_->text().trimmed();
+    s.judge = choice == JudgeChoice::None       ? persona::JudgeKind::None
+              : choice == JudgeChoice::Endpoint ? persona::JudgeKind::Http
+                                                : persona::JudgeKind::Local;
+    if (choice == JudgeChoice::SecondModel) s.judge.model_path = target.toStdString();
+    if (choice == JudgeChoice::Endpoint) {
+        // "BASE_URL MODEL", as a person would type it.
+        const QStringList parts = target.split(QRegularExpression("\\s+"), Qt::SkipEmptyParts);
+        s.judge.endpoint.base_url = parts.value(0).toStdString();
+        s.judge.endpoint.model = parts.value(1).toStdString();
+    }
     s.trait_threshold = traitThreshold_->value();
     s.coherence_threshold = coherenceThreshold_->value();
     s.checkpoint_path = checkpointPath().toStdString();
@@ -366,7 +398,15 @@ void ExtractionPanel::setSettings(const persona::ExtractionSettings& s) {
     temperature_->setValue(static_cast<double>(s.temperature));
     seed_->setValue(static_cast<int>(s.seed));
     batch_->setValue(s.batch_size);
-    judge_->setCurrentIndex(judge_->findData(static_cast<int>(s.judge.kind)));
+    JudgeChoice choice = JudgeChoice::StudiedModel;
+    if (s.judge.kind == persona::JudgeKind::None) choice = JudgeChoice::None;
+    else if (s.judge.kind == persona::JudgeKind::Http) choice = JudgeChoice::Endpoint;
+    else if (!s.judge.model_path.empty()) choice = JudgeChoice::SecondModel;
+    judge_->setCurrentIndex(judge_->findData(int(choice)));
+    if (choice == JudgeChoice::SecondModel) judgeTarget_->setText(QString::fromStdString(s.judge.model_path));
+    if (choice == JudgeChoice::Endpoint)
+        judgeTarget_->setText(QString::fromStdString(s.judge.endpoint.base_url + " " + s.judge.endpoint.model));
+    updateJudgeTarget();
     traitThreshold_->setValue(s.trait_threshold);
     coherenceThreshold_->setValue(s.coherence_threshold);
 }

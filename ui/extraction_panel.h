@@ -20,6 +20,7 @@ class QCPItemStraightLine;
 class QCPItemText;
 class QCheckBox;
 class QComboBox;
+class QLineEdit;
 class QCustomPlot;
 class QDoubleSpinBox;
 class QLabel;
@@ -127,6 +128,9 @@ private:
     QSpinBox* seed_;
     QSpinBox* batch_;
     QComboBox* judge_;
+    QLineEdit* judgeTarget_;  // the second model's path, or "BASE_URL MODEL" of an endpoint
+    enum class JudgeChoice { StudiedModel, SecondModel, Endpoint, None };
+    void updateJudgeTarget();
     QDoubleSpinBox* traitThreshold_;
     QDoubleSpinBox* coherenceThreshold_;
     QPushButton* runButton_;
