@@ -106,6 +106,7 @@ private slots:
         EngineClient engine;
         MainWindow window(&engine);
         window.show();
+        QVERIFY(window.showPanel("model"));  // the window opens on the Welcome tab
         QSignalSpy loaded(&engine, &EngineClient::modelLoaded);
         window.modelPanel()->openModel(gguf_);
         QVERIFY(window.findChild<QProgressBar*>("model_load_progress")->isVisible());
@@ -312,7 +313,8 @@ private slots:
         QVERIFY(panels->count() >= 3);
         QTest::keyClick(&window, Qt::Key_2, Qt::ControlModifier);
         QCOMPARE(panels->currentIndex(), 1);
-        QTest::keyClick(&window, Qt::Key_3, Qt::ControlModifier);
+        QTest::keyClick(&window, Qt::Key_4, Qt::ControlModifier);
+        QCOMPARE(panels->currentIndex(), 3);
         QCOMPARE(panels->tabText(panels->currentIndex()), QString("Traits"));
         QTest::keyClick(&window, Qt::Key_1, Qt::ControlModifier);
         QCOMPARE(panels->currentIndex(), 0);
