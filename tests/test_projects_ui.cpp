@@ -20,6 +20,7 @@
 #include <QStandardPaths>
 #include <QTabWidget>
 #include <QTemporaryDir>
+#include <QTreeWidget>
 #include <QUndoStack>
 #include <QtTest>
 
@@ -394,6 +395,12 @@ void TestProjectsUi::panelsShowAndEditTheProject() {
     QCOMPARE(window.steeringPanel()->currentVector()->values, steered->second.values);
     QCOMPARE(window.steeringPanel()->coefficient(), opened.settings.steering.coefficient);
     QCOMPARE(window.traitsPanel()->traits(), opened.traits);
+    // The tree on the left lists what the project holds.
+    auto* tree = window.findChild<QTreeWidget*>("project_tree");
+    QVERIFY(tree);
+    QCOMPARE(tree->topLevelItem(1)->text(0), QString("Traits (3)"));
+    QCOMPARE(tree->topLevelItem(1)->child(1)->text(0), QString::fromStdString(opened.traits[1].name));
+    QCOMPARE(tree->topLevelItem(2)->childCount(), int(opened.runs.size()));
 
     // An edit in the Traits tab is an edit of the project, and undo takes it back.
     TraitsPanel* traits = window.traitsPanel();
@@ -429,6 +436,8 @@ void TestProjectsUi::panelsShowAndEditTheProject() {
     QCOMPARE(run.pairs_kept, std::size_t(2));
     QCOMPARE(run.model.file, std::string(persona::kDefaultModelFile));
     QCOMPARE(run.model.sha256, persona::file_sha256(persona_test::defaultModelPath().toStdString()));
+    QCOMPARE(tree->topLevelItem(2)->childCount(), int(projects->project().runs.size()));
+    QVERIFY(tree->topLevelItem(2)->child(tree->topLevelItem(2)->childCount() - 1)->text(0).startsWith("impolite: 2/2"));
     QVERIFY(projects->project().vectors.count(run.vector));
     QCOMPARE(projects->project().vectors.at(run.vector).values,
              extraction->result()->aggregate(persona::Aggregate::ResponseMean).vector.values);

@@ -40,6 +40,15 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     projectTree_->setObjectName("project_tree");
     projectTree_->setHeaderLabel(tr("Project"));
     projectTree_->addTopLevelItem(new QTreeWidgetItem({tr("Model: none")}));
+    connect(projectTree_, &QTreeWidget::itemDoubleClicked, this, [this](QTreeWidgetItem* item) {
+        const QString trait = item->data(0, Qt::UserRole).toString();
+        const auto& traits = traitsPanel_->traits();
+        for (std::size_t i = 0; i < traits.size(); ++i)
+            if (QString::fromStdString(traits[i].name) == trait) {
+                traitsPanel_->setCurrentIndex(static_cast<int>(i));
+                showPanel("traits");
+            }
+    });
     panels_ = new QTabWidget(splitter);
     panels_->setObjectName("panels");
     welcomePanel_ = new WelcomePanel(panels_);
@@ -109,6 +118,7 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(extractionPanel_, &ExtractionPanel::extractionFinished, this, &MainWindow::recordExtractionRun);
     refreshRecentMenu();
     updateTitle();
+    refreshProjectTree();
 
     connect(engine_, &EngineClient::progress, this, &MainWindow::onProgress);
     connect(engine_, &EngineClient::modelLoaded, this, &MainWindow::onModelLoaded);
@@ -295,6 +305,7 @@ void MainWindow::onProgress(const QString& stage, qint64 done, qint64 total) {
 // something else than the panel shows, so an edit made in a panel never resets that panel.
 void MainWindow::showProjectInPanels() {
     const persona::Project& project = projects_->project();
+    refreshProjectTree();
     if (!project.traits.empty() && project.traits != traitsPanel_->traits()) traitsPanel_->setTraits(project.traits);
     if (!project.traits.empty()) extractionPanel_->setTraits(project.traits);
 
@@ -313,6 +324,32 @@ void MainWindow::showProjectInPanels() {
         if (steering.coefficient != 0) steeringPanel_->setCoefficient(steering.coefficient);
         if (!project.prompts.empty()) steeringPanel_->setPrompt(QString::fromStdString(project.prompts.front().user()));
     }
+}
+
+// The tree on the left: the model, then what the project holds. Double-clicking a trait opens it
+// in the Traits tab.
+void MainWindow::refreshProjectTree() {
+    const persona::Project& project = projects_->project();
+    while (projectTree_->topLevelItemCount() > 1) delete projectTree_->takeTopLevelItem(1);
+    auto* traits = new QTreeWidgetItem({tr("Traits (%1)").arg(project.traits.size())});
+    for (const persona::Trait& trait : project.traits) {
+        auto* item = new QTreeWidgetItem(traits, {QString::fromStdString(trait.name)});
+        item->setData(0, Qt::UserRole, QString::fromStdString(trait.name));
+    }
+    auto* runs = new QTreeWidgetItem({tr("Runs (%1)").arg(project.runs.size())});
+    for (const persona::RunResult& run : project.runs)
+        new QTreeWidgetItem(runs, {tr("%1: %2/%3 pairs kept, layer %4")
+                                       .arg(QString::fromStdString(run.trait))
+                                       .arg(run.pairs_kept)
+                                       .arg(run.pairs_total)
+                                       .arg(run.suggested_layer)});
+    auto* vectors = new QTreeWidgetItem({tr("Vectors (%1)").arg(project.vectors.size())});
+    for (const auto& entry : project.vectors) new QTreeWidgetItem(vectors, {QString::fromStdString(entry.first)});
+    auto* prompts = new QTreeWidgetItem({tr("Prompts (%1)").arg(project.prompts.size())});
+    for (const persona::Prompt& prompt : project.prompts) new QTreeWidgetItem(prompts, {QString::fromStdString(prompt.name)});
+    projectTree_->addTopLevelItems({traits, runs, vectors, prompts});
+    traits->setExpanded(true);
+    runs->setExpanded(true);
 }
 
 // A finished extraction becomes a run of the project, with its vector. The model file's SHA-256

@@ -52,6 +52,7 @@ protected:
 
 private:
     void showProjectInPanels();
+    void refreshProjectTree();
     void recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result);
     void buildMenus();
     void buildFileMenu();
