@@ -2,6 +2,7 @@
 
 #include "persona/errors.h"
 #include "persona/model.h"
+#include "persona/monitoring.h"
 #include "persona/tokenizer.h"
 
 #include <QMetaObject>
@@ -97,20 +98,11 @@ void EngineClient::generate(std::vector<persona::GenerationRow> rows, persona::P
                 if (shared->receiver && shared->finished) shared->finished(results);
             });
         } catch (const persona::Cancelled&) {
-            onUiThread([this, shared] {
-                jobEnded();
-                if (shared->receiver && shared->cancelled) shared->cancelled();
-            });
+            endCancelled(shared);
         }
     };
     // Everything but cancellation (no model, a prompt too long for the context, ...) lands here.
-    auto failed = [this, shared](const std::string& error) {
-        onUiThread([this, shared, error] {
-            jobEnded();
-            if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
-        });
-    };
-    engine_->submit(std::move(job), std::move(failed));
+    engine_->submit(std::move(job), failedHandler(shared));
 }
 
 persona::CancelFn EngineClient::cancelFlag(const persona::CancelFn& engineCancelled, std::uint64_t ticket) {
@@ -144,19 +136,10 @@ void EngineClient::extract(persona::Trait trait, persona::ExtractionSettings set
                 if (shared->receiver && shared->finished) shared->finished(*result);
             });
         } catch (const persona::Cancelled&) {
-            onUiThread([this, shared] {
-                jobEnded();
-                if (shared->receiver && shared->cancelled) shared->cancelled();
-            });
+            endCancelled(shared);
         }
     };
-    auto failed = [this, shared](const std::string& error) {
-        onUiThread([this, shared, error] {
-            jobEnded();
-            if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
-        });
-    };
-    engine_->submit(std::move(job), std::move(failed));
+    engine_->submit(std::move(job), failedHandler(shared));
 }
 
 void EngineClient::projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
@@ -169,12 +152,7 @@ void EngineClient::projectConversation(std::vector<persona::ChatMessage> message
         const persona::CancelFn cancelled = cancelFlag(engineCancelled, ticket);
         try {
             if (cancelled()) throw persona::Cancelled();
-            vector.check_shape();
-            if (vector.layer_count != model.layer_count() + 1 || vector.hidden_size != model.hidden_size())
-                throw persona::Error(vector.description() + " has " + std::to_string(vector.layer_count) + " layers of " +
-                                     std::to_string(vector.hidden_size) + " values; this model needs " +
-                                     std::to_string(model.layer_count() + 1) + " layers of " +
-                                     std::to_string(model.hidden_size()));
+            persona::check_vector_fits(vector, model);
             if (messages.empty()) throw persona::Error("the conversation is empty");
             const bool answered = messages.back().role == "assistant";
             persona::CaptureRow row;
@@ -202,19 +180,10 @@ void EngineClient::projectConversation(std::vector<persona::ChatMessage> message
                 if (shared->receiver && shared->finished) shared->finished(*out);
             });
         } catch (const persona::Cancelled&) {
-            onUiThread([this, shared] {
-                jobEnded();
-                if (shared->receiver && shared->cancelled) shared->cancelled();
-            });
+            endCancelled(shared);
         }
     };
-    auto failed = [this, shared](const std::string& error) {
-        onUiThread([this, shared, error] {
-            jobEnded();
-            if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
-        });
-    };
-    engine_->submit(std::move(job), std::move(failed));
+    engine_->submit(std::move(job), failedHandler(shared));
 }
 
 void EngineClient::cancel() {

@@ -107,6 +107,24 @@ private:
     void jobEnded();
     // Runs `call` on the UI thread, unless this client is gone by then.
     void onUiThread(std::function<void()> call);
+    // How every job ends when cancelled or failed: counted as ended, then the receiver told (if
+    // it still exists), on the UI thread. `Callbacks` has receiver, cancelled and failed.
+    template <class Callbacks>
+    void endCancelled(const std::shared_ptr<Callbacks>& shared) {
+        onUiThread([this, shared] {
+            jobEnded();
+            if (shared->receiver && shared->cancelled) shared->cancelled();
+        });
+    }
+    template <class Callbacks>
+    std::function<void(const std::string&)> failedHandler(std::shared_ptr<Callbacks> shared) {
+        return [this, shared](const std::string& error) {
+            onUiThread([this, shared, error] {
+                jobEnded();
+                if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
+            });
+        };
+    }
     // A cancel flag for a job queued now: true once the engine is cancelled while it runs, or
     // cancel() was called any time after it was queued.
     persona::CancelFn cancelFlag(const persona::CancelFn& engineCancelled, std::uint64_t ticket);
