@@ -101,10 +101,7 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
         if (projects_->openProject(folder)) showPanel("steering");
     });
     connect(welcomePanel_, &WelcomePanel::newRequested, projects_, &ProjectController::newProject);
-    connect(welcomePanel_, &WelcomePanel::openDialogRequested, this, [this] {
-        const QString folder = QFileDialog::getExistingDirectory(this, tr("Open Project (a NAME.persona folder)"));
-        if (!folder.isEmpty()) projects_->openProject(folder);
-    });
+    connect(welcomePanel_, &WelcomePanel::openDialogRequested, projects_, &ProjectController::open);
     connect(projects_, &ProjectController::recentProjectsChanged, this, &MainWindow::refreshRecentMenu);
     connect(projects_, &ProjectController::projectChanged, this, &MainWindow::updateTitle);
     connect(projects_, &ProjectController::pathChanged, this, &MainWindow::updateTitle);
@@ -149,10 +146,7 @@ void MainWindow::buildFileMenu() {
     auto* newProject = file->addAction(tr("&New Project"), projects_, &ProjectController::newProject);
     newProject->setShortcut(QKeySequence::New);
     newProject->setObjectName("action_new_project");
-    auto* open = file->addAction(tr("&Open Project..."), this, [this] {
-        const QString folder = QFileDialog::getExistingDirectory(this, tr("Open Project (a NAME.persona folder)"));
-        if (!folder.isEmpty()) projects_->openProject(folder);
-    });
+    auto* open = file->addAction(tr("&Open Project..."), projects_, &ProjectController::open);
     open->setShortcut(QKeySequence::Open);
     open->setObjectName("action_open_project");
     recentMenu_ = file->addMenu(tr("Open &Recent"));

@@ -115,7 +115,12 @@ ProjectController::ProjectController(QWidget* dialogParent, QObject* parent)
     };
 }
 
-ProjectController::~ProjectController() = default;  // a recovery copy stays: it is what a crash leaves too
+ProjectController::~ProjectController() = default;
+
+bool ProjectController::open() {
+    const QString folder = questions_.chooseOpenFolder();
+    return !folder.isEmpty() && openProject(folder);
+}  // a recovery copy stays: it is what a crash leaves too
 
 QString ProjectController::displayName() const {
     if (!project_.name.empty()) return QString::fromStdString(project_.name);

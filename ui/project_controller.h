@@ -58,6 +58,7 @@ public:
     // --- Files. Each returns false when the user cancelled or it failed (lastError()) -------
     bool newProject();
     bool openProject(const QString& path);  // keeps the current project when the file is bad
+    bool open();                            // asks for the folder (Questions::chooseOpenFolder)
     bool save();                            // Save As for a project never saved
     bool saveAs();
     bool saveTo(const QString& folder);
