@@ -77,6 +77,37 @@ private slots:
         QVERIFY2(QString::fromStdString(result.text).contains("Paris"), result.text.c_str());
     }
 
+    // The judge's path: one prefill, then continuations of different lengths in any order,
+    // each reusing (and overwriting) the slots after the prompt. Every row must equal the
+    // softmax of a full forward pass over prompt + that prefix.
+    void continuationsOfAKeptPromptMatchFullPasses() {
+        const auto prompt = model_->encode_chat({{"user", "Rate this answer from 0 to 100."}}, true);
+        const auto state = model_->prefill(prompt);
+        const std::vector<std::vector<std::int32_t>> continuations{{33, 34}, {}, {35}, {36, 37, 38}, {33, 34}};
+        for (const auto& continuation : continuations) {
+            const auto rows = model_->next_token_probabilities(*state, continuation);
+            QCOMPARE(rows.size(), continuation.size() + 1);
+            std::vector<std::int32_t> all = prompt;
+            all.insert(all.end(), continuation.begin(), continuation.end());
+            const auto trace = model_->trace(all);
+            for (std::size_t k = 0; k < rows.size(); ++k) {
+                const float* logits = trace.logits.data() + (prompt.size() - 1 + k) * std::size_t(vocabulary_);
+                const float top = *std::max_element(logits, logits + vocabulary_);
+                double total = 0;
+                for (int v = 0; v < vocabulary_; ++v) total += std::exp(double(logits[v]) - top);
+                double worst = 0, sum = 0;
+                for (int v = 0; v < vocabulary_; ++v) {
+                    worst = std::max(worst, std::abs(std::exp(double(logits[v]) - top) / total - rows[k][std::size_t(v)]));
+                    sum += rows[k][std::size_t(v)];
+                }
+                QVERIFY2(worst < 1e-4, qPrintable(QString("continuation of %1, row %2: %3").arg(continuation.size()).arg(k).arg(worst)));
+                QVERIFY(std::abs(sum - 1.0) < 1e-3);
+            }
+        }
+        QVERIFY_THROWS_EXCEPTION(persona::Error, model_->next_token_probabilities(*state, std::vector<std::int32_t>(Model::kMaxContinuation + 1, 33)));
+        QVERIFY_THROWS_EXCEPTION(persona::Error, model_->next_token_probabilities(*state, {vocabulary_}));
+    }
+
     void sameSeedSameTokensAcrossBatchesAndPadding() {
         GenerationRow sampled = greedyRow("Tell me a short story about a robot.", 16);
         sampled.sampling.temperature = 1.0f;

@@ -20,15 +20,6 @@ struct TrieNode {
     std::map<std::int32_t, std::size_t> children;
 };
 
-std::vector<float> softmax_row(const float* logits, std::size_t size) {
-    const float top = *std::max_element(logits, logits + size);
-    double total = 0;
-    for (std::size_t i = 0; i < size; ++i) total += std::exp(double(logits[i]) - top);
-    std::vector<float> p(size);
-    for (std::size_t i = 0; i < size; ++i) p[i] = float(std::exp(double(logits[i]) - top) / total);
-    return p;
-}
-
 class LocalJudge : public Judge {
 public:
     // `owned` is set when the judge is a second model rather than the one being studied.
@@ -42,17 +33,9 @@ public:
                      const CancelFn& cancelled) override {
         check_cancelled(cancelled);
         const auto prompt = model.encode_chat({{"user", render_rubric(rubric, question, answer)}}, true);
+        const auto state = model.prefill(prompt, cancelled);
         return score_judge_distribution(spellings, digit_leading, [&](const std::vector<std::int32_t>& path) {
-            std::vector<std::int32_t> tokens = prompt;
-            tokens.insert(tokens.end(), path.begin(), path.end());
-            const Model::Trace trace = model.trace(tokens);
-            const std::size_t vocabulary = trace.logits.size() / std::size_t(trace.tokens);
-            std::vector<std::vector<float>> result;
-            for (std::size_t k = 0; k <= path.size(); ++k) {
-                const std::size_t position = prompt.size() - 1 + k;
-                result.push_back(softmax_row(trace.logits.data() + position * vocabulary, vocabulary));
-            }
-            return result;
+            return model.next_token_probabilities(*state, path, cancelled);
         });
     }
 

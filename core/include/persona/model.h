@@ -59,6 +59,17 @@ public:
     };
     Trace trace(const std::vector<std::int32_t>& tokens, const std::vector<Steering>& steering = {});
 
+    // A prompt run once, its keys and values kept, so that several short continuations of it
+    // cost only their own tokens (the local judge reads the distribution after "", "1", "10",
+    // "2", ... behind the same rubric).
+    struct PromptState;
+    static constexpr int kMaxContinuation = 8;
+    std::shared_ptr<PromptState> prefill(const std::vector<std::int32_t>& prompt, const CancelFn& cancelled = {});
+    // Next-token probabilities after the prompt and after each prefix of `continuation`
+    // (continuation.size() + 1 rows of vocabulary size); at most kMaxContinuation tokens.
+    std::vector<std::vector<float>> next_token_probabilities(PromptState& state, const std::vector<std::int32_t>& continuation,
+                                                             const CancelFn& cancelled = {});
+
     struct Impl;
 
 private:

@@ -537,4 +537,62 @@ Model::Trace Model::trace(const std::vector<std::int32_t>& tokens, const std::ve
     return trace;
 }
 
+struct Model::PromptState {
+    KvCache cache;
+    std::int64_t prompt_length = 0;
+    std::vector<float> after_prompt;
+};
+
+namespace {
+std::vector<std::vector<float>> probability_rows(const torch::Tensor& logits) {  // [T, V]
+    const torch::Tensor p = torch::softmax(logits.to(torch::kFloat32), -1).to(torch::kCPU).contiguous();
+    std::vector<std::vector<float>> rows(static_cast<std::size_t>(p.size(0)));
+    for (std::int64_t t = 0; t < p.size(0); ++t) {
+        const float* row = p[t].data_ptr<float>();
+        rows[static_cast<std::size_t>(t)].assign(row, row + p.size(1));
+    }
+    return rows;
+}
+}  // namespace
+
+std::shared_ptr<Model::PromptState> Model::prefill(const std::vector<std::int32_t>& prompt, const CancelFn& cancelled) {
+    torch::InferenceMode inference;
+    Impl& m = *impl_;
+    m.check_tokens(prompt, 0);
+    const std::int64_t length = static_cast<std::int64_t>(prompt.size());
+    if (length + kMaxContinuation > m.config().context)
+        throw Error(std::to_string(prompt.size()) + " tokens leave no room for an answer in the model's context of " +
+                    std::to_string(m.config().context));
+    auto state = std::make_shared<PromptState>();
+    state->cache = m.make_cache(1, length + kMaxContinuation);
+    state->prompt_length = length;
+    const std::vector<RowLayout> layout{{0, length}};
+    const torch::Tensor input = torch::tensor(std::vector<std::int64_t>(prompt.begin(), prompt.end()), torch::kInt64).view({1, length}).to(m.device);
+    const torch::Tensor hidden = m.forward(input, layout, 0, &state->cache, [](int, torch::Tensor&) {}, cancelled);
+    state->after_prompt = probability_rows(m.net->logits(hidden.narrow(1, length - 1, 1))[0]).front();
+    return state;
+}
+
+std::vector<std::vector<float>> Model::next_token_probabilities(PromptState& state, const std::vector<std::int32_t>& continuation,
+                                                                const CancelFn& cancelled) {
+    torch::InferenceMode inference;
+    Impl& m = *impl_;
+    if (continuation.size() > std::size_t(kMaxContinuation))
+        throw Error("a continuation of " + std::to_string(continuation.size()) + " tokens is longer than " +
+                    std::to_string(kMaxContinuation));
+    std::vector<std::vector<float>> rows{state.after_prompt};
+    if (continuation.empty()) return rows;
+    m.check_tokens(continuation, 0);
+    // Slots after the prompt are overwritten by each continuation: attention reads only those
+    // below the current length.
+    state.cache.length = state.prompt_length;
+    const std::int64_t steps = static_cast<std::int64_t>(continuation.size());
+    const std::vector<RowLayout> layout{{0, state.prompt_length}};
+    const torch::Tensor input =
+        torch::tensor(std::vector<std::int64_t>(continuation.begin(), continuation.end()), torch::kInt64).view({1, steps}).to(m.device);
+    const torch::Tensor hidden = m.forward(input, layout, state.prompt_length, &state.cache, [](int, torch::Tensor&) {}, cancelled);
+    for (auto& row : probability_rows(m.net->logits(hidden)[0])) rows.push_back(std::move(row));
+    return rows;
+}
+
 }  // namespace persona
