@@ -63,4 +63,36 @@ nlohmann::json diagnostics_json(const std::vector<persona::LayerDiagnostics>& di
     return layers;
 }
 
+void add_judge_options(CLI::App& command, JudgeOptions& options, const std::string& none_means) {
+    command.add_option("--judge", options.kind,
+                       "local: the model judges its answers; http: an OpenAI-compatible endpoint judges; none: " + none_means)
+        ->check(CLI::IsMember({"local", "http", "none"}))->capture_default_str();
+    command.add_option("--judge-model", options.model,
+                       "With --judge local: a second model (GGUF or HF directory) judges instead of the studied one")
+        ->check(CLI::ExistingPath);
+    command.add_option("--judge-url", options.endpoint.base_url,
+                       "With --judge http: the endpoint's base URL, e.g. https://api.openai.com/v1 or "
+                       "http://localhost:8080/v1 (requests go to URL/chat/completions)");
+    command.add_option("--judge-model-name", options.endpoint.model, "With --judge http: the model name the server knows");
+    command.add_option("--judge-key-env", options.endpoint.api_key_env,
+                       "With --judge http: the environment variable holding the API key (never stored)")
+        ->capture_default_str();
+    command.add_option("--judge-timeout", options.endpoint.timeout_seconds, "With --judge http: seconds per request")
+        ->check(CLI::PositiveNumber)->capture_default_str();
+    command.add_option("--judge-retries", options.endpoint.retries,
+                       "With --judge http: retries after HTTP 429/5xx, with doubling waits")
+        ->check(CLI::Range(0, 100))->capture_default_str();
+}
+
+persona::JudgeSettings judge_settings(const JudgeOptions& options) {
+    const auto kind = persona::judge_kind_from_name(options.kind);
+    if (!kind) throw persona::Error("unknown judge '" + options.kind + "' (local, http or none)");
+    persona::JudgeSettings settings = *kind;
+    settings.model_path = options.model;
+    settings.endpoint = options.endpoint;
+    if (settings.kind == persona::JudgeKind::Http && (settings.endpoint.base_url.empty() || settings.endpoint.model.empty()))
+        throw persona::Error("--judge http needs --judge-url and --judge-model-name");
+    return settings;
+}
+
 }  // namespace persona_cli

@@ -3,6 +3,7 @@
 // engine thread, Ctrl-C handling, and how a command file registers itself with the parser.
 // Each command lives in its own cli_<command>.cpp so commands can grow without one huge file.
 #include "persona/engine.h"
+#include "persona/judge.h"
 #include "persona/model_facts.h"
 #include "persona/persona_vector.h"
 #include "persona/trait.h"
@@ -45,6 +46,17 @@ persona::Trait load_trait(const std::string& name_or_file);
 
 // Per-layer diagnostics as JSON (NaN effect sizes become null: JSON has no NaN).
 nlohmann::json diagnostics_json(const std::vector<persona::LayerDiagnostics>& diagnostics);
+
+// The judge choice as the command line gives it: --judge local|http|none, a second local model,
+// or an OpenAI-compatible endpoint. extract and sweep take the same options.
+struct JudgeOptions {
+    std::string kind = "local";
+    std::string model;
+    persona::ChatEndpoint endpoint;
+};
+void add_judge_options(CLI::App& command, JudgeOptions& options, const std::string& none_means);
+// The settings core takes; throws persona::Error when --judge http lacks its URL or model name.
+persona::JudgeSettings judge_settings(const JudgeOptions& options);
 
 // A command file adds its subcommand to `app` and, when the subcommand was given, sets
 // `selected` (in a CLI11 callback) to the function main() then runs inside its error handling:

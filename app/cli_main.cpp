@@ -256,9 +256,7 @@ struct ExtractOptions {
     std::string model = persona::default_model_path();
     std::string out;
     std::string aggregate = "response_avg";
-    std::string judge = "local";
-    std::string judge_model;
-    persona::ChatEndpoint judge_endpoint;
+    JudgeOptions judge;
     persona::ExtractionSettings settings;
 };
 
@@ -266,12 +264,10 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
     const persona::Trait trait = load_trait(options.trait);
     const auto aggregate = persona::aggregate_from_name(options.aggregate);
     if (!aggregate) throw persona::Error("unknown aggregate '" + options.aggregate + "'");
-    options.settings.judge = *persona::judge_kind_from_name(options.judge);
-    options.settings.judge.model_path = options.judge_model;
-    options.settings.judge.endpoint = options.judge_endpoint;
-    if (options.settings.judge.kind == persona::JudgeKind::Http &&
-        (options.judge_endpoint.base_url.empty() || options.judge_endpoint.model.empty())) {
-        std::fprintf(stderr, "persona-cli: --judge http needs --judge-url and --judge-model-name\n");
+    try {
+        options.settings.judge = judge_settings(options.judge);
+    } catch (const persona::Error& e) {
+        std::fprintf(stderr, "persona-cli: %s\n", e.what());
         return kExitUsage;
     }
     if (options.out.empty()) options.out = trait.name + ".safetensors";
@@ -451,25 +447,7 @@ int main(int argc, char** argv) {
     extract->add_option("--top-p", ex.settings.top_p)->capture_default_str();
     extract->add_option("--seed", ex.settings.seed)->capture_default_str();
     extract->add_option("--batch", ex.settings.batch_size)->check(CLI::Range(1, 4096))->capture_default_str();
-    extract->add_option("--judge", ex.judge,
-                        "local: the model judges its answers; http: an OpenAI-compatible endpoint judges; "
-                        "none: keep every pair")
-        ->check(CLI::IsMember({"local", "http", "none"}))->capture_default_str();
-    extract->add_option("--judge-model", ex.judge_model,
-                        "With --judge local: a second model (GGUF or HF directory) judges instead of the studied one")
-        ->check(CLI::ExistingPath);
-    extract->add_option("--judge-url", ex.judge_endpoint.base_url,
-                        "With --judge http: the endpoint's base URL, e.g. https://api.openai.com/v1 or "
-                        "http://localhost:8080/v1 (requests go to URL/chat/completions)");
-    extract->add_option("--judge-model-name", ex.judge_endpoint.model, "With --judge http: the model name the server knows");
-    extract->add_option("--judge-key-env", ex.judge_endpoint.api_key_env,
-                        "With --judge http: the environment variable holding the API key (never stored)")
-        ->capture_default_str();
-    extract->add_option("--judge-timeout", ex.judge_endpoint.timeout_seconds, "With --judge http: seconds per request")
-        ->check(CLI::PositiveNumber)->capture_default_str();
-    extract->add_option("--judge-retries", ex.judge_endpoint.retries,
-                        "With --judge http: retries after HTTP 429/5xx, with doubling waits")
-        ->check(CLI::Range(0, 100))->capture_default_str();
+    add_judge_options(*extract, ex.judge, "keep every pair");
     extract->add_option("--trait-threshold", ex.settings.trait_threshold)->capture_default_str();
     extract->add_option("--coherence-threshold", ex.settings.coherence_threshold)->capture_default_str();
     extract->add_option("--checkpoint", ex.settings.checkpoint_path, "Save finished samples here and resume from it");

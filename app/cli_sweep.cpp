@@ -25,8 +25,7 @@ struct SweepOptions {
     std::string model = persona::default_model_path();
     std::vector<int> layers;
     std::vector<double> coefficients;
-    std::string judge = "local";
-    std::string judge_model;
+    JudgeOptions judge;
     std::string positions = "response";
     int examples = 2;
     persona::SweepSettings settings;
@@ -106,10 +105,12 @@ void print_table(const persona::SweepResult& result) {
 int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
     const persona::Trait trait = load_trait(options.trait);
     const persona::PersonaVector vector = persona::read_vector_file(options.vector);
-    const auto judge_kind = persona::judge_kind_from_name(options.judge);
-    if (!judge_kind) throw persona::Error("unknown judge '" + options.judge + "'");
-    options.settings.judge = *judge_kind;
-    options.settings.judge.model_path = options.judge_model;
+    try {
+        options.settings.judge = judge_settings(options.judge);
+    } catch (const persona::Error& e) {
+        std::fprintf(stderr, "persona-cli: %s\n", e.what());
+        return kExitUsage;
+    }
     options.settings.positions = options.positions == "all"      ? persona::SteerPositions::All
                                  : options.positions == "prompt" ? persona::SteerPositions::Prompt
                                                                  : persona::SteerPositions::Response;
@@ -247,14 +248,7 @@ void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& sele
         ->check(CLI::Range(1, 4096))->capture_default_str();
     sweep->add_option("--positions", options->positions, "Steered positions")
         ->check(CLI::IsMember({"response", "prompt", "all"}))->capture_default_str();
-    sweep->add_option("--judge", options->judge, "local: the model judges its answers; none: projections only")
-        ->check([](const std::string& name) {
-            return persona::judge_kind_from_name(name) ? std::string() : "unknown judge '" + name + "'";
-        })
-        ->capture_default_str();
-    sweep->add_option("--judge-model", options->judge_model,
-                      "With --judge local: a second model (GGUF or HF directory) judges instead of the studied one")
-        ->check(CLI::ExistingPath);
+    add_judge_options(*sweep, options->judge, "projections only");
     sweep->add_option("--coherence-threshold", options->settings.coherence_threshold,
                       "Mean coherence a recommended cell must keep")->capture_default_str();
     sweep->add_option("--examples", options->examples, "Answers per cell in the JSON (-1: all)")->capture_default_str();

@@ -178,6 +178,17 @@ private slots:
         QVERIFY2(badLayer.err.contains("layer 40"), badLayer.err.constData());
         const Run noVector = run({"sweep", "--trait", "optimistic", "--vector", dir.filePath("missing.safetensors")});
         QCOMPARE(noVector.exitCode, 2);
+        // sweep takes extract's judge options: an HTTP judge without its model name is a bad
+        // command line; one whose server is not there fails naming the URL.
+        const Run noName = run({"sweep", "--trait", "optimistic", "--vector", vector, "--judge", "http", "--judge-url",
+                                "http://127.0.0.1:9/v1"});
+        QCOMPARE(noName.exitCode, 2);
+        QVERIFY2(noName.err.contains("--judge-model-name"), noName.err.constData());
+        const Run noServer = run({"sweep", "--trait", "optimistic", "--vector", vector, "--questions", "1", "-n", "2",
+                                  "--coefficients", "2", "--judge", "http", "--judge-url", "http://127.0.0.1:9/v1",
+                                  "--judge-model-name", "judge", "--judge-retries", "0"});
+        QCOMPARE(noServer.exitCode, 1);
+        QVERIFY2(noServer.err.contains("127.0.0.1:9"), noServer.err.constData());
     }
 
     // Stopped mid-generation (SIGTERM, as Ctrl-C's SIGINT), extract exits 130 and leaves a
