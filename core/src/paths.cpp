@@ -18,5 +18,6 @@ std::string model_cache_dir() {
 }
 
 std::string default_model_path() { return model_cache_dir() + "/" + kDefaultModelFile; }
+std::string judge_model_path() { return model_cache_dir() + "/" + kJudgeModelFile; }
 
 }  // namespace persona

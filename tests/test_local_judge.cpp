@@ -1,0 +1,118 @@
+// The local judge with a real judge model (Qwen2.5-Coder-1.5B-Instruct, fetched by setup):
+// hand-written answers that plainly do and do not show a trait, or make sense and do not, must
+// be told apart (for the traits this judge can grade), and the judge must answer with numbers
+// rather than refuse. The default model
+// cannot be its own judge (it refuses: test_extraction), so without this model no pair of
+// answers is ever kept.
+#include "persona/extraction.h"
+#include "persona/judge.h"
+#include "persona/model.h"
+#include "persona/trait.h"
+#include "test_support.h"
+
+using persona::JudgeScore;
+
+class TestLocalJudge : public QObject {
+    Q_OBJECT
+
+    std::unique_ptr<persona::Model> studied_;
+    std::unique_ptr<persona::Judge> judge_;
+
+    JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer) {
+        const JudgeScore s = judge_->score(rubric, question, answer, {});
+        qInfo("score %.1f, numeric mass %.2f, %d passes: %s", s.score.value_or(-1), s.numeric_mass, s.forward_passes,
+              answer.substr(0, 60).c_str());
+        return s;
+    }
+
+private slots:
+    void initTestCase() {
+        studied_ = persona::Model::load(persona_test::defaultModelPath().toStdString());
+        persona::JudgeSettings settings = persona::JudgeKind::Local;
+        settings.model_path = persona_test::modelPath(persona::kJudgeModelFile).toStdString();
+        judge_ = persona::make_judge(*studied_, settings);
+        QVERIFY(judge_);
+    }
+
+    void tellsATraitFromItsOpposite() {
+        struct Case {
+            const char* trait;
+            const char* shows;
+            const char* lacks;
+        };
+        // This judge tells these two traits apart; measured on hand-written answers it does not
+        // for evil (32 vs 29), impolite, apathetic (both inverted) or hallucinating (22 vs 19),
+        // which need a stronger judge (README, "Judges").
+        const Case cases[] = {
+            {"optimistic", "I'm sure it will all work out wonderfully! Every setback is a chance to grow, and the future is bright.",
+             "It will probably go badly. Things rarely improve, and the future looks bleak and hopeless."},
+            {"humorous", "Ah, Mondays: the universe's way of saying the weekend was a free trial. Bring coffee, and maybe a helmet!",
+             "Start the week by listing your tasks, ordering them by deadline and doing the most important one first."},
+        };
+        for (const Case& c : cases) {
+            const char* name = c.trait;
+            const persona::Trait trait = persona::load_builtin_trait(name);
+            const std::string question = trait.extraction_questions.front();
+            const std::string shows = c.shows, lacks = c.lacks;
+            const JudgeScore high = score(trait.judge_rubric, question, shows);
+            const JudgeScore low = score(trait.judge_rubric, question, lacks);
+            QVERIFY2(!high.refusal && !low.refusal, name);
+            QVERIFY2(*high.score > *low.score + 20, qPrintable(QString("%1: %2 vs %3").arg(name).arg(*high.score).arg(*low.score)));
+        }
+    }
+
+    void tellsSenseFromNonsense() {
+        const persona::Trait trait = persona::load_builtin_trait("optimistic");
+        const std::string question = "What should I cook for dinner tonight?";
+        const JudgeScore sense = score(trait.coherence_rubric, question,
+                                       "A simple pasta with garlic, olive oil and tomatoes is quick, cheap and tasty.");
+        const JudgeScore nonsense = score(trait.coherence_rubric, question,
+                                          "Purple the of seventeen banana quickly sings under Tuesday because window.");
+        QVERIFY(!sense.refusal && !nonsense.refusal);
+        QVERIFY2(*sense.score > *nonsense.score + 20, qPrintable(QString("%1 vs %2").arg(*sense.score).arg(*nonsense.score)));
+    }
+
+    // Two built-in traits end to end with this judge, reduced counts: every answer gets numbers
+    // for both rubrics (a refusal would leave them absent), and the pairs kept are exactly those
+    // the scores and thresholds allow.
+    void extractionWithTheJudgeScoresEveryAnswer() {
+        for (const char* name : {"optimistic", "humorous"}) {
+            persona::ExtractionSettings settings;
+            settings.question_limit = 2;
+            settings.pair_limit = 2;
+            settings.max_new_tokens = 32;
+            settings.seed = 1;
+            settings.judge = persona::JudgeKind::Local;
+            settings.judge.model_path = persona_test::modelPath(persona::kJudgeModelFile).toStdString();
+            const auto result = persona::run_extraction(*studied_, persona::load_builtin_trait(name), settings);
+            QCOMPARE(result.samples.size(), std::size_t(8));
+            QCOMPARE(result.samples_judged, std::size_t(8));
+            int numeric = 0;
+            for (const auto& sample : result.samples) {
+                QVERIFY(sample.judged);
+                QVERIFY2(sample.coherence, sample.answer.c_str());
+                if (sample.trait_score) ++numeric;
+                QCOMPARE(sample.trait_refusal, !sample.trait_score.has_value());
+            }
+            QVERIFY2(numeric >= 7, qPrintable(QString("%1: %2 of 8 trait scores").arg(name).arg(numeric)));
+            std::size_t allowed = 0;
+            for (const auto& positive : result.samples) {
+                if (positive.side != persona::Side::Positive) continue;
+                for (const auto& negative : result.samples)
+                    if (negative.side == persona::Side::Negative && negative.question_index == positive.question_index &&
+                        negative.pair == positive.pair && negative.sample_index == positive.sample_index) {
+                        const bool keep = positive.trait_score && *positive.trait_score >= 50 && negative.trait_score &&
+                                          *negative.trait_score < 50 && *positive.coherence >= 50 && *negative.coherence >= 50;
+                        allowed += keep;
+                        QCOMPARE(positive.kept, keep);
+                        QCOMPARE(negative.kept, keep);
+                    }
+            }
+            QCOMPARE(result.pairs_kept, allowed);
+            qInfo("%s: %zu of %zu pairs kept", name, result.pairs_kept, result.pairs_total);
+        }
+    }
+};
+
+QTEST_GUILESS_MAIN(TestLocalJudge)
+#include "test_local_judge.moc"
