@@ -83,6 +83,16 @@ private slots:
         QCOMPARE(panel_->currentTrait()->name, std::string("evil"));
     }
 
+    // The default models refuse to grade, so a new form judges with the judge model setup put
+    // in the cache.
+    void defaultJudgeIsTheFetchedJudgeModel() {
+        const QString judge = persona_test::modelPath(persona::kJudgeModelFile);
+        ExtractionPanel fresh(engine_.get());
+        const persona::JudgeSettings settings = fresh.settings().judge;
+        QCOMPARE(settings.kind, persona::JudgeKind::Local);
+        QCOMPARE(QString::fromStdString(settings.model_path), judge);
+    }
+
     // Every judge core offers can be chosen in the form, and the form gives back what was set.
     void judgeChoicesRoundTrip() {
         auto* target = panel_->findChild<QLineEdit*>("judge_target");

@@ -1,6 +1,7 @@
 #include "extraction_panel.h"
 
 #include "engine_client.h"
+#include "persona/paths.h"
 #include "persona/vector_files.h"
 
 #include <qcustomplot.h>
@@ -118,6 +119,7 @@ void ExtractionPanel::buildSettings() {
     judge_->addItem(tr("none"), int(JudgeChoice::None));
     judge_->setToolTip(tr("local model: the loaded model scores each answer 0-100 for the trait and for coherence.\n"
                           "second model: another model file or folder (beside) judges instead; a small model may refuse.\n"
+                          "The default is the judge model setup fetched, when it is in the model cache.\n"
                           "HTTP endpoint: an OpenAI-compatible server with logprobs; the key is read from "
                           "$OPENAI_API_KEY, never saved.\n"
                           "none: every pair is kept; the vector then contrasts the system prompts, not judged trait "
@@ -125,6 +127,10 @@ void ExtractionPanel::buildSettings() {
     judgeTarget_ = new QLineEdit(this);
     judgeTarget_->setObjectName("judge_target");
     connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
+    // The default models refuse to grade (README, "Judges"): the judge model setup fetched is
+    // the choice that keeps pairs, so it is the default when it is there.
+    if (QFileInfo::exists(QString::fromStdString(persona::judge_model_path())))
+        judge_->setCurrentIndex(judge_->findData(int(JudgeChoice::SecondModel)));
     updateJudgeTarget();
     auto threshold = [this](const char* name, const QString& tip) {
         auto* s = new QDoubleSpinBox(this);
@@ -358,6 +364,9 @@ void ExtractionPanel::setModel(const persona::ModelFacts& facts) {
 void ExtractionPanel::updateJudgeTarget() {
     const auto choice = static_cast<JudgeChoice>(judge_->currentData().toInt());
     judgeTarget_->setVisible(choice == JudgeChoice::SecondModel || choice == JudgeChoice::Endpoint);
+    const QString judgeModel = QString::fromStdString(persona::judge_model_path());
+    if (choice == JudgeChoice::SecondModel && judgeTarget_->text().trimmed().isEmpty() && QFileInfo::exists(judgeModel))
+        judgeTarget_->setText(judgeModel);
     judgeTarget_->setPlaceholderText(choice == JudgeChoice::SecondModel
                                          ? tr("Judge model: a GGUF file or a Hugging Face folder")
                                          : tr("Endpoint and model, e.g. https://api.openai.com/v1 gpt-4o-mini"));
