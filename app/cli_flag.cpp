@@ -93,6 +93,9 @@ int run_flag(const GlobalOptions& global, FlagOptions options) {
         if (options.settings.layer < 0) throw persona::FileError(options.vector, "suggests no layer; choose one with --layer");
     }
 
+    // A bad line is found before the model loads, not after.
+    persona::check_flag_input(options.input, options.settings);
+
     persona::Engine engine(engine_options(global));
     g_engine = &engine;
     persona::ModelFacts facts;

@@ -243,6 +243,11 @@ private slots:
         QCOMPARE(r.exitCode, 1);
         QVERIFY2(r.err.contains(bad.toUtf8()) && r.err.contains("line 3") && r.err.contains("no assistant turn"), r.err.constData());
         QVERIFY(!QFile::exists(out));
+        // The input is checked before the model loads: with a "model" that is no model at all, the
+        // error is still the input's.
+        const Run inputFirst = run(base + QStringList{"--model", bad});
+        QCOMPARE(inputFirst.exitCode, 1);
+        QVERIFY2(inputFirst.err.contains("line 3") && !inputFirst.err.contains("GGUF"), inputFirst.err.constData());
 
         const Run skipped = run(base + QStringList{"--skip-bad", "--shard", "0/2"});
         QVERIFY2(skipped.exitCode == 0, skipped.err.constData());

@@ -99,6 +99,11 @@ struct FlagSummary {
     std::vector<FlagRecord> records;  // this shard's results, resumed ones included, ranked
 };
 
+// The check flag_dataset makes before any model work, for callers that want it before even
+// loading the model: throws FileError naming the file and line of the shard's first bad line
+// (none with skip_bad_lines), Error for a shard that does not exist.
+void check_flag_input(const std::string& input_path, const FlagSettings& settings);
+
 // Flags the shard's samples of `input_path`, appending results to `output_path` (created when
 // missing; a torn last line from an interrupted run is cut off). `warn` receives one message per
 // skipped bad line. Progress stage "flag": samples done of the shard's. Throws FileError naming
