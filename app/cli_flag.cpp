@@ -93,8 +93,10 @@ int run_flag(const GlobalOptions& global, FlagOptions options) {
         if (options.settings.layer < 0) throw persona::FileError(options.vector, "suggests no layer; choose one with --layer");
     }
 
-    // A bad line is found before the model loads, not after.
-    persona::check_flag_input(options.input, options.settings);
+    // The dataset is checked before the model loads: a bad line is reported at once.
+    const persona::FlagInput input = persona::scan_flag_input(options.input, options.settings, [](const std::string& warning) {
+        std::fprintf(stderr, "persona-cli: warning: %s\n", warning.c_str());
+    });
 
     persona::Engine engine(engine_options(global));
     g_engine = &engine;
@@ -111,13 +113,12 @@ int run_flag(const GlobalOptions& global, FlagOptions options) {
     engine.submit(
         [&](persona::Model& model, const persona::CancelFn& cancelled) {
             persona::check_vector_fits(vector, model, options.vector);
-            const auto result = persona::flag_dataset(model, vector, options.input, options.out, options.settings,
+            const auto result = persona::flag_dataset(model, vector, input, options.out, options.settings,
                 [](const persona::Progress& p) {
                     std::fprintf(stderr, "\r%s %llu/%llu", p.stage.c_str(), static_cast<unsigned long long>(p.done),
                                  static_cast<unsigned long long>(p.total));
                     std::fflush(stderr);
                 },
-                [](const std::string& warning) { std::fprintf(stderr, "\npersona-cli: warning: %s\n", warning.c_str()); },
                 cancelled);
             std::fprintf(stderr, "\n");
             summary = {{"model", facts.path}, {"vector", options.vector}, {"layer", options.settings.layer},

@@ -242,68 +242,58 @@ void write_flag_results(const std::string& path, const std::vector<FlagRecord>& 
 
 namespace {
 
-struct ShardLine {
-    std::size_t line;
-    std::streamoff offset;
-};
-
-struct ShardScan {
-    std::vector<ShardLine> lines;  // where each good line of the shard starts
-    std::size_t line_count = 0;
-    std::size_t in_shard = 0;
-    std::size_t bad_lines_skipped = 0;
-};
-
 void check_shard(const FlagSettings& settings) {
     if (settings.shard_count < 1 || settings.shard_index < 0 || settings.shard_index >= settings.shard_count)
         throw Error("shard " + std::to_string(settings.shard_index) + "/" + std::to_string(settings.shard_count) +
                     " does not exist (shards are 0/N .. N-1/N)");
 }
 
-// Every line of the shard is checked, and only where it starts is kept, so a large dataset is
-// never held in memory.
-ShardScan scan_shard(const std::string& input_path, const FlagSettings& settings,
-                     const std::function<void(const std::string&)>& warn) {
+}  // namespace
+
+FlagInput scan_flag_input(const std::string& input_path, const FlagSettings& settings,
+                          const std::function<void(const std::string&)>& warn) {
     check_shard(settings);
     const std::size_t shard_count = static_cast<std::size_t>(settings.shard_count);
     const std::size_t shard_index = static_cast<std::size_t>(settings.shard_index);
-    ShardScan scan;
+    FlagInput input;
+    input.path = input_path;
+    input.shard_index = settings.shard_index;
+    input.shard_count = settings.shard_count;
     std::ifstream in(input_path, std::ios::binary);
     if (!in) throw FileError(input_path, std::string("cannot open: ") + std::strerror(errno));
     std::string text;
-    std::streamoff offset = 0;
+    std::int64_t offset = 0;
     std::size_t line = 0;
     while (std::getline(in, text)) {
-        const std::streamoff start = offset;
-        offset += static_cast<std::streamoff>(text.size()) + 1;
+        const std::int64_t start = offset;
+        offset += static_cast<std::int64_t>(text.size()) + 1;
         ++line;
         if ((line - 1) % shard_count != shard_index || is_blank(text)) continue;
-        ++scan.in_shard;
+        ++input.in_shard;
         strip_carriage_return(text);
         try {
             parse_chat_line(text, input_path, line);
         } catch (const FileError& e) {
             if (!settings.skip_bad_lines) throw;
-            ++scan.bad_lines_skipped;
+            ++input.bad_lines_skipped;
             if (warn) warn(std::string(e.what()) + " (skipped)");
             continue;
         }
-        scan.lines.push_back({line, start});
+        input.lines.push_back({line, start});
     }
     if (in.bad()) throw FileError(input_path, "cannot read");
-    scan.line_count = line;
-    return scan;
-}
-
-}  // namespace
-
-void check_flag_input(const std::string& input_path, const FlagSettings& settings) {
-    scan_shard(input_path, settings, {});
+    input.line_count = line;
+    return input;
 }
 
 FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const std::string& input_path,
                          const std::string& output_path, const FlagSettings& settings, const ProgressFn& progress,
                          const std::function<void(const std::string&)>& warn, const CancelFn& cancelled) {
+    return flag_dataset(model, vector, scan_flag_input(input_path, settings, warn), output_path, settings, progress, cancelled);
+}
+
+FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const FlagInput& input, const std::string& output_path,
+                         const FlagSettings& settings, const ProgressFn& progress, const CancelFn& cancelled) {
     check_vector_fits(vector, model);
     if (settings.layer < 0 || settings.layer > model.layer_count())
         throw Error("layer " + std::to_string(settings.layer) + " is outside 0.." + std::to_string(model.layer_count()));
@@ -316,11 +306,14 @@ FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const std::s
     FlagSummary summary;
     summary.run = run_fingerprint(model, vector, settings);
 
-    const ShardScan scan = scan_shard(input_path, settings, warn);
-    const std::vector<ShardLine>& shard = scan.lines;
-    summary.lines = scan.line_count;
-    summary.in_shard = scan.in_shard;
-    summary.bad_lines_skipped = scan.bad_lines_skipped;
+    if (input.shard_index != settings.shard_index || input.shard_count != settings.shard_count)
+        throw Error("the input was scanned for shard " + std::to_string(input.shard_index) + "/" +
+                    std::to_string(input.shard_count) + ", not " + std::to_string(settings.shard_index) + "/" +
+                    std::to_string(settings.shard_count));
+    const std::string& input_path = input.path;
+    summary.lines = input.line_count;
+    summary.in_shard = input.in_shard;
+    summary.bad_lines_skipped = input.bad_lines_skipped;
 
     // Results already written by an earlier run of the same command.
     std::set<std::size_t> done;
@@ -341,8 +334,8 @@ FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const std::s
         }
     }
     summary.resumed = summary.records.size();
-    std::vector<ShardLine> pending;
-    for (const auto& p : shard)
+    std::vector<FlagInput::Line> pending;
+    for (const auto& p : input.lines)
         if (!done.count(p.line)) pending.push_back(p);
 
     std::ofstream out(output_path, std::ios::binary | std::ios::app);

@@ -99,17 +99,40 @@ struct FlagSummary {
     std::vector<FlagRecord> records;  // this shard's results, resumed ones included, ranked
 };
 
-// The check flag_dataset makes before any model work, for callers that want it before even
-// loading the model: throws FileError naming the file and line of the shard's first bad line
-// (none with skip_bad_lines), Error for a shard that does not exist.
-void check_flag_input(const std::string& input_path, const FlagSettings& settings);
+// The shard's lines of a dataset, each already parsed once (parse_chat_line) and located by
+// its offset, so flagging reads only those lines again and a large dataset is never held in
+// memory.
+struct FlagInput {
+    struct Line {
+        std::size_t line;       // 1-based
+        std::int64_t offset;    // byte offset of its start
+    };
+    std::string path;
+    int shard_index = 0;
+    int shard_count = 1;
+    std::vector<Line> lines;            // the shard's good lines
+    std::size_t line_count = 0;         // lines in the file
+    std::size_t in_shard = 0;           // non-blank lines of the shard, bad ones included
+    std::size_t bad_lines_skipped = 0;
+};
 
-// Flags the shard's samples of `input_path`, appending results to `output_path` (created when
-// missing; a torn last line from an interrupted run is cut off). `warn` receives one message per
-// skipped bad line. Progress stage "flag": samples done of the shard's. Throws FileError naming
-// the file and line for a bad input line (unless skipped) or an output that holds results of
-// another run or shard, persona::Error for a vector that does not fit the model or a layer
-// outside it, persona::Cancelled when cancelled (everything already written stays).
+// Checks every line of the shard (settings' shard and skip_bad_lines) before any model work,
+// which a caller can do before even loading the model. `warn` receives one message per skipped
+// bad line. Throws FileError naming the file and line of a bad line (unless skipped), Error for
+// a shard that does not exist.
+FlagInput scan_flag_input(const std::string& input_path, const FlagSettings& settings,
+                          const std::function<void(const std::string&)>& warn = {});
+
+// Flags the shard's samples of `input`, appending results to `output_path` (created when
+// missing; a torn last line from an interrupted run is cut off). Progress stage "flag": samples
+// done of the shard's. Throws FileError naming the file and line for an input line that changed
+// since the scan, or an output that holds results of another run or shard, persona::Error for a
+// vector that does not fit the model or a layer outside it, persona::Cancelled when cancelled
+// (everything already written stays).
+FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const FlagInput& input, const std::string& output_path,
+                         const FlagSettings& settings, const ProgressFn& progress = {}, const CancelFn& cancelled = {});
+
+// scan_flag_input, then flag_dataset.
 FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const std::string& input_path,
                          const std::string& output_path, const FlagSettings& settings, const ProgressFn& progress = {},
                          const std::function<void(const std::string&)>& warn = {}, const CancelFn& cancelled = {});
