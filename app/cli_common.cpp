@@ -84,14 +84,19 @@ void add_judge_options(CLI::App& command, JudgeOptions& options, const std::stri
         ->check(CLI::Range(0, 100))->capture_default_str();
 }
 
-persona::JudgeSettings judge_settings(const JudgeOptions& options) {
+std::optional<persona::JudgeSettings> judge_settings(const JudgeOptions& options) {
     const auto kind = persona::judge_kind_from_name(options.kind);
-    if (!kind) throw persona::Error("unknown judge '" + options.kind + "' (local, http or none)");
+    if (!kind) {
+        std::fprintf(stderr, "persona-cli: unknown judge '%s' (local, http or none)\n", options.kind.c_str());
+        return std::nullopt;
+    }
     persona::JudgeSettings settings = *kind;
     settings.model_path = options.model;
     settings.endpoint = options.endpoint;
-    if (settings.kind == persona::JudgeKind::Http && (settings.endpoint.base_url.empty() || settings.endpoint.model.empty()))
-        throw persona::Error("--judge http needs --judge-url and --judge-model-name");
+    if (settings.kind == persona::JudgeKind::Http && (settings.endpoint.base_url.empty() || settings.endpoint.model.empty())) {
+        std::fprintf(stderr, "persona-cli: --judge http needs --judge-url and --judge-model-name\n");
+        return std::nullopt;
+    }
     return settings;
 }
 

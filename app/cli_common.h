@@ -13,6 +13,7 @@
 
 #include <csignal>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,8 +56,9 @@ struct JudgeOptions {
     persona::ChatEndpoint endpoint;
 };
 void add_judge_options(CLI::App& command, JudgeOptions& options, const std::string& none_means);
-// The settings core takes; throws persona::Error when --judge http lacks its URL or model name.
-persona::JudgeSettings judge_settings(const JudgeOptions& options);
+// The settings core takes; nothing (the reason printed on stderr, a usage error) when --judge
+// http lacks its URL or model name.
+std::optional<persona::JudgeSettings> judge_settings(const JudgeOptions& options);
 
 // A command file adds its subcommand to `app` and, when the subcommand was given, sets
 // `selected` (in a CLI11 callback) to the function main() then runs inside its error handling:

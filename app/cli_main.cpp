@@ -264,12 +264,9 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
     const persona::Trait trait = load_trait(options.trait);
     const auto aggregate = persona::aggregate_from_name(options.aggregate);
     if (!aggregate) throw persona::Error("unknown aggregate '" + options.aggregate + "'");
-    try {
-        options.settings.judge = judge_settings(options.judge);
-    } catch (const persona::Error& e) {
-        std::fprintf(stderr, "persona-cli: %s\n", e.what());
-        return kExitUsage;
-    }
+    const auto judge = judge_settings(options.judge);
+    if (!judge) return kExitUsage;
+    options.settings.judge = *judge;
     if (options.out.empty()) options.out = trait.name + ".safetensors";
 
     persona::Engine engine(engine_options(global));

@@ -105,12 +105,9 @@ void print_table(const persona::SweepResult& result) {
 int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
     const persona::Trait trait = load_trait(options.trait);
     const persona::PersonaVector vector = persona::read_vector_file(options.vector);
-    try {
-        options.settings.judge = judge_settings(options.judge);
-    } catch (const persona::Error& e) {
-        std::fprintf(stderr, "persona-cli: %s\n", e.what());
-        return kExitUsage;
-    }
+    const auto judge = judge_settings(options.judge);
+    if (!judge) return kExitUsage;
+    options.settings.judge = *judge;
     options.settings.positions = options.positions == "all"      ? persona::SteerPositions::All
                                  : options.positions == "prompt" ? persona::SteerPositions::Prompt
                                                                  : persona::SteerPositions::Response;

@@ -196,6 +196,13 @@ struct Model::Impl {
         return cache;
     }
 
+    // One sequence as a [1, T] batch on the device.
+    torch::Tensor single_row(const std::vector<std::int32_t>& tokens) const {
+        return torch::tensor(std::vector<std::int64_t>(tokens.begin(), tokens.end()), torch::kInt64)
+            .view({1, static_cast<std::int64_t>(tokens.size())})
+            .to(device);
+    }
+
     void check_tokens(const std::vector<std::int32_t>& tokens, std::size_t row) const {
         if (tokens.empty()) throw Error("row " + std::to_string(row) + ": the prompt is empty");
         for (auto t : tokens)
@@ -521,7 +528,7 @@ Model::Trace Model::trace(const std::vector<std::int32_t>& tokens, const std::ve
     std::vector<RowLayout> layout{{0, length}};
     const std::vector<std::vector<Impl::ResolvedSteering>> resolved{m.resolve(steering, 0)};
     std::vector<torch::Tensor> states;
-    const torch::Tensor input = torch::tensor(std::vector<std::int64_t>(tokens.begin(), tokens.end()), torch::kInt64).view({1, length}).to(m.device);
+    const torch::Tensor input = m.single_row(tokens);
     const torch::Tensor hidden = m.forward(input, layout, 0, nullptr,
         [&](int layer, torch::Tensor& h) {
             m.apply_steering(h, layer, resolved, layout, 0);
@@ -567,7 +574,7 @@ std::shared_ptr<Model::PromptState> Model::prefill(const std::vector<std::int32_
     state->cache = m.make_cache(1, length + kMaxContinuation);
     state->prompt_length = length;
     const std::vector<RowLayout> layout{{0, length}};
-    const torch::Tensor input = torch::tensor(std::vector<std::int64_t>(prompt.begin(), prompt.end()), torch::kInt64).view({1, length}).to(m.device);
+    const torch::Tensor input = m.single_row(prompt);
     const torch::Tensor hidden = m.forward(input, layout, 0, &state->cache, [](int, torch::Tensor&) {}, cancelled);
     state->after_prompt = probability_rows(m.net->logits(hidden.narrow(1, length - 1, 1))[0]).front();
     return state;
@@ -586,10 +593,8 @@ std::vector<std::vector<float>> Model::next_token_probabilities(PromptState& sta
     // Slots after the prompt are overwritten by each continuation: attention reads only those
     // below the current length.
     state.cache.length = state.prompt_length;
-    const std::int64_t steps = static_cast<std::int64_t>(continuation.size());
     const std::vector<RowLayout> layout{{0, state.prompt_length}};
-    const torch::Tensor input =
-        torch::tensor(std::vector<std::int64_t>(continuation.begin(), continuation.end()), torch::kInt64).view({1, steps}).to(m.device);
+    const torch::Tensor input = m.single_row(continuation);
     const torch::Tensor hidden = m.forward(input, layout, state.prompt_length, &state.cache, [](int, torch::Tensor&) {}, cancelled);
     for (auto& row : probability_rows(m.net->logits(hidden)[0])) rows.push_back(std::move(row));
     return rows;
