@@ -1,6 +1,7 @@
 #include "heat_map_panel.h"
 
 #include "projection_heat_map.h"
+#include "vector_choice.h"
 #include "persona/vector_files.h"
 
 #include <QComboBox>
@@ -48,10 +49,10 @@ HeatMapPanel::HeatMapPanel(EngineClient* engine, QWidget* parent) : QWidget(pare
 
 void HeatMapPanel::buildInputs() {
     auto* top = new QHBoxLayout;
-    vectorChoice_ = new QComboBox(this);
+    vectorChoice_ = new VectorChoice(this);
     vectorChoice_->setObjectName("heat_vector_choice");
-    vectorChoice_->addItem(tr("Open vector..."));
     vectorChoice_->setMinimumContentsLength(20);
+    vectorChoice_->setFileOpener([this](const QString& path) { return openVectorFile(path); });
     sampleChoice_ = new QComboBox(this);
     sampleChoice_->setObjectName("sample_choice");
     sampleChoice_->addItem(tr("(typed conversation)"));
@@ -98,7 +99,7 @@ void HeatMapPanel::buildInputs() {
     message_->setWordWrap(true);
     layout()->addWidget(message_);
 
-    connect(vectorChoice_, &QComboBox::currentIndexChanged, this, &HeatMapPanel::vectorChoiceChanged);
+    connect(vectorChoice_, &VectorChoice::vectorChosen, this, &HeatMapPanel::showSamples);
     connect(sampleChoice_, &QComboBox::activated, this, [this](int index) {
         if (index > 0) useSample(sampleChoice_->itemData(index).toInt());
     });
@@ -153,15 +154,9 @@ void HeatMapPanel::buildMaps() {
 void HeatMapPanel::setModel(const persona::ModelFacts& facts) {
     layerCount_ = facts.layers;
     hiddenSize_ = facts.hidden_size;
-    vectors_.clear();
+    vectorChoice_->reset(layerCount_, hiddenSize_);
     extraction_.reset();
     trait_.reset();
-    {
-        const QSignalBlocker blocker(vectorChoice_);
-        vectorChoice_->clear();
-        vectorChoice_->addItem(tr("Open vector..."));
-        vectorChoice_->setCurrentIndex(-1);
-    }
     {
         const QSignalBlocker blocker(sampleChoice_);
         sampleChoice_->clear();
@@ -176,49 +171,22 @@ void HeatMapPanel::setModel(const persona::ModelFacts& facts) {
 }
 
 bool HeatMapPanel::openVectorFile(const QString& path) {
-    NamedVector loaded;
-    try {
-        loaded.vector = persona::read_vector_file(path.toStdString());
-    } catch (const std::exception& e) {
-        message_->setText(tr("Could not read the vector: %1").arg(QString::fromUtf8(e.what())));
+    QString error;
+    auto loaded = vectorChoice_->readFile(path, &error);
+    if (!loaded) {
+        message_->setText(error);
         return false;
     }
-    if (loaded.vector.layer_count != layerCount_ + 1 || loaded.vector.hidden_size != hiddenSize_) {
-        message_->setText(tr("%1 has %2 layers of %3 values; this model needs %4 layers of %5.")
-                              .arg(path)
-                              .arg(loaded.vector.layer_count)
-                              .arg(loaded.vector.hidden_size)
-                              .arg(layerCount_ + 1)
-                              .arg(hiddenSize_));
-        return false;
-    }
-    loaded.name = tr("%1 (%2)").arg(QString::fromStdString(loaded.vector.trait), QFileInfo(path).fileName());
-    addVector(std::move(loaded));
+    const QString name = VectorChoice::fileEntryName(*loaded, path);
+    vectorChoice_->addVector(name, std::move(*loaded));
     return true;
-}
-
-void HeatMapPanel::addVector(NamedVector vector) {
-    vectors_.push_back(std::move(vector));
-    const int index = static_cast<int>(vectors_.size()) - 1;
-    {
-        const QSignalBlocker blocker(vectorChoice_);
-        vectorChoice_->insertItem(index, vectors_.back().name);  // "Open vector..." stays last
-    }
-    const bool alreadySelected = vectorChoice_->currentIndex() == index;
-    vectorChoice_->setCurrentIndex(index);
-    if (alreadySelected) vectorChoiceChanged(index);
 }
 
 void HeatMapPanel::setExtraction(const persona::Trait& trait, const persona::ExtractionResult& result) {
     trait_ = trait;
     extraction_ = result;
     // The previous extraction's vectors go: their samples are no longer the ones shown.
-    for (std::size_t i = vectors_.size(); i-- > 0;)
-        if (vectors_[i].aggregate >= 0) {
-            vectors_.erase(vectors_.begin() + static_cast<std::ptrdiff_t>(i));
-            const QSignalBlocker blocker(vectorChoice_);
-            vectorChoice_->removeItem(static_cast<int>(i));
-        }
+    vectorChoice_->removeTagged();
     {
         const QSignalBlocker blocker(sampleChoice_);
         sampleChoice_->clear();
@@ -236,58 +204,24 @@ void HeatMapPanel::setExtraction(const persona::Trait& trait, const persona::Ext
                                    static_cast<int>(i));
         }
     }
-    for (std::size_t a = 0; a < result.aggregates.size(); ++a) {
-        NamedVector named;
-        named.vector = result.aggregates[a].vector;
-        named.aggregate = static_cast<int>(a);
-        named.name = tr("%1 %2 (last extraction)")
-                         .arg(QString::fromStdString(trait.name), QString::fromLatin1(persona::aggregate_name(named.vector.aggregate)));
+    // Tagged with their aggregate's index, for the layer x sample map. Added quietly: the map
+    // is shown once, below.
+    {
         const QSignalBlocker blocker(vectorChoice_);
-        vectors_.push_back(std::move(named));
-        vectorChoice_->insertItem(static_cast<int>(vectors_.size()) - 1, vectors_.back().name);
+        for (std::size_t a = 0; a < result.aggregates.size(); ++a) {
+            const persona::PersonaVector& vector = result.aggregates[a].vector;
+            vectorChoice_->addVector(tr("%1 %2 (last extraction)")
+                                         .arg(QString::fromStdString(trait.name), QString::fromLatin1(persona::aggregate_name(vector.aggregate))),
+                                     vector, static_cast<int>(a));
+        }
     }
     // response_avg, the paper's choice, comes first.
-    for (std::size_t i = 0; i < vectors_.size(); ++i)
-        if (vectors_[i].aggregate == 0) {
-            const bool alreadySelected = vectorChoice_->currentIndex() == static_cast<int>(i);
-            vectorChoice_->setCurrentIndex(static_cast<int>(i));
-            if (alreadySelected) vectorChoiceChanged(static_cast<int>(i));
-            return;
-        }
-    showSamples();
+    if (!vectorChoice_->selectTag(0)) showSamples();
 }
 
-bool HeatMapPanel::selectVector(const QString& name) {
-    const int index = vectorChoice_->findText(name);
-    if (index < 0 || index >= static_cast<int>(vectors_.size())) return false;
-    vectorChoice_->setCurrentIndex(index);
-    return true;
-}
+bool HeatMapPanel::selectVector(const QString& name) { return vectorChoice_->select(name); }
 
-void HeatMapPanel::vectorChoiceChanged(int index) {
-    if (index < 0) return;
-    if (index >= static_cast<int>(vectors_.size())) {
-        chooseVectorFile();
-        return;
-    }
-    previousVectorIndex_ = index;
-    showSamples();
-}
-
-void HeatMapPanel::chooseVectorFile() {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Open Vector"), QString(),
-                                                      tr("Persona vectors (*.safetensors);;All files (*)"));
-    if (path.isEmpty() || !openVectorFile(path)) {
-        const QSignalBlocker blocker(vectorChoice_);
-        vectorChoice_->setCurrentIndex(previousVectorIndex_);
-    }
-}
-
-const persona::PersonaVector* HeatMapPanel::currentVector() const {
-    const int index = vectorChoice_->currentIndex();
-    if (index < 0 || index >= static_cast<int>(vectors_.size())) return nullptr;
-    return &vectors_[static_cast<std::size_t>(index)].vector;
-}
+const persona::PersonaVector* HeatMapPanel::currentVector() const { return vectorChoice_->current(); }
 
 void HeatMapPanel::setConversation(const QString& system, const QString& user, const QString& assistant) {
     system_->setPlainText(system);
@@ -390,18 +324,15 @@ void HeatMapPanel::layOutConversationMap() {
 
 void HeatMapPanel::showSamples() {
     sampleColumns_.clear();
-    const int index = vectorChoice_->currentIndex();
+    const int chosenAggregate = vectorChoice_->currentTag();
     const int layers = layerCount_ + 1;
-    const NamedVector* chosen =
-        index >= 0 && index < static_cast<int>(vectors_.size()) ? &vectors_[static_cast<std::size_t>(index)] : nullptr;
-    if (!extraction_ || !chosen || chosen->aggregate < 0 ||
-        chosen->aggregate >= static_cast<int>(extraction_->aggregates.size())) {
+    if (!extraction_ || chosenAggregate < 0 || chosenAggregate >= static_cast<int>(extraction_->aggregates.size())) {
         sampleMap_->setTitle(extraction_ ? tr("Kept samples: choose one of the last extraction's vectors")
                                          : tr("Kept samples of the last extraction (run one first)"));
         sampleMap_->clearColumns(std::max(layers, 1), 1);
         return;
     }
-    const persona::AggregateResult& aggregate = extraction_->aggregates[static_cast<std::size_t>(chosen->aggregate)];
+    const persona::AggregateResult& aggregate = extraction_->aggregates[static_cast<std::size_t>(chosenAggregate)];
     const bool centred = sampleScale_->currentData().toInt() == CentredPerLayer;
     std::vector<double> midpoint(static_cast<std::size_t>(layers), 0.0);
     if (centred)

@@ -12,6 +12,7 @@
 #include <vector>
 
 class ProjectionHeatMap;
+class VectorChoice;
 class QComboBox;
 class QLabel;
 class QPlainTextEdit;
@@ -63,23 +64,15 @@ signals:
     void computeFailed(const QString& error);
 
 private:
-    struct NamedVector {
-        QString name;
-        persona::PersonaVector vector;
-        int aggregate = -1;  // index into the extraction's aggregates; -1 for a file
-    };
 
     void buildInputs();
     void buildMaps();
-    void addVector(NamedVector vector);
-    void vectorChoiceChanged(int index);
-    void chooseVectorFile();
     void showConversation();
     void showSamples();
     void layOutConversationMap();
 
     EngineClient* engine_;
-    QComboBox* vectorChoice_;
+    VectorChoice* vectorChoice_;
     QComboBox* sampleChoice_;
     QPlainTextEdit* system_;
     QPlainTextEdit* user_;
@@ -92,8 +85,6 @@ private:
     QComboBox* sampleScale_;
     ProjectionHeatMap* sampleMap_;
 
-    std::vector<NamedVector> vectors_;
-    int previousVectorIndex_ = -1;
     int layerCount_ = 0;  // L
     int hiddenSize_ = 0;
     std::optional<persona::Trait> trait_;

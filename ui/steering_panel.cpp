@@ -3,6 +3,7 @@
 #include "diverging_colors.h"
 #include "engine_client.h"
 #include "projection_heat_map.h"
+#include "vector_choice.h"
 #include "persona/vector_files.h"
 
 #include <QComboBox>
@@ -81,10 +82,10 @@ void SteeringPanel::buildInputs() {
         edit->setFixedHeight(edit->fontMetrics().lineSpacing() * 2 + 12);
     }
 
-    vectorChoice_ = new QComboBox(this);
+    vectorChoice_ = new VectorChoice(this);
     vectorChoice_->setObjectName("vector_choice");
-    vectorChoice_->addItem(tr("Open vector..."));
     vectorChoice_->setMinimumContentsLength(24);
+    vectorChoice_->setFileOpener([this](const QString& path) { return openVectorFile(path); });
     layer_ = new QSpinBox(this);
     layer_->setObjectName("layer");
     layer_->setRange(1, 1);
@@ -256,7 +257,7 @@ void SteeringPanel::connectInputs() {
     });
     connect(systemPrompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
     connect(prompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
-    connect(vectorChoice_, &QComboBox::currentIndexChanged, this, &SteeringPanel::vectorChoiceChanged);
+    connect(vectorChoice_, &VectorChoice::vectorChosen, this, &SteeringPanel::inputChanged);
     connect(layer_, &QSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
     connect(positions_, &QComboBox::currentIndexChanged, this, &SteeringPanel::inputChanged);
     connect(operation_, &QComboBox::currentIndexChanged, this, &SteeringPanel::inputChanged);
@@ -285,13 +286,7 @@ void SteeringPanel::setModel(const persona::ModelFacts& facts) {
         // The paper's best steering layers sat about two thirds of the way up.
         layer_->setValue(std::max(1, layerCount_ * 2 / 3));
     }
-    // Vectors of another model do not fit this one.
-    vectors_.clear();
-    {
-        const QSignalBlocker blocker(vectorChoice_);
-        vectorChoice_->clear();
-        vectorChoice_->addItem(tr("Open vector..."));
-    }
+    vectorChoice_->reset(layerCount_, hiddenSize_);
     useRandomDirection();
     generateButton_->setEnabled(true);
     sweepButton_->setEnabled(true);
@@ -300,25 +295,19 @@ void SteeringPanel::setModel(const persona::ModelFacts& facts) {
 }
 
 void SteeringPanel::useRandomDirection() {
-    for (std::size_t i = 0; i < vectors_.size(); ++i)
-        if (vectors_[i].name == tr(kRandomDirectionName)) {
-            vectorChoice_->setCurrentIndex(static_cast<int>(i));
-            return;
-        }
-    if (layerCount_ <= 0) return;
+    if (vectorChoice_->select(tr(kRandomDirectionName)) || layerCount_ <= 0) return;
     // Gaussian entries: |v| is about sqrt(hidden) (24 for hidden 576), so coefficients of a
     // few units reach the size of a residual-stream activation, as trait vectors do.
     std::mt19937 generator(kRandomDirectionSeed);
     std::normal_distribution<float> gaussian;
-    NamedVector random;
-    random.name = tr(kRandomDirectionName);
-    random.vector.trait = "random";
-    random.vector.layer_count = layerCount_ + 1;
-    random.vector.hidden_size = hiddenSize_;
-    random.vector.values.resize(static_cast<std::size_t>(layerCount_ + 1) * static_cast<std::size_t>(hiddenSize_));
-    for (float& value : random.vector.values) value = gaussian(generator);
-    random.vector.provenance["source"] = "random Gaussian direction, not extracted from any trait";
-    addVector(std::move(random), 0);
+    persona::PersonaVector random;
+    random.trait = "random";
+    random.layer_count = layerCount_ + 1;
+    random.hidden_size = hiddenSize_;
+    random.values.resize(static_cast<std::size_t>(layerCount_ + 1) * static_cast<std::size_t>(hiddenSize_));
+    for (float& value : random.values) value = gaussian(generator);
+    random.provenance["source"] = "random Gaussian direction, not extracted from any trait";
+    vectorChoice_->addVector(tr(kRandomDirectionName), std::move(random));
     vectorChoice_->setItemData(vectorChoice_->currentIndex(),
                                tr("A fixed random Gaussian vector, for trying steering before any trait is extracted. "
                                   "What it does to the text means nothing about any trait."),
@@ -326,71 +315,30 @@ void SteeringPanel::useRandomDirection() {
 }
 
 bool SteeringPanel::openVectorFile(const QString& path) {
-    NamedVector loaded;
-    try {
-        loaded.vector = persona::read_vector_file(path.toStdString());
-    } catch (const std::exception& e) {
-        message_->setText(tr("Could not read the vector: %1").arg(QString::fromUtf8(e.what())));
-        return false;
-    }
-    if (loaded.vector.layer_count != layerCount_ + 1 || loaded.vector.hidden_size != hiddenSize_) {
-        message_->setText(tr("%1 has %2 layers of %3 values; this model needs %4 layers of %5.")
-                              .arg(path)
-                              .arg(loaded.vector.layer_count)
-                              .arg(loaded.vector.hidden_size)
-                              .arg(layerCount_ + 1)
-                              .arg(hiddenSize_));
+    QString error;
+    auto loaded = vectorChoice_->readFile(path, &error);
+    if (!loaded) {
+        message_->setText(error);
         return false;
     }
     int suggestedLayer = 0;
-    const auto suggested = loaded.vector.provenance.find("suggested_layer");
-    if (suggested != loaded.vector.provenance.end()) suggestedLayer = QString::fromStdString(suggested->second).toInt();
-    loaded.name = tr("%1 (%2)").arg(QString::fromStdString(loaded.vector.trait), QFileInfo(path).fileName());
-    addVector(std::move(loaded), suggestedLayer);
+    const auto suggested = loaded->provenance.find("suggested_layer");
+    if (suggested != loaded->provenance.end()) suggestedLayer = QString::fromStdString(suggested->second).toInt();
+    const QString name = VectorChoice::fileEntryName(*loaded, path);
+    addVector(name, std::move(*loaded), suggestedLayer);
     return true;
 }
 
-void SteeringPanel::addVector(NamedVector vector, int suggestedLayer) {
-    vectors_.push_back(std::move(vector));
-    const int index = static_cast<int>(vectors_.size()) - 1;
-    {
-        // "Open vector..." stays last.
-        const QSignalBlocker blocker(vectorChoice_);
-        vectorChoice_->insertItem(index, vectors_.back().name);
-    }
+// The vector's suggested layer is set first, so the generation its choice starts uses it.
+void SteeringPanel::addVector(const QString& name, persona::PersonaVector vector, int suggestedLayer) {
     if (suggestedLayer >= 1 && suggestedLayer <= layerCount_) {
         const QSignalBlocker blocker(layer_);
         layer_->setValue(suggestedLayer);
     }
-    const bool alreadySelected = vectorChoice_->currentIndex() == index;  // then no signal comes
-    vectorChoice_->setCurrentIndex(index);
-    if (alreadySelected) vectorChoiceChanged(index);
+    vectorChoice_->addVector(name, std::move(vector));
 }
 
-void SteeringPanel::vectorChoiceChanged(int index) {
-    if (index < 0) return;
-    if (index >= static_cast<int>(vectors_.size())) {
-        chooseVectorFile();
-        return;
-    }
-    previousVectorIndex_ = index;
-    inputChanged();
-}
-
-void SteeringPanel::chooseVectorFile() {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Open Vector"), QString(),
-                                                      tr("Persona vectors (*.safetensors);;All files (*)"));
-    if (path.isEmpty() || !openVectorFile(path)) {
-        const QSignalBlocker blocker(vectorChoice_);
-        vectorChoice_->setCurrentIndex(previousVectorIndex_);
-    }
-}
-
-const persona::PersonaVector* SteeringPanel::currentVector() const {
-    const int index = vectorChoice_->currentIndex();
-    if (index < 0 || index >= static_cast<int>(vectors_.size())) return nullptr;
-    return &vectors_[static_cast<std::size_t>(index)].vector;
-}
+const persona::PersonaVector* SteeringPanel::currentVector() const { return vectorChoice_->current(); }
 
 int SteeringPanel::steeredLayer() const { return layer_->value(); }
 
@@ -714,18 +662,9 @@ void SteeringPanel::refreshSweep() {
 }
 
 bool SteeringPanel::useVector(const persona::PersonaVector& vector, const QString& name, int suggestedLayer) {
-    if (vector.layer_count != layerCount_ + 1 || vector.hidden_size != hiddenSize_) return false;
+    if (!vectorChoice_->fits(vector)) return false;
     // A newer extraction of the same name replaces the older one rather than piling up.
-    for (std::size_t i = 0; i < vectors_.size(); ++i)
-        if (vectors_[i].name == name) {
-            vectors_[i].vector = vector;
-            if (suggestedLayer >= 1 && suggestedLayer <= layerCount_) layer_->setValue(suggestedLayer);
-            const bool alreadySelected = vectorChoice_->currentIndex() == static_cast<int>(i);
-            vectorChoice_->setCurrentIndex(static_cast<int>(i));
-            if (alreadySelected) vectorChoiceChanged(static_cast<int>(i));
-            return true;
-        }
-    addVector({name, vector}, suggestedLayer);
+    addVector(name, vector, suggestedLayer);
     return true;
 }
 

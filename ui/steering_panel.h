@@ -13,6 +13,7 @@
 
 class EngineClient;
 class ProjectionHeatMap;
+class VectorChoice;
 class QComboBox;
 class QDoubleSpinBox;
 class QHBoxLayout;
@@ -85,10 +86,6 @@ signals:
     void generationFailed(const QString& error);
 
 private:
-    struct NamedVector {
-        QString name;
-        persona::PersonaVector vector;
-    };
     struct PaneTokens {
         QStringList texts;
         std::vector<std::vector<float>> projections;  // [token][layer 0..L]
@@ -102,9 +99,7 @@ private:
     void refreshSweep();
     void connectInputs();
     void inputChanged();
-    void vectorChoiceChanged(int index);
-    void chooseVectorFile();
-    void addVector(NamedVector vector, int suggestedLayer);
+    void addVector(const QString& name, persona::PersonaVector vector, int suggestedLayer);
     void onToken(const persona::TokenEvent& event);
     void onFinished(const std::vector<persona::GenerationResult>& results);
     void settle(const QString& message);
@@ -115,7 +110,7 @@ private:
     EngineClient* engine_;
     QPlainTextEdit* systemPrompt_;
     QPlainTextEdit* prompt_;
-    QComboBox* vectorChoice_;
+    VectorChoice* vectorChoice_;
     QSpinBox* layer_;
     QComboBox* positions_;
     QComboBox* operation_;
@@ -137,8 +132,6 @@ private:
     std::array<ProjectionHeatMap*, 2> paneMaps_{};
     ProjectionHeatMap* differenceMap_;
 
-    std::vector<NamedVector> vectors_;
-    int previousVectorIndex_ = -1;
     int layerCount_ = 0;  // L: blocks; the vector and the probe have L + 1 layers
     int hiddenSize_ = 0;
 
