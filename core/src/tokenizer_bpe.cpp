@@ -9,7 +9,6 @@
 
 #include <array>
 #include <mutex>
-#include <queue>
 
 namespace persona {
 namespace detail {
@@ -123,7 +122,8 @@ std::array<std::uint32_t, 256> byte_to_codepoint_table() {
 class ByteLevelBpe final : public FragmentEncoder {
 public:
     ByteLevelBpe(const TokenizerVocabulary& vocabulary, const TokenIndex& index, const std::string& source)
-        : vocabulary_(vocabulary), pre_tokenizer_(vocabulary.pre, source) {
+        : vocabulary_(vocabulary), pre_tokenizer_(vocabulary.pre, source),
+          merges_(vocabulary.merges, index, source, "tokenizer.ggml.merges entry") {
         const auto byte_codepoints = byte_to_codepoint_table();
         codepoint_to_byte_.fill(-1);
         for (std::size_t byte = 0; byte < 256; ++byte) {
@@ -135,26 +135,6 @@ public:
             // llama.cpp both do.
             const auto it = index.find(spelling);
             byte_token_[byte] = it == index.end() ? -1 : it->second;
-        }
-
-        merges_.reserve(vocabulary.merges.size() * 2);
-        for (std::size_t rank = 0; rank < vocabulary.merges.size(); ++rank) {
-            const std::string& merge = vocabulary.merges[rank];
-            // The left part is never empty, so a space at position 0 belongs to it.
-            const std::size_t space = merge.find(' ', 1);
-            const auto bad = [&](const std::string& why) {
-                throw FileError(source, "tokenizer.ggml.merges entry " + std::to_string(rank) + " '" + merge + "' " + why);
-            };
-            if (space == std::string::npos) bad("is not two tokens separated by a space");
-            const std::string_view left(merge.data(), space);
-            const std::string_view right(merge.data() + space + 1, merge.size() - space - 1);
-            const std::string joined = std::string(left) + std::string(right);
-            const auto left_it = index.find(left), right_it = index.find(right), joined_it = index.find(joined);
-            if (left_it == index.end() || right_it == index.end() || joined_it == index.end())
-                bad("names a token that is not in the vocabulary");
-            // An earlier entry for the same pair wins, as it would in the merge order.
-            merges_.emplace(pair_key(left_it->second, right_it->second),
-                            Merge{static_cast<std::int32_t>(rank), joined_it->second});
         }
     }
 
@@ -186,20 +166,6 @@ public:
     }
 
 private:
-    struct Merge {
-        std::int32_t rank;
-        std::int32_t result;
-    };
-
-    static std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
-        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
-    }
-
-    const Merge* find_merge(std::int32_t left, std::int32_t right) const {
-        const auto it = merges_.find(pair_key(left, right));
-        return it == merges_.end() ? nullptr : &it->second;
-    }
-
     void encode_word(std::string_view word, std::vector<std::int32_t>& out) const {
         // Text repeats its words, so each word's ids are remembered. Long words are rare and
         // would make the cache large, so they are not.
@@ -224,65 +190,18 @@ private:
     }
 
     void merge_word(std::string_view word, std::vector<std::int32_t>& out) const {
-        struct Symbol {
-            std::int32_t id;
-            std::int32_t previous;
-            std::int32_t next;
-        };
-        std::vector<Symbol> symbols;
-        symbols.reserve(word.size());
-        for (const char c : word) {
-            const std::int32_t id = byte_token_[static_cast<unsigned char>(c)];
-            if (id < 0) continue;
-            const auto index = static_cast<std::int32_t>(symbols.size());
-            symbols.push_back({id, index - 1, -1});
-            if (index > 0) symbols[static_cast<std::size_t>(index) - 1].next = index;
-        }
-
-        struct Candidate {
-            std::int32_t rank, left, left_id, right_id, result;
-            // Lowest rank first; among equal ranks the leftmost, as Hugging Face does.
-            bool operator>(const Candidate& other) const {
-                return rank != other.rank ? rank > other.rank : left > other.left;
-            }
-        };
-        std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> queue;
-        const auto consider = [&](std::int32_t left) {
-            if (left < 0) return;
-            const std::int32_t right = symbols[static_cast<std::size_t>(left)].next;
-            if (right < 0) return;
-            const std::int32_t left_id = symbols[static_cast<std::size_t>(left)].id;
-            const std::int32_t right_id = symbols[static_cast<std::size_t>(right)].id;
-            if (const Merge* merge = find_merge(left_id, right_id))
-                queue.push({merge->rank, left, left_id, right_id, merge->result});
-        };
-        for (std::size_t i = 0; i + 1 < symbols.size(); ++i) consider(static_cast<std::int32_t>(i));
-
-        while (!queue.empty()) {
-            const Candidate top = queue.top();
-            queue.pop();
-            Symbol& left = symbols[static_cast<std::size_t>(top.left)];
-            // A candidate is stale once either side has merged with something else.
-            if (left.id != top.left_id || left.next < 0) continue;
-            Symbol& right = symbols[static_cast<std::size_t>(left.next)];
-            if (right.id != top.right_id) continue;
-            left.id = top.result;
-            right.id = -1;
-            left.next = right.next;
-            if (right.next >= 0) symbols[static_cast<std::size_t>(right.next)].previous = top.left;
-            consider(left.previous);
-            consider(top.left);
-        }
-        for (std::int32_t i = 0; i >= 0 && static_cast<std::size_t>(i) < symbols.size();
-             i = symbols[static_cast<std::size_t>(i)].next)
-            out.push_back(symbols[static_cast<std::size_t>(i)].id);
+        std::vector<std::int32_t> ids;
+        ids.reserve(word.size());
+        for (const char c : word)
+            if (const std::int32_t id = byte_token_[static_cast<unsigned char>(c)]; id >= 0) ids.push_back(id);
+        merges_.merge(ids, out);
     }
 
     const TokenizerVocabulary& vocabulary_;
     PreTokenizer pre_tokenizer_;
     std::array<std::int32_t, 256> byte_token_{};
     std::array<std::int16_t, 512> codepoint_to_byte_{};
-    std::unordered_map<std::uint64_t, Merge> merges_;
+    RankedMerges merges_;
     mutable std::mutex cache_mutex_;
     mutable std::unordered_map<std::string, std::vector<std::int32_t>> cache_;
 };

@@ -38,6 +38,31 @@ std::unique_ptr<FragmentEncoder> make_sentencepiece(const TokenizerVocabulary& v
 std::unique_ptr<FragmentEncoder> make_metaspace_bpe(const TokenizerVocabulary& vocabulary, const TokenIndex& index,
                                                     const std::string& source);
 
+// SentencePiece's word-boundary marker, U+2581 LOWER ONE EIGHTH BLOCK, in place of a space.
+constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";
+
+// BPE merges by rank from "left right" entries, shared by the byte-level and Metaspace encoders.
+// Throws FileError(source, "<entry_name> N '...' ...") for an entry that is not two known tokens.
+class RankedMerges {
+public:
+    RankedMerges(const std::vector<std::string>& merges, const TokenIndex& index, const std::string& source,
+                 const std::string& entry_name);
+    // Merges a word's initial symbols, lowest rank first and the leftmost among equal ranks (as
+    // Hugging Face does), appending the result to `out`.
+    void merge(const std::vector<std::int32_t>& symbols, std::vector<std::int32_t>& out) const;
+
+private:
+    struct Merge {
+        std::int32_t rank;
+        std::int32_t result;
+    };
+    std::unordered_map<std::uint64_t, Merge> merges_;
+};
+
+// Bytes of a SentencePiece-spelled token in decoded text: a "<0xNN>" byte piece as its byte,
+// U+2581 as a space.
+std::string sentencepiece_token_bytes(const TokenizerVocabulary& vocabulary, std::int32_t id);
+
 // Builds every Tokenizer. `encoder_factory`, when given, replaces the merge algorithm the
 // vocabulary's model names; it receives the vocabulary and index the tokenizer keeps. User-defined
 // tokens with ids below `user_defined_left_to_encoder` are not split out of the text beforehand,

@@ -10,14 +10,12 @@
 
 #include <array>
 #include <cstdio>
-#include <queue>
 #include <string>
 
 namespace persona {
 namespace detail {
 namespace {
 
-constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK
 
 // Where the U+2581 prefix goes, read from the vocabulary's pre name (hf_tokenizer.cpp writes it).
 enum class Prepend {
@@ -53,7 +51,8 @@ MetaspaceScheme parse_scheme(const std::string& pre, const std::string& source) 
 class MetaspaceBpe final : public FragmentEncoder {
 public:
     MetaspaceBpe(const TokenizerVocabulary& vocabulary, const TokenIndex& index, const std::string& source)
-        : vocabulary_(vocabulary), index_(index), scheme_(parse_scheme(vocabulary.pre, source)) {
+        : vocabulary_(vocabulary), index_(index), scheme_(parse_scheme(vocabulary.pre, source)),
+          merges_(vocabulary.merges, index, source, "merges entry") {
         byte_piece_.fill(-1);
         for (std::size_t id = 0; id < vocabulary.tokens.size(); ++id) {
             if (vocabulary.types[id] != TokenType::Byte) continue;
@@ -65,24 +64,6 @@ public:
             byte_piece_[value] = static_cast<std::int32_t>(id);
         }
         unknown_id_ = vocabulary.unknown_id.value_or(-1);
-
-        merges_.reserve(vocabulary.merges.size() * 2);
-        for (std::size_t rank = 0; rank < vocabulary.merges.size(); ++rank) {
-            const std::string& merge = vocabulary.merges[rank];
-            const std::size_t space = merge.find(' ', 1);
-            const auto bad = [&](const std::string& why) {
-                throw FileError(source, "merges entry " + std::to_string(rank) + " '" + merge + "' " + why);
-            };
-            if (space == std::string::npos) bad("is not two tokens separated by a space");
-            const std::string_view left(merge.data(), space);
-            const std::string_view right(merge.data() + space + 1, merge.size() - space - 1);
-            const std::string joined = std::string(left) + std::string(right);
-            const auto left_it = index.find(left), right_it = index.find(right), joined_it = index.find(joined);
-            if (left_it == index.end() || right_it == index.end() || joined_it == index.end())
-                bad("names a token that is not in the vocabulary");
-            merges_.emplace(pair_key(left_it->second, right_it->second),
-                            Merge{static_cast<std::int32_t>(rank), joined_it->second});
-        }
     }
 
     void encode(std::string_view fragment, bool, bool at_text_start, std::vector<std::int32_t>& out) const override {
@@ -109,33 +90,9 @@ public:
         merge_word(std::string_view(text).substr(start), out);
     }
 
-    std::string token_bytes(std::int32_t id) const override {
-        const std::string& text = vocabulary_.tokens[static_cast<std::size_t>(id)];
-        if (vocabulary_.types[static_cast<std::size_t>(id)] == TokenType::Byte)  // "<0xNN>", checked when built
-            return std::string(1, static_cast<char>(std::stoi(text.substr(3, 2), nullptr, 16)));
-        std::string bytes;
-        bytes.reserve(text.size());
-        for (std::size_t position = 0; position < text.size();) {
-            if (text.compare(position, kSpaceSymbol.size(), kSpaceSymbol) == 0) {
-                bytes += ' ';
-                position += kSpaceSymbol.size();
-            } else {
-                bytes += text[position++];
-            }
-        }
-        return bytes;
-    }
+    std::string token_bytes(std::int32_t id) const override { return sentencepiece_token_bytes(vocabulary_, id); }
 
 private:
-    struct Merge {
-        std::int32_t rank;
-        std::int32_t result;
-    };
-
-    static std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
-        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
-    }
-
     // Symbols of one character each: its piece, else its bytes' pieces, else the unknown token
     // (consecutive unknowns fused into one, as Llama's fuse_unk asks).
     void initial_symbols(std::string_view word, std::vector<std::int32_t>& ids) const {
@@ -169,50 +126,7 @@ private:
         if (word.empty()) return;
         std::vector<std::int32_t> ids;
         initial_symbols(word, ids);
-        struct Symbol {
-            std::int32_t id, previous, next;
-        };
-        std::vector<Symbol> symbols(ids.size());
-        for (std::size_t i = 0; i < ids.size(); ++i)
-            symbols[i] = {ids[i], static_cast<std::int32_t>(i) - 1,
-                          i + 1 < ids.size() ? static_cast<std::int32_t>(i + 1) : -1};
-
-        struct Candidate {
-            std::int32_t rank, left, left_id, right_id, result;
-            // Lowest rank first; among equal ranks the leftmost, as Hugging Face does.
-            bool operator>(const Candidate& other) const {
-                return rank != other.rank ? rank > other.rank : left > other.left;
-            }
-        };
-        std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> queue;
-        const auto consider = [&](std::int32_t left) {
-            if (left < 0) return;
-            const std::int32_t right = symbols[static_cast<std::size_t>(left)].next;
-            if (right < 0) return;
-            const std::int32_t left_id = symbols[static_cast<std::size_t>(left)].id;
-            const std::int32_t right_id = symbols[static_cast<std::size_t>(right)].id;
-            const auto it = merges_.find(pair_key(left_id, right_id));
-            if (it != merges_.end()) queue.push({it->second.rank, left, left_id, right_id, it->second.result});
-        };
-        for (std::size_t i = 0; i + 1 < symbols.size(); ++i) consider(static_cast<std::int32_t>(i));
-
-        while (!queue.empty()) {
-            const Candidate top = queue.top();
-            queue.pop();
-            Symbol& left = symbols[static_cast<std::size_t>(top.left)];
-            // A candidate is stale once either side has merged with something else.
-            if (left.id != top.left_id || left.next < 0) continue;
-            Symbol& right = symbols[static_cast<std::size_t>(left.next)];
-            if (right.id != top.right_id) continue;
-            left.id = top.result;
-            right.id = -1;
-            left.next = right.next;
-            if (right.next >= 0) symbols[static_cast<std::size_t>(right.next)].previous = top.left;
-            consider(left.previous);
-            consider(top.left);
-        }
-        for (std::int32_t i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[static_cast<std::size_t>(i)].next)
-            out.push_back(symbols[static_cast<std::size_t>(i)].id);
+        merges_.merge(ids, out);
     }
 
     const TokenizerVocabulary& vocabulary_;
@@ -220,7 +134,7 @@ private:
     MetaspaceScheme scheme_;
     std::array<std::int32_t, 256> byte_piece_{};
     std::int32_t unknown_id_ = -1;
-    std::unordered_map<std::uint64_t, Merge> merges_;
+    RankedMerges merges_;
 };
 
 }  // namespace

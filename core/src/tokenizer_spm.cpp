@@ -13,7 +13,6 @@ namespace persona {
 namespace detail {
 namespace {
 
-constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK
 
 class SentencePieceBpe final : public FragmentEncoder {
 public:
@@ -115,22 +114,7 @@ public:
             emit(piece_of(i), unused_splits, out);
     }
 
-    std::string token_bytes(std::int32_t id) const override {
-        const std::string& text = vocabulary_.tokens[static_cast<std::size_t>(id)];
-        if (vocabulary_.types[static_cast<std::size_t>(id)] == TokenType::Byte)  // "<0xNN>", checked when built
-            return std::string(1, static_cast<char>(std::stoi(text.substr(3, 2), nullptr, 16)));
-        std::string bytes;
-        bytes.reserve(text.size());
-        for (std::size_t position = 0; position < text.size();) {
-            if (text.compare(position, kSpaceSymbol.size(), kSpaceSymbol) == 0) {
-                bytes += ' ';
-                position += kSpaceSymbol.size();
-            } else {
-                bytes += text[position++];
-            }
-        }
-        return bytes;
-    }
+    std::string token_bytes(std::int32_t id) const override { return sentencepiece_token_bytes(vocabulary_, id); }
 
 private:
     void emit(std::string_view piece,
