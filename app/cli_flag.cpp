@@ -1,4 +1,4 @@
-// persona-cli flag: ranks a chat dataset's samples by projection difference (METHOD.md:
+// persona-cli flag: ranks a chat dataset's samples by projection difference (docs/method.md:
 // flagging training data), one shard of it per job if asked; --merge ranks the shards together.
 #include "cli_commands.h"
 

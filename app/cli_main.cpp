@@ -427,7 +427,7 @@ int main(int argc, char** argv) {
     add_traits_draft_command(*traits, global, selected);
 
     ExtractOptions ex;
-    auto* extract = app.add_subcommand("extract", "Extract a persona vector for a trait (METHOD.md), summary as JSON");
+    auto* extract = app.add_subcommand("extract", "Extract a persona vector for a trait (docs/method.md), summary as JSON");
     extract->add_option("--trait", ex.trait, "Built-in trait name or trait file")->required();
     extract->add_option("--model,-m", ex.model, "GGUF model file")->capture_default_str();
     extract->add_option("--out,-o", ex.out, "Vector file to write (default: TRAIT.safetensors)");

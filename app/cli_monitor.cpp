@@ -1,4 +1,4 @@
-// persona-cli monitor: where a persona vector lights up in a conversation (METHOD.md:
+// persona-cli monitor: where a persona vector lights up in a conversation (docs/method.md:
 // monitoring), and the last prompt token's projection as a predictor of the trait.
 #include "cli_commands.h"
 

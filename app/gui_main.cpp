@@ -1,12 +1,12 @@
 // persona-workbench: the desktop application.
-#include "engine_client.h"
-#include "extraction_panel.h"
-#include "heat_map_panel.h"
-#include "main_window.h"
+#include "shell/engine_client.h"
+#include "panels/extraction_panel.h"
+#include "panels/heat_map_panel.h"
+#include "shell/main_window.h"
 #include "persona/paths.h"
-#include "project_controller.h"
-#include "steering_panel.h"
-#include "traits_panel.h"
+#include "shell/project_controller.h"
+#include "panels/steering_panel.h"
+#include "panels/traits_panel.h"
 
 #include <QApplication>
 #include <QCommandLineParser>

@@ -23,7 +23,7 @@ sudo=""
 packages=(
     build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-pip
     qt6-base-dev libgl-dev libqcustomplot-dev libqcustomplot2.1-qt6
-    libtorch-dev libopenblas0-pthread   # libtorch is 75x slower on reference BLAS (PITFALLS.md)
+    libtorch-dev libopenblas0-pthread   # libtorch is 75x slower on reference BLAS (docs/platform-notes.md)
     libsentencepiece-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libssl-dev   # PCRE2: tokenizer regexes; libssl-dev: SHA-256
     libcpp-httplib-dev   # OpenAI-compatible HTTP judge and trait drafting (pulls libssl-dev)
     xvfb xauth

@@ -16,7 +16,7 @@ extract() {  # TRAIT QUESTIONS PAIRS MAX_TOKENS
         --out "$work/$1.safetensors" > "$work/$1.json"
 }
 
-judge_note="Vectors were extracted on SmolLM2-135M-Instruct (Q4_1) with --judge none: a 135M model cannot judge its own answers, so no answer was filtered and each vector contrasts answers under the trait-showing and trait-denying system prompts (METHOD.md step 4 skipped). Re-extract with a judge on a larger model for paper-grade vectors."
+judge_note="Vectors were extracted on SmolLM2-135M-Instruct (Q4_1) with --judge none: a 135M model cannot judge its own answers, so no answer was filtered and each vector contrasts answers under the trait-showing and trait-denying system prompts (docs/method.md step 4 skipped). Re-extract with a judge on a larger model for paper-grade vectors."
 
 make_project() {  # FOLDER DESCRIPTION STEERED_TRAIT TRAIT...
     local folder="$here/$1" description="$2" steered="$3"

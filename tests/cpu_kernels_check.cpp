@@ -2,7 +2,7 @@
 // random inputs, including shapes the models do not have: rows that do not fill a tile of
 // four, matrix heights that are not a multiple of four, left padding and sliding windows in
 // attention. Kept free of Qt: torch and Qt headers cannot share a translation unit
-// (PITFALLS.md), so test_cpu_kernels.cpp only reports what this file finds.
+// (docs/platform-notes.md), so test_cpu_kernels.cpp only reports what this file finds.
 #include "cpu_kernels_check.h"
 
 #include "model/cpu_kernels.h"

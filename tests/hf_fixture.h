@@ -4,9 +4,9 @@
 // llama blocks put back into Hugging Face's order, config.json, tokenizer.json and
 // tokenizer_config.json written from the GGUF's metadata. Shared by the suites that need a
 // checkpoint folder (test_hf_checkpoint, test_model_panel).
-#include "persona/dequantize.h"
+#include "formats/dequantize.h"
 #include "persona/gguf.h"
-#include "persona/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <QString>
 #include <QtGlobal>

@@ -1,6 +1,6 @@
 // The executables as a user runs them: persona-cli's JSON and exit codes, and the workbench's
 // --screenshot mode.
-#include "persona/safetensors.h"
+#include "formats/safetensors.h"
 #include "test_support.h"
 
 #include <random>

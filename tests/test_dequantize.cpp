@@ -1,9 +1,9 @@
 // Dequantization against an independent decoder (the gguf Python package, through
 // tests/data/dequant_goldens.json), against blocks built by hand from the format description,
 // and on its error paths.
-#include "persona/dequantize.h"
+#include "formats/dequantize.h"
 #include "persona/errors.h"
-#include "persona/ggml_types.h"
+#include "formats/ggml_types.h"
 #include "persona/gguf.h"
 #include "test_support.h"
 

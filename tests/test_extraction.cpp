@@ -134,7 +134,7 @@ private slots:
         QCOMPARE(mixed.calls, 2);
     }
 
-    // METHOD.md: under 0.25 of the mass on numbers is a refusal; just above is scored.
+    // docs/method.md: under 0.25 of the mass on numbers is a refusal; just above is scored.
     void refusalRule() {
         SyntheticJudge refusing;
         refusing.table[{}] = {{5, 0.2f}, {kWord, 0.8f}};

@@ -2,8 +2,8 @@
 // sample table as samples arrive, every stage bar reaches its end, the plots show one point per
 // layer with the suggested layer marked; a cancelled run resumes from its checkpoint; and the UI
 // thread keeps turning while the engine works.
-#include "engine_client.h"
-#include "extraction_panel.h"
+#include "shell/engine_client.h"
+#include "panels/extraction_panel.h"
 #include "persona/vector_files.h"
 #include "test_support.h"
 

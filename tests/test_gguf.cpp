@@ -1,7 +1,7 @@
 // The GGUF reader on the real default model, on damaged copies of it, and on synthetic files
 // that use every metadata value type.
 #include "persona/errors.h"
-#include "persona/ggml_types.h"
+#include "formats/ggml_types.h"
 #include "persona/gguf.h"
 #include "persona/model_facts.h"
 #include "test_support.h"

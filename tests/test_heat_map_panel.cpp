@@ -1,12 +1,12 @@
 // The Heat-map panel on the real default model: a typed conversation becomes a layer x token map
 // whose cells are the projections persona::Model::trace gives, one column per token and L + 1
 // rows; and an extraction's kept samples become a layer x sample map, positives first.
-#include "engine_client.h"
-#include "heat_map_panel.h"
+#include "shell/engine_client.h"
+#include "panels/heat_map_panel.h"
 #include "persona/model.h"
 #include "persona/tokenizer.h"
 #include "persona/vector_files.h"
-#include "projection_heat_map.h"
+#include "widgets/projection_heat_map.h"
 #include "test_support.h"
 
 #include <QComboBox>

@@ -4,12 +4,12 @@
 // norms stored as w rather than GGUF's 1 + w, config.json and a tokenizer.json written from the
 // GGUF's metadata. Loading such a directory must then give the GGUF model's tokenizer and, with
 // the same weights, its logits.
-#include "persona/dequantize.h"
+#include "formats/dequantize.h"
 #include "persona/errors.h"
 #include "persona/gguf.h"
-#include "persona/hf_config.h"
+#include "formats/hf_config.h"
 #include "persona/model.h"
-#include "persona/safetensors.h"
+#include "formats/safetensors.h"
 #include "persona/tokenizer.h"
 #include "hf_fixture.h"
 #include "test_support.h"

@@ -126,7 +126,7 @@ private slots:
         }
         QCOMPARE(std::round(*judge->score(rubric, "q", "answer-a", {}).score * 1000) / 1000, 48.75);
 
-        // What went over the wire: METHOD.md's request, the rubric rendered as the user message,
+        // What went over the wire: docs/method.md's request, the rubric rendered as the user message,
         // and the key from the environment.
         const auto requests = server_.requests();
         QCOMPARE(int(requests.size()), 4);

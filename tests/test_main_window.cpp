@@ -1,7 +1,7 @@
 // The main window, offscreen, on the real default model: the facts appear once the engine
 // thread has loaded it, and a bad file is reported in the window without losing it.
-#include "engine_client.h"
-#include "main_window.h"
+#include "shell/engine_client.h"
+#include "shell/main_window.h"
 #include "test_support.h"
 
 #include <QLabel>

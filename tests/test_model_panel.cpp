@@ -2,10 +2,10 @@
 // folder through the panel, by drop as well, the recent list kept in QSettings, a reload with
 // another dtype, choices the engine cannot honour and bad files reported in the panel while
 // the model loaded before stays usable; and the main window's status bar and shortcuts.
-#include "engine_client.h"
+#include "shell/engine_client.h"
 #include "hf_fixture.h"
-#include "main_window.h"
-#include "model_panel.h"
+#include "shell/main_window.h"
+#include "panels/model_panel.h"
 #include "test_support.h"
 
 #include <QAction>

@@ -1,4 +1,4 @@
-// Monitoring and data flagging (METHOD.md) on the real default model: projections checked
+// Monitoring and data flagging (docs/method.md) on the real default model: projections checked
 // against hidden states from Model::trace, and a flagging run whose ranking is known by
 // construction (flag_fixture.h), sharded, resumed, cancelled and fed bad lines.
 #include "flag_fixture.h"

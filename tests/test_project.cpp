@@ -6,7 +6,7 @@
 #include "persona/model_facts.h"
 #include "persona/project.h"
 #include "persona/vector_files.h"
-#include "project_internal.h"
+#include "project/project_internal.h"
 #include "test_support.h"
 
 #include <QDir>

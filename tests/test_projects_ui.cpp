@@ -1,15 +1,15 @@
 // Projects in the app (ui/project_controller, ui/welcome_panel, the File menu): save and reopen,
 // the unsaved-changes indicator and question, the welcome page's examples, autosave and
 // recovery after a crash, and a corrupt project that must not replace the open one.
-#include "engine_client.h"
-#include "extraction_panel.h"
-#include "steering_panel.h"
+#include "shell/engine_client.h"
+#include "panels/extraction_panel.h"
+#include "panels/steering_panel.h"
 #include "test_support.h"
-#include "traits_panel.h"
-#include "main_window.h"
+#include "panels/traits_panel.h"
+#include "shell/main_window.h"
 #include "persona/project.h"
-#include "project_controller.h"
-#include "welcome_panel.h"
+#include "shell/project_controller.h"
+#include "panels/welcome_panel.h"
 
 #include <QAction>
 #include <QDir>

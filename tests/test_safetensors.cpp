@@ -1,8 +1,8 @@
 // The safetensors reader against a file made by the reference Python package, our writer read
 // back, damaged files, sharded checkpoints, atomic replacement, and Hugging Face JSON configs.
 #include "persona/errors.h"
-#include "persona/hf_config.h"
-#include "persona/safetensors.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
 #include "test_support.h"
 
 #include <QDir>

@@ -1,6 +1,6 @@
 // SentencePiece model files through libpersona_sentencepiece, the dlopen'ed module, inside an
 // executable that links libtorch: the combination that crashes when sentencepiece is linked
-// directly (PITFALLS.md). Ids, pieces and decoded text are compared with what Google's
+// directly (docs/platform-notes.md). Ids, pieces and decoded text are compared with what Google's
 // sentencepiece gave for the same models (tests/reference/make_sentencepiece_fixture.py).
 #include "persona/errors.h"
 #include "persona/model.h"

@@ -1,10 +1,10 @@
 // The Steering panel on the real default model: one batched job streams an unsteered and a
 // steered row side by side, the heat maps grow with the tokens, and moving the coefficient
 // cancels and restarts the job, all without blocking the UI thread.
-#include "engine_client.h"
+#include "shell/engine_client.h"
 #include "persona/vector_files.h"
-#include "projection_heat_map.h"
-#include "steering_panel.h"
+#include "widgets/projection_heat_map.h"
+#include "panels/steering_panel.h"
 #include "test_support.h"
 
 #include <QComboBox>

@@ -1,9 +1,9 @@
 // Tokenizers and chat templates against goldens from reference implementations
 // (tests/reference/make_tokenizer_goldens.py: Hugging Face tokenizers, sentencepiece, jinja2).
-#include "persona/chat_template.h"
+#include "tokenizer/chat_template.h"
 #include "persona/errors.h"
 #include "persona/gguf.h"
-#include "persona/hf_config.h"
+#include "formats/hf_config.h"
 #include "persona/tokenizer.h"
 #include "test_support.h"
 

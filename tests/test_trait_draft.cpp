@@ -225,7 +225,7 @@ private slots:
         const auto trait = persona::read_trait_file(file.toStdString());
         QCOMPARE(trait.instructions.size(), std::size_t(2));
         QCOMPARE(trait.evaluation_questions.size(), std::size_t(4));
-        // Fewer than METHOD.md recommends: warnings, listed on stderr.
+        // Fewer than docs/method.md recommends: warnings, listed on stderr.
         QVERIFY2(err.contains("instructions warning"), err.constData());
         const auto summary = nlohmann::json::parse(cli.readAllStandardOutput().toStdString());
         QCOMPARE(summary.at("valid").get<bool>(), true);

@@ -2,7 +2,7 @@
 // redone through the panel's QUndoStack (keys included), validate()'s problems appear under
 // the field they concern, and traits go in and out through files (ours and the paper's).
 #include "test_support.h"
-#include "traits_panel.h"
+#include "panels/traits_panel.h"
 
 #include "persona/trait.h"
 

@@ -4,10 +4,10 @@
 // model whose vector must separate its samples and steer by exactly alpha * |v|.
 #include "persona/errors.h"
 #include "persona/gguf.h"
-#include "persona/gguf_writer.h"
+#include "formats/gguf_writer.h"
 #include "persona/model.h"
 #include "persona/persona_vector.h"
-#include "persona/safetensors.h"
+#include "formats/safetensors.h"
 #include "persona/steering_vector.h"
 #include "persona/tokenizer.h"
 #include "persona/vector_files.h"

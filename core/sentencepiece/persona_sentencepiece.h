@@ -1,6 +1,6 @@
 /* The C interface of libpersona_sentencepiece, the one piece of the project that links
  * libsentencepiece. Debian's libsentencepiece carries its own copy of protobuf, and a process that
- * also links libtorch (which uses the system protobuf) crashes at start-up (PITFALLS.md). So core
+ * also links libtorch (which uses the system protobuf) crashes at start-up (docs/platform-notes.md). So core
  * never links sentencepiece: it dlopen()s this module with RTLD_LOCAL | RTLD_DEEPBIND, which lets
  * the module and its protobuf resolve their symbols among themselves, and reaches it only through
  * these C functions: no C++ types and no exceptions cross the boundary.

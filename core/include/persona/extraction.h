@@ -1,5 +1,5 @@
 #pragma once
-// The extraction pipeline of METHOD.md for one trait: generate contrastive answers, judge them,
+// The extraction pipeline of docs/method.md for one trait: generate contrastive answers, judge them,
 // keep the pairs that show the contrast, capture their activations and turn them into persona
 // vectors with per-layer diagnostics. Plain data in and out, no torch types.
 #include "persona/generation.h"

@@ -1,5 +1,5 @@
 #pragma once
-// Flagging training data (METHOD.md): for each (prompt, answer) sample of a chat dataset, the
+// Flagging training data (docs/method.md): for each (prompt, answer) sample of a chat dataset, the
 // projection difference
 //     dataset_projection - model_projection
 // where each is the projection of the response-average activation at the chosen layer onto the

@@ -1,6 +1,6 @@
 #pragma once
 // Plain data for generation, steering and capture requests: what the UI and CLI build and the
-// engine thread executes. No torch types (DESIGN.md: core's public headers stay torch-free).
+// engine thread executes. No torch types (docs/architecture.md: core's public headers stay torch-free).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,7 +12,7 @@ struct ChatMessage {
     std::string content;
 };
 
-// Which positions a steering vector touches (METHOD.md).
+// Which positions a steering vector touches (docs/method.md).
 enum class SteerPositions {
     All,       // every position, prompt and response
     Prompt,    // only the prompt, during prefill
@@ -24,7 +24,7 @@ enum class SteerOperation {
     Ablate,  // h - (h.u) u with u = v/|v|: removes the component along v
 };
 
-// One intervention on the residual stream, in METHOD.md's indexing: layer l means
+// One intervention on the residual stream, in docs/method.md's indexing: layer l means
 // hidden_states[l], the output of block l-1 (layer 0 is the embedding output).
 struct Steering {
     int layer = 0;
@@ -77,7 +77,7 @@ struct TokenEvent {
 };
 
 // Directions to project onto while generating or capturing: one unit-normalised direction per
-// listed layer (METHOD.md: monitoring).
+// listed layer (docs/method.md: monitoring).
 struct ProjectionProbe {
     std::vector<int> layers;
     std::vector<std::vector<float>> directions;  // one per layer, hidden_size values

@@ -1,5 +1,5 @@
 #pragma once
-// Judges (METHOD.md step 4): score an answer 0..100 against a rubric with {question} and
+// Judges (docs/method.md step 4): score an answer 0..100 against a rubric with {question} and
 // {answer}. Extraction, sweeps and anything else that judges reach them only through Judge, so
 // a new kind of judge is one more class behind make_judge(). Plain data, no torch types.
 #include "persona/chat_endpoint.h"
@@ -80,7 +80,7 @@ std::vector<std::int32_t> digit_leading_tokens(const Tokenizer& tokenizer);
 // path.size() + 1 distributions over the vocabulary (one forward pass gives them all).
 using NextTokenDistributions = std::function<std::vector<std::vector<float>>(const std::vector<std::int32_t>& path)>;
 
-// The probability-weighted mean over the integers 0..100 (METHOD.md step 4), exact also when a
+// The probability-weighted mean over the integers 0..100 (docs/method.md step 4), exact also when a
 // number takes several tokens: P("42") = P("4") P("2" | "4") rather than P("4"), which would
 // also count 4 and 40..49. A number that is a prefix of another ("1" of "10") gets only the mass
 // of ending there: P("1") (1 - P(digit-led token | "1")). A number that is no other's prefix is
@@ -100,7 +100,7 @@ constexpr double kRefusalNumericMass = 0.25;
 ChatCompletionRequest http_judge_request(const std::string& rubric, const std::string& question,
                                          const std::string& answer);
 
-// METHOD.md step 4 on the alternatives an endpoint lists for the first token: the probability-
+// docs/method.md step 4 on the alternatives an endpoint lists for the first token: the probability-
 // weighted mean over those that are integers 0..100 (surrounding whitespace allowed, " 42" is
 // 42; the same number under several spellings counts each), a refusal when their total
 // probability is under kRefusalNumericMass. forward_passes stays 0.

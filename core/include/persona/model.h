@@ -19,7 +19,7 @@ struct ModelLoadOptions {
 };
 
 // A loaded transformer: weights on a device, its tokenizer and chat template. Not thread-safe:
-// the engine thread owns it (DESIGN.md). Every method that runs the model polls `cancelled`
+// the engine thread owns it (docs/architecture.md). Every method that runs the model polls `cancelled`
 // between steps and throws persona::Cancelled.
 class Model {
 public:

@@ -1,5 +1,5 @@
 #pragma once
-// Monitoring (METHOD.md): where a persona vector lights up in a conversation, token by token and
+// Monitoring (docs/method.md): where a persona vector lights up in a conversation, token by token and
 // layer by layer, and the projection of the last prompt token as a predictor of how strongly
 // the answer will show the trait.
 //
@@ -42,7 +42,7 @@ struct MonitorResult {
     // [layer index][token]: projection of hidden_states[layers[i]] at each token.
     std::vector<std::vector<float>> projections;
     // Per layer index: the projection at the last prompt token (tokens[prompt_length - 1]),
-    // i.e. before any of the answer is read: METHOD.md's predictor of the trait.
+    // i.e. before any of the answer is read: docs/method.md's predictor of the trait.
     std::vector<double> prompt_last;
     // Per layer index: projection of the mean activation over the answer's tokens (equal to the
     // mean of the answer's per-token projections); absent when there is no answer.

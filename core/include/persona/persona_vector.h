@@ -1,5 +1,5 @@
 #pragma once
-// Persona vectors and the arithmetic on them (METHOD.md steps 5-6, monitoring, steering
+// Persona vectors and the arithmetic on them (docs/method.md steps 5-6, monitoring, steering
 // strength). Layers use the hidden_states indexing throughout: index 0 is the embedding
 // output, index l the output of block l-1, so a model with L blocks has L + 1 layers.
 // File formats live in vector_files.h.
@@ -59,7 +59,7 @@ using SampleRefs = std::vector<const std::vector<float>*>;
 // The rows of one aggregate of a capture, ready for mean_difference or diagnose.
 SampleRefs samples_of(const CaptureResult& capture, Aggregate aggregate);
 
-// Per layer, mean(positive) - mean(negative) (METHOD.md step 6), accumulated in double.
+// Per layer, mean(positive) - mean(negative) (docs/method.md step 6), accumulated in double.
 // trait is left empty and aggregate at its default: the caller knows them.
 // Throws persona::Error when a side is empty or a sample has the wrong size.
 PersonaVector mean_difference(const SampleRefs& positive, const SampleRefs& negative, int layer_count,
@@ -79,7 +79,7 @@ PersonaVector mean_difference(const SampleRefs& positive, const SampleRefs& nega
 PersonaVector pca_of_differences(const SampleRefs& positive, const SampleRefs& negative, int layer_count,
                                  int hidden_size);
 
-// Projection of h on the unit vector along v: h . v / |v| (METHOD.md: monitoring), in double.
+// Projection of h on the unit vector along v: h . v / |v| (docs/method.md: monitoring), in double.
 // 0 when v is zero: there is no direction to project on.
 double project(const float* h, const float* v, int n);
 
@@ -110,7 +110,7 @@ std::vector<LayerDiagnostics> diagnose(const PersonaVector& vector, const Sample
 // Why the middle: the paper's best steering layers were there (20 of 28 blocks, 16 of 32), and
 // early layers still mostly encode the tokens themselves, so they separate answers that merely
 // use different words: on SmolLM2 with two fixed answers, layer 1 had the largest effect size.
-// Layer 0 (the embeddings) is never suggested. A steering sweep is the final judge (METHOD.md).
+// Layer 0 (the embeddings) is never suggested. A steering sweep is the final judge (docs/method.md).
 // Throws persona::Error when the diagnostics hold no layer other than 0.
 int suggest_layer(const std::vector<LayerDiagnostics>& diagnostics);
 

@@ -23,7 +23,7 @@
 // Version history (migrate_project_json upgrades on read; saving writes the newest):
 //   1: a prompt was {name, system, user} (one turn) and steering's strength was "alpha".
 //   2: a prompt is a conversation {name, messages}, for multi-turn heat maps; "alpha" became
-//      "coefficient", the word the Steering panel and METHOD.md use.
+//      "coefficient", the word the Steering panel and docs/method.md use.
 #include "persona/extraction.h"
 #include "persona/generation.h"
 #include "persona/persona_vector.h"

@@ -1,5 +1,5 @@
 #pragma once
-// A steering sweep (METHOD.md: steering, evaluation): for one trait and one persona vector,
+// A steering sweep (docs/method.md: steering, evaluation): for one trait and one persona vector,
 // generate answers to the trait's held-out evaluation questions steered at each chosen layer with
 // each coefficient, judge trait expression and coherence, measure how far the answers move along
 // the vector, and recommend where and how hard to steer. Plain data in and out, no torch types.
@@ -155,7 +155,7 @@ struct SweepResult {
 std::uint64_t sweep_sample_seed(std::uint64_t seed, int question_index, int sample_index);
 
 // The conversation an evaluation question is asked in: the question alone, no system prompt
-// (METHOD.md: evaluation).
+// (docs/method.md: evaluation).
 std::vector<ChatMessage> sweep_messages(const std::string& question);
 
 // The vector's suggested layer (provenance "suggested_layer", written by extraction) and its

@@ -1,5 +1,5 @@
 #pragma once
-// A character trait and the data that extracts and evaluates its persona vector (METHOD.md,
+// A character trait and the data that extracts and evaluates its persona vector (docs/method.md,
 // steps 1-2): definition, contrastive instruction pairs, questions, and the judge's rubrics.
 //
 // Trait file (JSON, UTF-8), schema "persona-workbench/trait" version 1. Every key is required:
@@ -29,7 +29,7 @@ namespace persona {
 constexpr const char* kTraitSchemaName = "persona-workbench/trait";
 constexpr int kTraitSchemaVersion = 1;
 
-// METHOD.md's recommended amounts; fewer is allowed but reported as a warning.
+// docs/method.md's recommended amounts; fewer is allowed but reported as a warning.
 constexpr std::size_t kRecommendedInstructionPairs = 5;
 constexpr std::size_t kRecommendedExtractionQuestions = 20;
 constexpr std::size_t kRecommendedEvaluationQuestions = 20;
@@ -60,7 +60,7 @@ bool operator!=(const Trait& a, const Trait& b);
 
 enum class TraitProblemSeverity {
     Error,    // the trait cannot be used to extract or evaluate
-    Warning,  // usable, but below what METHOD.md recommends
+    Warning,  // usable, but below what docs/method.md recommends
 };
 
 struct TraitProblem {

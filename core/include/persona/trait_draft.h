@@ -1,5 +1,5 @@
 #pragma once
-// Drafting a trait's data with a language model (METHOD.md step 2: the paper had a frontier
+// Drafting a trait's data with a language model (docs/method.md step 2: the paper had a frontier
 // model write instruction pairs, questions and the rubric from the definition). One structured
 // request per part; replies are parsed leniently (JSON, or numbered / bulleted lists), and what
 // cannot be parsed is reported, never filled in. The result is a draft for a person to edit.

@@ -1,7 +1,7 @@
 #pragma once
 // Hand-written CPU kernels (AVX-512 with bf16 dot products) for the places where libtorch 1.13
 // leaves most of this machine idle: bf16 matrix-vector products at decode time (oneDNN reaches
-// ~25 GFLOP/s at one row, PITFALLS.md), and chains of small elementwise ops whose dispatch costs
+// ~25 GFLOP/s at one row, docs/platform-notes.md), and chains of small elementwise ops whose dispatch costs
 // more than their arithmetic. Each returns an undefined tensor when it does not apply (another
 // device or dtype, an odd shape, an older CPU) and the caller falls back to plain torch ops.
 #include <torch/torch.h>

@@ -2,9 +2,9 @@
 // own names, tokenizer and chat template from tokenizer.* keys.
 #include "model/model_files.h"
 
-#include "persona/dequantize.h"
+#include "formats/dequantize.h"
 #include "persona/errors.h"
-#include "persona/ggml_types.h"
+#include "formats/ggml_types.h"
 #include "persona/gguf.h"
 
 #include <cmath>

@@ -4,8 +4,8 @@
 #include "model/model_files.h"
 
 #include "persona/errors.h"
-#include "persona/hf_config.h"
-#include "persona/safetensors.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
 
 #include <nlohmann/json.hpp>
 

@@ -5,7 +5,7 @@
 #include "model/model_files.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
-#include "persona/chat_template.h"
+#include "tokenizer/chat_template.h"
 #include "persona/errors.h"
 #include "persona/process_memory.h"
 #include "persona/tokenizer.h"

@@ -3,10 +3,10 @@
 // architecture files), facts, tokenizer and chat template. The parsing lives here, apart from
 // the model math.
 #include "model/transformer.h"
-#include "persona/chat_template.h"
+#include "tokenizer/chat_template.h"
 #include "persona/model_facts.h"
 #include "persona/tokenizer.h"
-#include "shape_text.h"
+#include "io/shape_text.h"
 
 #include <memory>
 #include <optional>

@@ -1,7 +1,7 @@
 #pragma once
 // The shape every architecture file fills in: embed, one block at a time, logits. The model
 // drives the blocks itself so it can read and change the residual stream between them
-// (METHOD.md: hidden_states[l] is the output of block l-1).
+// (docs/method.md: hidden_states[l] is the output of block l-1).
 #include <torch/torch.h>
 
 #include <functional>
@@ -82,7 +82,7 @@ public:
     // order, outermost first) is not `shape`.
     virtual torch::Tensor read(const std::string& name, const std::vector<std::int64_t>& shape) const = 0;
     virtual std::size_t tensor_count() const = 0;
-    // llama.cpp's converter permutes the Q/K rows of llama-architecture models (PITFALLS.md);
+    // llama.cpp's converter permutes the Q/K rows of llama-architecture models (docs/platform-notes.md);
     // Hugging Face checkpoints hold them in rotate-half order already.
     virtual bool llama_qk_rows_permuted() const = 0;
     // llama.cpp's converter stores Gemma's RMSNorm weights as 1 + w; Hugging Face stores w.

@@ -1,0 +1,100 @@
+// Llama family: Llama 2/3, Mistral, TinyLlama, SmolLM2 (and Qwen2, which adds QKV biases).
+// Pre-norm blocks: x += Wo.attn(rope(q), rope(k), v) of rms_norm(x); x += W2(silu(W1 h) * W3 h).
+#include "model/arch/llama.h"
+
+#include "persona/errors.h"
+
+#include <cmath>
+
+namespace persona::model {
+
+namespace {
+
+// llama.cpp's converter permutes the rows of attn_q / attn_k of llama-architecture GGUFs so its
+// interleaved RoPE matches Hugging Face's rotate-half one (docs/platform-notes.md). Undoing it here lets
+// every architecture and checkpoint format share the rotate-half RoPE; Hugging Face checkpoints
+// were never permuted, so their source says there is nothing to undo.
+torch::Tensor unpermute_rows(const torch::Tensor& w, int heads) {
+    const std::int64_t rows = w.size(0), cols = w.size(1);
+    return w.reshape({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols});
+}
+
+}  // namespace
+
+Llama::Llama(WeightLoader& loader, const LlamaOptions& options) {
+    config_ = loader.config();
+    const auto& c = config_;
+    global_inv_freq_ = rope_inverse_frequencies(c.head_dim, c.rope_base) / c.rope_linear_factor;
+    if (!c.rope_freq_factors.empty())  // Llama 3.1 long-context frequency factors
+        global_inv_freq_ = global_inv_freq_ / torch::tensor(c.rope_freq_factors, torch::kFloat32);
+    global_inv_freq_ = global_inv_freq_.to(loader.device());
+    local_inv_freq_ = global_inv_freq_;
+
+    embedding_ = loader.matrix("token_embd.weight", c.vocabulary, c.hidden);
+    output_ = loader.has("output.weight") ? loader.matrix("output.weight", c.vocabulary, c.hidden) : embedding_;
+    output_norm_ = loader.vector("output_norm.weight", c.hidden);
+
+    const std::int64_t q_rows = std::int64_t{c.heads} * c.head_dim;
+    const std::int64_t kv_rows = std::int64_t{c.kv_heads} * c.head_dim;
+    for (int i = 0; i < c.layers; ++i) {
+        const std::string p = "blk." + std::to_string(i) + ".";
+        Layer layer;
+        layer.attn_norm = loader.vector(p + "attn_norm.weight", c.hidden);
+        torch::Tensor q = loader.matrix_f32(p + "attn_q.weight", q_rows, c.hidden);
+        torch::Tensor k = loader.matrix_f32(p + "attn_k.weight", kv_rows, c.hidden);
+        if (options.gguf_permuted_qk && loader.source().llama_qk_rows_permuted()) {
+            q = unpermute_rows(q, c.heads);
+            k = unpermute_rows(k, c.kv_heads);
+        }
+        const torch::Tensor v = loader.matrix_f32(p + "attn_v.weight", kv_rows, c.hidden);
+        // One fused projection: batch-1 decode pays ~2 us per op (docs/platform-notes.md).
+        layer.qkv = loader.to_compute(torch::cat({q, k, v}, 0));
+        if (options.qkv_bias)
+            layer.qkv_bias = torch::cat({loader.vector(p + "attn_q.bias", q_rows), loader.vector(p + "attn_k.bias", kv_rows),
+                                         loader.vector(p + "attn_v.bias", kv_rows)});
+        layer.out = loader.matrix(p + "attn_output.weight", c.hidden, q_rows);
+        layer.ffn_norm = loader.vector(p + "ffn_norm.weight", c.hidden);
+        layer.gate_up = loader.to_compute(torch::cat({loader.matrix_f32(p + "ffn_gate.weight", c.feed_forward, c.hidden),
+                                                      loader.matrix_f32(p + "ffn_up.weight", c.feed_forward, c.hidden)}, 0));
+        layer.down = loader.matrix(p + "ffn_down.weight", c.hidden, c.feed_forward);
+        layers_.push_back(std::move(layer));
+    }
+    weight_bytes_ = loader.bytes_loaded();
+}
+
+torch::Tensor Llama::embed(const torch::Tensor& tokens) const {
+    return torch::embedding(embedding_, tokens).to(torch::kFloat32);
+}
+
+torch::Tensor Llama::block(int index, const torch::Tensor& x, StepContext& step) const {
+    const auto& c = config_;
+    const Layer& layer = layers_[static_cast<std::size_t>(index)];
+    const std::int64_t batch = x.size(0), steps = x.size(1);
+    const std::int64_t q_width = std::int64_t{c.heads} * c.head_dim;
+    const std::int64_t kv_width = std::int64_t{c.kv_heads} * c.head_dim;
+
+    const torch::Tensor qkv = project(rms_norm(x, layer.attn_norm, c.rms_eps, layer.qkv.scalar_type()), layer.qkv, layer.qkv_bias);
+    torch::Tensor q = qkv.narrow(-1, 0, q_width).view({batch, steps, c.heads, c.head_dim});
+    torch::Tensor k = qkv.narrow(-1, q_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
+    const torch::Tensor v = qkv.narrow(-1, q_width + kv_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
+    q = apply_rope(q, step.global_cos, step.global_sin);
+    k = apply_rope(k, step.global_cos, step.global_sin);
+    // Mistral's sliding window (every block or none); RoPE is the same either way.
+    const bool sliding = c.sliding_layer[static_cast<std::size_t>(index)];
+    const torch::Tensor attended =
+        attention(q, k, v, index, sliding ? step.local_mask : step.global_mask, c.attention_scale, step.cache);
+    const torch::Tensor h = x + project(attended, layer.out);
+
+    const torch::Tensor gate_up = project(rms_norm(h, layer.ffn_norm, c.rms_eps, layer.gate_up.scalar_type()), layer.gate_up);
+    return h + project(silu_mul(gate_up, layer.down.scalar_type()), layer.down);
+}
+
+torch::Tensor Llama::logits(const torch::Tensor& hidden) const {
+    return project(rms_norm(hidden, output_norm_, config_.rms_eps, output_.scalar_type()), output_);
+}
+
+std::unique_ptr<Transformer> build_llama(WeightLoader& loader) {
+    return std::make_unique<Llama>(loader, LlamaOptions{/*gguf_permuted_qk=*/true, /*qkv_bias=*/false});
+}
+
+}  // namespace persona::model

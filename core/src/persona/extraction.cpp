@@ -1,0 +1,465 @@
+#include "persona/extraction.h"
+
+#include "io/atomic_file.h"
+#include "io/json_file.h"
+#include "persona/errors.h"
+#include "persona/model.h"
+#include "persona/tokenizer.h"
+#include "persona/trait.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+namespace persona {
+
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr const char* kCheckpointSchema = "persona-workbench/extraction-checkpoint";
+constexpr int kCheckpointVersion = 1;
+
+const char* const kStageGenerate = "generate";
+const char* const kStageJudge = "judge";
+const char* const kStageFilter = "filter";
+const char* const kStageCapture = "capture";
+const char* const kStageVectors = "vectors";
+
+// --- fingerprints ---------------------------------------------------------------------------
+
+std::uint64_t fnv1a(std::uint64_t hash, const char* bytes, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i) {
+        hash ^= static_cast<unsigned char>(bytes[i]);
+        hash *= 1099511628211ULL;
+    }
+    return hash;
+}
+constexpr std::uint64_t kFnvOffset = 14695981039346656037ULL;
+
+std::string hex(std::uint64_t value) {
+    std::ostringstream out;
+    out << std::hex;
+    out.width(16);
+    out.fill('0');
+    out << value;
+    return out.str();
+}
+
+// Hashing a multi-gigabyte model on every run would cost seconds; the GGUF header (names,
+// metadata, tensor table) sits in the first megabytes and the last tensors at the end, so those
+// plus the size tell two model files apart in practice.
+std::string model_fingerprint(const std::string& path, std::uint64_t file_bytes) {
+    constexpr std::uint64_t kWindow = 4u << 20;
+    std::ifstream file(path, std::ios::binary);
+    if (!file) throw FileError(path, "cannot be read to fingerprint the model for the checkpoint");
+    std::uint64_t hash = fnv1a(kFnvOffset, reinterpret_cast<const char*>(&file_bytes), sizeof file_bytes);
+    std::vector<char> buffer(static_cast<std::size_t>(std::min(kWindow, file_bytes)));
+    file.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    hash = fnv1a(hash, buffer.data(), static_cast<std::size_t>(file.gcount()));
+    if (file_bytes > kWindow) {
+        file.clear();
+        file.seekg(static_cast<std::streamoff>(file_bytes - kWindow));
+        file.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+        hash = fnv1a(hash, buffer.data(), static_cast<std::size_t>(file.gcount()));
+    }
+    return hex(hash);
+}
+
+std::string trait_fingerprint(const Trait& trait) {
+    const std::string text = to_json(trait).dump();
+    return hex(fnv1a(kFnvOffset, text.data(), text.size()));
+}
+
+// A sample's own generator seed: its answer must not depend on which batch it lands in, or a
+// resumed run would differ from an uninterrupted one.
+std::uint64_t sample_seed(std::uint64_t seed, const Sample& sample) {
+    std::uint64_t x = seed;
+    for (std::uint64_t part : {std::uint64_t(sample.question_index), std::uint64_t(sample.pair),
+                               std::uint64_t(sample.side == Side::Positive ? 0 : 1), std::uint64_t(sample.sample_index)}) {
+        x += 0x9E3779B97F4A7C15ULL + part;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+        x ^= x >> 31;
+    }
+    return x;
+}
+
+using SampleKey = std::tuple<int, int, int, int>;  // question, pair, sample, side
+SampleKey key_of(const Sample& s) { return {s.question_index, s.pair, s.sample_index, s.side == Side::Positive ? 0 : 1}; }
+
+std::vector<ChatMessage> generation_messages(const Trait& trait, const Sample& sample) {
+    const auto pair = static_cast<std::size_t>(sample.pair);
+    return {{"system", sample.side == Side::Positive ? positive_system_prompt(trait, pair) : negative_system_prompt(trait, pair)},
+            {"user", sample.question}};
+}
+
+// --- checkpoint -----------------------------------------------------------------------------
+
+struct RunIdentity {
+    std::string trait;
+    std::string trait_fingerprint;
+    std::string model_name;
+    std::uint64_t model_bytes = 0;
+    std::string model_fingerprint;
+};
+
+Json generation_settings_json(const ExtractionSettings& s) {
+    return {{"samples_per_question", s.samples_per_question}, {"max_new_tokens", s.max_new_tokens},
+            {"temperature", s.temperature}, {"top_p", s.top_p}, {"seed", s.seed}};
+}
+
+Json sample_to_json(const Sample& s, const std::string& judge) {
+    Json j = {{"question_index", s.question_index}, {"pair", s.pair}, {"side", side_name(s.side)},
+              {"sample_index", s.sample_index}, {"answer", s.answer}, {"answer_tokens", s.answer_tokens}};
+    if (s.judged) {
+        j["judge"] = judge;
+        j["trait_score"] = s.trait_score ? Json(*s.trait_score) : Json(nullptr);
+        j["coherence"] = s.coherence ? Json(*s.coherence) : Json(nullptr);
+        j["trait_refusal"] = s.trait_refusal;
+        j["coherence_refusal"] = s.coherence_refusal;
+        j["trait_numeric_mass"] = s.trait_numeric_mass;
+        j["coherence_numeric_mass"] = s.coherence_numeric_mass;
+    }
+    return j;
+}
+
+void write_checkpoint(const std::string& path, const RunIdentity& id, const ExtractionSettings& settings,
+                      const std::vector<Sample>& samples, const std::vector<bool>& generated,
+                      const std::vector<Json>& outside_this_run) {
+    Json done = Json::array();
+    for (const Json& sample : outside_this_run) done.push_back(sample);
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        if (generated[i]) done.push_back(sample_to_json(samples[i], judge_label(settings.judge)));
+    const Json j = {{"schema", kCheckpointSchema},
+                    {"version", kCheckpointVersion},
+                    {"trait", id.trait},
+                    {"trait_fingerprint", id.trait_fingerprint},
+                    {"model", {{"name", id.model_name}, {"file_bytes", id.model_bytes}, {"fingerprint", id.model_fingerprint}}},
+                    {"generation", generation_settings_json(settings)},
+                    {"samples", done}};
+    detail::write_file_atomically(path, j.dump(1) + "\n");
+}
+
+// Fills in the samples the checkpoint finished; returns how many it held. Refuses a checkpoint
+// written for another trait, model or generation settings: mixing its answers in would give a
+// vector nobody asked for.
+// Samples beyond this run's question or pair limit go to outside_this_run, to be written back:
+// a run with fewer questions must not throw away what a larger one finished.
+std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, const ExtractionSettings& settings,
+                            std::vector<Sample>& samples, std::vector<bool>& generated,
+                            std::vector<Json>& outside_this_run) {
+    const Json j = detail::read_json_file(path);
+    const auto refuse = [&](const std::string& problem) {
+        throw FileError(path, problem + "; delete it or choose another --checkpoint file");
+    };
+    try {
+        if (!j.is_object() || j.value("schema", "") != kCheckpointSchema) refuse("is not an extraction checkpoint");
+        if (j.at("version").get<int>() != kCheckpointVersion)
+            refuse("is checkpoint version " + j.at("version").dump() + ", this build reads version 1");
+        const std::string trait = j.at("trait").get<std::string>();
+        if (trait != id.trait) refuse("is a checkpoint for trait '" + trait + "', not '" + id.trait + "'");
+        if (j.at("trait_fingerprint").get<std::string>() != id.trait_fingerprint)
+            refuse("was written for a different version of trait '" + trait + "' (its prompts or questions changed)");
+        const Json& model = j.at("model");
+        if (model.at("file_bytes").get<std::uint64_t>() != id.model_bytes ||
+            model.at("fingerprint").get<std::string>() != id.model_fingerprint)
+            refuse("was written with another model (" + model.at("name").get<std::string>() + ", " +
+                   std::to_string(model.at("file_bytes").get<std::uint64_t>()) + " bytes)");
+        const Json expected = generation_settings_json(settings);
+        if (j.at("generation") != expected)
+            refuse("was written with other generation settings (" + j.at("generation").dump() + ", now " + expected.dump() + ")");
+
+        std::map<SampleKey, std::size_t> index;
+        for (std::size_t i = 0; i < samples.size(); ++i) index[key_of(samples[i])] = i;
+        std::size_t restored = 0;
+        for (const Json& s : j.at("samples")) {
+            Sample probe;
+            probe.question_index = s.at("question_index").get<int>();
+            probe.pair = s.at("pair").get<int>();
+            probe.sample_index = s.at("sample_index").get<int>();
+            const std::string side = s.at("side").get<std::string>();
+            if (side != "positive" && side != "negative") refuse("has a sample with side '" + side + "'");
+            probe.side = side == "positive" ? Side::Positive : Side::Negative;
+            const auto found = index.find(key_of(probe));
+            if (found == index.end()) {
+                outside_this_run.push_back(s);
+                continue;
+            }
+            Sample& target = samples[found->second];
+            target.answer = s.at("answer").get<std::string>();
+            target.answer_tokens = s.at("answer_tokens").get<std::vector<std::int32_t>>();
+            if (s.contains("judge") && s.at("judge").get<std::string>() == judge_label(settings.judge)) {
+                target.judged = true;
+                if (!s.at("trait_score").is_null()) target.trait_score = s.at("trait_score").get<double>();
+                if (!s.at("coherence").is_null()) target.coherence = s.at("coherence").get<double>();
+                target.trait_refusal = s.at("trait_refusal").get<bool>();
+                target.coherence_refusal = s.at("coherence_refusal").get<bool>();
+                target.trait_numeric_mass = s.at("trait_numeric_mass").get<double>();
+                target.coherence_numeric_mass = s.at("coherence_numeric_mass").get<double>();
+            }
+            generated[found->second] = true;
+            ++restored;
+        }
+        return restored;
+    } catch (const Json::exception& e) {
+        refuse("is damaged: " + detail::json_error_text(e));
+    }
+    return 0;
+}
+
+// Scores a sample's trait expression and coherence; without a judge the sample only counts as judged.
+void judge_answer(Judge* judge, const Trait& trait, Sample& sample, const CancelFn& cancelled) {
+    sample.judged = true;
+    if (!judge) return;
+    const JudgeScore trait_score = judge->score(trait.judge_rubric, sample.question, sample.answer, cancelled);
+    const JudgeScore coherence = judge->score(trait.coherence_rubric, sample.question, sample.answer, cancelled);
+    sample.trait_score = trait_score.score;
+    sample.trait_refusal = trait_score.refusal;
+    sample.coherence = coherence.score;
+    sample.coherence_refusal = coherence.refusal;
+    sample.trait_numeric_mass = trait_score.numeric_mass;
+    sample.coherence_numeric_mass = coherence.numeric_mass;
+}
+
+std::string settings_summary(const ExtractionSettings& s) {
+    return generation_settings_json(s).dump();
+}
+
+}  // namespace
+
+const char* side_name(Side side) { return side == Side::Positive ? "positive" : "negative"; }
+
+const AggregateResult& ExtractionResult::aggregate(Aggregate which) const {
+    const auto index = static_cast<std::size_t>(which);
+    if (index >= aggregates.size())
+        throw Error("the '" + trait + "' extraction kept no pair, so it has no " + aggregate_name(which) + " vector");
+    return aggregates[index];
+}
+
+ExtractionResult run_extraction(Model& model, const Trait& trait, const ExtractionSettings& settings,
+                                const ExtractionProgressFn& progress, const std::function<void(const Sample&)>& on_sample,
+                                const CancelFn& cancelled) {
+    const auto report = [&](const char* stage, std::size_t done, std::size_t total) {
+        if (progress) progress(stage, done, total);
+    };
+    const auto limit = [](int wanted, std::size_t available) {
+        return wanted > 0 ? std::min<std::size_t>(std::size_t(wanted), available) : available;
+    };
+    const std::size_t questions = limit(settings.question_limit, trait.extraction_questions.size());
+    const std::size_t pairs = limit(settings.pair_limit, trait.instructions.size());
+    if (questions == 0) throw Error("trait '" + trait.name + "' has no extraction questions");
+    if (pairs == 0) throw Error("trait '" + trait.name + "' has no instruction pairs");
+    if (settings.samples_per_question < 1) throw Error("samples per question must be at least 1");
+    if (settings.batch_size < 1) throw Error("batch size must be at least 1");
+
+    ExtractionResult result;
+    result.trait = trait.name;
+    std::vector<Sample>& samples = result.samples;
+    // Both sides of a pair sit next to each other, so an interrupted run leaves whole pairs.
+    for (std::size_t q = 0; q < questions; ++q)
+        for (std::size_t p = 0; p < pairs; ++p)
+            for (int s = 0; s < settings.samples_per_question; ++s)
+                for (Side side : {Side::Positive, Side::Negative}) {
+                    Sample sample;
+                    sample.question_index = int(q);
+                    sample.question = trait.extraction_questions[q];
+                    sample.pair = int(p);
+                    sample.side = side;
+                    sample.sample_index = s;
+                    samples.push_back(std::move(sample));
+                }
+    std::vector<bool> generated(samples.size(), false);
+    std::vector<Json> outside_this_run;
+
+    const ModelFacts& facts = model.facts();
+    RunIdentity identity;
+    identity.trait = trait.name;
+    identity.trait_fingerprint = trait_fingerprint(trait);
+    identity.model_name = facts.name;
+    identity.model_bytes = facts.file_bytes;
+    const bool checkpointing = !settings.checkpoint_path.empty();
+    if (checkpointing) {
+        identity.model_fingerprint = model_fingerprint(facts.path, facts.file_bytes);
+        if (std::ifstream(settings.checkpoint_path).good())
+            result.samples_resumed = read_checkpoint(settings.checkpoint_path, identity, settings, samples, generated,
+                                                     outside_this_run);
+    }
+    const auto save = [&] {
+        if (checkpointing) write_checkpoint(settings.checkpoint_path, identity, settings, samples, generated, outside_this_run);
+    };
+
+    // Generation, batch by batch, each batch saved before the next starts.
+    std::vector<std::size_t> pending;
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        if (!generated[i]) pending.push_back(i);
+    std::size_t done = samples.size() - pending.size();
+    report(kStageGenerate, done, samples.size());
+    for (std::size_t start = 0; start < pending.size(); start += std::size_t(settings.batch_size)) {
+        check_cancelled(cancelled);
+        const std::size_t end = std::min(pending.size(), start + std::size_t(settings.batch_size));
+        std::vector<GenerationRow> rows;
+        for (std::size_t k = start; k < end; ++k) {
+            const Sample& sample = samples[pending[k]];
+            GenerationRow row;
+            row.messages = generation_messages(trait, sample);
+            row.sampling.temperature = settings.temperature;
+            row.sampling.top_p = settings.top_p;
+            row.sampling.max_new_tokens = settings.max_new_tokens;
+            row.sampling.seed = sample_seed(settings.seed, sample);
+            rows.push_back(std::move(row));
+        }
+        const auto outputs = model.generate(rows, {}, nullptr, cancelled);
+        for (std::size_t k = start; k < end; ++k) {
+            Sample& sample = samples[pending[k]];
+            sample.answer = outputs[k - start].text;
+            sample.answer_tokens = outputs[k - start].tokens;
+            generated[pending[k]] = true;
+            ++result.samples_generated;
+            if (on_sample) on_sample(sample);
+        }
+        done += end - start;
+        save();
+        report(kStageGenerate, done, samples.size());
+    }
+
+    // Judging: a forward pass or a few per rubric and answer, checkpointed per batch.
+    std::unique_ptr<Judge> local;
+    {
+        std::vector<std::size_t> unjudged;
+        for (std::size_t i = 0; i < samples.size(); ++i)
+            if (!samples[i].judged) unjudged.push_back(i);
+        std::size_t judged = samples.size() - unjudged.size();
+        // A second judge model is loaded only when there is something left to judge.
+        const bool judging = settings.judge.kind != JudgeKind::None;
+        if (judging && !unjudged.empty()) local = make_judge(model, settings.judge, {}, cancelled);
+        if (judging) report(kStageJudge, judged, samples.size());
+        for (std::size_t k = 0; k < unjudged.size(); ++k) {
+            check_cancelled(cancelled);
+            Sample& sample = samples[unjudged[k]];
+            judge_answer(local.get(), trait, sample, cancelled);
+            if (local) {
+                ++result.samples_judged;
+                if (on_sample) on_sample(sample);
+            }
+            ++judged;
+            if ((k + 1) % std::size_t(settings.batch_size) == 0 || k + 1 == unjudged.size()) {
+                save();
+                if (judging) report(kStageJudge, judged, samples.size());
+            }
+        }
+    }
+
+    // Filter (docs/method.md step 4): a pair of answers to the same question, instruction pair and
+    // sample index stays only if the positive shows the trait, the negative does not and both
+    // are coherent. Without a judge every pair stays. An empty answer has no response tokens to
+    // average, so its pair goes either way.
+    std::vector<std::size_t> positives, negatives;
+    report(kStageFilter, 0, samples.size() / 2);
+    for (std::size_t i = 0; i + 1 < samples.size(); i += 2) {
+        Sample& positive = samples[i];
+        Sample& negative = samples[i + 1];
+        ++result.pairs_total;
+        bool keep = true;
+        if (positive.answer_tokens.empty() || negative.answer_tokens.empty()) {
+            ++result.pairs_with_empty_answer;
+            keep = false;
+        }
+        if (settings.judge.kind != JudgeKind::None) {
+            if (!positive.trait_score || *positive.trait_score < settings.trait_threshold) {
+                ++result.pairs_failing_positive_trait;
+                keep = false;
+            }
+            if (!negative.trait_score || *negative.trait_score >= settings.trait_threshold) {
+                ++result.pairs_failing_negative_trait;
+                keep = false;
+            }
+            if (!positive.coherence || *positive.coherence < settings.coherence_threshold || !negative.coherence ||
+                *negative.coherence < settings.coherence_threshold) {
+                ++result.pairs_failing_coherence;
+                keep = false;
+            }
+        }
+        positive.kept = negative.kept = keep;
+        if (!keep) continue;
+        ++result.pairs_kept;
+        positives.push_back(i);
+        negatives.push_back(i + 1);
+    }
+    report(kStageFilter, samples.size() / 2, samples.size() / 2);
+    if (result.pairs_kept == 0) return result;
+
+    // Activations of the kept answers, teacher-forced after the same prompt they were generated from.
+    std::vector<std::size_t> kept = positives;
+    kept.insert(kept.end(), negatives.begin(), negatives.end());
+    CaptureResult all;
+    report(kStageCapture, 0, kept.size());
+    for (std::size_t start = 0; start < kept.size(); start += std::size_t(settings.batch_size)) {
+        check_cancelled(cancelled);
+        const std::size_t end = std::min(kept.size(), start + std::size_t(settings.batch_size));
+        std::vector<CaptureRow> rows;
+        for (std::size_t k = start; k < end; ++k) {
+            const Sample& sample = samples[kept[k]];
+            CaptureRow row;
+            row.tokens = model.encode_chat(generation_messages(trait, sample), true);
+            row.prompt_length = int(row.tokens.size());
+            row.tokens.insert(row.tokens.end(), sample.answer_tokens.begin(), sample.answer_tokens.end());
+            rows.push_back(std::move(row));
+        }
+        CaptureResult part = model.capture(rows, {}, cancelled);
+        all.layers = part.layers;
+        all.hidden_size = part.hidden_size;
+        for (auto& row : part.response_mean) all.response_mean.push_back(std::move(row));
+        for (auto& row : part.prompt_mean) all.prompt_mean.push_back(std::move(row));
+        for (auto& row : part.prompt_last) all.prompt_last.push_back(std::move(row));
+        report(kStageCapture, end, kept.size());
+    }
+
+    report(kStageVectors, 0, 3);
+    const std::size_t half = positives.size();
+    for (Aggregate aggregate : {Aggregate::ResponseMean, Aggregate::PromptMean, Aggregate::PromptLast}) {
+        check_cancelled(cancelled);
+        const SampleRefs rows = samples_of(all, aggregate);
+        const SampleRefs positive(rows.begin(), rows.begin() + std::ptrdiff_t(half));
+        const SampleRefs negative(rows.begin() + std::ptrdiff_t(half), rows.end());
+        AggregateResult entry;
+        entry.vector = mean_difference(positive, negative, all.layers, all.hidden_size);
+        entry.vector.trait = trait.name;
+        entry.vector.aggregate = aggregate;
+        auto& provenance = entry.vector.provenance;
+        provenance["model"] = facts.name;
+        provenance["model_file_bytes"] = std::to_string(facts.file_bytes);
+        provenance["method"] = "mean difference of kept positive and negative samples";
+        provenance["pairs_kept"] = std::to_string(result.pairs_kept);
+        provenance["pairs_total"] = std::to_string(result.pairs_total);
+        provenance["judge"] = judge_label(settings.judge);
+        provenance["trait_threshold"] = std::to_string(settings.trait_threshold);
+        provenance["coherence_threshold"] = std::to_string(settings.coherence_threshold);
+        provenance["generation"] = settings_summary(settings);
+        provenance["questions"] = std::to_string(questions);
+        provenance["instruction_pairs"] = std::to_string(pairs);
+        provenance["sign"] = "positive = shows the trait";
+        entry.diagnostics = diagnose(entry.vector, positive, negative);
+        entry.kept_samples = kept;
+        for (const std::vector<float>* activation : rows) {
+            std::vector<float> projections(std::size_t(all.layers));
+            for (int l = 0; l < all.layers; ++l) {
+                const std::size_t offset = std::size_t(l) * std::size_t(all.hidden_size);
+                projections[std::size_t(l)] = float(project(activation->data() + offset,
+                                                            entry.vector.values.data() + offset, all.hidden_size));
+            }
+            entry.sample_projections.push_back(std::move(projections));
+        }
+        entry.suggested_layer = suggest_layer(entry.diagnostics);
+        // The Steering panel preselects this layer when the vector file is opened.
+        entry.vector.provenance["suggested_layer"] = std::to_string(entry.suggested_layer);
+        result.aggregates.push_back(std::move(entry));
+        report(kStageVectors, result.aggregates.size(), 3);
+    }
+    return result;
+}
+
+}  // namespace persona

@@ -1,0 +1,463 @@
+#include "persona/flagging.h"
+
+#include "io/atomic_file.h"
+#include "io/json_file.h"
+#include "persona/errors.h"
+#include "persona/model.h"
+#include "persona/monitoring.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <set>
+
+namespace persona {
+
+namespace {
+
+using Json = nlohmann::json;
+
+std::string line_text(std::size_t line) { return "line " + std::to_string(line) + ": "; }
+
+bool is_blank(const std::string& text) {
+    return std::all_of(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+}
+
+void strip_carriage_return(std::string& text) {
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+}
+
+// 64-bit FNV-1a: a stable name for a run's settings, not a security measure.
+struct Fingerprint {
+    std::uint64_t hash = 0xcbf29ce484222325ULL;
+    void add(const void* bytes, std::size_t size) {
+        const auto* p = static_cast<const unsigned char*>(bytes);
+        for (std::size_t i = 0; i < size; ++i) hash = (hash ^ p[i]) * 0x100000001b3ULL;
+    }
+    void add(const std::string& text) {
+        add(text.data(), text.size());
+        add("\0", 1);
+    }
+    std::string hex() const {
+        char text[17];
+        std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
+        return text;
+    }
+};
+
+std::string run_fingerprint(const Model& model, const PersonaVector& vector, const FlagSettings& settings) {
+    Fingerprint f;
+    f.add(model.facts().name);
+    f.add(std::to_string(model.facts().file_bytes));
+    f.add(model.dtype());
+    f.add(vector.values.data(), vector.values.size() * sizeof(float));
+    f.add(std::to_string(settings.layer));
+    f.add(std::to_string(settings.max_new_tokens));
+    f.add(std::to_string(settings.temperature));
+    f.add(std::to_string(settings.top_p));
+    f.add(std::to_string(settings.seed));
+    return f.hex();
+}
+
+// Each sample's own seed, from the run's seed and its line (as extraction derives its seeds).
+std::uint64_t sample_seed(std::uint64_t seed, std::size_t line) {
+    std::uint64_t x = seed + 0x9E3779B97F4A7C15ULL + line;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+// An interrupted run can leave half a result line; appending after it would glue two together.
+void cut_torn_last_line(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.empty() || text.back() == '\n') return;
+    const auto keep = text.rfind('\n');
+    std::error_code error;
+    std::filesystem::resize_file(path, keep == std::string::npos ? 0 : keep + 1, error);
+    if (error) throw FileError(path, "cannot cut off its incomplete last line: " + error.message());
+}
+
+Json optional_number(const std::optional<double>& value) {
+    return value && std::isfinite(*value) ? Json(*value) : Json(nullptr);
+}
+
+std::optional<double> number_or_null(const Json& json, const char* key) {
+    const auto found = json.find(key);
+    if (found == json.end() || found->is_null()) return std::nullopt;
+    if (!found->is_number()) throw Error(std::string("\"") + key + "\" is not a number");
+    return found->get<double>();
+}
+
+}  // namespace
+
+std::vector<ChatMessage> parse_chat_messages(const std::string& text, const std::string& path, std::size_t line) {
+    const std::string at = line_text(line);
+    Json json;
+    try {
+        json = Json::parse(text);
+    } catch (const Json::parse_error& e) {
+        throw FileError(path, at + "not JSON: " + detail::json_error_text(e));
+    }
+    if (!json.is_object() || !json.contains("messages") || !json["messages"].is_array())
+        throw FileError(path, at + "no \"messages\" array (expected {\"messages\":[{\"role\":..,\"content\":..},...]})");
+    std::vector<ChatMessage> messages;
+    std::size_t index = 0;
+    for (const auto& message : json["messages"]) {
+        ++index;
+        const std::string which = at + "message " + std::to_string(index) + " ";
+        if (!message.is_object() || !message.contains("role") || !message["role"].is_string())
+            throw FileError(path, which + "has no \"role\" string");
+        const std::string role = message["role"].get<std::string>();
+        if (role != "system" && role != "user" && role != "assistant")
+            throw FileError(path, which + "has the unknown role '" + role + "' (system, user or assistant)");
+        if (!message.contains("content") || !message["content"].is_string())
+            throw FileError(path, which + "has no \"content\" string");
+        messages.push_back({role, message["content"].get<std::string>()});
+    }
+    return messages;
+}
+
+ChatSample parse_chat_line(const std::string& text, const std::string& path, std::size_t line) {
+    const std::string at = line_text(line);
+    std::vector<ChatMessage> messages = parse_chat_messages(text, path, line);
+    if (messages.empty()) throw FileError(path, at + "the \"messages\" array is empty");
+    if (std::none_of(messages.begin(), messages.end(), [](const ChatMessage& m) { return m.role == "assistant"; }))
+        throw FileError(path, at + "no assistant turn: there is no answer to flag");
+    if (messages.back().role != "assistant")
+        throw FileError(path, at + "the last message is the " + messages.back().role +
+                                  "'s; it must be the assistant's answer to flag");
+    ChatSample sample;
+    sample.line = line;
+    sample.answer = messages.back().content;
+    messages.pop_back();
+    if (std::none_of(messages.begin(), messages.end(), [](const ChatMessage& m) { return m.role == "user"; }))
+        throw FileError(path, at + "no user turn before the assistant's answer");
+    sample.prompt = std::move(messages);
+    return sample;
+}
+
+Json to_json(const FlagRecord& record) {
+    Json json = {{"line", record.line},
+                 {"difference", optional_number(record.difference)},
+                 {"dataset_projection", optional_number(record.dataset_projection)},
+                 {"model_projection", optional_number(record.model_projection)},
+                 {"prompt_tokens", record.prompt_tokens},
+                 {"dataset_answer_tokens", record.dataset_answer_tokens},
+                 {"model_answer_tokens", record.model_answer_tokens},
+                 {"model_answer", record.model_answer}};
+    if (!record.unscored_reason.empty()) json["unscored"] = record.unscored_reason;
+    json["run"] = record.run;
+    return json;
+}
+
+FlagRecord flag_record_from_json(const Json& json) {
+    if (!json.is_object()) throw Error("not a JSON object");
+    FlagRecord record;
+    if (!json.contains("line") || !json["line"].is_number_unsigned() || json["line"].get<std::size_t>() == 0)
+        throw Error("no \"line\" number");
+    if (!json.contains("run") || !json["run"].is_string()) throw Error("no \"run\" fingerprint");
+    record.line = json["line"].get<std::size_t>();
+    record.run = json["run"].get<std::string>();
+    record.difference = number_or_null(json, "difference");
+    record.dataset_projection = number_or_null(json, "dataset_projection");
+    record.model_projection = number_or_null(json, "model_projection");
+    record.prompt_tokens = json.value("prompt_tokens", 0);
+    record.dataset_answer_tokens = json.value("dataset_answer_tokens", 0);
+    record.model_answer_tokens = json.value("model_answer_tokens", 0);
+    record.model_answer = json.value("model_answer", std::string());
+    record.unscored_reason = json.value("unscored", std::string());
+    return record;
+}
+
+void rank_flag_records(std::vector<FlagRecord>& records) {
+    std::stable_sort(records.begin(), records.end(), [](const FlagRecord& a, const FlagRecord& b) {
+        if (a.difference.has_value() != b.difference.has_value()) return a.difference.has_value();
+        if (a.difference && *a.difference != *b.difference) return *a.difference > *b.difference;
+        return a.line < b.line;
+    });
+}
+
+std::vector<FlagRecord> read_flag_results(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
+    std::vector<FlagRecord> records;
+    std::string text;
+    std::size_t line = 0;
+    while (std::getline(in, text)) {
+        ++line;
+        strip_carriage_return(text);
+        if (is_blank(text)) continue;
+        try {
+            records.push_back(flag_record_from_json(Json::parse(text)));
+        } catch (const Json::parse_error& e) {
+            throw FileError(path, line_text(line) + "not JSON: " + detail::json_error_text(e));
+        } catch (const Json::exception& e) {
+            throw FileError(path, line_text(line) + "not a flagging result: " + detail::json_error_text(e));
+        } catch (const Error& e) {
+            throw FileError(path, line_text(line) + "not a flagging result: " + e.what());
+        }
+    }
+    if (in.bad()) throw FileError(path, "cannot read");
+    return records;
+}
+
+std::vector<FlagRecord> merge_flag_results(const std::vector<std::string>& paths) {
+    std::vector<FlagRecord> all;
+    std::map<std::size_t, std::string> seen;  // line -> file it came from
+    std::string run, run_file;
+    for (const auto& path : paths) {
+        for (auto& record : read_flag_results(path)) {
+            if (run.empty()) {
+                run = record.run;
+                run_file = path;
+            } else if (record.run != run) {
+                throw FileError(path, "holds results of run " + record.run + " but " + run_file + " holds run " + run +
+                                          " (another model, vector, layer or generation settings): they do not rank together");
+            }
+            const auto [where, inserted] = seen.emplace(record.line, path);
+            if (!inserted)
+                throw FileError(path, "holds input line " + std::to_string(record.line) + ", which " +
+                                          (where->second == path ? std::string("it holds twice") : where->second + " holds too") +
+                                          " (the same shard given twice?)");
+            all.push_back(std::move(record));
+        }
+    }
+    rank_flag_records(all);
+    return all;
+}
+
+void write_flag_results(const std::string& path, const std::vector<FlagRecord>& records) {
+    std::string text;
+    for (const auto& record : records) text += to_json(record).dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+    detail::write_file_atomically(path, text);
+}
+
+namespace {
+
+void check_shard(const FlagSettings& settings) {
+    if (settings.shard_count < 1 || settings.shard_index < 0 || settings.shard_index >= settings.shard_count)
+        throw Error("shard " + std::to_string(settings.shard_index) + "/" + std::to_string(settings.shard_count) +
+                    " does not exist (shards are 0/N .. N-1/N)");
+}
+
+}  // namespace
+
+FlagInput scan_flag_input(const std::string& input_path, const FlagSettings& settings,
+                          const std::function<void(const std::string&)>& warn) {
+    check_shard(settings);
+    const std::size_t shard_count = static_cast<std::size_t>(settings.shard_count);
+    const std::size_t shard_index = static_cast<std::size_t>(settings.shard_index);
+    FlagInput input;
+    input.path = input_path;
+    input.shard_index = settings.shard_index;
+    input.shard_count = settings.shard_count;
+    std::ifstream in(input_path, std::ios::binary);
+    if (!in) throw FileError(input_path, std::string("cannot open: ") + std::strerror(errno));
+    std::string text;
+    std::int64_t offset = 0;
+    std::size_t line = 0;
+    while (std::getline(in, text)) {
+        const std::int64_t start = offset;
+        offset += static_cast<std::int64_t>(text.size()) + 1;
+        ++line;
+        if ((line - 1) % shard_count != shard_index || is_blank(text)) continue;
+        ++input.in_shard;
+        strip_carriage_return(text);
+        try {
+            parse_chat_line(text, input_path, line);
+        } catch (const FileError& e) {
+            if (!settings.skip_bad_lines) throw;
+            ++input.bad_lines_skipped;
+            if (warn) warn(std::string(e.what()) + " (skipped)");
+            continue;
+        }
+        input.lines.push_back({line, start});
+    }
+    if (in.bad()) throw FileError(input_path, "cannot read");
+    input.line_count = line;
+    return input;
+}
+
+FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const std::string& input_path,
+                         const std::string& output_path, const FlagSettings& settings, const ProgressFn& progress,
+                         const std::function<void(const std::string&)>& warn, const CancelFn& cancelled) {
+    return flag_dataset(model, vector, scan_flag_input(input_path, settings, warn), output_path, settings, progress, cancelled);
+}
+
+FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const FlagInput& input, const std::string& output_path,
+                         const FlagSettings& settings, const ProgressFn& progress, const CancelFn& cancelled) {
+    check_vector_fits(vector, model);
+    if (settings.layer < 0 || settings.layer > model.layer_count())
+        throw Error("layer " + std::to_string(settings.layer) + " is outside 0.." + std::to_string(model.layer_count()));
+    check_shard(settings);
+    if (settings.max_new_tokens < 1) throw Error("the model's answers need at least 1 new token");
+    const std::size_t shard_count = static_cast<std::size_t>(settings.shard_count);
+    const std::size_t shard_index = static_cast<std::size_t>(settings.shard_index);
+    const std::size_t batch_size = static_cast<std::size_t>(std::max(1, settings.batch_size));
+
+    FlagSummary summary;
+    summary.run = run_fingerprint(model, vector, settings);
+
+    if (input.shard_index != settings.shard_index || input.shard_count != settings.shard_count)
+        throw Error("the input was scanned for shard " + std::to_string(input.shard_index) + "/" +
+                    std::to_string(input.shard_count) + ", not " + std::to_string(settings.shard_index) + "/" +
+                    std::to_string(settings.shard_count));
+    const std::string& input_path = input.path;
+    summary.lines = input.line_count;
+    summary.in_shard = input.in_shard;
+    summary.bad_lines_skipped = input.bad_lines_skipped;
+
+    // Results already written by an earlier run of the same command.
+    std::set<std::size_t> done;
+    const std::string shard_name = std::to_string(shard_index) + "/" + std::to_string(shard_count);
+    if (std::filesystem::exists(output_path)) {
+        cut_torn_last_line(output_path);
+        for (auto& record : read_flag_results(output_path)) {
+            if (record.run != summary.run)
+                throw FileError(output_path, "holds results of another run (" + record.run + ", this one is " + summary.run +
+                                                 ": the model, vector, layer or generation settings differ); "
+                                                 "write to another file or remove it");
+            if ((record.line - 1) % shard_count != shard_index)
+                throw FileError(output_path, "holds input line " + std::to_string(record.line) +
+                                                 ", which is not in shard " + shard_name + "; write to another file");
+            if (!done.insert(record.line).second)
+                throw FileError(output_path, "holds input line " + std::to_string(record.line) + " twice");
+            summary.records.push_back(std::move(record));
+        }
+    }
+    summary.resumed = summary.records.size();
+    std::vector<FlagInput::Line> pending;
+    for (const auto& p : input.lines)
+        if (!done.count(p.line)) pending.push_back(p);
+
+    std::ofstream out(output_path, std::ios::binary | std::ios::app);
+    if (!out) throw FileError(output_path, std::string("cannot open for writing: ") + std::strerror(errno));
+    std::ifstream in(input_path, std::ios::binary);
+    if (!in) throw FileError(input_path, std::string("cannot open: ") + std::strerror(errno));
+
+    const auto report = [&](std::size_t done_now) {
+        if (progress) progress(Progress{"flag", done_now, pending.size()});
+    };
+    const int context = model.context_length();
+    const int hidden = model.hidden_size();
+    const float* direction = vector.layer(settings.layer).values;
+    const auto projection = [&](const std::vector<float>& response_mean) {
+        return project(response_mean.data() + static_cast<std::size_t>(settings.layer) * static_cast<std::size_t>(hidden),
+                       direction, hidden);
+    };
+
+    report(0);
+    for (std::size_t start = 0; start < pending.size(); start += batch_size) {
+        check_cancelled(cancelled);
+        const std::size_t end = std::min(pending.size(), start + batch_size);
+
+        struct Work {
+            FlagRecord record;
+            std::vector<std::int32_t> prompt;
+            std::vector<std::int32_t> dataset_answer;
+            std::vector<std::int32_t> model_answer;
+            int dataset_row = -1;
+            int model_row = -1;
+        };
+        std::vector<Work> work;
+        std::vector<GenerationRow> generation;
+        std::vector<std::size_t> generated_for;
+        for (std::size_t k = start; k < end; ++k) {
+            in.clear();
+            in.seekg(pending[k].offset);
+            std::string text;
+            if (!std::getline(in, text)) throw FileError(input_path, line_text(pending[k].line) + "cannot be read again (did the file change?)");
+            strip_carriage_return(text);
+            const ChatSample sample = parse_chat_line(text, input_path, pending[k].line);
+
+            Work w;
+            w.record.line = sample.line;
+            w.record.run = summary.run;
+            w.prompt = model.encode_chat(sample.prompt, true);
+            w.dataset_answer = answer_tokens(model, sample.prompt, sample.answer);
+            w.record.prompt_tokens = static_cast<int>(w.prompt.size());
+            w.record.dataset_answer_tokens = static_cast<int>(w.dataset_answer.size());
+            const std::size_t longest = w.prompt.size() + std::max<std::size_t>(w.dataset_answer.size(),
+                                                                                 static_cast<std::size_t>(settings.max_new_tokens));
+            if (w.dataset_answer.empty()) {
+                w.record.unscored_reason = "the dataset's answer is empty";
+            } else if (longest > static_cast<std::size_t>(context)) {
+                w.record.unscored_reason = "the prompt (" + std::to_string(w.prompt.size()) + " tokens) with the dataset's answer (" +
+                                           std::to_string(w.dataset_answer.size()) + ") or up to " +
+                                           std::to_string(settings.max_new_tokens) + " new tokens exceeds the model's context of " +
+                                           std::to_string(context);
+            } else {
+                GenerationRow row;
+                row.prompt_tokens = w.prompt;
+                row.sampling.temperature = settings.temperature;
+                row.sampling.top_p = settings.top_p;
+                row.sampling.seed = sample_seed(settings.seed, sample.line);
+                row.sampling.max_new_tokens = settings.max_new_tokens;
+                generation.push_back(std::move(row));
+                generated_for.push_back(work.size());
+            }
+            work.push_back(std::move(w));
+        }
+
+        const auto answers = model.generate(generation, {}, nullptr, cancelled);
+        std::vector<CaptureRow> capture;
+        for (std::size_t g = 0; g < answers.size(); ++g) {
+            Work& w = work[generated_for[g]];
+            w.model_answer = answers[g].tokens;
+            w.record.model_answer = answers[g].text;
+            w.record.model_answer_tokens = static_cast<int>(w.model_answer.size());
+            CaptureRow dataset_row{w.prompt, static_cast<int>(w.prompt.size())};
+            dataset_row.tokens.insert(dataset_row.tokens.end(), w.dataset_answer.begin(), w.dataset_answer.end());
+            w.dataset_row = static_cast<int>(capture.size());
+            capture.push_back(std::move(dataset_row));
+            if (w.model_answer.empty()) {
+                w.record.unscored_reason = "the model's own answer is empty (it ended its turn at once)";
+                continue;
+            }
+            CaptureRow model_row{w.prompt, static_cast<int>(w.prompt.size())};
+            model_row.tokens.insert(model_row.tokens.end(), w.model_answer.begin(), w.model_answer.end());
+            w.model_row = static_cast<int>(capture.size());
+            capture.push_back(std::move(model_row));
+        }
+        // batch_size rows per pass, not 2 * batch_size: attention's memory grows with rows x
+        // length^2, and dataset answers can be far longer than the model's.
+        CaptureResult captured;
+        for (std::size_t from = 0; from < capture.size(); from += batch_size) {
+            const std::size_t to = std::min(capture.size(), from + batch_size);
+            CaptureResult part = model.capture(std::vector<CaptureRow>(capture.begin() + static_cast<std::ptrdiff_t>(from),
+                                                                       capture.begin() + static_cast<std::ptrdiff_t>(to)),
+                                               {}, cancelled);
+            for (auto& row : part.response_mean) captured.response_mean.push_back(std::move(row));
+        }
+
+        std::string lines;
+        for (Work& w : work) {
+            if (w.dataset_row >= 0) w.record.dataset_projection = projection(captured.response_mean[static_cast<std::size_t>(w.dataset_row)]);
+            if (w.model_row >= 0) w.record.model_projection = projection(captured.response_mean[static_cast<std::size_t>(w.model_row)]);
+            if (w.record.dataset_projection && w.record.model_projection) {
+                w.record.difference = *w.record.dataset_projection - *w.record.model_projection;
+                ++summary.scored;
+            } else {
+                ++summary.unscored;
+            }
+            lines += to_json(w.record).dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+            summary.records.push_back(std::move(w.record));
+        }
+        out << lines;
+        out.flush();
+        if (!out) throw FileError(output_path, "cannot be written (disk full?)");
+        report(end);
+    }
+    rank_flag_records(summary.records);
+    return summary;
+}
+
+}  // namespace persona

@@ -1,0 +1,262 @@
+#include "persona/judge.h"
+
+#include "persona/errors.h"
+#include "persona/model.h"
+#include "persona/tokenizer.h"
+#include "persona/trait.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+namespace persona {
+
+namespace {
+
+struct TrieNode {
+    std::vector<std::int32_t> path;
+    int number = -1;  // the integer this path spells, if any
+    std::map<std::int32_t, std::size_t> children;
+};
+
+class LocalJudge : public Judge {
+public:
+    // `owned` is set when the judge is a second model rather than the one being studied.
+    LocalJudge(Model& m, std::unique_ptr<Model> owned = {})
+        : owned_(std::move(owned)), model(m), spellings(spell_judge_numbers(m.tokenizer())),
+          digit_leading(digit_leading_tokens(m.tokenizer())) {}
+
+    // docs/method.md: the rubric as a user message, chat template and generation prompt, then the
+    // next-token distribution, no sampling.
+    JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
+                     const CancelFn& cancelled) override {
+        check_cancelled(cancelled);
+        const auto prompt = model.encode_chat({{"user", render_rubric(rubric, question, answer)}}, true);
+        const auto state = model.prefill(prompt, cancelled);
+        return score_judge_distribution(spellings, digit_leading, [&](const std::vector<std::int32_t>& path) {
+            return model.next_token_probabilities(*state, path, cancelled);
+        });
+    }
+
+private:
+    std::unique_ptr<Model> owned_;
+    Model& model;
+    std::vector<NumberSpelling> spellings;
+    std::vector<std::int32_t> digit_leading;
+};
+
+// Asks an OpenAI-compatible endpoint for the first token's top logprobs, one request per
+// rubric and answer; the endpoint's own retries and errors apply.
+class HttpJudge : public Judge {
+public:
+    explicit HttpJudge(const ChatEndpoint& endpoint) : client_(endpoint) {}
+
+    JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
+                     const CancelFn& cancelled) override {
+        const ChatCompletion completion = client_.complete(http_judge_request(rubric, question, answer), cancelled);
+        return score_top_logprobs(completion.top_logprobs.front());  // complete() saw one token at least
+    }
+
+private:
+    ChatClient client_;
+};
+
+// An integer 0..100 written plainly, perhaps with whitespace around it ("42", " 7"); nothing else.
+std::optional<int> judge_number(const std::string& token) {
+    const auto first = token.find_first_not_of(" \t\n\r");
+    if (first == std::string::npos) return std::nullopt;
+    const auto last = token.find_last_not_of(" \t\n\r");
+    const std::string digits = token.substr(first, last - first + 1);
+    if (digits.empty() || digits.size() > 3) return std::nullopt;
+    for (char c : digits)
+        if (c < '0' || c > '9') return std::nullopt;
+    const int value = std::stoi(digits);
+    if (value > 100) return std::nullopt;
+    return value;
+}
+
+}  // namespace
+
+const char* judge_kind_name(JudgeKind kind) {
+    switch (kind) {
+    case JudgeKind::Local: return "local";
+    case JudgeKind::None: return "none";
+    case JudgeKind::Http: return "http";
+    }
+    return "local";
+}
+
+std::optional<JudgeKind> judge_kind_from_name(const std::string& name) {
+    if (name == "local") return JudgeKind::Local;
+    if (name == "none") return JudgeKind::None;
+    if (name == "http") return JudgeKind::Http;
+    return std::nullopt;
+}
+
+std::string judge_label(const JudgeSettings& settings) {
+    if (settings.kind == JudgeKind::None) return "none";
+    if (settings.kind == JudgeKind::Http) return "http:" + settings.endpoint.base_url + "#" + settings.endpoint.model;
+    if (settings.model_path.empty()) return "local";
+    return "local:" + std::filesystem::path(settings.model_path).filename().string();
+}
+
+std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings, const ProgressFn& progress,
+                                  const CancelFn& cancelled) {
+    if (settings.kind == JudgeKind::None) return nullptr;
+    if (settings.kind == JudgeKind::Http) return make_http_judge(settings.endpoint);
+    if (settings.model_path.empty()) return std::make_unique<LocalJudge>(studied);
+    // The judge shares the studied model's device and dtype: one engine, one device.
+    ModelLoadOptions options;
+    options.device = studied.device();
+    options.dtype = studied.dtype();
+    auto judge_model = Model::load(settings.model_path, options, progress, cancelled);
+    Model& judge_ref = *judge_model;
+    return std::make_unique<LocalJudge>(judge_ref, std::move(judge_model));
+}
+
+std::unique_ptr<Judge> make_http_judge(const ChatEndpoint& endpoint) {
+    if (endpoint.base_url.empty()) throw Error("the HTTP judge needs an endpoint URL (--judge-url)");
+    if (endpoint.model.empty())
+        throw Error("the HTTP judge at " + endpoint.base_url + " needs a model name (--judge-model-name)");
+    return std::make_unique<HttpJudge>(endpoint);
+}
+
+std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer) {
+    std::vector<NumberSpelling> spellings;
+    for (int n = 0; n <= 100; ++n)
+        spellings.push_back({n, tokenizer.encode(std::to_string(n), /*add_special=*/false, /*parse_special=*/false)});
+    return spellings;
+}
+
+std::vector<std::int32_t> digit_leading_tokens(const Tokenizer& tokenizer) {
+    std::vector<std::int32_t> ids;
+    for (std::size_t id = 0; id < tokenizer.vocab_size(); ++id) {
+        const auto token = static_cast<std::int32_t>(id);
+        if (tokenizer.is_special(token)) continue;
+        const std::string bytes = tokenizer.token_bytes(token, false);
+        if (!bytes.empty() && bytes.front() >= '0' && bytes.front() <= '9') ids.push_back(token);
+    }
+    return ids;
+}
+
+JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings,
+                                    const std::vector<std::int32_t>& digit_leading,
+                                    const NextTokenDistributions& distributions, double prune_below) {
+    std::vector<TrieNode> trie(1);
+    for (const NumberSpelling& spelling : spellings) {
+        if (spelling.tokens.empty()) continue;
+        std::size_t node = 0;
+        for (std::int32_t token : spelling.tokens) {
+            auto found = trie[node].children.find(token);
+            if (found == trie[node].children.end()) {
+                TrieNode child;
+                child.path = trie[node].path;
+                child.path.push_back(token);
+                trie.push_back(std::move(child));
+                found = trie[node].children.emplace(token, trie.size() - 1).first;
+            }
+            node = found->second;
+        }
+        trie[node].number = spelling.value;
+    }
+
+    JudgeScore result;
+    std::map<std::vector<std::int32_t>, std::vector<float>> cache;
+    // One forward pass yields the distribution after every prefix of its path, so each pass
+    // runs on along the first chain of nodes that will need expanding too ("1" then "10" in a
+    // digit-per-token vocabulary): 100 costs no pass of its own.
+    const auto distribution_at = [&](std::size_t node) -> const std::vector<float>& {
+        const auto cached = cache.find(trie[node].path);
+        if (cached != cache.end()) return cached->second;
+        std::size_t deepest = node;
+        for (;;) {
+            std::size_t next = 0;
+            for (const auto& [token, child] : trie[deepest].children)
+                if (!trie[child].children.empty()) {
+                    next = child;
+                    break;
+                }
+            if (next == 0) break;
+            deepest = next;
+        }
+        const std::vector<std::int32_t>& path = trie[deepest].path;
+        auto rows = distributions(path);
+        ++result.forward_passes;
+        if (rows.size() != path.size() + 1) throw Error("judge: expected one distribution per prefix of the number");
+        for (std::size_t k = 0; k < rows.size(); ++k)
+            cache[std::vector<std::int32_t>(path.begin(), path.begin() + std::ptrdiff_t(k))] = std::move(rows[k]);
+        return cache.at(trie[node].path);
+    };
+    const auto probability = [](const std::vector<float>& p, std::int32_t token) {
+        return token >= 0 && std::size_t(token) < p.size() ? double(p[std::size_t(token)]) : 0.0;
+    };
+
+    // The first distribution alone decides a refusal; a refused answer costs no further passes.
+    {
+        const std::vector<float>& first = distribution_at(0);
+        for (const auto& [token, child] : trie[0].children) result.numeric_mass += probability(first, token);
+        if (result.numeric_mass < kRefusalNumericMass) {
+            result.refusal = true;
+            return result;
+        }
+        result.numeric_mass = 0;  // summed again below, child by child
+    }
+    double weighted = 0, resolved = 0;
+    std::vector<std::pair<std::size_t, double>> frontier{{0, 1.0}};
+    while (!frontier.empty()) {
+        const auto [node, mass] = frontier.back();
+        frontier.pop_back();
+        if (trie[node].children.empty()) {
+            if (trie[node].number >= 0) {
+                weighted += mass * trie[node].number;
+                resolved += mass;
+            }
+            continue;
+        }
+        if (node != 0 && mass < prune_below) continue;  // numeric, but of unknown value
+        const std::vector<float>& p = distribution_at(node);
+        for (const auto& [token, child] : trie[node].children) {
+            const double child_mass = mass * probability(p, token);
+            if (node == 0) result.numeric_mass += child_mass;
+            frontier.emplace_back(child, child_mass);
+        }
+        if (trie[node].number >= 0) {
+            double continuing = 0;
+            for (std::int32_t token : digit_leading) continuing += probability(p, token);
+            const double ends_here = mass * std::max(0.0, 1.0 - continuing);
+            weighted += ends_here * trie[node].number;
+            resolved += ends_here;
+        }
+    }
+    result.refusal = result.numeric_mass < kRefusalNumericMass || resolved <= 0;
+    if (!result.refusal) result.score = weighted / resolved;
+    return result;
+}
+
+ChatCompletionRequest http_judge_request(const std::string& rubric, const std::string& question,
+                                         const std::string& answer) {
+    ChatCompletionRequest request;
+    request.messages = {{"user", render_rubric(rubric, question, answer)}};
+    request.max_tokens = 1;
+    request.temperature = 0;
+    request.top_logprobs = 20;
+    return request;
+}
+
+JudgeScore score_top_logprobs(const std::vector<TopLogprob>& alternatives) {
+    JudgeScore result;
+    double weighted = 0;
+    for (const TopLogprob& alternative : alternatives) {
+        const auto number = judge_number(alternative.token);
+        if (!number) continue;
+        const double probability = std::exp(alternative.logprob);
+        result.numeric_mass += probability;
+        weighted += probability * *number;
+    }
+    result.refusal = result.numeric_mass < kRefusalNumericMass;
+    if (!result.refusal) result.score = weighted / result.numeric_mass;
+    return result;
+}
+
+}  // namespace persona

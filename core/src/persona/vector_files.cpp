@@ -1,0 +1,254 @@
+#include "persona/vector_files.h"
+
+#include "persona/errors.h"
+#include "formats/ggml_types.h"
+#include "persona/gguf.h"
+#include "formats/gguf_writer.h"
+#include "formats/safetensors.h"
+#include "io/shape_text.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+namespace persona {
+
+namespace {
+
+constexpr const char* kProvenancePrefix = "provenance.";
+constexpr const char* kControlVectorArchitecture = "controlvector";
+constexpr const char* kDirectionPrefix = "direction.";
+constexpr const char* kWorkbenchPrefix = "persona_workbench.";
+constexpr const char* kControlVectorProvenancePrefix = "persona_workbench.provenance.";
+constexpr const char* kWriter = "persona-workbench " PERSONA_VERSION;
+constexpr const char* kControlVectorLayerConvention =
+    "direction.N is added to the output of block N (0-based), i.e. hidden_states[N+1]";
+
+std::string number_text(double value) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.9g", value);
+    return buffer;
+}
+
+std::string file_stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
+
+// persona_vectors saves "{trait}_{aggregate}_diff.pt"; a converted file usually keeps the stem.
+void infer_from_file_name(const std::string& path, PersonaVector& vector) {
+    const std::string stem = file_stem(path);
+    vector.trait = stem;
+    vector.aggregate = Aggregate::ResponseMean;
+    for (Aggregate candidate : {Aggregate::ResponseMean, Aggregate::PromptMean, Aggregate::PromptLast}) {
+        const std::string marker = std::string("_") + aggregate_name(candidate);
+        const auto at = stem.find(marker);
+        if (at == std::string::npos) continue;
+        vector.aggregate = candidate;
+        if (at > 0) vector.trait = stem.substr(0, at);
+        break;
+    }
+}
+
+const SafetensorsTensorInfo& the_vector_tensor(const SafetensorsFile& file) {
+    // The same rule as read_layer_vector, so every file one reads the other reads too.
+    if (file.tensors().size() == 1) return file.tensors().front();
+    if (const auto* named = file.find_tensor("vector")) return *named;
+    throw FileError(file.path(), "holds " + std::to_string(file.tensors().size()) +
+                                     " tensors; a vector file holds one (or one named 'vector')");
+}
+
+// Parses the N of "direction.N"; nullopt for any other name.
+std::optional<int> direction_index(const std::string& name) {
+    const std::size_t prefix = std::strlen(kDirectionPrefix);
+    if (name.compare(0, prefix, kDirectionPrefix) != 0) return std::nullopt;
+    const std::string digits = name.substr(prefix);
+    if (digits.empty() || digits.size() > 6) return std::nullopt;
+    for (char c : digits)
+        if (c < '0' || c > '9') return std::nullopt;
+    return std::stoi(digits);
+}
+
+}  // namespace
+
+void write_vector_file(const std::string& path, const PersonaVector& vector) {
+    vector.check_shape();
+    std::map<std::string, std::string> metadata;
+    for (const auto& [key, value] : vector.provenance) {
+        if (key.empty()) throw Error(vector.description() + " has a provenance entry with an empty key");
+        metadata[kProvenancePrefix + key] = value;
+    }
+    metadata["schema"] = kVectorSchema;
+    metadata["schema_version"] = std::to_string(kVectorSchemaVersion);
+    metadata["trait"] = vector.trait;
+    metadata["aggregate"] = aggregate_name(vector.aggregate);
+    metadata["layer_convention"] = kVectorLayerConvention;
+    metadata["writer"] = kWriter;
+    write_safetensors(path, {{"vector", {vector.layer_count, vector.hidden_size}, vector.values.data(), vector.values.size()}},
+                      metadata);
+}
+
+PersonaVector read_vector_file(const std::string& path) {
+    const auto file = SafetensorsFile::open(path);
+    const SafetensorsTensorInfo& tensor = the_vector_tensor(*file);
+    const auto& shape = tensor.shape;
+    if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1)
+        throw FileError(path, "tensor '" + tensor.name + "' has shape " + shape_text(shape) +
+                                  "; a persona vector has one row per layer: [layers + 1, hidden]");
+    if (shape[0] > (1 << 20) || shape[1] > (1 << 24))
+        throw FileError(path, "tensor '" + tensor.name + "' shape " + shape_text(shape) + " is too large for a persona vector");
+
+    PersonaVector vector;
+    vector.layer_count = int(shape[0]);
+    vector.hidden_size = int(shape[1]);
+    vector.values = file->read_floats(tensor);
+
+    const auto& metadata = file->metadata();
+    const auto find = [&](const std::string& key) -> const std::string* {
+        const auto it = metadata.find(key);
+        return it == metadata.end() ? nullptr : &it->second;
+    };
+    const std::string* schema = find("schema");
+    if (!schema) {
+        infer_from_file_name(path, vector);
+        vector.provenance["source"] = "no persona-workbench metadata: trait and aggregate taken from the file name";
+        return vector;
+    }
+    if (*schema != kVectorSchema)
+        throw FileError(path, "metadata schema is '" + *schema + "', not '" + kVectorSchema + "'");
+    const std::string* version = find("schema_version");
+    if (!version) throw FileError(path, "has a schema but no schema_version");
+    int version_number = 0;
+    try {
+        std::size_t used = 0;
+        version_number = std::stoi(*version, &used);
+        if (used != version->size()) throw std::invalid_argument("trailing text");
+    } catch (const std::logic_error&) {
+        throw FileError(path, "schema_version '" + *version + "' is not a number");
+    }
+    if (version_number < 1 || version_number > kVectorSchemaVersion)
+        throw FileError(path, "schema_version " + *version + " is not one this build reads (1 to " +
+                                  std::to_string(kVectorSchemaVersion) + "); it may come from a newer Persona Workbench");
+    if (const std::string* convention = find("layer_convention"); convention && *convention != kVectorLayerConvention)
+        throw FileError(path, "layer_convention is '" + *convention + "'; this build reads only '" +
+                                  kVectorLayerConvention + "' and would steer the wrong layer otherwise");
+    if (const std::string* trait = find("trait")) vector.trait = *trait;
+    else vector.trait = file_stem(path);
+    if (const std::string* aggregate = find("aggregate")) {
+        const auto parsed = aggregate_from_name(*aggregate);
+        if (!parsed)
+            throw FileError(path, "aggregate '" + *aggregate + "' is not response_avg, prompt_avg or prompt_last");
+        vector.aggregate = *parsed;
+    }
+    const std::size_t prefix = std::strlen(kProvenancePrefix);
+    for (const auto& [key, value] : metadata)
+        if (key.size() > prefix && key.compare(0, prefix, kProvenancePrefix) == 0) vector.provenance[key.substr(prefix)] = value;
+    return vector;
+}
+
+void export_control_vector(const std::string& path, const PersonaVector& vector, double coefficient,
+                           const std::string& model_hint) {
+    vector.check_shape();
+    const int blocks = vector.layer_count - 1;
+    if (blocks < 2)
+        throw Error(vector.description() + " covers " + std::to_string(blocks) +
+                    " block(s); llama.cpp steers blocks 1 and up, so a control vector needs at least 2");
+    if (!std::isfinite(coefficient)) throw Error("control-vector coefficient " + number_text(coefficient) + " is not finite");
+
+    GgufWriter writer;
+    writer.add_string("general.architecture", kControlVectorArchitecture);
+    writer.add_string(std::string(kControlVectorArchitecture) + ".model_hint", model_hint);
+    writer.add_uint32(std::string(kControlVectorArchitecture) + ".layer_count", std::uint32_t(blocks - 1));
+    writer.add_string(std::string(kWorkbenchPrefix) + "trait", vector.trait);
+    writer.add_string(std::string(kWorkbenchPrefix) + "aggregate", aggregate_name(vector.aggregate));
+    writer.add_float32(std::string(kWorkbenchPrefix) + "coefficient", static_cast<float>(coefficient));
+    writer.add_uint32(std::string(kWorkbenchPrefix) + "block_count", std::uint32_t(blocks));
+    writer.add_string(std::string(kWorkbenchPrefix) + "layer_convention", kControlVectorLayerConvention);
+    writer.add_string(std::string(kWorkbenchPrefix) + "writer", kWriter);
+    for (const auto& [key, value] : vector.provenance) {
+        if (key.empty()) throw Error(vector.description() + " has a provenance entry with an empty key");
+        writer.add_string(kControlVectorProvenancePrefix + key, value);
+    }
+    const auto hidden = std::size_t(vector.hidden_size);
+    for (int block = 1; block < blocks; ++block) {
+        const LayerView source = vector.layer(block + 1);
+        std::vector<float> direction(hidden);
+        for (std::size_t i = 0; i < hidden; ++i)
+            direction[i] = static_cast<float>(coefficient * double(source[int(i)]));
+        writer.add_f32_tensor(kDirectionPrefix + std::to_string(block), {std::uint64_t(hidden)}, std::move(direction));
+    }
+    writer.write(path);
+}
+
+PersonaVector import_control_vector(const std::string& path, int expected_hidden, int expected_block_count) {
+    if (expected_hidden < 1) throw Error("cannot import " + path + ": the expected hidden size must be positive");
+    const auto file = GgufFile::open(path);
+    const auto architecture = file->find_string("general.architecture");
+    if (!architecture)
+        throw FileError(path, "has no general.architecture; a control vector says \"controlvector\"");
+    if (*architecture != kControlVectorArchitecture)
+        throw FileError(path, "general.architecture is '" + *architecture + "', not '" + kControlVectorArchitecture +
+                                  "': this is not a control vector");
+    if (file->tensors().empty()) throw FileError(path, "holds no direction tensors");
+
+    int highest = -1;
+    for (const auto& tensor : file->tensors()) {
+        const auto block = direction_index(tensor.name);
+        if (!block) throw FileError(path, "tensor '" + tensor.name + "' is not named direction.<block number>");
+        if (tensor.type != static_cast<std::uint32_t>(GgmlType::F32))
+            throw FileError(path, "tensor '" + tensor.name + "' is " + ggml_type_name(tensor.type) +
+                                      "; control-vector directions are F32");
+        if (tensor.shape.size() != 1)
+            throw FileError(path, "tensor '" + tensor.name + "' has " + std::to_string(tensor.shape.size()) +
+                                      " dimensions; a direction is 1-D");
+        if (tensor.shape[0] != std::uint64_t(expected_hidden))
+            throw FileError(path, "tensor '" + tensor.name + "' has " + std::to_string(tensor.shape[0]) +
+                                      " values; the model's hidden size is " + std::to_string(expected_hidden));
+        highest = std::max(highest, *block);
+    }
+
+    const auto recorded_blocks = file->find_int(std::string(kWorkbenchPrefix) + "block_count");
+    if (expected_block_count > 0 && recorded_blocks && *recorded_blocks != expected_block_count)
+        throw FileError(path, "was exported for a model with " + std::to_string(*recorded_blocks) +
+                                  " blocks; this model has " + std::to_string(expected_block_count));
+    const int blocks = expected_block_count > 0 ? expected_block_count
+                       : recorded_blocks && *recorded_blocks > 0 && *recorded_blocks < (1 << 20) ? int(*recorded_blocks)
+                                                                                                 : highest + 1;
+    if (highest >= blocks)
+        throw FileError(path, "direction." + std::to_string(highest) + " steers block " + std::to_string(highest) +
+                                  ", but the model has blocks 0.." + std::to_string(blocks - 1));
+
+    PersonaVector vector;
+    vector.layer_count = blocks + 1;
+    vector.hidden_size = expected_hidden;
+    vector.values.assign(std::size_t(vector.layer_count) * std::size_t(expected_hidden), 0.0f);
+    for (const auto& tensor : file->tensors()) {
+        const int block = *direction_index(tensor.name);
+        std::memcpy(vector.values.data() + std::size_t(block + 1) * std::size_t(expected_hidden),
+                    file->tensor_data(tensor), std::size_t(expected_hidden) * sizeof(float));
+    }
+
+    vector.trait = file->find_string(std::string(kWorkbenchPrefix) + "trait").value_or(file_stem(path));
+    if (const auto aggregate = file->find_string(std::string(kWorkbenchPrefix) + "aggregate")) {
+        const auto parsed = aggregate_from_name(*aggregate);
+        if (!parsed)
+            throw FileError(path, "persona_workbench.aggregate '" + *aggregate +
+                                      "' is not response_avg, prompt_avg or prompt_last");
+        vector.aggregate = *parsed;
+    }
+    const std::string provenance_prefix = kControlVectorProvenancePrefix;
+    for (const auto& [key, value] : file->metadata())
+        if (key.size() > provenance_prefix.size() && key.compare(0, provenance_prefix.size(), provenance_prefix) == 0 &&
+            value.type() == GgufValueType::String)
+            vector.provenance[key.substr(provenance_prefix.size())] = value.as_string();
+    vector.provenance["source"] = "control vector " + std::filesystem::path(path).filename().string() +
+                                  " (values are coefficient * vector; hidden_states[0] and layers without a "
+                                  "direction tensor are zero)";
+    if (const auto hint = file->find_string(std::string(kControlVectorArchitecture) + ".model_hint"))
+        vector.provenance["model_hint"] = *hint;
+    if (const auto coefficient = file->find_float(std::string(kWorkbenchPrefix) + "coefficient"))
+        vector.provenance["coefficient"] = number_text(*coefficient);
+    if (file->find_tensor(std::string(kDirectionPrefix) + "0"))
+        vector.provenance["warning"] = "the file holds direction.0, which llama.cpp refuses to load";
+    return vector;
+}
+
+}  // namespace persona

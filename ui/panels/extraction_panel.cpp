@@ -1,0 +1,750 @@
+#include "panels/extraction_panel.h"
+
+#include "shell/engine_client.h"
+#include "persona/paths.h"
+#include "persona/vector_files.h"
+
+#include <qcustomplot.h>
+
+#include <QCryptographicHash>
+#include <QDir>
+#include <QFile>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QGridLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QRegularExpression>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QStandardPaths>
+#include <QTableWidget>
+#include <QVBoxLayout>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+const std::array<const char*, 5> ExtractionPanel::kStages{"generate", "judge", "filter", "capture", "vectors"};
+
+namespace {
+constexpr std::array<persona::Aggregate, 3> kAggregates{persona::Aggregate::ResponseMean, persona::Aggregate::PromptMean,
+                                                        persona::Aggregate::PromptLast};
+
+int stageIndex(const QString& stage) {
+    for (std::size_t i = 0; i < ExtractionPanel::kStages.size(); ++i)
+        if (stage == QLatin1String(ExtractionPanel::kStages[i])) return static_cast<int>(i);
+    return -1;
+}
+
+QString duration(double seconds) {
+    if (!std::isfinite(seconds) || seconds < 0) return QStringLiteral("?");
+    const auto whole = static_cast<qint64>(std::llround(seconds));
+    if (whole < 60) return ExtractionPanel::tr("%1 s").arg(whole);
+    return QStringLiteral("%1:%2").arg(whole / 60).arg(whole % 60, 2, 10, QLatin1Char('0'));
+}
+
+QString score(const std::optional<double>& value, bool refusal, bool judged) {
+    if (!judged) return QStringLiteral("\u2014");
+    if (refusal) return ExtractionPanel::tr("refusal");
+    return value ? QString::number(*value, 'f', 1) : QStringLiteral("\u2014");
+}
+
+// NaN leaves a gap in a QCustomPlot line; an infinite effect size (no spread on either side)
+// has no place on a finite axis either.
+double plottable(double value) { return std::isfinite(value) ? value : std::numeric_limits<double>::quiet_NaN(); }
+
+QCustomPlot* makePlot(QWidget* parent, const QString& title) {
+    auto* plot = new QCustomPlot(parent);
+    plot->plotLayout()->insertRow(0);
+    plot->plotLayout()->addElement(
+        0, 0, new QCPTextElement(plot, title, QFont(plot->font().family(), plot->font().pointSize(), QFont::Bold)));
+    plot->xAxis->setLabel(ExtractionPanel::tr("layer"));
+    plot->setMinimumHeight(160);
+    return plot;
+}
+}  // namespace
+
+ExtractionPanel::ExtractionPanel(EngineClient* engine, QWidget* parent)
+    : QWidget(parent),
+      engine_(engine),
+      checkpointDirectory_(QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/checkpoints") {
+    new QVBoxLayout(this);
+    buildSettings();
+    buildProgress();
+    buildResults();
+    loadBuiltinTraits();
+    resetStages();
+    refreshButtons();
+}
+
+void ExtractionPanel::buildSettings() {
+    auto* box = new QGroupBox(tr("Settings"), this);
+    auto* grid = new QGridLayout(box);
+    auto spin = [this](const char* name, int low, int high, int value, const QString& tip) {
+        auto* s = new QSpinBox(this);
+        s->setObjectName(name);
+        s->setRange(low, high);
+        s->setValue(value);
+        s->setToolTip(tip);
+        return s;
+    };
+    trait_ = new QComboBox(this);
+    trait_->setObjectName("trait");
+    trait_->setMinimumContentsLength(12);
+    questions_ = spin("questions", 0, 1000, 0, tr("Extraction questions to use; 0 uses all of them"));
+    questions_->setSpecialValueText(tr("all"));
+    pairs_ = spin("pairs", 0, 100, 0, tr("Instruction pairs to use; 0 uses all of them"));
+    pairs_->setSpecialValueText(tr("all"));
+    samples_ = spin("samples", 1, 100, 1, tr("Answers per question, instruction pair and side"));
+    maxTokens_ = spin("max_tokens", 1, 2048, 64, tr("Longest answer, in tokens"));
+    temperature_ = new QDoubleSpinBox(this);
+    temperature_->setObjectName("temperature");
+    temperature_->setRange(0.0, 2.0);
+    temperature_->setSingleStep(0.1);
+    temperature_->setValue(1.0);
+    temperature_->setToolTip(tr("0 is greedy; the paper samples at 1"));
+    seed_ = spin("seed", 0, 1'000'000'000, 0, tr("Each sample's seed derives from this one: reruns give the same answers"));
+    batch_ = spin("batch", 1, 256, 8, tr("Answers generated together"));
+    judge_ = new QComboBox(this);
+    judge_->setObjectName("judge");
+    judge_->addItem(tr("local model"), int(JudgeChoice::StudiedModel));
+    judge_->addItem(tr("second model"), int(JudgeChoice::SecondModel));
+    judge_->addItem(tr("HTTP endpoint"), int(JudgeChoice::Endpoint));
+    judge_->addItem(tr("none"), int(JudgeChoice::None));
+    judge_->setToolTip(tr("local model: the loaded model scores each answer 0-100 for the trait and for coherence.\n"
+                          "second model: another model file or folder (beside) judges instead; a small model may refuse.\n"
+                          "The default is the judge model setup fetched, when it is in the model cache.\n"
+                          "HTTP endpoint: an OpenAI-compatible server with logprobs; the key is read from "
+                          "$OPENAI_API_KEY, never saved.\n"
+                          "none: every pair is kept; the vector then contrasts the system prompts, not judged trait "
+                          "expression"));
+    judgeTarget_ = new QLineEdit(this);
+    judgeTarget_->setObjectName("judge_target");
+    connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
+    // The default models refuse to grade (README, "Judges"): the judge model setup fetched is
+    // the choice that keeps pairs, so it is the default when it is there.
+    if (QFileInfo::exists(QString::fromStdString(persona::judge_model_path())))
+        judge_->setCurrentIndex(judge_->findData(int(JudgeChoice::SecondModel)));
+    updateJudgeTarget();
+    auto threshold = [this](const char* name, const QString& tip) {
+        auto* s = new QDoubleSpinBox(this);
+        s->setObjectName(name);
+        s->setRange(0, 100);
+        s->setDecimals(0);
+        s->setValue(50);
+        s->setToolTip(tip);
+        return s;
+    };
+    traitThreshold_ = threshold("trait_threshold", tr("A pair stays when its positive answer scores at least this and its negative less"));
+    coherenceThreshold_ = threshold("coherence_threshold", tr("Both answers of a kept pair score at least this for coherence"));
+
+    int column = 0;
+    auto add = [&](int row, const QString& label, QWidget* widget) {
+        grid->addWidget(new QLabel(label, this), row, column);
+        grid->addWidget(widget, row, column + 1);
+    };
+    add(0, tr("Trait"), trait_);
+    add(1, tr("Judge"), judge_);
+    grid->addWidget(judgeTarget_, 2, 0, 1, 12);
+    column = 2;
+    add(0, tr("Questions"), questions_);
+    add(1, tr("Pairs"), pairs_);
+    column = 4;
+    add(0, tr("Samples"), samples_);
+    add(1, tr("Batch"), batch_);
+    column = 6;
+    add(0, tr("Max tokens"), maxTokens_);
+    add(1, tr("Seed"), seed_);
+    column = 8;
+    add(0, tr("Temperature"), temperature_);
+    add(1, tr("Trait \u2265"), traitThreshold_);
+    column = 10;
+    add(0, tr("Coherence \u2265"), coherenceThreshold_);
+    grid->setColumnStretch(1, 1);
+
+    runButton_ = new QPushButton(tr("Run"), this);
+    runButton_->setObjectName("run_extraction");
+    cancelButton_ = new QPushButton(tr("Cancel"), this);
+    cancelButton_->setObjectName("cancel_extraction");
+    discardButton_ = new QPushButton(tr("Discard saved progress"), this);
+    discardButton_->setObjectName("discard_checkpoint");
+    discardButton_->setToolTip(tr("Delete the checkpoint of these settings, so the next run starts from nothing"));
+    layout()->addWidget(box);
+
+    message_ = new QLabel(tr("Load a model to extract a persona vector."), this);
+    message_->setObjectName("extraction_message");
+    message_->setWordWrap(true);
+    auto* messageRow = new QHBoxLayout;
+    messageRow->addWidget(message_, 1);
+    messageRow->addWidget(runButton_);
+    messageRow->addWidget(cancelButton_);
+    messageRow->addWidget(discardButton_);
+    static_cast<QVBoxLayout*>(layout())->addLayout(messageRow);
+
+    connect(runButton_, &QPushButton::clicked, this, &ExtractionPanel::run);
+    connect(cancelButton_, &QPushButton::clicked, this, &ExtractionPanel::cancel);
+    connect(discardButton_, &QPushButton::clicked, this, &ExtractionPanel::discardCheckpoint);
+    // The checkpoint file follows the settings: whether there is one to resume may change.
+    for (QSpinBox* s : {questions_, pairs_, samples_, maxTokens_, seed_, batch_})
+        connect(s, &QSpinBox::valueChanged, this, &ExtractionPanel::refreshButtons);
+    connect(temperature_, &QDoubleSpinBox::valueChanged, this, &ExtractionPanel::refreshButtons);
+    connect(trait_, &QComboBox::currentIndexChanged, this, &ExtractionPanel::refreshButtons);
+}
+
+void ExtractionPanel::buildProgress() {
+    auto* row = new QHBoxLayout;
+    for (std::size_t i = 0; i < kStages.size(); ++i) {
+        auto* column = new QVBoxLayout;
+        auto* bar = new QProgressBar(this);
+        bar->setObjectName(QStringLiteral("stage_%1").arg(kStages[i]));
+        bar->setFormat(QStringLiteral("%1 %v/%m").arg(kStages[i]));
+        bar->setTextVisible(true);
+        auto* eta = new QLabel(this);
+        eta->setObjectName(QStringLiteral("eta_%1").arg(kStages[i]));
+        eta->setAlignment(Qt::AlignCenter);
+        column->addWidget(bar);
+        column->addWidget(eta);
+        row->addLayout(column, 1);
+        stageBars_[i] = bar;
+        stageEtas_[i] = eta;
+    }
+    static_cast<QVBoxLayout*>(layout())->addLayout(row);
+}
+
+void ExtractionPanel::buildResults() {
+    auto* splitter = new QSplitter(Qt::Horizontal, this);
+    table_ = new QTableWidget(0, 7, splitter);
+    table_->setObjectName("sample_table");
+    table_->setHorizontalHeaderLabels({tr("Question"), tr("Pair"), tr("Side"), tr("Answer"), tr("Trait"), tr("Coherence"), tr("Kept")});
+    table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+    table_->setWordWrap(false);
+    table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 6);
+    table_->verticalHeader()->setVisible(false);
+    auto* header = table_->horizontalHeader();
+    header->setSectionResizeMode(QHeaderView::ResizeToContents);
+    header->setSectionResizeMode(QuestionColumn, QHeaderView::Interactive);
+    header->setSectionResizeMode(AnswerColumn, QHeaderView::Stretch);
+    table_->setColumnWidth(QuestionColumn, 130);
+
+    auto* right = new QWidget(splitter);
+    auto* rightLayout = new QVBoxLayout(right);
+    rightLayout->setContentsMargins(0, 0, 0, 0);
+    auto* choice = new QHBoxLayout;
+    aggregate_ = new QComboBox(right);
+    aggregate_->setObjectName("aggregate");
+    for (persona::Aggregate a : kAggregates) aggregate_->addItem(QString::fromLatin1(persona::aggregate_name(a)), static_cast<int>(a));
+    aggregate_->setToolTip(tr("Which activation the vector is made of: the answer's mean (the paper's choice), the prompt's "
+                              "mean or the prompt's last token"));
+    saveButton_ = new QPushButton(tr("Save vector\u2026"), right);
+    saveButton_->setObjectName("save_vector");
+    choice->addWidget(new QLabel(tr("Aggregate"), right));
+    choice->addWidget(aggregate_);
+    choice->addStretch(1);
+    choice->addWidget(saveButton_);
+    rightLayout->addLayout(choice);
+    summary_ = new QLabel(right);
+    summary_->setObjectName("extraction_summary");
+    summary_->setWordWrap(true);
+    rightLayout->addWidget(summary_);
+
+    normPlot_ = makePlot(right, tr("Vector norm per layer"));
+    normPlot_->setObjectName("norm_plot");
+    normPlot_->yAxis->setLabel(tr("|v|"));
+    normPlot_->addGraph();
+    normPlot_->graph(0)->setName(tr("norm"));
+    separationPlot_ = makePlot(right, tr("Separation of positive and negative samples"));
+    separationPlot_->setObjectName("separation_plot");
+    separationPlot_->yAxis->setLabel(tr("effect size (Cohen's d)"));
+    separationPlot_->yAxis2->setVisible(true);
+    separationPlot_->yAxis2->setLabel(tr("AUROC"));
+    separationPlot_->yAxis2->setRange(0, 1.05);
+    separationPlot_->addGraph(separationPlot_->xAxis, separationPlot_->yAxis);
+    separationPlot_->graph(0)->setName(tr("effect size"));
+    separationPlot_->addGraph(separationPlot_->xAxis, separationPlot_->yAxis2);
+    separationPlot_->graph(1)->setName(tr("AUROC"));
+    separationPlot_->legend->setVisible(true);
+    separationPlot_->legend->setFont(QFont(font().family(), std::max(7, font().pointSize() - 2)));
+    separationPlot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignBottom | Qt::AlignRight);
+
+    const QColor normColor(40, 40, 40), effectColor(178, 24, 43), aurocColor(33, 102, 172);
+    const std::array<std::pair<QCPGraph*, QColor>, 3> graphs{
+        {{normPlot_->graph(0), normColor}, {separationPlot_->graph(0), effectColor}, {separationPlot_->graph(1), aurocColor}}};
+    for (const auto& [graph, color] : graphs) {
+        graph->setPen(QPen(color, 1.5));
+        graph->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, color, color, 4));
+    }
+    std::size_t i = 0;
+    for (QCustomPlot* plot : {normPlot_, separationPlot_}) {
+        QSharedPointer<QCPAxisTickerFixed> ticker(new QCPAxisTickerFixed);
+        ticker->setTickStep(5.0);
+        plot->xAxis->setTicker(ticker);
+        auto* line = new QCPItemStraightLine(plot);
+        line->setPen(QPen(QColor(0, 140, 60), 1.5, Qt::DashLine));
+        line->setVisible(false);
+        auto* label = new QCPItemText(plot);
+        label->setPositionAlignment(Qt::AlignTop | Qt::AlignLeft);
+        label->position->setTypeX(QCPItemPosition::ptPlotCoords);
+        label->position->setTypeY(QCPItemPosition::ptAxisRectRatio);
+        label->setColor(QColor(0, 110, 50));
+        label->setBrush(QBrush(QColor(255, 255, 255, 200)));
+        label->setPadding(QMargins(2, 1, 2, 1));
+        label->setVisible(false);
+        suggestedLines_[i] = line;
+        suggestedLabels_[i] = label;
+        ++i;
+    }
+    rightLayout->addWidget(normPlot_, 1);
+    rightLayout->addWidget(separationPlot_, 1);
+    splitter->addWidget(table_);
+    splitter->addWidget(right);
+    splitter->setStretchFactor(0, 3);
+    splitter->setStretchFactor(1, 2);
+    splitter->setSizes({560, 360});  // the answers want the width; the plots read fine narrower
+    layout()->addWidget(splitter);
+    static_cast<QVBoxLayout*>(layout())->setStretchFactor(splitter, 1);
+
+    connect(aggregate_, &QComboBox::currentIndexChanged, this, [this] {
+        showPlots();
+        if (const persona::AggregateResult* chosen = currentAggregate()) emit vectorChosen(chosen->vector, chosen->suggested_layer);
+    });
+    connect(saveButton_, &QPushButton::clicked, this, &ExtractionPanel::chooseVectorFile);
+}
+
+void ExtractionPanel::loadBuiltinTraits() {
+    std::vector<persona::Trait> traits;
+    for (const std::string& name : persona::builtin_trait_names()) traits.push_back(persona::load_builtin_trait(name));
+    setTraits(traits);
+}
+
+void ExtractionPanel::setTraits(const std::vector<persona::Trait>& traits) {
+    const QString previous = trait_->currentText();
+    traits_ = traits;
+    {
+        const QSignalBlocker blocker(trait_);
+        trait_->clear();
+        for (const persona::Trait& trait : traits_) {
+            trait_->addItem(QString::fromStdString(trait.name));
+            trait_->setItemData(trait_->count() - 1, QString::fromStdString(trait.definition), Qt::ToolTipRole);
+        }
+        const int again = trait_->findText(previous);
+        trait_->setCurrentIndex(again >= 0 ? again : 0);
+    }
+    refreshButtons();
+}
+
+bool ExtractionPanel::selectTrait(const QString& name) {
+    const int index = trait_->findText(name);
+    if (index < 0) return false;
+    trait_->setCurrentIndex(index);
+    return true;
+}
+
+const persona::Trait* ExtractionPanel::currentTrait() const {
+    const int index = trait_->currentIndex();
+    if (index < 0 || index >= static_cast<int>(traits_.size())) return nullptr;
+    return &traits_[static_cast<std::size_t>(index)];
+}
+
+void ExtractionPanel::setModel(const persona::ModelFacts& facts) {
+    facts_ = facts;
+    hasModel_ = true;
+    message_->setText(tr("Choose a trait and settings, then Run. Finished samples are saved as they come, so a "
+                         "cancelled run resumes where it stopped."));
+    refreshButtons();
+}
+
+// The judge's file or endpoint is asked for only when the choice needs one.
+void ExtractionPanel::updateJudgeTarget() {
+    const auto choice = static_cast<JudgeChoice>(judge_->currentData().toInt());
+    judgeTarget_->setVisible(choice == JudgeChoice::SecondModel || choice == JudgeChoice::Endpoint);
+    const QString judgeModel = QString::fromStdString(persona::judge_model_path());
+    if (choice == JudgeChoice::SecondModel && judgeTarget_->text().trimmed().isEmpty() && QFileInfo::exists(judgeModel))
+        judgeTarget_->setText(judgeModel);
+    judgeTarget_->setPlaceholderText(choice == JudgeChoice::SecondModel
+                                         ? tr("Judge model: a GGUF file or a Hugging Face folder")
+                                         : tr("Endpoint and model, e.g. https://api.openai.com/v1 gpt-4o-mini"));
+}
+
+persona::ExtractionSettings ExtractionPanel::settings() const {
+    persona::ExtractionSettings s;
+    s.question_limit = questions_->value();
+    s.pair_limit = pairs_->value();
+    s.samples_per_question = samples_->value();
+    s.max_new_tokens = maxTokens_->value();
+    s.temperature = static_cast<float>(temperature_->value());
+    s.seed = static_cast<std::uint64_t>(seed_->value());
+    s.batch_size = batch_->value();
+    const auto choice = static_cast<JudgeChoice>(judge_->currentData().toInt());
+    const QString target = judgeTarget_->text().trimmed();
+    s.judge = choice == JudgeChoice::None       ? persona::JudgeKind::None
+              : choice == JudgeChoice::Endpoint ? persona::JudgeKind::Http
+                                                : persona::JudgeKind::Local;
+    if (choice == JudgeChoice::SecondModel) s.judge.model_path = target.toStdString();
+    if (choice == JudgeChoice::Endpoint) {
+        // "BASE_URL MODEL", as a person would type it.
+        const QStringList parts = target.split(QRegularExpression("\\s+"), Qt::SkipEmptyParts);
+        s.judge.endpoint.base_url = parts.value(0).toStdString();
+        s.judge.endpoint.model = parts.value(1).toStdString();
+    }
+    s.trait_threshold = traitThreshold_->value();
+    s.coherence_threshold = coherenceThreshold_->value();
+    s.checkpoint_path = checkpointPath().toStdString();
+    return s;
+}
+
+void ExtractionPanel::setSettings(const persona::ExtractionSettings& s) {
+    questions_->setValue(s.question_limit);
+    pairs_->setValue(s.pair_limit);
+    samples_->setValue(s.samples_per_question);
+    maxTokens_->setValue(s.max_new_tokens);
+    temperature_->setValue(static_cast<double>(s.temperature));
+    seed_->setValue(static_cast<int>(s.seed));
+    batch_->setValue(s.batch_size);
+    JudgeChoice choice = JudgeChoice::StudiedModel;
+    if (s.judge.kind == persona::JudgeKind::None) choice = JudgeChoice::None;
+    else if (s.judge.kind == persona::JudgeKind::Http) choice = JudgeChoice::Endpoint;
+    else if (!s.judge.model_path.empty()) choice = JudgeChoice::SecondModel;
+    judge_->setCurrentIndex(judge_->findData(int(choice)));
+    if (choice == JudgeChoice::SecondModel) judgeTarget_->setText(QString::fromStdString(s.judge.model_path));
+    if (choice == JudgeChoice::Endpoint)
+        judgeTarget_->setText(QString::fromStdString(s.judge.endpoint.base_url + " " + s.judge.endpoint.model));
+    updateJudgeTarget();
+    traitThreshold_->setValue(s.trait_threshold);
+    coherenceThreshold_->setValue(s.coherence_threshold);
+}
+
+void ExtractionPanel::setCheckpointDirectory(const QString& directory) {
+    checkpointDirectory_ = directory;
+    refreshButtons();
+}
+
+QString ExtractionPanel::checkpointPath() const {
+    const persona::Trait* trait = currentTrait();
+    if (!trait) return {};
+    // What the checkpoint must match (persona::run_extraction refuses any other): the trait's
+    // content, the model and the generation settings. Limits, batch and judge may change.
+    QCryptographicHash hash(QCryptographicHash::Sha1);
+    hash.addData(QByteArray::fromStdString(persona::to_json(*trait).dump()));
+    hash.addData(QByteArray::fromStdString(facts_.name + "|" + std::to_string(facts_.file_bytes)));
+    hash.addData(QStringLiteral("|%1|%2|%3|%4")
+                     .arg(samples_->value())
+                     .arg(maxTokens_->value())
+                     .arg(temperature_->value(), 0, 'g', 6)
+                     .arg(seed_->value())
+                     .toUtf8());
+    return QDir(checkpointDirectory_)
+        .filePath(QStringLiteral("%1-%2.json").arg(QString::fromStdString(trait->name), QString::fromLatin1(hash.result().toHex().left(12))));
+}
+
+void ExtractionPanel::refreshButtons() {
+    const bool saved = hasModel_ && QFile::exists(checkpointPath());
+    runButton_->setEnabled(hasModel_ && !running_ && currentTrait());
+    runButton_->setText(saved && !running_ ? tr("Resume") : tr("Run"));
+    runButton_->setToolTip(saved ? tr("Continues from the samples saved in %1").arg(checkpointPath())
+                                 : tr("Generates, judges, filters, captures activations and computes the vectors"));
+    cancelButton_->setEnabled(running_);
+    discardButton_->setEnabled(saved && !running_);
+    saveButton_->setEnabled(currentAggregate() != nullptr);
+    aggregate_->setEnabled(result_.has_value() && !result_->aggregates.empty());
+}
+
+void ExtractionPanel::resetStages() {
+    for (std::size_t i = 0; i < kStages.size(); ++i) {
+        stageBars_[i]->setRange(0, 1);
+        stageBars_[i]->setValue(0);
+        stageBars_[i]->setFormat(QStringLiteral("%1 %v/%m").arg(kStages[i]));
+        stageEtas_[i]->clear();
+        stageClocks_[i] = {};
+    }
+}
+
+QProgressBar* ExtractionPanel::stageBar(const QString& stage) const {
+    const int i = stageIndex(stage);
+    return i < 0 ? nullptr : stageBars_[static_cast<std::size_t>(i)];
+}
+
+QString ExtractionPanel::stageEta(const QString& stage) const {
+    const int i = stageIndex(stage);
+    return i < 0 ? QString() : stageEtas_[static_cast<std::size_t>(i)]->text();
+}
+
+QString ExtractionPanel::message() const { return message_->text(); }
+
+void ExtractionPanel::run() {
+    const persona::Trait* trait = currentTrait();
+    if (!hasModel_ || !trait || running_) return;
+    const QString checkpoint = checkpointPath();
+    if (!QDir().mkpath(QFileInfo(checkpoint).absolutePath())) {
+        message_->setText(tr("Cannot create the checkpoint folder %1").arg(QFileInfo(checkpoint).absolutePath()));
+        return;
+    }
+    const bool resuming = QFile::exists(checkpoint);
+    runTrait_ = *trait;
+    runSettings_ = settings();
+    running_ = true;
+    cancelRequested_ = false;
+    const std::uint64_t run = ++runNumber_;
+    table_->setRowCount(0);
+    rowOfSample_.clear();
+    resetStages();
+    refreshButtons();
+    message_->setText(resuming ? tr("Resuming '%1' from its saved samples\u2026").arg(QString::fromStdString(runTrait_.name))
+                               : tr("Extracting '%1'\u2026").arg(QString::fromStdString(runTrait_.name)));
+    emit extractionStarted();
+
+    ExtractionCallbacks callbacks;
+    callbacks.receiver = this;
+    callbacks.progress = [this, run](const QString& stage, qint64 done, qint64 total) {
+        if (run == runNumber_) onProgress(stage, done, total);
+    };
+    callbacks.sample = [this, run](const persona::Sample& sample) {
+        if (run == runNumber_) onSample(sample);
+    };
+    callbacks.finished = [this, run](const persona::ExtractionResult& result) {
+        if (run == runNumber_) onFinished(result);
+    };
+    callbacks.cancelled = [this, run] {
+        if (run != runNumber_) return;
+        settle(tr("Cancelled. The finished samples are saved: Resume continues from them."));
+        emit extractionCancelled();
+    };
+    callbacks.failed = [this, run](const QString& error) {
+        if (run != runNumber_) return;
+        settle(tr("Extraction failed: %1").arg(error));
+        emit extractionFailed(error);
+    };
+    engine_->extract(runTrait_, runSettings_, std::move(callbacks));
+}
+
+void ExtractionPanel::cancel() {
+    if (!running_) return;
+    cancelRequested_ = true;
+    message_->setText(tr("Cancelling\u2026"));
+    engine_->cancel();
+}
+
+void ExtractionPanel::discardCheckpoint() {
+    const QString path = checkpointPath();
+    if (QFile::exists(path) && !QFile::remove(path)) message_->setText(tr("Cannot delete %1").arg(path));
+    else message_->setText(tr("Saved progress discarded: the next run starts from nothing."));
+    refreshButtons();
+}
+
+void ExtractionPanel::finishStage(std::size_t i) {
+    QProgressBar* bar = stageBars_[i];
+    if (stageClocks_[i].doneAtStart < 0) {
+        bar->setFormat(tr("%1 skipped").arg(kStages[i]));
+        bar->setRange(0, 1);
+    }
+    bar->setValue(bar->maximum());
+}
+
+void ExtractionPanel::onProgress(const QString& stage, qint64 done, qint64 total) {
+    const int i = stageIndex(stage);
+    if (i < 0) return;
+    const auto index = static_cast<std::size_t>(i);
+    // Every stage before this one is over (judge is skipped without a judge).
+    for (std::size_t earlier = 0; earlier < index; ++earlier) finishStage(earlier);
+    QProgressBar* bar = stageBars_[index];
+    bar->setRange(0, static_cast<int>(std::max<qint64>(total, 1)));
+    bar->setValue(static_cast<int>(total > 0 ? done : 1));
+
+    // ETA from this run's own pace: samples resumed from a checkpoint took no time here.
+    StageClock& clock = stageClocks_[index];
+    if (clock.doneAtStart < 0) {
+        clock.doneAtStart = done;
+        clock.clock.start();
+    }
+    const qint64 progressed = done - clock.doneAtStart;
+    const double elapsed = static_cast<double>(clock.clock.elapsed()) / 1000.0;
+    if (done >= total) stageEtas_[index]->setText(tr("done in %1").arg(duration(elapsed)));
+    else if (progressed > 0) stageEtas_[index]->setText(tr("ETA %1").arg(duration(elapsed * double(total - done) / double(progressed))));
+    else stageEtas_[index]->setText(done > 0 ? tr("%1 resumed").arg(done) : tr("running\u2026"));
+    emit extractionProgress(stage, done, total);
+}
+
+void ExtractionPanel::onSample(const persona::Sample& sample) {
+    const SampleKey key{sample.question_index, sample.pair, sample.sample_index, static_cast<int>(sample.side)};
+    auto found = rowOfSample_.find(key);
+    int row;
+    if (found == rowOfSample_.end()) {
+        row = table_->rowCount();
+        table_->insertRow(row);
+        rowOfSample_[key] = row;
+    } else {
+        row = found->second;
+    }
+    showSample(row, sample, false);
+    table_->scrollToItem(table_->item(row, 0));
+}
+
+void ExtractionPanel::showSample(int row, const persona::Sample& sample, bool final) {
+    auto set = [&](int column, const QString& text, const QString& tip = {}) {
+        auto* item = table_->item(row, column);
+        if (!item) {
+            item = new QTableWidgetItem;
+            table_->setItem(row, column, item);
+        }
+        item->setText(text);
+        item->setToolTip(tip.isEmpty() ? text : tip);
+    };
+    const QString answer = QString::fromStdString(sample.answer);
+    set(QuestionColumn, QString::fromStdString(sample.question));
+    set(PairColumn, QString::number(sample.pair));
+    set(SideColumn, sample.side == persona::Side::Positive ? tr("positive") : tr("negative"));
+    set(AnswerColumn, answer.simplified(), answer);
+    set(TraitScoreColumn, score(sample.trait_score, sample.trait_refusal, sample.judged),
+        sample.judged ? tr("%1 of the judge's probability fell on numbers").arg(sample.trait_numeric_mass, 0, 'f', 2) : QString());
+    set(CoherenceColumn, score(sample.coherence, sample.coherence_refusal, sample.judged));
+    set(KeptColumn, final ? (sample.kept ? tr("kept") : tr("dropped")) : QStringLiteral("\u2026"));
+    if (final) {
+        const QColor tint = sample.kept ? QColor(225, 245, 225) : QColor(245, 230, 230);
+        table_->item(row, KeptColumn)->setBackground(tint);
+    }
+}
+
+void ExtractionPanel::onFinished(const persona::ExtractionResult& result) {
+    result_ = result;
+    resultTrait_ = runTrait_;
+    // Resumed samples never passed through on_sample: the result has every one, in run order.
+    table_->setRowCount(0);
+    rowOfSample_.clear();
+    table_->setRowCount(static_cast<int>(result.samples.size()));
+    for (std::size_t i = 0; i < result.samples.size(); ++i) {
+        const persona::Sample& s = result.samples[i];
+        rowOfSample_[{s.question_index, s.pair, s.sample_index, static_cast<int>(s.side)}] = static_cast<int>(i);
+        showSample(static_cast<int>(i), s, true);
+    }
+    // Capture and vectors do not run when no pair was kept.
+    for (std::size_t i = 0; i < kStages.size(); ++i) finishStage(i);
+    // A finished run needs no checkpoint; keeping it would make the next Run skip generation.
+    QFile::remove(QString::fromStdString(runSettings_.checkpoint_path));
+
+    const QString counts = tr("%1 of %2 pairs kept; %3 samples generated, %4 judged, %5 resumed.")
+                               .arg(result.pairs_kept)
+                               .arg(result.pairs_total)
+                               .arg(result.samples_generated)
+                               .arg(result.samples_judged)
+                               .arg(result.samples_resumed);
+    if (result.pairs_kept == 0)
+        settle(tr("No pair passed the filter (%1 failed the positive trait score, %2 the negative, %3 coherence, %4 had an "
+                  "empty answer), so there is no vector. %5")
+                   .arg(result.pairs_failing_positive_trait)
+                   .arg(result.pairs_failing_negative_trait)
+                   .arg(result.pairs_failing_coherence)
+                   .arg(result.pairs_with_empty_answer)
+                   .arg(counts));
+    else
+        settle(tr("Done. %1").arg(counts));
+    showPlots();
+    emit extractionFinished(resultTrait_, *result_);
+    if (const persona::AggregateResult* chosen = currentAggregate()) emit vectorChosen(chosen->vector, chosen->suggested_layer);
+}
+
+void ExtractionPanel::settle(const QString& message) {
+    running_ = false;
+    message_->setText(message);
+    refreshButtons();
+}
+
+persona::Aggregate ExtractionPanel::aggregate() const {
+    return static_cast<persona::Aggregate>(aggregate_->currentData().toInt());
+}
+
+void ExtractionPanel::setAggregate(persona::Aggregate aggregate) {
+    aggregate_->setCurrentIndex(aggregate_->findData(static_cast<int>(aggregate)));
+}
+
+const persona::AggregateResult* ExtractionPanel::currentAggregate() const {
+    if (!result_ || result_->aggregates.empty()) return nullptr;
+    try {
+        return &result_->aggregate(aggregate());
+    } catch (const std::exception&) {
+        return nullptr;
+    }
+}
+
+void ExtractionPanel::showPlots() {
+    const persona::AggregateResult* chosen = currentAggregate();
+    markedLayer_ = -1;
+    QVector<double> layers, norms, effects, aurocs;
+    if (chosen)
+        for (const persona::LayerDiagnostics& d : chosen->diagnostics) {
+            layers << d.layer;
+            norms << d.vector_norm;
+            effects << plottable(d.effect_size);
+            aurocs << d.auroc;
+        }
+    normPlot_->graph(0)->setData(layers, norms, true);
+    separationPlot_->graph(0)->setData(layers, effects, true);
+    separationPlot_->graph(1)->setData(layers, aurocs, true);
+    const double lastLayer = layers.isEmpty() ? 1.0 : layers.back();
+    for (QCustomPlot* plot : {normPlot_, separationPlot_}) {
+        plot->xAxis->setRange(-0.5, lastLayer + 0.5);
+        plot->yAxis->rescale();
+        const QCPRange range = plot->yAxis->range();
+        plot->yAxis->setRange(std::min(0.0, range.lower), range.upper + 0.08 * std::max(range.size(), 1e-9));
+    }
+    for (std::size_t i = 0; i < 2; ++i) {
+        const bool shown = chosen && chosen->suggested_layer >= 0;
+        suggestedLines_[i]->setVisible(shown);
+        suggestedLabels_[i]->setVisible(shown);
+        if (!shown) continue;
+        const double x = chosen->suggested_layer;
+        suggestedLines_[i]->point1->setCoords(x, 0);
+        suggestedLines_[i]->point2->setCoords(x, 1);
+        // Halfway down the plot (the AUROC line runs along its top), on the side with room.
+        const bool rightHalf = x > lastLayer / 2;
+        suggestedLabels_[i]->setPositionAlignment(Qt::AlignTop | (rightHalf ? Qt::AlignRight : Qt::AlignLeft));
+        suggestedLabels_[i]->position->setCoords(rightHalf ? x - 0.3 : x + 0.3, 0.45);
+        suggestedLabels_[i]->setText(tr("suggested layer %1").arg(chosen->suggested_layer));
+    }
+    if (chosen) {
+        markedLayer_ = chosen->suggested_layer;
+        const persona::LayerDiagnostics& d = chosen->diagnostics.at(static_cast<std::size_t>(markedLayer_));
+        summary_->setText(tr("%1, %2: suggested layer %3 (AUROC %4, effect size %5, |v| %6)")
+                              .arg(QString::fromStdString(chosen->vector.trait), aggregate_->currentText())
+                              .arg(markedLayer_)
+                              .arg(d.auroc, 0, 'f', 2)
+                              .arg(d.effect_size, 0, 'f', 2)
+                              .arg(d.vector_norm, 0, 'f', 2));
+    } else {
+        summary_->setText(result_ ? tr("No vector: no pair was kept.") : QString());
+    }
+    normPlot_->replot();
+    separationPlot_->replot();
+    refreshButtons();
+}
+
+void ExtractionPanel::chooseVectorFile() {
+    const persona::AggregateResult* chosen = currentAggregate();
+    if (!chosen) return;
+    const QString suggestion = QStringLiteral("%1_%2.safetensors")
+                                   .arg(QString::fromStdString(chosen->vector.trait), aggregate_->currentText());
+    const QString path = QFileDialog::getSaveFileName(this, tr("Save Vector"), suggestion,
+                                                      tr("Persona vectors (*.safetensors);;All files (*)"));
+    if (!path.isEmpty()) saveVector(path);
+}
+
+bool ExtractionPanel::saveVector(const QString& path) {
+    const persona::AggregateResult* chosen = currentAggregate();
+    if (!chosen) {
+        message_->setText(tr("There is no vector to save yet."));
+        return false;
+    }
+    try {
+        persona::write_vector_file(path.toStdString(), chosen->vector);
+    } catch (const std::exception& e) {
+        message_->setText(tr("Could not save the vector: %1").arg(QString::fromUtf8(e.what())));
+        return false;
+    }
+    message_->setText(tr("Saved %1 (%2, suggested layer %3).").arg(path, aggregate_->currentText()).arg(chosen->suggested_layer));
+    return true;
+}

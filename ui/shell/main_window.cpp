@@ -1,0 +1,425 @@
+#include "shell/main_window.h"
+
+#include "shell/engine_client.h"
+#include "panels/extraction_panel.h"
+#include "panels/heat_map_panel.h"
+#include "panels/model_panel.h"
+#include "shell/project_controller.h"
+#include "panels/steering_panel.h"
+#include "panels/traits_panel.h"
+#include "panels/welcome_panel.h"
+#include "persona/process_memory.h"
+#include "persona/project.h"
+#include "persona/trait.h"
+
+#include <QApplication>
+#include <QCloseEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QShortcut>
+#include <QHeaderView>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QTabWidget>
+#include <QThread>
+#include <QTimer>
+#include <QTreeWidget>
+
+MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
+    : QMainWindow(parent), engine_(engine), projects_(new ProjectController(this, this)) {
+    setWindowIcon(QIcon(":/icons/persona-workbench.svg"));
+    resize(1180, 760);
+
+    auto* splitter = new QSplitter(this);
+    projectTree_ = new QTreeWidget(splitter);
+    projectTree_->setObjectName("project_tree");
+    projectTree_->setHeaderLabel(tr("Project"));
+    projectTree_->addTopLevelItem(new QTreeWidgetItem({tr("Model: none")}));
+    connect(projectTree_, &QTreeWidget::itemDoubleClicked, this, [this](QTreeWidgetItem* item) {
+        const QString trait = item->data(0, Qt::UserRole).toString();
+        const auto& traits = traitsPanel_->traits();
+        for (std::size_t i = 0; i < traits.size(); ++i)
+            if (QString::fromStdString(traits[i].name) == trait) {
+                traitsPanel_->setCurrentIndex(static_cast<int>(i));
+                showPanel("traits");
+            }
+    });
+    panels_ = new QTabWidget(splitter);
+    panels_->setObjectName("panels");
+    welcomePanel_ = new WelcomePanel(panels_);
+    panels_->addTab(welcomePanel_, tr("Welcome"));
+    modelPanel_ = new ModelPanel(engine_, panels_);
+    modelPanel_->setObjectName("model_panel");
+    panels_->addTab(modelPanel_, tr("Model"));
+    steeringPanel_ = new SteeringPanel(engine_, panels_);
+    steeringPanel_->setObjectName("steering_panel");
+    panels_->addTab(steeringPanel_, tr("Steering"));
+    traitsPanel_ = new TraitsPanel(panels_);
+    traitsPanel_->setObjectName("traits_panel");
+    panels_->addTab(traitsPanel_, tr("Traits"));
+    extractionPanel_ = new ExtractionPanel(engine_, panels_);
+    extractionPanel_->setObjectName("extraction_panel");
+    panels_->addTab(extractionPanel_, tr("Extraction"));
+    heatMapPanel_ = new HeatMapPanel(engine_, panels_);
+    heatMapPanel_->setObjectName("heat_map_panel");
+    panels_->addTab(heatMapPanel_, tr("Heat maps"));
+    // A finished extraction's vector is ready to steer with and to look at.
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, heatMapPanel_, &HeatMapPanel::setExtraction);
+    connect(extractionPanel_, &ExtractionPanel::vectorChosen, steeringPanel_,
+            [this](const persona::PersonaVector& vector, int suggestedLayer) {
+                steeringPanel_->useVector(vector,
+                                          tr("%1 %2 (last extraction)")
+                                              .arg(QString::fromStdString(vector.trait),
+                                                   QString::fromLatin1(persona::aggregate_name(vector.aggregate))),
+                                          suggestedLayer);
+            });
+    connect(extractionPanel_, &ExtractionPanel::extractionProgress, this, [this](const QString& stage, qint64 done, qint64 total) {
+        engineState_->setText(tr("engine: extracting, %1 %2/%3").arg(stage).arg(done).arg(total));
+    });
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, this, [this] { engineState_->setText(tr("engine: ready (extraction done)")); });
+    connect(extractionPanel_, &ExtractionPanel::extractionCancelled, this, [this] { engineState_->setText(tr("engine: extraction cancelled")); });
+    connect(extractionPanel_, &ExtractionPanel::extractionFailed, this, [this] { engineState_->setText(tr("engine: extraction failed")); });
+    splitter->addWidget(projectTree_);
+    splitter->addWidget(panels_);
+    splitter->setStretchFactor(1, 1);
+    splitter->setSizes({240, 940});
+    setCentralWidget(splitter);
+
+    buildMenus();
+    buildStatusBar();
+    modelPanel_->acceptDropsOn(this);
+
+    connect(engine_, &EngineClient::loadStarted, this, &MainWindow::onLoadStarted);
+
+    connect(welcomePanel_, &WelcomePanel::openRequested, this, [this](const QString& folder) {
+        // An example opened from the start page is there to be steered at once.
+        if (projects_->openProject(folder)) showPanel("steering");
+    });
+    connect(welcomePanel_, &WelcomePanel::newRequested, projects_, &ProjectController::newProject);
+    connect(welcomePanel_, &WelcomePanel::openDialogRequested, projects_, &ProjectController::open);
+    connect(projects_, &ProjectController::recentProjectsChanged, this, &MainWindow::refreshRecentMenu);
+    connect(projects_, &ProjectController::projectChanged, this, &MainWindow::updateTitle);
+    connect(projects_, &ProjectController::pathChanged, this, &MainWindow::updateTitle);
+    connect(projects_, &ProjectController::dirtyChanged, this, &MainWindow::setWindowModified);
+    // The panels edit the project: traits from the Traits tab, runs from the Extraction tab.
+    connect(projects_, &ProjectController::projectChanged, this, &MainWindow::showProjectInPanels);
+    connect(traitsPanel_, &TraitsPanel::traitsChanged, this, [this] {
+        const std::vector<persona::Trait> traits = traitsPanel_->traits();
+        if (traits != projects_->project().traits) projects_->setTraits(traits);
+    });
+    connect(extractionPanel_, &ExtractionPanel::extractionFinished, this, &MainWindow::recordExtractionRun);
+    refreshRecentMenu();
+    updateTitle();
+    refreshProjectTree();
+
+    connect(engine_, &EngineClient::progress, this, &MainWindow::onProgress);
+    connect(engine_, &EngineClient::modelLoaded, this, &MainWindow::onModelLoaded);
+    connect(engine_, &EngineClient::loadFailed, this, &MainWindow::onLoadFailed);
+    connect(engine_, &EngineClient::loadCancelled, this, &MainWindow::onLoadCancelled);
+    connect(engine_, &EngineClient::busyChanged, stop_, &QPushButton::setEnabled);
+    connect(steeringPanel_, &SteeringPanel::generationProgress, this, &MainWindow::showGenerationProgress);
+    connect(steeringPanel_, &SteeringPanel::generationStarted, this, [this] {
+        engineState_->setText(tr("engine: generating"));
+    });
+    connect(steeringPanel_, &SteeringPanel::generationFinished, this, [this] {
+        engineState_->setText(tr("engine: ready (last generation %1 tok/s)").arg(lastTokensPerSecond_, 0, 'f', 1));
+    });
+    connect(steeringPanel_, &SteeringPanel::generationStopped, this, [this] { engineState_->setText(tr("engine: stopped")); });
+    connect(steeringPanel_, &SteeringPanel::generationFailed, this, [this] {
+        engineState_->setText(tr("engine: generation failed"));
+    });
+
+    auto* memoryTimer = new QTimer(this);
+    connect(memoryTimer, &QTimer::timeout, this, &MainWindow::refreshMemory);
+    memoryTimer->start(2000);
+    refreshMemory();
+}
+
+void MainWindow::buildFileMenu() {
+    auto* file = menuBar()->addMenu(tr("&File"));
+    file->setObjectName("file_menu");
+    auto* newProject = file->addAction(tr("&New Project"), projects_, &ProjectController::newProject);
+    newProject->setShortcut(QKeySequence::New);
+    newProject->setObjectName("action_new_project");
+    auto* open = file->addAction(tr("&Open Project..."), projects_, &ProjectController::open);
+    open->setShortcut(QKeySequence::Open);
+    open->setObjectName("action_open_project");
+    recentMenu_ = file->addMenu(tr("Open &Recent"));
+    recentMenu_->setObjectName("recent_menu");
+    auto* save = file->addAction(tr("&Save"), projects_, &ProjectController::save);
+    save->setShortcut(QKeySequence::Save);
+    save->setObjectName("action_save_project");
+    auto* saveAs = file->addAction(tr("Save &As..."), projects_, &ProjectController::saveAs);
+    saveAs->setShortcut(QKeySequence::SaveAs);
+    saveAs->setObjectName("action_save_project_as");
+    file->addSeparator();
+    auto* openModelFile = file->addAction(tr("Open &Model File…"), this, &MainWindow::chooseModelFile);
+    openModelFile->setObjectName("action_open_model");
+    // Ctrl+O opens projects, the documents of this application; models get Ctrl+M.
+    openModelFile->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_M));
+    auto* openFolder = file->addAction(tr("Open Model &Folder…"), this, &MainWindow::chooseModelFolder);
+    openFolder->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M));
+    auto* recent = file->addMenu(tr("Open &Recent Model"));
+    recent->setObjectName("recent_models_menu");
+    // Filled when shown, so it always matches the Model panel's list (and QSettings).
+    connect(recent, &QMenu::aboutToShow, this, [this, recent] {
+        recent->clear();
+        for (const QString& path : modelPanel_->recentModels()) {
+            auto* action = recent->addAction(path, this, [this, path] { openModel(path); });
+            action->setEnabled(QFileInfo::exists(path));
+        }
+        if (recent->isEmpty()) recent->addAction(tr("(none yet)"))->setEnabled(false);
+    });
+    file->addSeparator();
+    auto* quit = file->addAction(tr("&Quit"), qApp, &QApplication::closeAllWindows);
+    quit->setShortcut(QKeySequence::Quit);
+}
+
+void MainWindow::refreshRecentMenu() {
+    const QStringList recent = projects_->recentProjects();
+    welcomePanel_->setRecentProjects(recent);
+    if (!recentMenu_) return;
+    recentMenu_->clear();
+    for (const QString& folder : recent)
+        recentMenu_->addAction(QFileInfo(folder).fileName(), this, [this, folder] { projects_->openProject(folder); })
+            ->setToolTip(folder);
+    if (recent.isEmpty()) recentMenu_->addAction(tr("(none)"))->setEnabled(false);
+    else {
+        recentMenu_->addSeparator();
+        recentMenu_->addAction(tr("Clear List"), projects_, &ProjectController::clearRecentProjects);
+    }
+}
+
+// "evil[*] — Persona Workbench — SmolLM2": Qt shows the [*] as "*" while the window is modified.
+void MainWindow::updateTitle() {
+    QString title = projects_->displayName() + "[*] — " + tr("Persona Workbench");
+    if (!modelName_.isEmpty()) title += " — " + modelName_;
+    setWindowTitle(title);
+    setWindowModified(projects_->isDirty());
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    if (projects_->maybeSave()) event->accept();
+    else event->ignore();
+}
+
+void MainWindow::buildMenus() {
+    buildFileMenu();
+
+    auto* model = menuBar()->addMenu(tr("&Model"));
+    model->addAction(tr("&Open Model File…"), this, &MainWindow::chooseModelFile);
+    model->addAction(tr("Open Model &Folder…"), this, &MainWindow::chooseModelFolder);
+    model->addAction(tr("&Reload with the Panel's Device and Dtype"), modelPanel_, &ModelPanel::reloadModel);
+    model->addSeparator();
+    auto* stop = model->addAction(tr("&Stop"), engine_, &EngineClient::cancel);
+    stop->setObjectName("stop_action");
+    stop->setShortcuts({QKeySequence(Qt::Key_Escape), QKeySequence(Qt::CTRL | Qt::Key_Period)});
+
+    // Ctrl+1..9 pick the panels in tab order, whichever panels other parts of the window added.
+    for (int digit = 1; digit <= 9; ++digit) {
+        auto* shortcut = new QShortcut(QKeySequence(Qt::CTRL | static_cast<Qt::Key>(Qt::Key_0 + digit)), this);
+        connect(shortcut, &QShortcut::activated, this, [this, digit] {
+            if (digit <= panels_->count()) panels_->setCurrentIndex(digit - 1);
+        });
+    }
+
+    auto* help = menuBar()->addMenu(tr("&Help"));
+    help->addAction(tr("&About"), this, [this] {
+        QMessageBox::about(this, tr("About Persona Workbench"),
+                           tr("Persona Workbench %1\nPersona vectors in local language models.").arg(PERSONA_VERSION));
+    });
+
+    modelBadge_ = new QLabel(tr("model: none"), this);
+    modelBadge_->setObjectName("model_badge");
+    modelBadge_->setContentsMargins(8, 0, 8, 0);
+    menuBar()->setCornerWidget(modelBadge_, Qt::TopRightCorner);
+}
+
+void MainWindow::buildStatusBar() {
+    engineState_ = new QLabel(tr("engine: idle"), this);
+    engineState_->setObjectName("engine_state");
+    progress_ = new QProgressBar(this);
+    progress_->setObjectName("load_progress");
+    progress_->setMaximumWidth(260);
+    progress_->setVisible(false);
+    stop_ = new QPushButton(tr("Stop"), this);
+    stop_->setObjectName("stop_button");
+    stop_->setEnabled(false);
+    connect(stop_, &QPushButton::clicked, engine_, &EngineClient::cancel);
+    memory_ = new QLabel(this);
+    memory_->setObjectName("memory_label");
+    device_ = new QLabel(tr("device: %1").arg(engine_->device()), this);
+    device_->setObjectName("device_label");
+    statusBar()->addPermanentWidget(device_);
+    statusBar()->addWidget(engineState_, 1);
+    statusBar()->addWidget(progress_);
+    statusBar()->addWidget(stop_);
+    statusBar()->addPermanentWidget(memory_);
+}
+
+bool MainWindow::showPanel(const QString& name) {
+    for (int i = 0; i < panels_->count(); ++i)
+        if (panels_->tabText(i).remove('&').remove(' ').toLower() == QString(name).remove(' ').toLower()) {
+            panels_->setCurrentIndex(i);
+            return true;
+        }
+    return false;
+}
+
+void MainWindow::showGenerationProgress(int steps, int maxSteps, double tokensPerSecond) {
+    // Tokens of both rows count: that is the work the engine does per second.
+    lastTokensPerSecond_ = tokensPerSecond;
+    engineState_->setText(tr("engine: generating %1/%2 tok, %3 tok/s").arg(steps).arg(maxSteps).arg(tokensPerSecond, 0, 'f', 1));
+}
+
+void MainWindow::chooseModelFile() { modelPanel_->chooseModelFile(); }
+void MainWindow::chooseModelFolder() { modelPanel_->chooseModelFolder(); }
+void MainWindow::openModel(const QString& path) { modelPanel_->openModel(path); }
+
+void MainWindow::onLoadStarted(const QString& path) {
+    engineState_->setText(tr("engine: loading %1").arg(QFileInfo(path).fileName()));
+    progress_->setRange(0, 0);  // busy until the first figures arrive
+    progress_->setVisible(true);
+}
+
+void MainWindow::onProgress(const QString& stage, qint64 done, qint64 total) {
+    engineState_->setText(tr("engine: %1").arg(stage));
+    if (total > 0) {
+        progress_->setRange(0, static_cast<int>(total));
+        progress_->setValue(static_cast<int>(done));
+    }
+}
+
+// Called for every project change; each panel is only touched when the project now says
+// something else than the panel shows, so an edit made in a panel never resets that panel.
+void MainWindow::showProjectInPanels() {
+    const persona::Project& project = projects_->project();
+    refreshProjectTree();
+    if (!project.traits.empty() && project.traits != traitsPanel_->traits()) traitsPanel_->setTraits(project.traits);
+    if (!project.traits.empty()) extractionPanel_->setTraits(project.traits);
+
+    // The project's steering vector, once per project and model (useVector needs the model's shape).
+    const persona::SteeringSettings& steering = project.settings.steering;
+    const auto vector = project.vectors.find(steering.vector);
+    const QString key = projects_->path() + "|" + QString::fromStdString(steering.vector);
+    if (vector == project.vectors.end() || !engine_->facts() || key == steeringShownFor_) return;
+    int layer = steering.layer;
+    for (const persona::RunResult& run : project.runs)
+        if (layer < 0 && run.vector == steering.vector) layer = run.suggested_layer;
+    if (steeringPanel_->useVector(vector->second,
+                                  tr("%1 (project %2)").arg(QString::fromStdString(steering.vector), projects_->displayName()),
+                                  layer)) {
+        steeringShownFor_ = key;
+        if (steering.coefficient != 0) steeringPanel_->setCoefficient(steering.coefficient);
+        if (!project.prompts.empty()) steeringPanel_->setPrompt(QString::fromStdString(project.prompts.front().user()));
+    }
+}
+
+// The tree on the left: the model, then what the project holds. Double-clicking a trait opens it
+// in the Traits tab.
+void MainWindow::refreshProjectTree() {
+    const persona::Project& project = projects_->project();
+    while (projectTree_->topLevelItemCount() > 1) delete projectTree_->takeTopLevelItem(1);
+    auto* traits = new QTreeWidgetItem({tr("Traits (%1)").arg(project.traits.size())});
+    for (const persona::Trait& trait : project.traits) {
+        auto* item = new QTreeWidgetItem(traits, {QString::fromStdString(trait.name)});
+        item->setData(0, Qt::UserRole, QString::fromStdString(trait.name));
+    }
+    auto* runs = new QTreeWidgetItem({tr("Runs (%1)").arg(project.runs.size())});
+    for (const persona::RunResult& run : project.runs)
+        new QTreeWidgetItem(runs, {tr("%1: %2/%3 pairs kept, layer %4")
+                                       .arg(QString::fromStdString(run.trait))
+                                       .arg(run.pairs_kept)
+                                       .arg(run.pairs_total)
+                                       .arg(run.suggested_layer)});
+    auto* vectors = new QTreeWidgetItem({tr("Vectors (%1)").arg(project.vectors.size())});
+    for (const auto& entry : project.vectors) new QTreeWidgetItem(vectors, {QString::fromStdString(entry.first)});
+    auto* prompts = new QTreeWidgetItem({tr("Prompts (%1)").arg(project.prompts.size())});
+    for (const persona::Prompt& prompt : project.prompts) new QTreeWidgetItem(prompts, {QString::fromStdString(prompt.name)});
+    projectTree_->addTopLevelItems({traits, runs, vectors, prompts});
+    traits->setExpanded(true);
+    runs->setExpanded(true);
+}
+
+// A finished extraction becomes a run of the project, with its vector. The model file's SHA-256
+// is computed on a worker thread: for a multi-gigabyte model it takes seconds.
+void MainWindow::recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result) {
+    const persona::ModelFacts* facts = engine_->facts();
+    if (!facts) return;
+    auto run = std::make_shared<persona::RunResult>(
+        persona::run_result_from_extraction(result, extractionPanel_->settings(), extractionPanel_->aggregate()));
+    run->settings.checkpoint_path.clear();
+    run->model.name = facts->name;
+    run->model.file = QFileInfo(QString::fromStdString(facts->path)).fileName().toStdString();
+    run->model.file_bytes = facts->file_bytes;
+    run->finished = persona::utc_timestamp();
+    run->started = run->finished;
+    std::shared_ptr<persona::PersonaVector> vector;
+    if (result.pairs_kept > 0)
+        vector = std::make_shared<persona::PersonaVector>(result.aggregate(extractionPanel_->aggregate()).vector);
+    if (!projects_->project().find_trait(trait.name)) {
+        std::vector<persona::Trait> traits = projects_->project().traits;
+        traits.push_back(trait);
+        projects_->setTraits(traits);
+    }
+    const std::string modelPath = facts->path;
+    QThread* hasher = QThread::create([run, modelPath] {
+        try {
+            run->model.sha256 = persona::file_sha256(modelPath);
+        } catch (const std::exception&) {
+            // A folder checkpoint or an unreadable file: the run is kept, without a hash.
+        }
+    });
+    connect(hasher, &QThread::finished, this, [this, run, vector] {
+        projects_->addRunResult(*run, vector.get());
+    });
+    connect(hasher, &QThread::finished, hasher, &QObject::deleteLater);
+    hasher->start();
+}
+
+void MainWindow::onModelLoaded() {
+    const persona::ModelFacts* facts = engine_->facts();
+    progress_->setVisible(false);
+    steeringPanel_->setModel(*facts);
+    extractionPanel_->setModel(*facts);
+    heatMapPanel_->setModel(*facts);
+    const QString name = QString::fromStdString(facts->name);
+    engineState_->setText(tr("engine: idle"));
+    device_->setText(tr("device: %1, %2").arg(QString::fromStdString(facts->device), QString::fromStdString(facts->dtype)));
+    modelBadge_->setText(tr("model: %1 | %2 %3 (%4)")
+                             .arg(name, QString::fromStdString(facts->device), QString::fromStdString(facts->dtype),
+                                  QString::fromStdString(facts->file_type)));
+    // The menu bar lays out its corner widget only when one is set, not when its text grows.
+    modelBadge_->adjustSize();
+    menuBar()->setCornerWidget(modelBadge_, Qt::TopRightCorner);
+    modelName_ = name;
+    steeringShownFor_.clear();
+    showProjectInPanels();
+    updateTitle();
+    projectTree_->topLevelItem(0)->setText(0, tr("Model: %1").arg(name));
+    refreshMemory();
+    emit modelSettled(true);
+}
+
+void MainWindow::onLoadFailed() {
+    progress_->setVisible(false);
+    engineState_->setText(engine_->facts() ? tr("engine: idle (the last load failed, see the Model panel)")
+                                           : tr("engine: load failed (see the Model panel)"));
+    emit modelSettled(false);
+}
+
+void MainWindow::onLoadCancelled() {
+    progress_->setVisible(false);
+    engineState_->setText(tr("engine: idle (load cancelled)"));
+    emit modelSettled(false);
+}
+
+void MainWindow::refreshMemory() {
+    const auto memory = persona::read_process_memory();
+    memory_->setText(tr("RAM %1").arg(QString::fromStdString(persona::human_bytes(memory.resident_bytes))));
+}

@@ -1,0 +1,126 @@
+#include "widgets/vector_choice.h"
+
+#include "persona/vector_files.h"
+
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QSignalBlocker>
+
+VectorChoice::VectorChoice(QWidget* parent) : QComboBox(parent) {
+    addItem(tr("Open vector..."));
+    connect(this, &QComboBox::currentIndexChanged, this, &VectorChoice::indexChanged);
+}
+
+void VectorChoice::reset(int layerCount, int hiddenSize) {
+    layerCount_ = layerCount;
+    hiddenSize_ = hiddenSize;
+    entries_.clear();
+    previousIndex_ = -1;
+    const QSignalBlocker blocker(this);
+    clear();
+    addItem(tr("Open vector..."));
+    setCurrentIndex(-1);
+}
+
+void VectorChoice::setFileOpener(std::function<bool(const QString&)> opener) { opener_ = std::move(opener); }
+
+bool VectorChoice::fits(const persona::PersonaVector& vector) const {
+    return vector.layer_count == layerCount_ + 1 && vector.hidden_size == hiddenSize_;
+}
+
+std::optional<persona::PersonaVector> VectorChoice::readFile(const QString& path, QString* error) const {
+    persona::PersonaVector vector;
+    try {
+        vector = persona::read_vector_file(path.toStdString());
+    } catch (const std::exception& e) {
+        *error = tr("Could not read the vector: %1").arg(QString::fromUtf8(e.what()));
+        return std::nullopt;
+    }
+    if (!fits(vector)) {
+        *error = tr("%1 has %2 layers of %3 values; this model needs %4 layers of %5.")
+                     .arg(path)
+                     .arg(vector.layer_count)
+                     .arg(vector.hidden_size)
+                     .arg(layerCount_ + 1)
+                     .arg(hiddenSize_);
+        return std::nullopt;
+    }
+    return vector;
+}
+
+QString VectorChoice::fileEntryName(const persona::PersonaVector& vector, const QString& path) {
+    return tr("%1 (%2)").arg(QString::fromStdString(vector.trait), QFileInfo(path).fileName());
+}
+
+void VectorChoice::addVector(const QString& name, persona::PersonaVector vector, int tag) {
+    int index = findText(name);
+    if (index >= 0 && index < static_cast<int>(entries_.size())) {
+        entries_[static_cast<std::size_t>(index)] = {std::move(vector), tag};
+    } else {
+        entries_.push_back({std::move(vector), tag});
+        index = static_cast<int>(entries_.size()) - 1;
+        const QSignalBlocker blocker(this);
+        insertItem(index, name);  // "Open vector..." stays last
+    }
+    const bool alreadySelected = currentIndex() == index;  // then no signal comes
+    setCurrentIndex(index);
+    if (alreadySelected) indexChanged(index);
+}
+
+void VectorChoice::removeTagged() {
+    const QSignalBlocker blocker(this);
+    for (std::size_t i = entries_.size(); i-- > 0;)
+        if (entries_[i].tag >= 0) {
+            entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+            removeItem(static_cast<int>(i));
+        }
+}
+
+bool VectorChoice::select(const QString& name) {
+    const int index = findText(name);
+    if (index < 0 || index >= static_cast<int>(entries_.size())) return false;
+    setCurrentIndex(index);
+    return true;
+}
+
+bool VectorChoice::selectTag(int tag) {
+    for (std::size_t i = 0; i < entries_.size(); ++i)
+        if (entries_[i].tag == tag) {
+            const bool alreadySelected = currentIndex() == static_cast<int>(i);
+            setCurrentIndex(static_cast<int>(i));
+            if (alreadySelected) indexChanged(static_cast<int>(i));
+            return true;
+        }
+    return false;
+}
+
+const persona::PersonaVector* VectorChoice::current() const {
+    const int index = currentIndex();
+    if (index < 0 || index >= static_cast<int>(entries_.size())) return nullptr;
+    return &entries_[static_cast<std::size_t>(index)].vector;
+}
+
+int VectorChoice::currentTag() const {
+    const int index = currentIndex();
+    if (index < 0 || index >= static_cast<int>(entries_.size())) return -1;
+    return entries_[static_cast<std::size_t>(index)].tag;
+}
+
+void VectorChoice::indexChanged(int index) {
+    if (index < 0) return;
+    if (index >= static_cast<int>(entries_.size())) {
+        chooseFile();
+        return;
+    }
+    previousIndex_ = index;
+    emit vectorChosen(index);
+}
+
+void VectorChoice::chooseFile() {
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open Vector"), QString(),
+                                                      tr("Persona vectors (*.safetensors);;All files (*)"));
+    if (path.isEmpty() || !opener_ || !opener_(path)) {
+        const QSignalBlocker blocker(this);
+        setCurrentIndex(previousIndex_);
+    }
+}
