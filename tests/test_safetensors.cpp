@@ -507,23 +507,25 @@ private slots:
             QVERIFY2(message.startsWith(file + ": ") && message.contains(expected), qPrintable(message));
         };
         const QByteArray rest = R"("num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 10)";
-        expectConfigError(R"({"model_type": "llama", )" + rest + "}", "required key 'hidden_size' is missing");
+        expectConfigError(R"({"model_type": "llama", )" + rest + "}", "missing key \"hidden_size\"");
         expectConfigError(R"({"model_type": "llama", "hidden_size": "576", )" + rest + "}",
-                          "key 'hidden_size' must be an integer, not a string");
+                          "hidden_size must be a whole number, not a string");
         expectConfigError(R"({"model_type": "llama", "hidden_size": 8.5, )" + rest + "}",
-                          "key 'hidden_size' must be an integer, not a fractional number");
-        expectConfigError(R"({"model_type": "llama", "hidden_size": 0, )" + rest + "}", "key 'hidden_size' is 0, not positive");
-        expectConfigError(R"({"hidden_size": 8, )" + rest + "}", "required key 'model_type' is missing");
+                          "hidden_size must be a whole number, not a number");
+        expectConfigError(R"({"model_type": "llama", "hidden_size": 0, )" + rest + "}", "hidden_size is 0, below 1");
+        expectConfigError(R"({"hidden_size": 8, )" + rest + "}", "missing key \"model_type\"");
+        // transformers writes null for unset keys, so a null required key is a missing one.
+        expectConfigError(R"({"model_type": "llama", "hidden_size": null, )" + rest + "}", "missing key \"hidden_size\"");
         expectConfigError(R"({"model_type": "llama", "hidden_size": 8, "num_key_value_heads": 3, )" + rest + "}",
                           "does not divide num_attention_heads 2");
         expectConfigError(R"({"model_type": "llama", "hidden_size": 8, "rope_theta": "big", )" + rest + "}",
-                          "key 'rope_theta' must be a number, not a string");
+                          "rope_theta must be a number, not a string");
         expectConfigError(R"({"model_type": "llama", "hidden_size": 8, "tie_word_embeddings": 1, )" + rest + "}",
-                          "key 'tie_word_embeddings' must be true or false");
+                          "tie_word_embeddings must be true or false, not a number");
         expectConfigError(R"({"model_type": "llama", "hidden_size": 8, "architectures": "Llama", )" + rest + "}",
-                          "key 'architectures' must be a list of strings");
+                          "architectures must be a list of strings, not a string");
         expectConfigError("{\"model_type\": ", "not valid JSON: parse error");
-        expectConfigError("[]", "is not a JSON object");
+        expectConfigError("[]", "the top level must be an object, not an array");
         const QString absent = dir.filePath("absent.json");
         QVERIFY(expectFileError(absent, [&] { persona::read_hf_config(absent.toStdString()); }).contains("no such file"));
     }
@@ -548,9 +550,12 @@ private slots:
         writeFile(plain, R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "rag", "template": "R"}]})");
         QString message = expectFileError(plain, [&] { persona::read_hf_tokenizer_config(plain.toStdString()); });
         QVERIFY2(message.contains("no \"default\" template (it has: tool_use, rag)"), qPrintable(message));
+        writeFile(plain, R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default"}]})");
+        message = expectFileError(plain, [&] { persona::read_hf_tokenizer_config(plain.toStdString()); });
+        QVERIFY2(message.contains("chat_template[1] has no key \"template\""), qPrintable(message));
         writeFile(plain, R"({"eos_token": 2})");
         message = expectFileError(plain, [&] { persona::read_hf_tokenizer_config(plain.toStdString()); });
-        QVERIFY2(message.contains("key 'eos_token' must be a string or an object"), qPrintable(message));
+        QVERIFY2(message.contains("eos_token must be a string or an object"), qPrintable(message));
 
         // Newer transformers keep the template beside the config.
         writeFile(plain, R"({"eos_token": "</s>"})");

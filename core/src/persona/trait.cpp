@@ -3,12 +3,12 @@
 #include "io/atomic_file.h"
 #include "persona/builtin_traits.h"
 #include "io/json_file.h"
+#include "io/json_reader.h"
 #include "persona/errors.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <string_view>
 
 namespace persona {
@@ -17,6 +17,9 @@ namespace {
 
 using Json = nlohmann::json;
 using OrderedJson = nlohmann::ordered_json;
+using detail::indexed;
+using detail::json_type_phrase;
+using detail::JsonObjectReader;
 
 // A trait file is a few dozen kilobytes; anything near this is the wrong file.
 constexpr std::uint64_t kMaxTraitFileBytes = 10'000'000;
@@ -57,34 +60,6 @@ bool is_slug(const std::string& name) {
                        [](char c) { return is_lower_letter(c) || is_digit(c) || c == '_' || c == '-'; });
 }
 
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-    std::vector<std::size_t> previous(b.size() + 1), current(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) previous[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        current[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j)
-            current[j] = std::min({previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-        std::swap(previous, current);
-    }
-    return previous[b.size()];
-}
-
-// The closest candidate a typo could have meant, if any is close enough to suggest.
-template <typename Candidates>
-std::optional<std::string> nearest(const std::string& word, const Candidates& candidates) {
-    std::optional<std::string> best;
-    std::size_t best_distance = std::max<std::size_t>(2, word.size() / 3) + 1;
-    for (const auto& entry : candidates) {
-        const std::string candidate(entry);
-        const std::size_t distance = edit_distance(word, candidate);
-        if (distance < best_distance) {
-            best_distance = distance;
-            best = candidate;
-        }
-    }
-    return best;
-}
-
 struct Placeholder {
     std::size_t position;
     std::size_t length;  // braces included
@@ -112,13 +87,12 @@ void check_rubric(const std::string& field, const std::string& rubric, std::vect
     }
     bool has_question = false;
     bool has_answer = false;
-    const char* const known[] = {"question", "answer"};
     for (const Placeholder& placeholder : find_placeholders(rubric)) {
         if (placeholder.name == "question") has_question = true;
         else if (placeholder.name == "answer") has_answer = true;
         else {
             std::string message = "unknown placeholder {" + placeholder.name + "}";
-            const auto meant = nearest(placeholder.name, known);
+            const auto meant = detail::nearest_name(placeholder.name, {"question", "answer"});
             message += meant ? "; did you mean {" + *meant + "}?" : std::string(".");
             message += " Only {question} and {answer} are filled in.";
             problems.push_back({field, message, TraitProblemSeverity::Error});
@@ -131,8 +105,6 @@ void check_rubric(const std::string& field, const std::string& rubric, std::vect
         problems.push_back({field, "has no {answer} placeholder, so the judge would not see the answer",
                             TraitProblemSeverity::Error});
 }
-
-std::string indexed(const std::string& field, std::size_t index) { return field + "[" + std::to_string(index) + "]"; }
 
 void check_questions(const std::string& field, const std::vector<std::string>& questions, std::size_t recommended,
                      std::map<std::string, std::string>& seen, std::vector<TraitProblem>& problems) {
@@ -165,56 +137,8 @@ const char* article_for(const std::string& word) {
     return std::string_view("aeiouAEIOU").find(first) != std::string_view::npos ? "an" : "a";
 }
 
-// --- Reading JSON with messages that name the key -------------------------------------------
-
-// "an array", "a string", "null": how the messages name a JSON value's type.
-std::string type_phrase(const Json& value) {
-    if (value.is_null()) return "null";
-    const std::string name = value.type_name();
-    return std::string(article_for(name)) + " " + name;
-}
-
-[[noreturn]] void fail(const std::string& source, const std::string& problem) { throw FileError(source, problem); }
-
-std::string wrong_type(const std::string& field, const char* wanted, const Json& value) {
-    return field + " must be " + wanted + ", not " + type_phrase(value);
-}
-
-const Json& required(const Json& object, const std::string& key, const std::string& where, const std::string& source) {
-    const auto found = object.find(key);
-    if (found == object.end())
-        fail(source, (where.empty() ? std::string("missing key \"") : where + " has no key \"") + key + "\"");
-    return *found;
-}
-
-std::string string_at(const Json& value, const std::string& field, const std::string& source) {
-    if (!value.is_string()) fail(source, wrong_type(field, "a string", value));
-    return value.get<std::string>();
-}
-
-std::vector<std::string> strings_at(const Json& value, const std::string& field, const std::string& source) {
-    if (!value.is_array()) fail(source, wrong_type(field, "a list of strings", value));
-    std::vector<std::string> result;
-    result.reserve(value.size());
-    for (std::size_t i = 0; i < value.size(); ++i) result.push_back(string_at(value[i], indexed(field, i), source));
-    return result;
-}
-
-template <typename Keys>
-void reject_unknown_keys(const Json& object, const Keys& known, const std::string& where, const std::string& source) {
-    std::string unknown;
-    for (const auto& item : object.items()) {
-        if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return item.key() == k; }) !=
-            std::end(known))
-            continue;
-        unknown += unknown.empty() ? "" : ", ";
-        unknown += "\"" + item.key() + "\"";
-        if (const auto meant = nearest(item.key(), known)) unknown += " (did you mean \"" + *meant + "\"?)";
-    }
-    if (!unknown.empty())
-        fail(source, (where.empty() ? std::string("unknown key ") : where + " has an unknown key ") + unknown +
-                         "; a version 1 trait file has no other keys");
-}
+// Keys are checked after the version, so an unknown key is not one a newer version added.
+constexpr const char* kUnknownKeyHint = "; a version 1 trait file has no other keys";
 
 bool looks_like_paper_trait(const Json& json) {
     return json.contains("instruction") || json.contains("questions") || json.contains("eval_prompt");
@@ -256,9 +180,9 @@ std::string unescape_python_format(const std::string& text) {
 Json read_paper_file(const std::string& path) {
     Json json = detail::read_json_file(path, kMaxTraitFileBytes);
     if (!json.is_object())
-        fail(path, "the top level must be an object, not " + type_phrase(json));
+        throw FileError(path, "the top level must be an object, not " + json_type_phrase(json));
     if (json.contains("schema"))
-        fail(path, "is a Persona Workbench trait file, not one from the persona_vectors paper; open it directly");
+        throw FileError(path, "is a Persona Workbench trait file, not one from the persona_vectors paper; open it directly");
     return json;
 }
 
@@ -333,53 +257,50 @@ nlohmann::json to_json(const Trait& trait) { return trait_to<Json>(trait); }
 
 Trait trait_from_json(const nlohmann::json& json, const std::string& source) {
     if (!json.is_object())
-        fail(source, "not a trait file: the top level must be an object, not " + type_phrase(json));
-    const auto schema = json.find("schema");
-    if (schema == json.end()) {
+        throw FileError(source, "not a trait file: the top level must be an object, not " + json_type_phrase(json));
+    JsonObjectReader r(json, "", source);
+    if (!r.has("schema")) {
         if (looks_like_paper_trait(json))
-            fail(source, "has no \"schema\" key; it looks like a trait file from the persona_vectors paper, "
-                         "which needs importing (one extraction and one evaluation file)");
-        fail(source, std::string("not a Persona Workbench trait file: no \"schema\" key (\"") + kTraitSchemaName + "\")");
+            throw FileError(source, "has no \"schema\" key; it looks like a trait file from the persona_vectors paper, "
+                                    "which needs importing (one extraction and one evaluation file)");
+        throw FileError(source, std::string("not a Persona Workbench trait file: no \"schema\" key (\"") + kTraitSchemaName +
+                                    "\")");
     }
-    const std::string schema_name = string_at(*schema, "schema", source);
+    const std::string schema_name = r.string("schema");
     if (schema_name != kTraitSchemaName)
-        fail(source, "is a \"" + schema_name + "\" file, not a trait file (\"" + kTraitSchemaName + "\")");
+        throw FileError(source, "is a \"" + schema_name + "\" file, not a trait file (\"" + kTraitSchemaName + "\")");
 
     // The version is checked before the keys: a newer file may well have keys this build does
     // not know, and "too new" is the useful message then.
-    const Json& version = required(json, "version", "", source);
-    if (!version.is_number_integer()) fail(source, wrong_type("version", "a whole number", version));
+    const Json& version = r.required("version");
+    if (!version.is_number_integer()) r.wrong_type("version", "a whole number", version);
     // Parsed text gives unsigned numbers, JSON built in code signed ones; both must work.
     const bool below_one =
         version.is_number_unsigned() ? version.get<std::uint64_t>() < 1 : version.get<std::int64_t>() < 1;
     const std::string version_text = version.dump();
-    if (below_one) fail(source, "trait file version " + version_text + " does not exist; versions start at 1");
+    if (below_one) throw FileError(source, "trait file version " + version_text + " does not exist; versions start at 1");
     if (version.get<std::uint64_t>() > static_cast<std::uint64_t>(kTraitSchemaVersion))
-        fail(source, "trait file version " + version_text + " is newer than this Persona Workbench reads (version " +
-                         std::to_string(kTraitSchemaVersion) + "); update it to open this file");
-    reject_unknown_keys(json, kTraitKeys, "", source);
+        throw FileError(source, "trait file version " + version_text + " is newer than this Persona Workbench reads (version " +
+                                    std::to_string(kTraitSchemaVersion) + "); update it to open this file");
+    r.expect_only(kTraitKeys, kUnknownKeyHint);
 
     Trait trait;
-    trait.name = string_at(required(json, "name", "", source), "name", source);
-    trait.definition = string_at(required(json, "definition", "", source), "definition", source);
-    const Json& instructions = required(json, "instructions", "", source);
-    if (!instructions.is_array()) fail(source, wrong_type("instructions", "a list of {\"positive\", \"negative\"}", instructions));
+    trait.name = r.string("name");
+    trait.definition = r.string("definition");
+    const Json& instructions = r.array("instructions", "a list of {\"positive\", \"negative\"}");
     for (std::size_t i = 0; i < instructions.size(); ++i) {
-        const std::string where = indexed("instructions", i);
-        const Json& entry = instructions[i];
-        if (!entry.is_object()) fail(source, wrong_type(where, "an object {\"positive\", \"negative\"}", entry));
-        reject_unknown_keys(entry, kPairKeys, where, source);
+        JsonObjectReader entry(instructions[i], indexed("instructions", i), source, detail::JsonNull::IsValue,
+                               "an object {\"positive\", \"negative\"}");
+        entry.expect_only(kPairKeys, kUnknownKeyHint);
         InstructionPair pair;
-        pair.positive = string_at(required(entry, "positive", where, source), where + ".positive", source);
-        pair.negative = string_at(required(entry, "negative", where, source), where + ".negative", source);
+        pair.positive = entry.string("positive");
+        pair.negative = entry.string("negative");
         trait.instructions.push_back(std::move(pair));
     }
-    trait.extraction_questions =
-        strings_at(required(json, "extraction_questions", "", source), "extraction_questions", source);
-    trait.evaluation_questions =
-        strings_at(required(json, "evaluation_questions", "", source), "evaluation_questions", source);
-    trait.judge_rubric = string_at(required(json, "judge_rubric", "", source), "judge_rubric", source);
-    trait.coherence_rubric = string_at(required(json, "coherence_rubric", "", source), "coherence_rubric", source);
+    trait.extraction_questions = r.strings("extraction_questions");
+    trait.evaluation_questions = r.strings("evaluation_questions");
+    trait.judge_rubric = r.string("judge_rubric");
+    trait.coherence_rubric = r.string("coherence_rubric");
     return trait;
 }
 
@@ -393,36 +314,35 @@ void write_trait_file(const std::string& path, const Trait& trait) {
         // Ordered keys and indentation: the file is meant to be read and edited by people.
         text = trait_to<OrderedJson>(trait).dump(2);
     } catch (const Json::type_error& e) {
-        fail(path, "cannot write: the trait holds text that is not valid UTF-8 (" + detail::json_error_text(e) + ")");
+        throw FileError(path, "cannot write: the trait holds text that is not valid UTF-8 (" + detail::json_error_text(e) + ")");
     }
     text += '\n';
     detail::write_file_atomically(path, text);
 }
 
 Trait import_paper_trait(const std::string& name, const std::string& extract_path, const std::string& eval_path) {
-    const Json extract = read_paper_file(extract_path);
-    const Json evaluate = read_paper_file(eval_path);
+    const Json extract_json = read_paper_file(extract_path);
+    const Json evaluate_json = read_paper_file(eval_path);
+    JsonObjectReader extract(extract_json, "", extract_path);
+    JsonObjectReader evaluate(evaluate_json, "", eval_path);
 
     Trait trait;
     trait.name = name;
-    const Json& instructions = required(extract, "instruction", "", extract_path);
-    if (!instructions.is_array()) fail(extract_path, wrong_type("instruction", "a list of {\"pos\", \"neg\"}", instructions));
+    const Json& instructions = extract.array("instruction", "a list of {\"pos\", \"neg\"}");
     for (std::size_t i = 0; i < instructions.size(); ++i) {
-        const std::string where = indexed("instruction", i);
-        const Json& entry = instructions[i];
-        if (!entry.is_object()) fail(extract_path, wrong_type(where, "an object {\"pos\", \"neg\"}", entry));
+        JsonObjectReader entry(instructions[i], indexed("instruction", i), extract_path, detail::JsonNull::IsValue,
+                               "an object {\"pos\", \"neg\"}");
         InstructionPair pair;
-        pair.positive = string_at(required(entry, "pos", where, extract_path), where + ".pos", extract_path);
-        pair.negative = string_at(required(entry, "neg", where, extract_path), where + ".neg", extract_path);
+        pair.positive = entry.string("pos");
+        pair.negative = entry.string("neg");
         trait.instructions.push_back(std::move(pair));
     }
-    trait.extraction_questions = strings_at(required(extract, "questions", "", extract_path), "questions", extract_path);
-    trait.evaluation_questions = strings_at(required(evaluate, "questions", "", eval_path), "questions", eval_path);
-    trait.judge_rubric = unescape_python_format(
-        string_at(required(extract, "eval_prompt", "", extract_path), "eval_prompt", extract_path));
+    trait.extraction_questions = extract.strings("questions");
+    trait.evaluation_questions = evaluate.strings("questions");
+    trait.judge_rubric = unescape_python_format(extract.string("eval_prompt"));
     // The paper's files carry no definition; one added by hand is kept, the extraction file's first.
-    if (extract.contains("definition")) trait.definition = string_at(extract["definition"], "definition", extract_path);
-    else if (evaluate.contains("definition")) trait.definition = string_at(evaluate["definition"], "definition", eval_path);
+    if (extract.has("definition")) trait.definition = extract.string("definition");
+    else if (evaluate.has("definition")) trait.definition = evaluate.string("definition");
     trait.coherence_rubric = default_coherence_rubric();
     return trait;
 }
@@ -493,7 +413,7 @@ Trait load_builtin_trait(const std::string& name) {
         try {
             return trait_from_json(Json::parse(file.text), source);
         } catch (const Json::parse_error& e) {
-            fail(source, "not valid JSON: " + detail::json_error_text(e));
+            throw FileError(source, "not valid JSON: " + detail::json_error_text(e));
         }
     }
     std::string known;
