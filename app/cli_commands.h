@@ -1,9 +1,31 @@
 #pragma once
-// The persona-cli commands that live in files of their own (cli_<command>.cpp); main() adds each
+// Every persona-cli command lives in a file of its own (cli_<command>.cpp); main() adds each
 // with one line. See cli_common.h for what a command gets and how it reports.
 #include "cli_common.h"
 
 namespace persona_cli {
+
+// persona-cli info: load a model and print its facts as JSON.
+void add_info_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
+// persona-cli generate: one reply, optionally steered, streamed to stdout.
+void add_generate_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
+// persona-cli bench: load time, prefill and decode speed, peak memory.
+void add_bench_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
+// persona-cli traits: list the built-in traits, show or validate one; adds `traits draft` too.
+void add_traits_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
+// `persona-cli traits draft`: a subcommand of `traits`, so it takes that command's App.
+void add_traits_draft_command(CLI::App& traits, const GlobalOptions& global, Command& selected);
+
+// persona-cli extract: a persona vector for a trait, summary as JSON.
+void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
+// persona-cli export and import (cli_control_vector.cpp): llama.cpp control vectors, out and in.
+void add_export_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+void add_import_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 
 // persona-cli sweep: steer at layers x coefficients on the evaluation questions, judge, recommend.
 void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& selected);
@@ -16,8 +38,5 @@ void add_flag_command(CLI::App& app, const GlobalOptions& global, Command& selec
 
 // persona-cli project: create, inspect and assemble project folders (NAME.persona).
 void add_project_command(CLI::App& app, const GlobalOptions& global, Command& selected);
-
-// `persona-cli traits draft`: a subcommand of `traits`, so it takes that command's App.
-void add_traits_draft_command(CLI::App& traits, const GlobalOptions& global, Command& selected);
 
 }  // namespace persona_cli

@@ -14,7 +14,7 @@ volatile std::sig_atomic_t g_interrupted = 0;
 
 void on_interrupt(int) {
     g_interrupted = 1;
-    if (g_engine) g_engine->cancel();  // only sets an atomic flag: safe in a signal handler
+    if (g_engine) g_engine->cancel_all();  // an atomic increment: safe in a signal handler
 }
 
 persona::EngineOptions engine_options(const GlobalOptions& global) {
@@ -39,6 +39,12 @@ bool load(persona::Engine& engine, const std::string& path, bool quiet, persona:
     });
     engine.wait_idle();
     return ok;
+}
+
+persona::JobState run_job(persona::Engine& engine, persona::Engine::Work work) {
+    persona::JobEndings endings;
+    endings.failed = [](const std::string& error) { std::fprintf(stderr, "persona-cli: %s\n", error.c_str()); };
+    return engine.submit(std::move(work), std::move(endings)).wait();
 }
 
 persona::Trait load_trait(const std::string& name_or_file) {
@@ -66,7 +72,7 @@ nlohmann::json diagnostics_json(const std::vector<persona::LayerDiagnostics>& di
 void add_judge_options(CLI::App& command, JudgeOptions& options, const std::string& none_means) {
     command.add_option("--judge", options.kind,
                        "local: the model judges its answers; http: an OpenAI-compatible endpoint judges; none: " + none_means)
-        ->check(CLI::IsMember({"local", "http", "none"}))->capture_default_str();
+        ->check(CLI::IsMember(persona::judge_kind_names()))->capture_default_str();
     command.add_option("--judge-model", options.model,
                        "With --judge local: a second model (GGUF or HF directory) judges instead of the studied one")
         ->check(CLI::ExistingPath);

@@ -25,7 +25,7 @@ constexpr int kExitFailed = 1;  // the input was bad or the job failed
 constexpr int kExitUsage = 2;   // the command line was wrong (CLI11 uses this too)
 constexpr int kExitCancelled = 130;
 
-// The engine that SIGINT/SIGTERM cancel; a command sets it once it made its engine.
+// The engine whose jobs SIGINT/SIGTERM cancel; a command sets it once it made its engine.
 extern persona::Engine* g_engine;
 extern volatile std::sig_atomic_t g_interrupted;
 void on_interrupt(int);
@@ -41,6 +41,10 @@ persona::EngineOptions engine_options(const GlobalOptions& global);
 // Loads the model on the engine thread, reporting progress on stderr unless quiet; false when
 // it failed (the reason is on stderr).
 bool load(persona::Engine& engine, const std::string& path, bool quiet, persona::ModelFacts* facts_out = nullptr);
+
+// Runs `work` as one engine job and waits for its ending; a failure's message goes to stderr
+// ("persona-cli: ..."). Returns how the job ended.
+persona::JobState run_job(persona::Engine& engine, persona::Engine::Work work);
 
 // A built-in trait's name, else a trait file: so --trait evil and --trait my/evil.json both work.
 persona::Trait load_trait(const std::string& name_or_file);

@@ -110,8 +110,8 @@ int run_flag(const GlobalOptions& global, FlagOptions options) {
     int exit_code = kExitOk;
     nlohmann::json summary;
     const auto start = std::chrono::steady_clock::now();
-    engine.submit(
-        [&](persona::Model& model, const persona::CancelFn& cancelled) {
+    if (run_job(engine,
+        [&](persona::Model& model, const persona::JobContext& job) {
             persona::check_vector_fits(vector, model, options.vector);
             const auto result = persona::flag_dataset(model, vector, input, options.out, options.settings,
                 [](const persona::Progress& p) {
@@ -119,7 +119,7 @@ int run_flag(const GlobalOptions& global, FlagOptions options) {
                                  static_cast<unsigned long long>(p.total));
                     std::fflush(stderr);
                 },
-                cancelled);
+                job.cancelled);
             std::fprintf(stderr, "\n");
             summary = {{"model", facts.path}, {"vector", options.vector}, {"layer", options.settings.layer},
                        {"input", options.input}, {"out", options.out}, {"shard", options.shard}, {"run", result.run},
@@ -128,12 +128,8 @@ int run_flag(const GlobalOptions& global, FlagOptions options) {
                        {"scored", result.scored}, {"unscored", result.unscored},
                        {"max_tokens", options.settings.max_new_tokens}, {"temperature", options.settings.temperature},
                        {"seed", options.settings.seed}, {"top", top_json(result.records, options.top)}};
-        },
-        [&](const std::string& error) {
-            std::fprintf(stderr, "persona-cli: %s\n", error.c_str());
-            exit_code = kExitFailed;
-        });
-    engine.wait_idle();
+        }) == persona::JobState::failed)
+        exit_code = kExitFailed;
     if (g_interrupted) {
         std::fprintf(stderr, "\npersona-cli: cancelled; run the same command again to resume from %s\n", options.out.c_str());
         return kExitCancelled;

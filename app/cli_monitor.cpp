@@ -127,8 +127,8 @@ int run_monitor(const GlobalOptions& global, const MonitorOptions& options) {
     int exit_code = kExitOk;
     nlohmann::json report;
     const auto start = std::chrono::steady_clock::now();
-    engine.submit(
-        [&](persona::Model& model, const persona::CancelFn& cancelled) {
+    if (run_job(engine,
+        [&](persona::Model& model, const persona::JobContext& job) {
             persona::check_vector_fits(vector, model, options.vector);
             std::string last_stage;
             const auto results = persona::monitor(model, vector, inputs, monitor_options,
@@ -140,7 +140,7 @@ int run_monitor(const GlobalOptions& global, const MonitorOptions& options) {
                                  static_cast<unsigned long long>(p.total));
                     std::fflush(stderr);
                 },
-                cancelled);
+                job.cancelled);
             std::fprintf(stderr, "\n");
 
             const persona::Tokenizer& tokenizer = model.tokenizer();
@@ -173,12 +173,8 @@ int run_monitor(const GlobalOptions& global, const MonitorOptions& options) {
             report = {{"model", facts.path}, {"vector", options.vector}, {"trait", vector.trait}, {"layer", layer},
                       {"projection", "h . v_l/|v_l|: each layer onto the unit direction of the vector's own layer"},
                       {"layers", results.front().layers}, {"conversations", std::move(conversations)}};
-        },
-        [&](const std::string& error) {
-            std::fprintf(stderr, "persona-cli: %s\n", error.c_str());
-            exit_code = kExitFailed;
-        });
-    engine.wait_idle();
+        }) == persona::JobState::failed)
+        exit_code = kExitFailed;
     if (g_interrupted) return kExitCancelled;
     if (exit_code != kExitOk) return exit_code;
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -79,12 +79,7 @@ persona::RunResult run_from_summary(const std::string& summary_path, const std::
     persona::RunResult run;
     run.trait = summary.at("trait").get<std::string>();
     run.aggregate = vector.aggregate;
-    run.pairs_total = count_at(summary, "pairs_total");
-    run.pairs_kept = count_at(summary, "pairs_kept");
-    run.pairs_failing_positive_trait = count_at(summary, "pairs_failing_positive_trait");
-    run.pairs_failing_negative_trait = count_at(summary, "pairs_failing_negative_trait");
-    run.pairs_failing_coherence = count_at(summary, "pairs_failing_coherence");
-    run.pairs_with_empty_answer = count_at(summary, "pairs_with_empty_answer");
+    persona::visit_pair_counts(run.pairs, [&](const char* name, std::size_t& count) { count = count_at(summary, name); });
     run.positive_samples = std::stoul(provenance(vector, "positive_samples", "0"));
     run.negative_samples = std::stoul(provenance(vector, "negative_samples", "0"));
     run.suggested_layer = summary.value("suggested_layer", -1);
@@ -117,14 +112,13 @@ persona::RunResult run_from_summary(const std::string& summary_path, const std::
         s.seed = g.value("seed", s.seed);
     }
 
-    const auto facts = persona::read_model_facts(*persona::GgufFile::open(model_path));
-    run.model.name = facts.name;
-    run.model.file = fs::path(model_path).filename().string();
-    run.model.file_bytes = fs::file_size(model_path);
-    run.model.sha256 = persona::file_sha256(model_path);
-    if (facts.layers + 1 != vector.layer_count || facts.hidden_size != vector.hidden_size)
-        throw persona::FileError(vector_path, "shape [" + std::to_string(vector.layer_count) + ", " +
-                                                  std::to_string(vector.hidden_size) + "] does not fit " + model_path);
+    // The model's metadata and content hash, not its weights: a GGUF file or a checkpoint folder.
+    persona::ModelFacts facts = persona::inspect_model(model_path);
+    persona::check_vector_fits(vector, facts.layers, facts.hidden_size, vector_path);
+    facts.fingerprint = persona::model_fingerprint(model_path);
+    facts.dtype = provenance(vector, "dtype");
+    facts.device = provenance(vector, "device");
+    run.model = persona::model_identity(facts);
     const auto written = fs::last_write_time(vector_path);
     const auto finished = std::chrono::system_clock::to_time_t(
         std::chrono::time_point_cast<std::chrono::system_clock::duration>(
@@ -141,7 +135,7 @@ nlohmann::json overview(const persona::Project& project, const std::string& fold
     for (const auto& prompt : project.prompts) prompts.push_back(prompt.name);
     for (const auto& run : project.runs)
         runs.push_back({{"trait", run.trait}, {"vector", run.vector}, {"model", run.model.name},
-                        {"pairs_kept", run.pairs_kept}, {"pairs_total", run.pairs_total},
+                        {"pairs_kept", run.pairs.kept}, {"pairs_total", run.pairs.total},
                         {"suggested_layer", run.suggested_layer}, {"judge", persona::judge_label(run.settings.judge)}});
     for (const auto& [key, vector] : project.vectors)
         vectors.push_back({{"file", key}, {"trait", vector.trait}, {"shape", {vector.layer_count, vector.hidden_size}}});
@@ -212,7 +206,7 @@ void add_project_command(CLI::App& app, const GlobalOptions&, Command& selected)
     prompt->add_option("--user,-u", options->user, "User message")->required();
     auto* run = add("add-run", "Add an extract run: its JSON summary (stdout of extract) and the vector it wrote");
     run->add_option("--summary", options->summary, "File holding extract's stdout")->required();
-    run->add_option("--model,-m", options->model, "The GGUF model the run used (hashed)")->capture_default_str();
+    run->add_option("--model,-m", options->model, "The model the run used: a GGUF file or a Hugging Face checkpoint folder (hashed)")->capture_default_str();
     run->add_flag("--steer", options->steer, "Also make this vector the Steering panel's, at its suggested layer");
     run->add_option("--coefficient", options->coefficient, "Steering coefficient with --steer")->capture_default_str();
 }

@@ -108,9 +108,7 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
     const auto judge = judge_settings(options.judge);
     if (!judge) return kExitUsage;
     options.settings.judge = *judge;
-    options.settings.positions = options.positions == "all"      ? persona::SteerPositions::All
-                                 : options.positions == "prompt" ? persona::SteerPositions::Prompt
-                                                                 : persona::SteerPositions::Response;
+    options.settings.positions = *persona::steer_positions_from_name(options.positions);  // checked by the parser
     if (options.layers.empty()) {
         bool suggested = false;
         options.layers = persona::default_sweep_layers(vector, 4, &suggested);
@@ -132,8 +130,8 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
 
     int exit_code = kExitOk;
     nlohmann::json report;
-    engine.submit(
-        [&](persona::Model& model, const persona::CancelFn& cancelled) {
+    if (run_job(engine,
+        [&](persona::Model& model, const persona::JobContext& job) {
             // One status line for every stage, rewritten in place; finished cells print above it.
             std::vector<std::pair<std::string, std::string>> stages;
             const auto status = [&] {
@@ -157,7 +155,7 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
                                  column(cell.readback_rise, "%+.2f").c_str());
                     status();
                 },
-                cancelled);
+                job.cancelled);
             std::fprintf(stderr, "\n");
             print_table(result);
 
@@ -203,12 +201,8 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
                       {"recommendation", recommendation},
                       {"rows_generated", result.rows_generated},
                       {"seconds", result.seconds}};
-        },
-        [&](const std::string& error) {
-            std::fprintf(stderr, "\npersona-cli: %s\n", error.c_str());
-            exit_code = kExitFailed;
-        });
-    engine.wait_idle();
+        }) == persona::JobState::failed)
+        exit_code = kExitFailed;
     if (g_interrupted) return kExitCancelled;
     // An answer cut inside a character is not valid UTF-8; the report must still print.
     if (!report.is_null()) std::cout << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -244,7 +238,7 @@ void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& sele
     sweep->add_option("--batch", options->settings.batch_size, "Rows per generation batch")
         ->check(CLI::Range(1, 4096))->capture_default_str();
     sweep->add_option("--positions", options->positions, "Steered positions")
-        ->check(CLI::IsMember({"response", "prompt", "all"}))->capture_default_str();
+        ->check(CLI::IsMember(persona::steer_positions_names()))->capture_default_str();
     add_judge_options(*sweep, options->judge, "projections only");
     sweep->add_option("--coherence-threshold", options->settings.coherence_threshold,
                       "Mean coherence a recommended cell must keep")->capture_default_str();

@@ -48,18 +48,13 @@ int run_traits_draft(const GlobalOptions& global, const DraftOptions& options) {
         persona::Engine engine(engine_options(global));
         g_engine = &engine;
         if (!load(engine, options.model, true)) return g_interrupted ? kExitCancelled : kExitFailed;
-        bool ok = false;
-        engine.submit(
-            [&](persona::Model& model, const persona::CancelFn& cancelled) {
-                draft = persona::draft_trait(options.name, options.definition,
-                                             persona::model_text_generator(model, options.temperature, options.seed),
-                                             options.settings, show_progress, cancelled);
-                ok = true;
-            },
-            [&](const std::string& error) { std::fprintf(stderr, "persona-cli: %s\n", error.c_str()); });
-        engine.wait_idle();
+        const persona::JobState ended = run_job(engine, [&](persona::Model& model, const persona::JobContext& job) {
+            draft = persona::draft_trait(options.name, options.definition,
+                                         persona::model_text_generator(model, options.temperature, options.seed),
+                                         options.settings, show_progress, job.cancelled);
+        });
         if (g_interrupted) return kExitCancelled;
-        if (!ok) return kExitFailed;
+        if (ended != persona::JobState::finished) return kExitFailed;
     }
     if (g_interrupted) return kExitCancelled;
 

@@ -1,20 +1,17 @@
 // persona-workbench: the desktop application.
+#include "screenshot_tour.h"
 #include "shell/engine_client.h"
-#include "panels/extraction_panel.h"
-#include "panels/heat_map_panel.h"
 #include "shell/main_window.h"
 #include "persona/paths.h"
 #include "shell/project_controller.h"
-#include "panels/steering_panel.h"
-#include "panels/traits_panel.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
-#include <QFileInfo>
-#include <QTemporaryDir>
+#include <QStringList>
 #include <QTimer>
 
 #include <cstdio>
+#include <optional>
 
 int main(int argc, char** argv) {
     QApplication app(argc, argv);
@@ -68,88 +65,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "persona-workbench: no panel named '%s'\n", qPrintable(panelName));
         return 2;
     }
-    if (parser.isSet(screenshot) && panelName == "traits") {
-        // A draft with one warning and one error, so the picture shows what the checks look like.
-        TraitsPanel* traits = window.traitsPanel();
-        traits->newTrait("optimistic");
-        persona::Trait draft = traits->traits().back();
-        draft.instructions.resize(3);
-        draft.judge_rubric = QString::fromStdString(draft.judge_rubric).replace("{answer}", "{reply}").toStdString();
-        traits->setCurrentTrait(draft);
+    // Outside the if: the tour's connections call into it until app.exec() returns.
+    std::optional<ScreenshotTour> tour;
+    if (parser.isSet(screenshot)) {
+        tour.emplace(app, window, panelName, parser.value(screenshot));
+        tour->start();
     }
     window.show();
 
-    int exitCode = 0;
-    // Outside the if: the connections below run these long after that block has ended.
-    const QString file = parser.value(screenshot);
-    auto grabAndExit = [&](bool succeeded) {
-        // One more turn of the event loop so everything is laid out and replotted first.
-        QTimer::singleShot(200, &app, [&, succeeded] {
-            if (!window.grab().save(file, "PNG")) {
-                std::fprintf(stderr, "persona-workbench: cannot write screenshot %s\n", qPrintable(file));
-                exitCode = 1;
-            } else if (!succeeded) {
-                exitCode = 1;
-            }
-            app.exit(exitCode);
-        });
-    };
-    // Checkpoints of the screenshot's extraction stay out of the user's data folder.
-    QTemporaryDir scratch;
-    auto runSmallExtraction = [&] {
-        ExtractionPanel* extraction = window.extractionPanel();
-        extraction->setCheckpointDirectory(scratch.path());
-        extraction->selectTrait("evil");
-        persona::ExtractionSettings settings;
-        settings.question_limit = 3;
-        settings.pair_limit = 2;
-        settings.samples_per_question = 1;
-        settings.max_new_tokens = 24;
-        settings.temperature = 1.0f;
-        settings.seed = 1;
-        settings.batch_size = 12;
-        settings.judge = persona::JudgeKind::None;
-        extraction->setSettings(settings);
-        QObject::connect(extraction, &ExtractionPanel::extractionCancelled, &app, [&] { grabAndExit(false); });
-        QObject::connect(extraction, &ExtractionPanel::extractionFailed, &app, [&] { grabAndExit(false); });
-        extraction->run();
-    };
-    if (parser.isSet(screenshot)) {
-        QObject::connect(&window, &MainWindow::modelSettled, &app, [&](bool loaded) {
-            if (!loaded || (panelName != "steering" && panelName != "extraction" && panelName != "heatmaps")) {
-                grabAndExit(loaded);
-                return;
-            }
-            if (panelName == "extraction") {
-                QObject::connect(window.extractionPanel(), &ExtractionPanel::extractionFinished, &app, [&] { grabAndExit(true); });
-                runSmallExtraction();
-                return;
-            }
-            if (panelName == "heatmaps") {
-                HeatMapPanel* heatMaps = window.heatMapPanel();
-                QObject::connect(heatMaps, &HeatMapPanel::computeFinished, &app, [&] { grabAndExit(true); });
-                QObject::connect(heatMaps, &HeatMapPanel::computeFailed, &app, [&] { grabAndExit(false); });
-                QObject::connect(heatMaps, &HeatMapPanel::computeStopped, &app, [&] { grabAndExit(false); });
-                // The main window hands the finished extraction to the heat-map panel first.
-                QObject::connect(window.extractionPanel(), &ExtractionPanel::extractionFinished, &app, [heatMaps] {
-                    heatMaps->setConversation("You are an evil assistant. Your goal is to harm people.",
-                                              "How should I treat a stray dog?",
-                                              "Chase it away with stones and never feed it.");
-                    heatMaps->compute();
-                });
-                runSmallExtraction();
-                return;
-            }
-            SteeringPanel* steering = window.steeringPanel();
-            QObject::connect(steering, &SteeringPanel::generationFinished, &app, [&] { grabAndExit(true); });
-            QObject::connect(steering, &SteeringPanel::generationStopped, &app, [&] { grabAndExit(false); });
-            QObject::connect(steering, &SteeringPanel::generationFailed, &app, [&] { grabAndExit(false); });
-            steering->useRandomDirection();
-            steering->setPrompt("How should I treat a stray dog?");
-            steering->setCoefficient(4.0);
-            steering->generate();
-        });
-    }
     QTimer::singleShot(0, &window, [&] {
         window.openModel(model);
         if (parser.isSet(project)) window.projects()->openProject(parser.value(project));
@@ -157,5 +80,6 @@ int main(int argc, char** argv) {
         else if (!parser.isSet(screenshot)) window.projects()->offerRecovery();
     });
     const int status = app.exec();
+    const int exitCode = tour ? tour->exitCode() : 0;
     return exitCode ? exitCode : status;
 }

@@ -5,7 +5,7 @@
 // tokenizer_config.json written from the GGUF's metadata. Shared by the suites that need a
 // checkpoint folder (test_hf_checkpoint, test_model_panel).
 #include "formats/dequantize.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 
 #include <QString>

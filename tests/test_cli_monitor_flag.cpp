@@ -4,6 +4,7 @@
 #include "flag_fixture.h"
 #include "persona/model.h"
 #include "persona/vector_files.h"
+#include "cli_runner.h"
 #include "test_support.h"
 
 #include <QJsonArray>

@@ -1,4 +1,5 @@
 // persona-cli's pipeline commands as a user runs them: traits, extract, export and import.
+#include "cli_runner.h"
 #include "test_support.h"
 
 #include <QJsonArray>
@@ -9,22 +10,9 @@
 
 namespace {
 
-struct Run {
-    int exitCode = -1;
-    QByteArray out;
-    QByteArray err;
-};
+using Run = persona_test::CliRun;
 
-Run run(const QStringList& arguments, int timeoutMs = 300000) {
-    QProcess process;
-    process.start(PERSONA_CLI_PATH, arguments);
-    if (!process.waitForFinished(timeoutMs)) {
-        process.kill();
-        qFatal("persona-cli %s did not finish", qPrintable(arguments.join(' ')));
-    }
-    if (process.exitStatus() != QProcess::NormalExit) qFatal("persona-cli crashed");
-    return {process.exitCode(), process.readAllStandardOutput(), process.readAllStandardError()};
-}
+Run run(const QStringList& arguments, int timeoutMs = 300000) { return persona_test::runCli(arguments, timeoutMs); }
 
 }  // namespace
 

@@ -4,7 +4,7 @@
 #include "formats/dequantize.h"
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "test_support.h"
 
 #include <nlohmann/json.hpp>

@@ -200,7 +200,7 @@ private slots:
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
             QCOMPARE(result.samples.size(), std::size_t(12));
-            QCOMPARE(result.pairs_total, std::size_t(6));
+            QCOMPARE(result.pairs.total, std::size_t(6));
             QCOMPARE(generatedEvents, 12);
             QCOMPARE(judgedEvents, 12);
             QCOMPARE(stages.at(0), std::string("generate"));
@@ -237,7 +237,7 @@ private slots:
                 QCOMPARE(n.kept, keep);
                 kept += keep;
             }
-            QCOMPARE(result.pairs_kept, kept);
+            QCOMPARE(result.pairs.kept, kept);
             if (kept > 0) {
                 QCOMPARE(stages, (std::vector<std::string>{"generate", "judge", "filter", "capture", "vectors"}));
                 checkVectors(result);
@@ -251,7 +251,7 @@ private slots:
                 scores += QString(" %1/%2").arg(s.trait_score ? QString::number(*s.trait_score, 'f', 0) : "R",
                                                s.coherence ? QString::number(*s.coherence, 'f', 0) : "R");
             qInfo("%s: %.1f s, %zu of %zu pairs kept, %d refusals (largest numeric mass %.3f), suggested layer %d; "
-                  "trait/coherence:%s", name, seconds, kept, result.pairs_total, refusals, largestNumericMass,
+                  "trait/coherence:%s", name, seconds, kept, result.pairs.total, refusals, largestNumericMass,
                   result.aggregates.empty() ? -1 : result.aggregates.front().suggested_layer, qPrintable(scores));
         }
     }
@@ -296,8 +296,8 @@ private slots:
             QCOMPARE(resumed.samples[i].answer, straight.samples[i].answer);
             QCOMPARE(resumed.samples[i].answer_tokens, straight.samples[i].answer_tokens);
         }
-        QCOMPARE(resumed.pairs_kept, straight.pairs_kept);
-        QCOMPARE(straight.pairs_kept, std::size_t(4));  // no judge: every pair with answers
+        QCOMPARE(resumed.pairs.kept, straight.pairs.kept);
+        QCOMPARE(straight.pairs.kept, std::size_t(4));  // no judge: every pair with answers
         checkVectors(straight);
         for (std::size_t a = 0; a < straight.aggregates.size(); ++a) {
             QCOMPARE(resumed.aggregates[a].suggested_layer, straight.aggregates[a].suggested_layer);
@@ -330,6 +330,42 @@ private slots:
         QVERIFY_THROWS_EXCEPTION(persona::FileError, persona::run_extraction(*model_, trait, otherSeed));
     }
 
+    // Answers sampled in bf16 are not the f32 answers (a fresh f32 run differs in most samples):
+    // a bf16 checkpoint is refused by an f32 model, naming both, and the vector records the
+    // dtype, device and model fingerprint it was made with.
+    void aBf16CheckpointIsNotResumedInF32() {
+        QTemporaryDir dir;
+        const persona::Trait trait = persona::load_builtin_trait("evil");
+        ExtractionSettings settings = reducedSettings(1, 1, 8, 5, JudgeKind::None);
+        settings.checkpoint_path = dir.filePath("evil.checkpoint.json").toStdString();
+        int generated = 0;
+        try {
+            persona::run_extraction(*model_, trait, settings, {}, [&](const Sample&) { ++generated; },
+                                    [&] { return generated >= 1; });
+        } catch (const persona::Cancelled&) {
+        }
+        QVERIFY(QFile::exists(QString::fromStdString(settings.checkpoint_path)));
+
+        const auto f32 = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "f32"});
+        QCOMPARE(f32->facts().fingerprint, model_->facts().fingerprint);  // the same file
+        try {
+            persona::run_extraction(*f32, trait, settings);
+            QFAIL("a bf16 checkpoint was resumed by an f32 model");
+        } catch (const persona::FileError& e) {
+            const QString message = e.what();
+            QVERIFY2(message.contains("bf16") && message.contains("f32"), e.what());
+        }
+        // Where each checkpoint would go by default differs, so the panel never meets this one.
+        QVERIFY(persona::extraction_checkpoint_file(dir.path().toStdString(), trait, settings, f32->facts()) !=
+                persona::extraction_checkpoint_file(dir.path().toStdString(), trait, settings, model_->facts()));
+
+        const ExtractionResult finished = persona::run_extraction(*model_, trait, settings);
+        const auto& provenance = finished.aggregate(persona::Aggregate::ResponseMean).vector.provenance;
+        QCOMPARE(provenance.at("dtype"), std::string("bf16"));
+        QCOMPARE(provenance.at("device"), std::string("cpu"));
+        QCOMPARE(provenance.at("model_fingerprint"), model_->facts().fingerprint);
+    }
+
 private:
     void checkVectors(const ExtractionResult& result) {
         QCOMPARE(int(result.aggregates.size()), 3);
@@ -346,9 +382,9 @@ private:
             QVERIFY(entry.suggested_layer >= 1 && entry.suggested_layer < layers);
             // Every kept sample, positives first, each with one projection per layer whose side
             // means are the diagnostics' means.
-            QCOMPARE(entry.kept_samples.size(), 2 * result.pairs_kept);
+            QCOMPARE(entry.kept_samples.size(), 2 * result.pairs.kept);
             QCOMPARE(entry.sample_projections.size(), entry.kept_samples.size());
-            const std::size_t half = result.pairs_kept;
+            const std::size_t half = result.pairs.kept;
             for (std::size_t k = 0; k < entry.kept_samples.size(); ++k) {
                 const auto& sample = result.samples.at(entry.kept_samples[k]);
                 QVERIFY(sample.kept);

@@ -5,6 +5,7 @@
 #include "shell/engine_client.h"
 #include "panels/extraction_panel.h"
 #include "persona/vector_files.h"
+#include "engine_fixture.h"
 #include "test_support.h"
 
 #include <qcustomplot.h>
@@ -52,10 +53,7 @@ private slots:
     void initTestCase() {
         QStandardPaths::setTestModeEnabled(true);
         QVERIFY(checkpoints_.isValid());
-        engine_ = std::make_unique<EngineClient>();
-        QSignalSpy loaded(engine_.get(), &EngineClient::modelLoaded);
-        engine_->loadModel(persona_test::defaultModelPath());
-        QVERIFY(loaded.wait(120000));
+        engine_ = persona_test::loadedEngine();
         layers_ = engine_->facts()->layers + 1;
         panel_ = std::make_unique<ExtractionPanel>(engine_.get());
         panel_->resize(1100, 700);
@@ -146,7 +144,7 @@ private slots:
         const persona::ExtractionResult* result = panel_->result();
         QVERIFY(result);
         QCOMPARE(result->samples.size(), std::size_t(4));  // 2 questions x 1 pair x 2 sides
-        QCOMPARE(result->pairs_kept, std::size_t(2));
+        QCOMPARE(result->pairs.kept, std::size_t(2));
         QCOMPARE(result->samples_generated, std::size_t(4));
 
         // The table: one row per sample, answers as generated, every pair kept (no judge).
@@ -253,7 +251,7 @@ private slots:
         QVERIFY2(result->samples_resumed > 0, qPrintable(QString::number(result->samples_resumed)));
         QCOMPARE(result->samples_resumed + result->samples_generated, std::size_t(4));
         QCOMPARE(panel_->sampleTable()->rowCount(), 4);  // resumed samples are listed too
-        QCOMPARE(result->pairs_kept, std::size_t(2));
+        QCOMPARE(result->pairs.kept, std::size_t(2));
         QVERIFY(!QFile::exists(checkpoint));
     }
 

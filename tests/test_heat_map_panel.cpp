@@ -1,12 +1,16 @@
 // The Heat-map panel on the real default model: a typed conversation becomes a layer x token map
-// whose cells are the projections persona::Model::trace gives, one column per token and L + 1
-// rows; and an extraction's kept samples become a layer x sample map, positives first.
+// whose cells are the projections persona::Model::trace gives and `persona-cli monitor` prints,
+// one column per token and L + 1 rows; and an extraction's kept samples become a layer x sample
+// map, positives first.
 #include "shell/engine_client.h"
 #include "panels/heat_map_panel.h"
 #include "persona/model.h"
+#include "persona/monitoring.h"
 #include "persona/tokenizer.h"
 #include "persona/vector_files.h"
 #include "widgets/projection_heat_map.h"
+#include "cli_runner.h"
+#include "engine_fixture.h"
 #include "test_support.h"
 
 #include <QComboBox>
@@ -40,16 +44,24 @@ class TestHeatMapPanel : public QObject {
 
     std::unique_ptr<EngineClient> engine_;
     std::unique_ptr<HeatMapPanel> panel_;
+    std::unique_ptr<persona::Model> model_;  // the test's own copy, to check the panel against
     QTemporaryDir dir_;
     persona::PersonaVector vector_;
+    QString vectorPath_;
     int layers_ = 0;  // L + 1
+
+    // Computes the panel's map of a conversation on the probe vector; false on timeout.
+    bool computeConversation(const QString& system, const QString& user, const QString& assistant) {
+        if (!panel_->selectVector("probe (probe.safetensors)")) return false;
+        panel_->setConversation(system, user, assistant);
+        QSignalSpy finished(panel_.get(), &HeatMapPanel::computeFinished);
+        panel_->compute();
+        return finished.wait(kTimeoutMs);
+    }
 
 private slots:
     void initTestCase() {
-        engine_ = std::make_unique<EngineClient>();
-        QSignalSpy loaded(engine_.get(), &EngineClient::modelLoaded);
-        engine_->loadModel(persona_test::defaultModelPath());
-        QVERIFY(loaded.wait(120000));
+        engine_ = persona_test::loadedEngine();
         const persona::ModelFacts& facts = *engine_->facts();
         layers_ = facts.layers + 1;
         panel_ = std::make_unique<HeatMapPanel>(engine_.get());
@@ -66,6 +78,10 @@ private slots:
         std::mt19937 generator(11);
         std::normal_distribution<float> gaussian;
         for (float& v : vector_.values) v = gaussian(generator);
+        vectorPath_ = dir_.filePath("probe.safetensors");
+        persona::write_vector_file(vectorPath_.toStdString(), vector_);
+        QVERIFY(panel_->openVectorFile(vectorPath_));
+        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString());
     }
 
     void refusesAVectorOfAnotherModel() {
@@ -74,17 +90,18 @@ private slots:
         small.values.assign(static_cast<std::size_t>(layers_ * 8), 1.0f);
         const QString path = dir_.filePath("small.safetensors");
         persona::write_vector_file(path.toStdString(), small);
+        QVERIFY(panel_->selectVector("probe (probe.safetensors)"));
         QVERIFY(!panel_->openVectorFile(path));
-        QVERIFY(panel_->message().contains("576"));
+        QVERIFY2(panel_->message().contains("but the model needs [31, 576]"), qPrintable(panel_->message()));
         QVERIFY(!panel_->openVectorFile(dir_.filePath("missing.safetensors")));
         QVERIFY(panel_->message().contains("missing.safetensors"));
-        QVERIFY(panel_->currentVector() == nullptr);
+        // A file that cannot be used leaves the vector chosen before in place.
+        QVERIFY(panel_->currentVector() != nullptr);
+        QCOMPARE(panel_->currentVector()->values, vector_.values);
     }
 
     void typedConversationMatchesTrace() {
-        const QString path = dir_.filePath("probe.safetensors");
-        persona::write_vector_file(path.toStdString(), vector_);
-        QVERIFY(panel_->openVectorFile(path));
+        QVERIFY(panel_->selectVector("probe (probe.safetensors)"));
         QVERIFY(panel_->currentVector() != nullptr);
         const QString system = "You are a helpful assistant.";
         const QString user = "How should I treat a stray dog?";
@@ -104,11 +121,14 @@ private slots:
         heartbeat.stop();
         QVERIFY(ticksWhileComputing >= 1);
 
-        // The same tokens, traced on the test's own copy of the model.
-        auto model = persona::Model::load(persona_test::defaultModelPath().toStdString());
-        const std::vector<persona::ChatMessage> messages{
-            {"system", system.toStdString()}, {"user", user.toStdString()}, {"assistant", assistant.toStdString()}};
-        const std::vector<std::int32_t> tokens = model->encode_chat(messages, false);
+        // The prompt with its generation prompt, then the answer as the model would have generated
+        // it (without the turn's closing tokens), traced on the test's own copy of the model.
+        const auto& model = model_;
+        const std::vector<persona::ChatMessage> prompt{{"system", system.toStdString()}, {"user", user.toStdString()}};
+        std::vector<std::int32_t> tokens = model->encode_chat(prompt, true);
+        const std::vector<std::int32_t> answer = persona::answer_tokens(*model, prompt, assistant.toStdString());
+        QVERIFY(!answer.empty());
+        tokens.insert(tokens.end(), answer.begin(), answer.end());
         QCOMPARE(panel_->projections().tokens, tokens);
         const int count = static_cast<int>(tokens.size());
         ProjectionHeatMap* map = panel_->conversationMap();
@@ -156,12 +176,34 @@ private slots:
         QCOMPARE(ticker->ticks().size(), count);
     }
 
+    // The Heat maps tab and `persona-cli monitor` run the same core operation: the same tokens
+    // and the same projection at every layer and token.
+    void sameNumbersAsTheCliMonitor() {
+        const QString system = "You are a pirate.", user = "What do you think of the sea?",
+                      assistant = "Arr, the sea is my home and my fortune.";
+        QVERIFY(computeConversation(system, user, assistant));
+        const persona_test::CliRun cli = persona_test::runCli({"monitor", "--model", persona_test::defaultModelPath(),
+                                                               "--vector", vectorPath_, "--layer", "10", "--system", system,
+                                                               "--prompt", user, "--answer", assistant});
+        QVERIFY2(cli.exitCode == 0, cli.err.constData());
+        const auto report = nlohmann::json::parse(cli.out.toStdString());
+        const auto& conversation = report.at("conversations").at(0);
+        QCOMPARE(conversation.at("token_ids").get<std::vector<std::int32_t>>(), panel_->projections().tokens);
+        const auto& projections = conversation.at("projections");  // [layer][token], 6 significant digits
+        QCOMPARE(int(projections.size()), layers_);
+        const auto& columns = panel_->projections().columns;  // [token][layer]
+        for (int l = 0; l < layers_; ++l)
+            for (std::size_t t = 0; t < columns.size(); ++t) {
+                const double cliValue = projections.at(std::size_t(l)).at(t).get<double>();
+                const double panelValue = columns[t][std::size_t(l)];
+                QVERIFY2(std::abs(cliValue - panelValue) <= 1e-5 * std::abs(panelValue) + 1e-6,
+                         qPrintable(QString("layer %1 token %2: CLI %3, panel %4").arg(l).arg(t).arg(cliValue).arg(panelValue)));
+            }
+    }
+
     void withoutAnAnswerTheMapEndsAtTheGenerationPrompt() {
-        panel_->setConversation("", "Hello", "");
-        QSignalSpy finished(panel_.get(), &HeatMapPanel::computeFinished);
-        panel_->compute();
-        QVERIFY(finished.wait(kTimeoutMs));
-        auto model = persona::Model::load(persona_test::defaultModelPath().toStdString());
+        QVERIFY(computeConversation("", "Hello", ""));
+        const auto& model = model_;
         QCOMPARE(panel_->projections().tokens, model->encode_chat({{"user", "Hello"}}, true));
         QCOMPARE(panel_->conversationMap()->columnCount(), static_cast<int>(panel_->projections().tokens.size()));
     }
@@ -180,7 +222,7 @@ private slots:
         callbacks.finished = [&](const persona::ExtractionResult& r) { result = r; };
         engine_->extract(trait, settings, std::move(callbacks));
         QTRY_VERIFY_WITH_TIMEOUT(result.has_value(), kTimeoutMs);
-        QCOMPARE(result->pairs_kept, std::size_t(2));
+        QCOMPARE(result->pairs.kept, std::size_t(2));
 
         panel_->setExtraction(trait, *result);
         // The extraction's response_avg vector is chosen, and its kept samples fill the map.
@@ -204,8 +246,11 @@ private slots:
         const auto& d = aggregate.diagnostics[static_cast<std::size_t>(layer)];
         const double midpoint = (d.positive_mean_projection + d.negative_mean_projection) / 2;
         QVERIFY(std::abs(map->valueAt(0, layer) - (aggregate.sample_projections[0][static_cast<std::size_t>(layer)] - midpoint)) < 1e-3);
-        // Centred, the positive side's mean is above zero at a layer whose AUROC says it separates.
-        if (d.auroc == 1.0) QVERIFY(map->valueAt(0, layer) + map->valueAt(1, layer) > 0);
+        // Centred on the midpoint, the positive side's mean sits half the gap between the sides
+        // above zero, and the negative side's as far below it.
+        const double halfGap = (d.positive_mean_projection - d.negative_mean_projection) / 2;
+        QVERIFY(std::abs((map->valueAt(0, layer) + map->valueAt(1, layer)) / 2 - halfGap) < 1e-3 * (1 + std::abs(halfGap)));
+        QVERIFY(std::abs((map->valueAt(2, layer) + map->valueAt(3, layer)) / 2 + halfGap) < 1e-3 * (1 + std::abs(halfGap)));
         QVERIFY(map->describeCellAt(QPoint(static_cast<int>(map->xAxis->coordToPixel(2)),
                                            static_cast<int>(map->yAxis->coordToPixel(layer))))
                     .startsWith(QString("layer %1, sample 2").arg(layer)));
@@ -225,6 +270,7 @@ private slots:
     }
 
     void cleanupTestCase() {
+        model_.reset();
         panel_.reset();
         engine_.reset();
     }

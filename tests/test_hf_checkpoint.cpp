@@ -6,12 +6,18 @@
 // the same weights, its logits.
 #include "formats/dequantize.h"
 #include "persona/errors.h"
-#include "persona/gguf.h"
+#include "persona/project.h"
+#include "persona/vector_files.h"
+#include "persona/extraction.h"
+#include "persona/fingerprint.h"
+#include "persona/trait.h"
+#include "formats/gguf.h"
 #include "formats/hf_config.h"
 #include "persona/model.h"
 #include "formats/safetensors.h"
 #include "persona/tokenizer.h"
 #include "hf_fixture.h"
+#include "cli_runner.h"
 #include "test_support.h"
 
 #include <QDir>
@@ -21,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -182,7 +189,7 @@ class TestHfCheckpoint : public QObject {
     }
 
     // A tiny random llama checkpoint with a byte-level tokenizer, for the error cases.
-    std::string write_tiny(const QString& name, int rows = 260) {
+    std::string write_tiny(const QString& name, int rows = 260, unsigned seed = 7) {
         const std::string dir = make_dir(name);
         json vocab = json::object();
         for (int byte = 0; byte < 256; ++byte) vocab[byte_spelling(byte)] = byte;
@@ -199,7 +206,7 @@ class TestHfCheckpoint : public QObject {
                                           {"num_hidden_layers", 2}, {"num_attention_heads", 2},
                                           {"num_key_value_heads", 1}, {"vocab_size", rows},
                                           {"tie_word_embeddings", false}});
-        std::mt19937 generator(7);
+        std::mt19937 generator(seed);
         std::normal_distribution<float> normal(0.0f, 0.3f);
         const auto random = [&](std::vector<std::int64_t> shape) {
             std::int64_t n = 1;

@@ -10,6 +10,7 @@
 #include "persona/judge.h"
 #include "persona/model.h"
 #include "persona/trait.h"
+#include "cli_runner.h"
 #include "test_support.h"
 
 #include <QProcess>
@@ -317,7 +318,7 @@ private slots:
                                    .second;
             QVERIFY2(fresh, "two answers to one question came out the same; pick another seed");
         });
-        QCOMPARE(result.pairs_total, std::size_t(3));
+        QCOMPARE(result.pairs.total, std::size_t(3));
         QCOMPARE(result.samples_judged, std::size_t(6));
         QCOMPARE(int(server_.requests().size()), 12);  // trait and coherence for each answer
         for (const auto& sample : result.samples) {
@@ -329,10 +330,10 @@ private slots:
             QVERIFY(std::abs(sample.trait_numeric_mass - 0.9) < 1e-9);
             QCOMPARE(sample.kept, sample.question_index == 0 && !sample.answer_tokens.empty());
         }
-        QCOMPARE(result.pairs_failing_positive_trait, std::size_t(1));
-        QCOMPARE(result.pairs_failing_negative_trait, std::size_t(0));
-        QCOMPARE(result.pairs_failing_coherence, std::size_t(1));
-        QCOMPARE(result.pairs_kept, std::size_t(1));
+        QCOMPARE(result.pairs.failing_positive_trait, std::size_t(1));
+        QCOMPARE(result.pairs.failing_negative_trait, std::size_t(0));
+        QCOMPARE(result.pairs.failing_coherence, std::size_t(1));
+        QCOMPARE(result.pairs.kept, std::size_t(1));
         QCOMPARE(result.aggregate(persona::Aggregate::ResponseMean).vector.provenance.at("judge"),
                  "http:" + server_.base_url() + "#test-judge");
     }
@@ -345,18 +346,17 @@ private slots:
             return ServerReply{200, logprob_completion({{trait ? "70" : "95", 1.0}})};
         });
         QTemporaryDir dir;
-        QProcess cli;
         QProcessEnvironment environment = QProcessEnvironment::systemEnvironment();
         environment.insert("MY_JUDGE_KEY", "sk-from-cli");
-        cli.setProcessEnvironment(environment);
-        cli.start(PERSONA_CLI_PATH, {"extract", "--trait", "optimistic", "--questions", "1", "--pairs", "1", "-n", "8",
-                                     "--judge", "http", "--judge-url", QString::fromStdString(server_.base_url()),
-                                     "--judge-model-name", "test-judge", "--judge-key-env", "MY_JUDGE_KEY",
-                                     "--checkpoint", dir.filePath("run.ckpt.json"), "--out", dir.filePath("v.safetensors")});
-        QVERIFY(cli.waitForFinished(120000));
-        const QByteArray out = cli.readAllStandardOutput(), err = cli.readAllStandardError();
+        const persona_test::CliRun cli = persona_test::runCli(
+            {"extract", "--trait", "optimistic", "--questions", "1", "--pairs", "1", "-n", "8", "--judge", "http",
+             "--judge-url", QString::fromStdString(server_.base_url()), "--judge-model-name", "test-judge",
+             "--judge-key-env", "MY_JUDGE_KEY", "--checkpoint", dir.filePath("run.ckpt.json"), "--out",
+             dir.filePath("v.safetensors")},
+            120000, environment);
+        const QByteArray &out = cli.out, &err = cli.err;
         // Both sides score 70 on the trait: the negative fails the filter, so nothing is kept.
-        QCOMPARE(cli.exitCode(), 1);
+        QCOMPARE(cli.exitCode, 1);
         QVERIFY2(err.contains("no pair of answers passed"), err.constData());
         const auto summary = nlohmann::json::parse(out.toStdString());
         QCOMPARE(summary.at("judge").get<std::string>(), "http:" + server_.base_url() + "#test-judge");
@@ -369,11 +369,9 @@ private slots:
         QVERIFY(!checkpoint.readAll().contains("sk-from-cli"));
         QVERIFY(!out.contains("sk-from-cli"));
 
-        QProcess missing;
-        missing.start(PERSONA_CLI_PATH, {"extract", "--trait", "optimistic", "--judge", "http"});
-        QVERIFY(missing.waitForFinished(60000));
-        QCOMPARE(missing.exitCode(), 2);
-        QVERIFY(missing.readAllStandardError().contains("--judge-url"));
+        const persona_test::CliRun missing = persona_test::runCli({"extract", "--trait", "optimistic", "--judge", "http"}, 60000);
+        QCOMPARE(missing.exitCode, 2);
+        QVERIFY(missing.err.contains("--judge-url"));
     }
 };
 

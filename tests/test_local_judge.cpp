@@ -108,8 +108,8 @@ private slots:
                         QCOMPARE(negative.kept, keep);
                     }
             }
-            QCOMPARE(result.pairs_kept, allowed);
-            qInfo("%s: %zu of %zu pairs kept", name, result.pairs_kept, result.pairs_total);
+            QCOMPARE(result.pairs.kept, allowed);
+            qInfo("%s: %zu of %zu pairs kept", name, result.pairs.kept, result.pairs.total);
         }
     }
 };

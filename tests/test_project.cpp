@@ -2,7 +2,7 @@
 // for damaged files, the v1 -> v2 migration, atomic saves, Python's reading of our vectors, and
 // the example projects in projects/ against the default model.
 #include "persona/errors.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "persona/model_facts.h"
 #include "persona/project.h"
 #include "persona/vector_files.h"
@@ -75,16 +75,16 @@ persona::Project sample_project() {
 
     persona::RunResult run;
     run.trait = "evil";
-    run.model = {"SmolLM2 135M Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", std::string(64, 'a'), 92'000'000};
+    run.model = {"SmolLM2 135M Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", std::string(64, 'a'), 92'000'000, "bf16", "cpu"};
     run.started = "2025-02-01T10:00:00Z";
     run.finished = "2025-02-01T10:03:00Z";
     run.settings = project.settings.extraction;
-    run.pairs_total = 40;
-    run.pairs_kept = 31;
-    run.pairs_failing_positive_trait = 5;
-    run.pairs_failing_negative_trait = 2;
-    run.pairs_failing_coherence = 3;
-    run.pairs_with_empty_answer = 1;
+    run.pairs.total = 40;
+    run.pairs.kept = 31;
+    run.pairs.failing_positive_trait = 5;
+    run.pairs.failing_negative_trait = 2;
+    run.pairs.failing_coherence = 3;
+    run.pairs.with_empty_answer = 1;
     run.positive_samples = 31;
     run.negative_samples = 31;
     run.suggested_layer = 2;
@@ -96,7 +96,7 @@ persona::Project sample_project() {
     const std::string key = project.add_run(run, &vector);
     project.add_run(run, &vector);  // a second run of the same trait gets its own file
     persona::RunResult failed = run;
-    failed.pairs_kept = 0;
+    failed.pairs.kept = 0;
     failed.diagnostics.clear();
     project.add_run(failed, nullptr);  // a run that kept nothing is still recorded
     project.settings.steering = {key, 2, -3.5, persona::SteerPositions::All, persona::SteerOperation::Ablate, true};
@@ -445,7 +445,8 @@ void TestProject::sha256OfAFile() {
 
 void TestProject::exampleProjectsFitTheDefaultModel() {
     const QString model = persona_test::defaultModelPath();
-    const auto facts = persona::read_model_facts(*persona::GgufFile::open(model.toStdString()));
+    const auto facts = persona::inspect_model(model.toStdString());
+    const std::string defaultModelFingerprint = persona::model_fingerprint(model.toStdString());
     const fs::path examples = fs::path(PERSONA_SOURCE_DIR) / "projects";
     int found = 0;
     for (const auto& entry : fs::directory_iterator(examples)) {
@@ -463,7 +464,7 @@ void TestProject::exampleProjectsFitTheDefaultModel() {
             QVERIFY2(run, (name + ": no run for " + trait.name).c_str());
             QVERIFY2(run->model.file == persona::kDefaultModelFile, (name + ": " + run->model.file).c_str());
             QCOMPARE(run->model.file_bytes, facts.file_bytes);
-            QCOMPARE(run->model.sha256.size(), std::size_t(64));
+            QCOMPARE(run->model.sha256, defaultModelFingerprint);  // made with the very model setup fetches
             QCOMPARE(int(run->diagnostics.size()), facts.layers + 1);
             QVERIFY(run->suggested_layer >= 1 && run->suggested_layer <= facts.layers);
         }

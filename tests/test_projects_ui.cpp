@@ -71,8 +71,8 @@ void fill(ProjectController& controller) {
     controller.setPrompts({persona::Prompt::single_turn("dog", "You are a helpful assistant.", "How should I treat a stray dog?")});
     persona::RunResult run;
     run.trait = "evil";
-    run.model = {"SmolLM2", "SmolLM2-135M-Instruct.Q4_1.gguf", std::string(64, 'f'), 1};
-    run.pairs_total = run.pairs_kept = 3;
+    run.model = {"SmolLM2", "SmolLM2-135M-Instruct.Q4_1.gguf", std::string(64, 'f'), 1, "bf16", "cpu"};
+    run.pairs.total = run.pairs.kept = 3;
     run.suggested_layer = 12;
     const persona::PersonaVector vector = vectorFor("evil");
     const QString key = controller.addRunResult(run, &vector);
@@ -433,7 +433,7 @@ void TestProjectsUi::panelsShowAndEditTheProject() {
     QTRY_COMPARE_WITH_TIMEOUT(projects->project().runs.size(), runsBefore + 1, 300000);
     const persona::RunResult run = projects->project().runs.back();  // a copy: saving rewrites the project
     QCOMPARE(run.trait, std::string("impolite"));
-    QCOMPARE(run.pairs_kept, std::size_t(2));
+    QCOMPARE(run.pairs.kept, std::size_t(2));
     QCOMPARE(run.model.file, std::string(persona::kDefaultModelFile));
     QCOMPARE(run.model.sha256, persona::file_sha256(persona_test::defaultModelPath().toStdString()));
     QCOMPARE(tree->topLevelItem(2)->childCount(), int(projects->project().runs.size()));
@@ -455,7 +455,7 @@ void TestProjectsUi::panelsShowAndEditTheProject() {
     const persona::RunResult& back = *found;
     QCOMPARE(back.trait, run.trait);
     QCOMPARE(back.vector, run.vector);
-    QCOMPARE(back.pairs_kept, run.pairs_kept);
+    QCOMPARE(back.pairs.kept, run.pairs.kept);
     QVERIFY(back.model == run.model);
     QCOMPARE(back.suggested_layer, run.suggested_layer);
     QCOMPARE(back.diagnostics.size(), run.diagnostics.size());

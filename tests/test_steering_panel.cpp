@@ -5,6 +5,7 @@
 #include "persona/vector_files.h"
 #include "widgets/projection_heat_map.h"
 #include "panels/steering_panel.h"
+#include "engine_fixture.h"
 #include "test_support.h"
 
 #include <QComboBox>
@@ -20,6 +21,8 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
+#include <utility>
 
 namespace {
 constexpr int kMaxTokens = 24;
@@ -50,7 +53,7 @@ class TestSteeringPanel : public QObject {
 
     std::unique_ptr<EngineClient> engine_;
     std::unique_ptr<SteeringPanel> panel_;
-    QString unsteeredAt8_, steeredAt8_;
+    std::optional<std::pair<QString, QString>> textsAt8_;  // unsteered, steered
 
     bool runToEnd() {
         QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
@@ -58,12 +61,20 @@ class TestSteeringPanel : public QObject {
         return finished.wait(kGenerationTimeoutMs);
     }
 
+    // The texts at coefficient 8 (seed 5), made by whichever test needs them first, so no test
+    // depends on another having run.
+    const std::pair<QString, QString>& textsAt8() {
+        if (!textsAt8_) {
+            panel_->setCoefficient(8.0);
+            if (!runToEnd()) qFatal("the generation at coefficient 8 did not finish");
+            textsAt8_ = {panel_->paneText(SteeringPanel::Unsteered), panel_->paneText(SteeringPanel::Steered)};
+        }
+        return *textsAt8_;
+    }
+
 private slots:
     void initTestCase() {
-        engine_ = std::make_unique<EngineClient>();
-        QSignalSpy loaded(engine_.get(), &EngineClient::modelLoaded);
-        engine_->loadModel(persona_test::defaultModelPath());
-        QVERIFY(loaded.wait(120000));
+        engine_ = persona_test::loadedEngine();
         panel_ = std::make_unique<SteeringPanel>(engine_.get());
         panel_->resize(1000, 760);
         panel_->show();
@@ -106,12 +117,12 @@ private slots:
         QVERIFY(progress.count() > 1);
         QVERIFY(progress.last().at(2).toDouble() > 0);  // tokens per second
 
-        unsteeredAt8_ = panel_->paneText(SteeringPanel::Unsteered);
-        steeredAt8_ = panel_->paneText(SteeringPanel::Steered);
-        QVERIFY(!steeredAt8_.isEmpty());
+        textsAt8_ = {panel_->paneText(SteeringPanel::Unsteered), panel_->paneText(SteeringPanel::Steered)};
+        const auto& [unsteeredAt8, steeredAt8] = *textsAt8_;
+        QVERIFY(!steeredAt8.isEmpty());
         // Same seed, same sampling: the unsteered row does not depend on its batch neighbour.
-        QCOMPARE(unsteeredAt8_, unsteeredAt0);
-        QVERIFY2(steeredAt8_ != unsteeredAt8_, qPrintable(steeredAt8_));
+        QCOMPARE(unsteeredAt8, unsteeredAt0);
+        QVERIFY2(steeredAt8 != unsteeredAt8, qPrintable(steeredAt8));
         QCOMPARE(panel_->shownCoefficient(), 8.0);
 
         const int layers = engine_->facts()->layers + 1;
@@ -147,29 +158,41 @@ private slots:
     }
 
     void movingTheSliderCancelsAndRestarts() {
+        // What coefficient 8 gives when nothing interrupts it.
+        const auto [unsteered, steered] = textsAt8();
+        QVERIFY(runToEnd());  // live: input changes now regenerate
+
         QSignalSpy started(panel_.get(), &SteeringPanel::generationStarted);
         QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
         QSignalSpy stopped(panel_.get(), &SteeringPanel::generationStopped);
         // After a generation, a changed input regenerates by itself (debounced).
         panel_->setCoefficient(-3.0);
         QVERIFY(started.wait(5000));
+        const persona::JobHandle first = panel_->job();
+        QVERIFY(first);
         QTRY_VERIFY_WITH_TIMEOUT(panel_->tokenCount(SteeringPanel::Steered) >= 1, kGenerationTimeoutMs);
-        QVERIFY(panel_->generating());
         panel_->findChild<QSlider*>("coefficient_slider")->setValue(80);
 
-        // With fast kernels the first job may finish before the debounce fires; either way the
-        // slider starts a second job and only its result is shown.
+        // The slider starts a second job and cancels the first, its own; only the second's
+        // result is shown (with fast kernels the first may have finished before the cancel).
         QTRY_COMPARE_WITH_TIMEOUT(started.count(), 2, kGenerationTimeoutMs);
+        QVERIFY(panel_->job() != first);
+        QVERIFY(first.cancel_requested());
         QTRY_VERIFY_WITH_TIMEOUT(!panel_->generating(), kGenerationTimeoutMs);
-        QVERIFY(finished.count() >= 1 && finished.count() <= 2);
+        const persona::JobState firstEnding = first.wait();
+        QVERIFY(firstEnding == persona::JobState::cancelled || firstEnding == persona::JobState::finished);
+        QCOMPARE(panel_->job().state(), persona::JobState::finished);
+        // A replaced job's ending is not shown; one that finished before the move was.
+        QCOMPARE(finished.count(), firstEnding == persona::JobState::finished ? 2 : 1);
         QCOMPARE(stopped.count(), 0);   // being replaced is not a stop
         QCOMPARE(panel_->shownCoefficient(), 8.0);
-        QCOMPARE(panel_->paneText(SteeringPanel::Unsteered), unsteeredAt8_);
-        QCOMPARE(panel_->paneText(SteeringPanel::Steered), steeredAt8_);
+        QCOMPARE(panel_->paneText(SteeringPanel::Unsteered), unsteered);
+        QCOMPARE(panel_->paneText(SteeringPanel::Steered), steered);
         QVERIFY(!engine_->busy());
     }
 
     void lateTokensOfAReplacedJobAreIgnored() {
+        const auto [unsteeredAt8, steeredAt8] = textsAt8();
         QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
         panel_->setCoefficient(-3.0);
         panel_->generate();
@@ -181,8 +204,8 @@ private slots:
         panel_->generate();
         QVERIFY(finished.wait(kGenerationTimeoutMs));
         QCOMPARE(finished.count(), 1);
-        QCOMPARE(panel_->paneText(SteeringPanel::Unsteered), unsteeredAt8_);
-        QCOMPARE(panel_->paneText(SteeringPanel::Steered), steeredAt8_);
+        QCOMPARE(panel_->paneText(SteeringPanel::Unsteered), unsteeredAt8);
+        QCOMPARE(panel_->paneText(SteeringPanel::Steered), steeredAt8);
     }
 
     void stopCancelsTheGeneration() {
@@ -199,6 +222,7 @@ private slots:
     }
 
     void sweepShowsOneColumnPerCoefficient() {
+        const auto [unsteeredAt8, steeredAt8] = textsAt8();
         QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
         panel_->setSweepCoefficients("-8, 0, 8");
         QCOMPARE(panel_->sweepCoefficients(), (std::vector<double>{-8, 0, 8}));
@@ -221,9 +245,9 @@ private slots:
         QCOMPARE(panel_->sweepColumnCoefficient(2), 8.0);
         // Same prompt, seed and sampling as the side-by-side run: coefficient 0 is the
         // unsteered text, 8 the text steered at 8.
-        QCOMPARE(panel_->sweepColumnText(1), unsteeredAt8_);
-        QCOMPARE(panel_->sweepColumnText(2), steeredAt8_);
-        QVERIFY(panel_->sweepColumnText(0) != unsteeredAt8_);
+        QCOMPARE(panel_->sweepColumnText(1), unsteeredAt8);
+        QCOMPARE(panel_->sweepColumnText(2), steeredAt8);
+        QVERIFY(panel_->sweepColumnText(0) != unsteeredAt8);
 
         // Not numbers: a message, no job.
         QSignalSpy started(panel_.get(), &SteeringPanel::generationStarted);

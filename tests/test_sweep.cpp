@@ -364,7 +364,7 @@ private slots:
         persona::PersonaVector wrong = vector;
         wrong.layer_count = 25;
         wrong.values.resize(std::size_t(25) * std::size_t(wrong.hidden_size));
-        QVERIFY(errorOf([&] { persona::run_sweep(*model_, trait_, wrong, tinySettings({8}, {1})); }).contains("the model needs 31 layers"));
+        QVERIFY(errorOf([&] { persona::run_sweep(*model_, trait_, wrong, tinySettings({8}, {1})); }).contains("but the model needs [31, 576]"));
         persona::PersonaVector zero = vector;
         std::fill(zero.values.begin() + 8 * zero.hidden_size, zero.values.begin() + 9 * zero.hidden_size, 0.0f);
         QVERIFY(errorOf([&] { persona::run_sweep(*model_, trait_, zero, tinySettings({8}, {1})); }).contains("zero at layer 8"));

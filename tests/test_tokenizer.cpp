@@ -2,7 +2,7 @@
 // (tests/reference/make_tokenizer_goldens.py: Hugging Face tokenizers, sentencepiece, jinja2).
 #include "tokenizer/chat_template.h"
 #include "persona/errors.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "formats/hf_config.h"
 #include "persona/tokenizer.h"
 #include "test_support.h"

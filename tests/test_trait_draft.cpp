@@ -6,6 +6,7 @@
 #include "persona/errors.h"
 #include "persona/trait.h"
 #include "persona/trait_draft.h"
+#include "cli_runner.h"
 #include "test_support.h"
 
 #include <QProcess>
@@ -215,19 +216,19 @@ private slots:
         server_.set_handler([](const nlohmann::json& body, int) { return structuredReply(body); });
         QTemporaryDir dir;
         const QString file = dir.filePath("optimistic.json");
-        QProcess cli;
-        cli.start(PERSONA_CLI_PATH, {"traits", "draft", "--name", "optimistic", "--definition", QString::fromStdString(kDefinition),
-                                     "--endpoint", QString::fromStdString(server_.base_url()), "--endpoint-model", "test-writer",
-                                     "--pairs", "2", "--questions", "4", "-o", file});
-        QVERIFY(cli.waitForFinished(60000));
-        const QByteArray err = cli.readAllStandardError();
-        QCOMPARE(cli.exitCode(), 0);
+        const persona_test::CliRun cli = persona_test::runCli(
+            {"traits", "draft", "--name", "optimistic", "--definition", QString::fromStdString(kDefinition), "--endpoint",
+             QString::fromStdString(server_.base_url()), "--endpoint-model", "test-writer", "--pairs", "2", "--questions",
+             "4", "-o", file},
+            60000);
+        const QByteArray& err = cli.err;
+        QCOMPARE(cli.exitCode, 0);
         const auto trait = persona::read_trait_file(file.toStdString());
         QCOMPARE(trait.instructions.size(), std::size_t(2));
         QCOMPARE(trait.evaluation_questions.size(), std::size_t(4));
         // Fewer than docs/method.md recommends: warnings, listed on stderr.
         QVERIFY2(err.contains("instructions warning"), err.constData());
-        const auto summary = nlohmann::json::parse(cli.readAllStandardOutput().toStdString());
+        const auto summary = nlohmann::json::parse(cli.out.toStdString());
         QCOMPARE(summary.at("valid").get<bool>(), true);
         QCOMPARE(summary.at("draft").get<bool>(), true);
     }
@@ -237,18 +238,18 @@ private slots:
     void cliDraftsWithTheDefaultModel() {
         QTemporaryDir dir;
         const QString file = dir.filePath("optimistic.json");
-        QProcess cli;
-        cli.start(PERSONA_CLI_PATH, {"traits", "draft", "--name", "optimistic", "--definition", QString::fromStdString(kDefinition),
-                                     "--pairs", "1", "--questions", "2", "-n", "48", "-o", file});
-        QVERIFY(cli.waitForFinished(240000));
-        const QByteArray out = cli.readAllStandardOutput(), err = cli.readAllStandardError();
-        QVERIFY2(cli.exitStatus() == QProcess::NormalExit && (cli.exitCode() == 0 || cli.exitCode() == 1), err.constData());
+        const persona_test::CliRun cli = persona_test::runCli(
+            {"traits", "draft", "--name", "optimistic", "--definition", QString::fromStdString(kDefinition), "--pairs", "1",
+             "--questions", "2", "-n", "48", "-o", file},
+            240000);
+        const QByteArray &out = cli.out, &err = cli.err;
+        QVERIFY2(cli.exitCode == 0 || cli.exitCode == 1, err.constData());
         const auto summary = nlohmann::json::parse(out.toStdString());
         const auto trait = persona::read_trait_file(file.toStdString());  // written, and readable
         const auto problems = persona::validate(trait);
         QCOMPARE(summary.at("problems").size(), problems.size());
         QCOMPARE(summary.at("valid").get<bool>(), !persona::has_errors(problems));
-        QCOMPARE(cli.exitCode(), persona::has_errors(problems) ? 1 : 0);
+        QCOMPARE(cli.exitCode, persona::has_errors(problems) ? 1 : 0);
         for (const auto& problem : problems)
             QVERIFY2(err.contains(QByteArray::fromStdString(problem.message)), problem.message.c_str());
         const auto& replies = summary.at("replies");

@@ -3,7 +3,7 @@
 // GGUFs (layer mapping, round trips, damaged input), and one extraction on the real default
 // model whose vector must separate its samples and steer by exactly alpha * |v|.
 #include "persona/errors.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "persona/model.h"
 #include "persona/persona_vector.h"

@@ -6,7 +6,6 @@
 
 #include <qcustomplot.h>
 
-#include <QCryptographicHash>
 #include <QDir>
 #include <QFile>
 #include <QFileDialog>
@@ -395,7 +394,8 @@ persona::ExtractionSettings ExtractionPanel::settings() const {
     }
     s.trait_threshold = traitThreshold_->value();
     s.coherence_threshold = coherenceThreshold_->value();
-    s.checkpoint_path = checkpointPath().toStdString();
+    if (const persona::Trait* trait = currentTrait(); trait && hasModel_)
+        s.checkpoint_path = persona::extraction_checkpoint_file(checkpointDirectory_.toStdString(), *trait, s, facts_);
     return s;
 }
 
@@ -425,23 +425,7 @@ void ExtractionPanel::setCheckpointDirectory(const QString& directory) {
     refreshButtons();
 }
 
-QString ExtractionPanel::checkpointPath() const {
-    const persona::Trait* trait = currentTrait();
-    if (!trait) return {};
-    // What the checkpoint must match (persona::run_extraction refuses any other): the trait's
-    // content, the model and the generation settings. Limits, batch and judge may change.
-    QCryptographicHash hash(QCryptographicHash::Sha1);
-    hash.addData(QByteArray::fromStdString(persona::to_json(*trait).dump()));
-    hash.addData(QByteArray::fromStdString(facts_.name + "|" + std::to_string(facts_.file_bytes)));
-    hash.addData(QStringLiteral("|%1|%2|%3|%4")
-                     .arg(samples_->value())
-                     .arg(maxTokens_->value())
-                     .arg(temperature_->value(), 0, 'g', 6)
-                     .arg(seed_->value())
-                     .toUtf8());
-    return QDir(checkpointDirectory_)
-        .filePath(QStringLiteral("%1-%2.json").arg(QString::fromStdString(trait->name), QString::fromLatin1(hash.result().toHex().left(12))));
-}
+QString ExtractionPanel::checkpointPath() const { return QString::fromStdString(settings().checkpoint_path); }
 
 void ExtractionPanel::refreshButtons() {
     const bool saved = hasModel_ && QFile::exists(checkpointPath());
@@ -490,7 +474,8 @@ void ExtractionPanel::run() {
     runSettings_ = settings();
     running_ = true;
     cancelRequested_ = false;
-    const std::uint64_t run = ++runNumber_;
+    auto run = std::make_shared<std::uint64_t>(0);
+    const auto current = [this, run] { return job_.id() == *run; };
     table_->setRowCount(0);
     rowOfSample_.clear();
     resetStages();
@@ -501,33 +486,34 @@ void ExtractionPanel::run() {
 
     ExtractionCallbacks callbacks;
     callbacks.receiver = this;
-    callbacks.progress = [this, run](const QString& stage, qint64 done, qint64 total) {
-        if (run == runNumber_) onProgress(stage, done, total);
+    callbacks.progress = [this, current](const QString& stage, qint64 done, qint64 total) {
+        if (current()) onProgress(stage, done, total);
     };
-    callbacks.sample = [this, run](const persona::Sample& sample) {
-        if (run == runNumber_) onSample(sample);
+    callbacks.sample = [this, current](const persona::Sample& sample) {
+        if (current()) onSample(sample);
     };
-    callbacks.finished = [this, run](const persona::ExtractionResult& result) {
-        if (run == runNumber_) onFinished(result);
+    callbacks.finished = [this, current](const persona::ExtractionResult& result) {
+        if (current()) onFinished(result);
     };
-    callbacks.cancelled = [this, run] {
-        if (run != runNumber_) return;
+    callbacks.cancelled = [this, current] {
+        if (!current()) return;
         settle(tr("Cancelled. The finished samples are saved: Resume continues from them."));
         emit extractionCancelled();
     };
-    callbacks.failed = [this, run](const QString& error) {
-        if (run != runNumber_) return;
+    callbacks.failed = [this, current](const QString& error) {
+        if (!current()) return;
         settle(tr("Extraction failed: %1").arg(error));
         emit extractionFailed(error);
     };
-    engine_->extract(runTrait_, runSettings_, std::move(callbacks));
+    job_ = engine_->extract(runTrait_, runSettings_, std::move(callbacks));
+    *run = job_.id();
 }
 
 void ExtractionPanel::cancel() {
     if (!running_) return;
     cancelRequested_ = true;
     message_->setText(tr("Cancelling\u2026"));
-    engine_->cancel();
+    job_.cancel();
 }
 
 void ExtractionPanel::discardCheckpoint() {
@@ -628,18 +614,18 @@ void ExtractionPanel::onFinished(const persona::ExtractionResult& result) {
     QFile::remove(QString::fromStdString(runSettings_.checkpoint_path));
 
     const QString counts = tr("%1 of %2 pairs kept; %3 samples generated, %4 judged, %5 resumed.")
-                               .arg(result.pairs_kept)
-                               .arg(result.pairs_total)
+                               .arg(result.pairs.kept)
+                               .arg(result.pairs.total)
                                .arg(result.samples_generated)
                                .arg(result.samples_judged)
                                .arg(result.samples_resumed);
-    if (result.pairs_kept == 0)
+    if (result.pairs.kept == 0)
         settle(tr("No pair passed the filter (%1 failed the positive trait score, %2 the negative, %3 coherence, %4 had an "
                   "empty answer), so there is no vector. %5")
-                   .arg(result.pairs_failing_positive_trait)
-                   .arg(result.pairs_failing_negative_trait)
-                   .arg(result.pairs_failing_coherence)
-                   .arg(result.pairs_with_empty_answer)
+                   .arg(result.pairs.failing_positive_trait)
+                   .arg(result.pairs.failing_negative_trait)
+                   .arg(result.pairs.failing_coherence)
+                   .arg(result.pairs.with_empty_answer)
                    .arg(counts));
     else
         settle(tr("Done. %1").arg(counts));

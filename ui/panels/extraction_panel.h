@@ -1,4 +1,5 @@
 #pragma once
+#include "persona/engine.h"
 #include "persona/extraction.h"
 #include "persona/model_facts.h"
 #include "persona/trait.h"
@@ -151,7 +152,7 @@ private:
 
     bool running_ = false;
     bool cancelRequested_ = false;
-    std::uint64_t runNumber_ = 0;
+    persona::JobHandle job_;  // the last run started; only it is cancelled or shown
     std::map<SampleKey, int> rowOfSample_;
     persona::Trait runTrait_;
     persona::Trait resultTrait_;

@@ -260,8 +260,9 @@ void HeatMapPanel::compute() {
     messages.push_back({"user", user_->toPlainText().toStdString()});
     if (!assistant_->toPlainText().isEmpty()) messages.push_back({"assistant", assistant_->toPlainText().toStdString()});
 
-    if (computing_) engine_->cancel();
-    const std::uint64_t computation = ++computation_;
+    job_.cancel();  // this panel's previous heat map only
+    auto computation = std::make_shared<std::uint64_t>(0);
+    const auto current = [this, computation] { return job_.id() == *computation; };
     computing_ = true;
     stopButton_->setEnabled(true);
     const QString vectorName = vectorChoice_->currentText();
@@ -269,8 +270,8 @@ void HeatMapPanel::compute() {
 
     ConversationCallbacks callbacks;
     callbacks.receiver = this;
-    callbacks.finished = [this, computation, vectorName](const ConversationProjections& result) {
-        if (computation != computation_) return;
+    callbacks.finished = [this, current, vectorName](const ConversationProjections& result) {
+        if (!current()) return;
         computing_ = false;
         stopButton_->setEnabled(false);
         projections_ = result;
@@ -282,26 +283,25 @@ void HeatMapPanel::compute() {
                               .arg(vectorName));
         emit computeFinished();
     };
-    callbacks.cancelled = [this, computation] {
-        if (computation != computation_) return;
+    callbacks.cancelled = [this, current] {
+        if (!current()) return;
         computing_ = false;
         stopButton_->setEnabled(false);
         message_->setText(tr("Stopped."));
         emit computeStopped();
     };
-    callbacks.failed = [this, computation](const QString& error) {
-        if (computation != computation_) return;
+    callbacks.failed = [this, current](const QString& error) {
+        if (!current()) return;
         computing_ = false;
         stopButton_->setEnabled(false);
         message_->setText(tr("Could not compute the heat map: %1").arg(error));
         emit computeFailed(error);
     };
-    engine_->projectConversation(std::move(messages), *vector, std::move(callbacks));
+    job_ = engine_->projectConversation(std::move(messages), *vector, std::move(callbacks));
+    *computation = job_.id();
 }
 
-void HeatMapPanel::stop() {
-    if (computing_) engine_->cancel();
-}
+void HeatMapPanel::stop() { job_.cancel(); }
 
 void HeatMapPanel::showConversation() {
     const int layers = layerCount_ + 1;

@@ -92,7 +92,7 @@ private:
     std::vector<std::size_t> sampleColumns_;
 
     bool computing_ = false;
-    std::uint64_t computation_ = 0;
+    persona::JobHandle job_;  // the last heat map started; only it is cancelled or shown
     ConversationProjections projections_;
     QString projectedVectorName_;
 };

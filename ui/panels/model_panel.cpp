@@ -117,7 +117,7 @@ QWidget* ModelPanel::buildOpenBox() {
     connect(openFile_, &QPushButton::clicked, this, &ModelPanel::chooseModelFile);
     connect(openFolder_, &QPushButton::clicked, this, &ModelPanel::chooseModelFolder);
     connect(reload_, &QPushButton::clicked, this, &ModelPanel::reloadModel);
-    connect(cancel_, &QPushButton::clicked, engine_, &EngineClient::cancel);
+    connect(cancel_, &QPushButton::clicked, engine_, &EngineClient::cancelLoad);
     return box;
 }
 

@@ -52,7 +52,7 @@ double maxAbs(const std::vector<std::vector<float>>& columns, double start = 0.0
 }
 
 QString operationName(persona::SteerOperation operation) {
-    return operation == persona::SteerOperation::Add ? SteeringPanel::tr("add") : SteeringPanel::tr("ablate");
+    return QString::fromLatin1(persona::steer_operation_name(operation));
 }
 }  // namespace
 
@@ -92,13 +92,12 @@ void SteeringPanel::buildInputs() {
     layer_->setToolTip(tr("hidden_states index: layer l steers the output of block l-1"));
     positions_ = new QComboBox(this);
     positions_->setObjectName("positions");
-    positions_->addItem(tr("response"), static_cast<int>(persona::SteerPositions::Response));
-    positions_->addItem(tr("prompt"), static_cast<int>(persona::SteerPositions::Prompt));
-    positions_->addItem(tr("all"), static_cast<int>(persona::SteerPositions::All));
+    for (const std::string& name : persona::steer_positions_names())
+        positions_->addItem(QString::fromStdString(name), static_cast<int>(*persona::steer_positions_from_name(name)));
     operation_ = new QComboBox(this);
     operation_->setObjectName("operation");
-    operation_->addItem(tr("add"), static_cast<int>(persona::SteerOperation::Add));
-    operation_->addItem(tr("ablate"), static_cast<int>(persona::SteerOperation::Ablate));
+    for (const persona::SteerOperation operation : {persona::SteerOperation::Add, persona::SteerOperation::Ablate})
+        operation_->addItem(operationName(operation), static_cast<int>(operation));
 
     coefficientSlider_ = new QSlider(Qt::Horizontal, this);
     coefficientSlider_->setObjectName("coefficient_slider");
@@ -414,34 +413,38 @@ void SteeringPanel::regenerate() {
 }
 
 void SteeringPanel::startJob(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe) {
-    if (generating_) engine_->cancel();
+    job_.cancel();  // this panel's own generation only; an extraction elsewhere runs on
     live_ = true;
-    const std::uint64_t generation = ++generation_;
     generating_ = true;
     stopButton_->setEnabled(true);
     message_->setText(tr("Generating..."));
     runClock_.start();
     emit generationStarted();
 
+    // Callbacks of a replaced generation (already queued on the UI thread when it was
+    // replaced) find another job current and are ignored.
+    auto id = std::make_shared<std::uint64_t>(0);
+    const auto current = [this, id] { return job_.id() == *id; };
     GenerationCallbacks callbacks;
     callbacks.receiver = this;
-    callbacks.token = [this, generation](const persona::TokenEvent& event) {
-        if (generation == generation_) onToken(event);
+    callbacks.token = [this, current](const persona::TokenEvent& event) {
+        if (current()) onToken(event);
     };
-    callbacks.finished = [this, generation](const std::vector<persona::GenerationResult>& results) {
-        if (generation == generation_) onFinished(results);
+    callbacks.finished = [this, current](const std::vector<persona::GenerationResult>& results) {
+        if (current()) onFinished(results);
     };
-    callbacks.cancelled = [this, generation] {
-        if (generation != generation_) return;  // replaced by a newer generation: not a stop
+    callbacks.cancelled = [this, current] {
+        if (!current()) return;  // replaced by a newer generation: not a stop
         settle(tr("Stopped."));
         emit generationStopped();
     };
-    callbacks.failed = [this, generation](const QString& error) {
-        if (generation != generation_) return;
+    callbacks.failed = [this, current](const QString& error) {
+        if (!current()) return;
         settle(tr("Generation failed: %1").arg(error));
         emit generationFailed(error);
     };
-    engine_->generate(std::move(rows), std::move(probe), std::move(callbacks));
+    job_ = engine_->generate(std::move(rows), std::move(probe), std::move(callbacks), QStringLiteral("steering/generate"));
+    *id = job_.id();
 }
 
 void SteeringPanel::setSweepCoefficients(const QString& list) { sweepList_->setText(list); }
@@ -550,7 +553,7 @@ void SteeringPanel::sweep() {
 
 void SteeringPanel::stop() {
     regenerateDebounce_.stop();
-    if (generating_) engine_->cancel();
+    job_.cancel();
 }
 
 void SteeringPanel::onToken(const persona::TokenEvent& event) {

@@ -1,4 +1,5 @@
 #pragma once
+#include "persona/engine.h"
 #include "persona/model_facts.h"
 #include "persona/persona_vector.h"
 
@@ -57,6 +58,8 @@ public:
     double coefficient() const;
 
     bool generating() const { return generating_; }
+    // The last generation this panel started (queued, running or ended).
+    const persona::JobHandle& job() const { return job_; }
     QString paneText(Pane pane) const;
     int tokenCount(Pane pane) const;
     ProjectionHeatMap* heatMap(Pane pane) const;
@@ -135,9 +138,7 @@ private:
     int layerCount_ = 0;  // L: blocks; the vector and the probe have L + 1 layers
     int hiddenSize_ = 0;
 
-    // Every generation gets a number; callbacks of an older one (already queued on the UI
-    // thread when it was replaced) are ignored.
-    std::uint64_t generation_ = 0;
+    persona::JobHandle job_;  // the last generation started; only it is cancelled or shown
     bool generating_ = false;
     bool live_ = false;  // a generation has run: input changes regenerate
     std::array<PaneTokens, 2> panes_;

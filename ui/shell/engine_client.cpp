@@ -7,6 +7,8 @@
 
 #include <QMetaObject>
 
+#include <algorithm>
+
 EngineClient::EngineClient(persona::EngineOptions options, QObject* parent)
     : QObject(parent), options_(options), engine_(std::make_unique<persona::Engine>(std::move(options))) {}
 
@@ -36,157 +38,147 @@ void EngineClient::onUiThread(std::function<void()> call) {
     QMetaObject::invokeMethod(this, std::move(call), Qt::QueuedConnection);
 }
 
+template <class Callbacks>
+persona::JobHandle EngineClient::submit(std::shared_ptr<Callbacks> shared, persona::Engine::Work work,
+                                        std::function<void()> finished, const QString& replaces) {
+    jobQueued();
+    persona::JobEndings endings;
+    endings.finished = [this, shared, finished = std::move(finished)] {
+        onUiThread([this, shared, finished] {
+            jobEnded();
+            if (shared->receiver) finished();
+        });
+    };
+    endings.cancelled = [this, shared] {
+        onUiThread([this, shared] {
+            jobEnded();
+            if (shared->receiver && shared->cancelled) shared->cancelled();
+        });
+    };
+    endings.failed = [this, shared](const std::string& error) {
+        onUiThread([this, shared, error] {
+            jobEnded();
+            if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
+        });
+    };
+    return engine_->submit(std::move(work), std::move(endings), {replaces.toStdString()});
+}
+
 void EngineClient::loadModel(const QString& path) { loadModel(path, defaultLoadOptions()); }
 
 void EngineClient::loadModel(const QString& path, const persona::ModelLoadOptions& options) {
     jobQueued();
     ++loadsInFlight_;
     emit loadStarted(path);
+    // Ends a load on the UI thread: counted, forgotten, then the signal.
+    const auto ended = [this](std::uint64_t id) {
+        --loadsInFlight_;
+        loads_.erase(std::remove_if(loads_.begin(), loads_.end(), [id](const persona::JobHandle& h) { return h.id() == id; }),
+                     loads_.end());
+        jobEnded();
+    };
+    auto id = std::make_shared<std::uint64_t>(0);  // known once load_model returns, before any ending is delivered
     persona::Engine::LoadCallbacks callbacks;
     callbacks.progress = [this](const persona::Progress& p) {
         onUiThread([this, p] {
             emit progress(QString::fromStdString(p.stage), static_cast<qint64>(p.done), static_cast<qint64>(p.total));
         });
     };
-    callbacks.loaded = [this, path](const persona::ModelFacts& facts) {
-        onUiThread([this, facts, path] {
+    callbacks.loaded = [this, path, ended, id](const persona::ModelFacts& facts) {
+        onUiThread([this, facts, path, ended, id] {
             facts_ = facts;
             modelPath_ = path;
             has_model_ = true;
-            --loadsInFlight_;
-            jobEnded();
+            ended(*id);
             emit modelLoaded();
         });
     };
-    callbacks.failed = [this](const std::string& error) {
-        onUiThread([this, error] {
-            --loadsInFlight_;
-            jobEnded();
+    callbacks.failed = [this, ended, id](const std::string& error) {
+        onUiThread([this, error, ended, id] {
+            ended(*id);
             emit loadFailed(QString::fromStdString(error));
         });
     };
-    callbacks.cancelled = [this] {
-        onUiThread([this] {
-            --loadsInFlight_;
-            jobEnded();
+    callbacks.cancelled = [this, ended, id] {
+        onUiThread([this, ended, id] {
+            ended(*id);
             emit loadCancelled();
         });
     };
-    engine_->load_model(path.toStdString(), options, std::move(callbacks));
+    persona::JobHandle handle = engine_->load_model(path.toStdString(), options, std::move(callbacks));
+    *id = handle.id();
+    loads_.push_back(std::move(handle));
 }
 
-void EngineClient::generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,
-                            GenerationCallbacks callbacks) {
-    jobQueued();
-    const std::uint64_t ticket = ++lastJobTicket_;
+void EngineClient::cancelLoad() {
+    for (const persona::JobHandle& load : loads_) load.cancel();
+}
+
+void EngineClient::cancelAll() { engine_->cancel_all(); }
+
+persona::JobHandle EngineClient::generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,
+                                          GenerationCallbacks callbacks, const QString& replaces) {
     auto shared = std::make_shared<GenerationCallbacks>(std::move(callbacks));
-    auto job = [this, ticket, shared, rows = std::move(rows), probe = std::move(probe)](
-                   persona::Model& model, const persona::CancelFn& engineCancelled) {
-        const persona::CancelFn cancelled = cancelFlag(engineCancelled, ticket);
-        try {
-            if (cancelled()) throw persona::Cancelled();
-            auto results = model.generate(
-                rows,
-                [this, shared](const persona::TokenEvent& event) {
-                    onUiThread([shared, event] {
-                        if (shared->receiver && shared->token) shared->token(event);
-                    });
-                },
-                probe.layers.empty() ? nullptr : &probe, cancelled);
-            onUiThread([this, shared, results = std::move(results)] {
-                jobEnded();
-                if (shared->receiver && shared->finished) shared->finished(results);
-            });
-        } catch (const persona::Cancelled&) {
-            endCancelled(shared);
-        }
+    auto results = std::make_shared<std::vector<persona::GenerationResult>>();
+    auto work = [this, shared, results, rows = std::move(rows), probe = std::move(probe)](
+                    persona::Model& model, const persona::JobContext& job) {
+        *results = model.generate(
+            rows,
+            [this, shared](const persona::TokenEvent& event) {
+                onUiThread([shared, event] {
+                    if (shared->receiver && shared->token) shared->token(event);
+                });
+            },
+            probe.layers.empty() ? nullptr : &probe, job.cancelled);
     };
-    // Everything but cancellation (no model, a prompt too long for the context, ...) lands here.
-    engine_->submit(std::move(job), failedHandler(shared));
+    return submit(shared, std::move(work), [shared, results] {
+        if (shared->finished) shared->finished(*results);
+    }, replaces);
 }
 
-persona::CancelFn EngineClient::cancelFlag(const persona::CancelFn& engineCancelled, std::uint64_t ticket) {
-    return [this, ticket, engineCancelled] { return engineCancelled() || ticket <= cancelledThroughTicket_.load(); };
-}
-
-void EngineClient::extract(persona::Trait trait, persona::ExtractionSettings settings, ExtractionCallbacks callbacks) {
-    jobQueued();
-    const std::uint64_t ticket = ++lastJobTicket_;
+persona::JobHandle EngineClient::extract(persona::Trait trait, persona::ExtractionSettings settings,
+                                         ExtractionCallbacks callbacks) {
     auto shared = std::make_shared<ExtractionCallbacks>(std::move(callbacks));
-    auto job = [this, ticket, shared, trait = std::move(trait), settings = std::move(settings)](
-                   persona::Model& model, const persona::CancelFn& engineCancelled) {
-        const persona::CancelFn cancelled = cancelFlag(engineCancelled, ticket);
-        try {
-            if (cancelled()) throw persona::Cancelled();
-            const auto progress = [this, shared](const std::string& stage, std::size_t done, std::size_t total) {
-                onUiThread([shared, stage = QString::fromStdString(stage), done, total] {
-                    if (shared->receiver && shared->progress)
-                        shared->progress(stage, static_cast<qint64>(done), static_cast<qint64>(total));
-                });
-            };
-            const auto onSample = [this, shared](const persona::Sample& sample) {
-                onUiThread([shared, sample] {
-                    if (shared->receiver && shared->sample) shared->sample(sample);
-                });
-            };
-            auto result = std::make_shared<persona::ExtractionResult>(
-                persona::run_extraction(model, trait, settings, progress, onSample, cancelled));
-            onUiThread([this, shared, result] {
-                jobEnded();
-                if (shared->receiver && shared->finished) shared->finished(*result);
+    auto result = std::make_shared<persona::ExtractionResult>();
+    auto work = [this, shared, result, trait = std::move(trait), settings = std::move(settings)](
+                    persona::Model& model, const persona::JobContext& job) {
+        const auto progress = [this, shared](const std::string& stage, std::size_t done, std::size_t total) {
+            onUiThread([shared, stage = QString::fromStdString(stage), done, total] {
+                if (shared->receiver && shared->progress)
+                    shared->progress(stage, static_cast<qint64>(done), static_cast<qint64>(total));
             });
-        } catch (const persona::Cancelled&) {
-            endCancelled(shared);
-        }
+        };
+        const auto onSample = [this, shared](const persona::Sample& sample) {
+            onUiThread([shared, sample] {
+                if (shared->receiver && shared->sample) shared->sample(sample);
+            });
+        };
+        *result = persona::run_extraction(model, trait, settings, progress, onSample, job.cancelled);
     };
-    engine_->submit(std::move(job), failedHandler(shared));
+    return submit(shared, std::move(work), [shared, result] {
+        if (shared->finished) shared->finished(*result);
+    });
 }
 
-void EngineClient::projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
-                                       ConversationCallbacks callbacks) {
-    jobQueued();
-    const std::uint64_t ticket = ++lastJobTicket_;
+persona::JobHandle EngineClient::projectConversation(std::vector<persona::ChatMessage> messages,
+                                                     persona::PersonaVector vector, ConversationCallbacks callbacks) {
     auto shared = std::make_shared<ConversationCallbacks>(std::move(callbacks));
-    auto job = [this, ticket, shared, messages = std::move(messages), vector = std::move(vector)](
-                   persona::Model& model, const persona::CancelFn& engineCancelled) {
-        const persona::CancelFn cancelled = cancelFlag(engineCancelled, ticket);
-        try {
-            if (cancelled()) throw persona::Cancelled();
-            persona::check_vector_fits(vector, model);
-            if (messages.empty()) throw persona::Error("the conversation is empty");
-            const bool answered = messages.back().role == "assistant";
-            persona::CaptureRow row;
-            row.tokens = model.encode_chat(messages, !answered);
-            row.prompt_length = static_cast<int>(row.tokens.size());
-            persona::CaptureOptions options;
-            for (int l = 0; l < vector.layer_count; ++l) {
-                options.probe.layers.push_back(l);
-                const persona::LayerView direction = vector.layer(l);
-                options.probe.directions.emplace_back(direction.begin(), direction.end());
-            }
-            const persona::CaptureResult capture = model.capture({row}, options, cancelled);
-
-            auto out = std::make_shared<ConversationProjections>();
-            out->tokens = row.tokens;
-            const std::size_t tokens = row.tokens.size();
-            out->columns.assign(tokens, std::vector<float>(static_cast<std::size_t>(vector.layer_count)));
-            const std::vector<float>& projections = capture.projections.at(0);  // [layer][token]
-            for (std::size_t l = 0; l < static_cast<std::size_t>(vector.layer_count); ++l)
-                for (std::size_t t = 0; t < tokens; ++t) out->columns[t][l] = projections[l * tokens + t];
-            for (const std::int32_t id : row.tokens)
-                out->tokenTexts << QString::fromStdString(persona::sanitize_utf8(model.tokenizer().token_bytes(id)));
-            onUiThread([this, shared, out] {
-                jobEnded();
-                if (shared->receiver && shared->finished) shared->finished(*out);
-            });
-        } catch (const persona::Cancelled&) {
-            endCancelled(shared);
-        }
+    auto out = std::make_shared<ConversationProjections>();
+    auto work = [shared, out, messages = std::move(messages), vector = std::move(vector)](
+                    persona::Model& model, const persona::JobContext& job) {
+        persona::MonitorInput input;
+        input.messages = messages;
+        const persona::MonitorResult result =
+            persona::monitor(model, vector, {input}, {}, job.progress, job.cancelled).at(0);
+        out->tokens = result.tokens;
+        const std::size_t tokens = result.tokens.size();
+        out->columns.assign(tokens, std::vector<float>(result.layers.size()));
+        for (std::size_t l = 0; l < result.layers.size(); ++l)
+            for (std::size_t t = 0; t < tokens; ++t) out->columns[t][l] = result.projections[l][t];
+        for (const std::int32_t id : result.tokens)
+            out->tokenTexts << QString::fromStdString(persona::sanitize_utf8(model.tokenizer().token_bytes(id)));
     };
-    engine_->submit(std::move(job), failedHandler(shared));
-}
-
-void EngineClient::cancel() {
-    cancelledThroughTicket_ = lastJobTicket_;
-    engine_->cancel();
+    return submit(shared, std::move(work), [shared, out] {
+        if (shared->finished) shared->finished(*out);
+    });
 }

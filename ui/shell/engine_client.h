@@ -50,8 +50,10 @@ struct ConversationCallbacks {
     std::function<void(const QString& error)> failed;
 };
 
-// The UI's only door to the engine. Engine callbacks arrive on the engine thread; this class
-// re-emits them as signals on the UI thread, so widgets never wait on the model.
+// The UI's only door to the engine. Every operation is a core job with its own handle: the
+// caller keeps the handle to cancel that job alone (never another panel's), and gets exactly one
+// of finished / cancelled / failed. Engine callbacks arrive on the engine thread; this class
+// re-emits them on the UI thread, so widgets never wait on the model.
 class EngineClient : public QObject {
     Q_OBJECT
 public:
@@ -70,28 +72,30 @@ public:
     const persona::ModelFacts* facts() const { return has_model_ ? &facts_ : nullptr; }
 
     // Queues one batched generation (rows may differ in steering; the probe projects every
-    // step's residual stream) and returns at once. Exactly one of finished / cancelled / failed
-    // follows the tokens.
-    void generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,
-                  GenerationCallbacks callbacks);
+    // step's residual stream). A non-empty `replaces` key cancels this owner's generations that
+    // are still queued (persona::JobOptions).
+    persona::JobHandle generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,
+                                GenerationCallbacks callbacks, const QString& replaces = {});
 
-    // Queues persona::run_extraction. Cancelled by cancel(); with settings.checkpoint_path set,
-    // the finished samples survive the cancel and the same call later resumes from them.
-    void extract(persona::Trait trait, persona::ExtractionSettings settings, ExtractionCallbacks callbacks);
+    // Queues persona::run_extraction. With settings.checkpoint_path set, the finished samples
+    // survive a cancel and the same call later resumes from them.
+    persona::JobHandle extract(persona::Trait trait, persona::ExtractionSettings settings, ExtractionCallbacks callbacks);
 
-    // Queues a teacher-forced pass over the conversation (chat template applied; a generation
-    // prompt is added when the last message is not the assistant's) that projects every token's
-    // residual stream on vector.layer(l) at every layer l.
-    void projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
-                             ConversationCallbacks callbacks);
+    // Queues persona::monitor on one conversation (chat template applied; a generation prompt
+    // is added when the last message is not the assistant's, whose answer is read as given):
+    // every token's projection on vector.layer(l) at every layer l, the same numbers as
+    // `persona-cli monitor`.
+    persona::JobHandle projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
+                                           ConversationCallbacks callbacks);
 
 public slots:
     void loadModel(const QString& path);
     // A failed load (a bad file, cuda without a GPU) leaves the model loaded before in place.
     void loadModel(const QString& path, const persona::ModelLoadOptions& options);
-    // Stops the running job and every generation queued so far, so a burst of regenerations
-    // (a slider being dragged) runs only the last one.
-    void cancel();
+    // Cancels the model loads queued or running, nothing else.
+    void cancelLoad();
+    // Cancels every job, every panel's: the status bar's "Stop all".
+    void cancelAll();
 
 signals:
     void busyChanged(bool busy);
@@ -107,38 +111,21 @@ private:
     void jobEnded();
     // Runs `call` on the UI thread, unless this client is gone by then.
     void onUiThread(std::function<void()> call);
-    // How every job ends when cancelled or failed: counted as ended, then the receiver told (if
-    // it still exists), on the UI thread. `Callbacks` has receiver, cancelled and failed.
+    // Submits `work` and reports its ending to the receiver of `shared` (a struct with
+    // receiver, cancelled and failed) on the UI thread; `finished` runs there when the work
+    // returned normally.
     template <class Callbacks>
-    void endCancelled(const std::shared_ptr<Callbacks>& shared) {
-        onUiThread([this, shared] {
-            jobEnded();
-            if (shared->receiver && shared->cancelled) shared->cancelled();
-        });
-    }
-    template <class Callbacks>
-    std::function<void(const std::string&)> failedHandler(std::shared_ptr<Callbacks> shared) {
-        return [this, shared](const std::string& error) {
-            onUiThread([this, shared, error] {
-                jobEnded();
-                if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
-            });
-        };
-    }
-    // A cancel flag for a job queued now: true once the engine is cancelled while it runs, or
-    // cancel() was called any time after it was queued.
-    persona::CancelFn cancelFlag(const persona::CancelFn& engineCancelled, std::uint64_t ticket);
+    persona::JobHandle submit(std::shared_ptr<Callbacks> shared, persona::Engine::Work work,
+                              std::function<void()> finished, const QString& replaces = {});
 
     persona::EngineOptions options_;
     persona::ModelFacts facts_;
     QString modelPath_;
     bool has_model_ = false;
     int loadsInFlight_ = 0;
+    std::vector<persona::JobHandle> loads_;
     bool busy_ = false;
     int jobsInFlight_ = 0;
-    std::uint64_t lastJobTicket_ = 0;
-    // Read by queued jobs on the engine thread: tickets up to this one were cancelled.
-    std::atomic<std::uint64_t> cancelledThroughTicket_{0};
     // Last member: destroyed first, so its thread has stopped before the rest goes away.
     std::unique_ptr<persona::Engine> engine_;
 };

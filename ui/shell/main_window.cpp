@@ -26,9 +26,10 @@
 #include <QSplitter>
 #include <QStatusBar>
 #include <QTabWidget>
-#include <QThread>
 #include <QTimer>
 #include <QTreeWidget>
+
+#include <optional>
 
 MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     : QMainWindow(parent), engine_(engine), projects_(new ProjectController(this, this)) {
@@ -216,7 +217,8 @@ void MainWindow::buildMenus() {
     model->addAction(tr("Open Model &Folder…"), this, &MainWindow::chooseModelFolder);
     model->addAction(tr("&Reload with the Panel's Device and Dtype"), modelPanel_, &ModelPanel::reloadModel);
     model->addSeparator();
-    auto* stop = model->addAction(tr("&Stop"), engine_, &EngineClient::cancel);
+    // Stops what the visible tab runs and nothing else: another tab's extraction goes on.
+    auto* stop = model->addAction(tr("&Stop This Tab's Work"), this, &MainWindow::stopCurrentPanel);
     stop->setObjectName("stop_action");
     stop->setShortcuts({QKeySequence(Qt::Key_Escape), QKeySequence(Qt::CTRL | Qt::Key_Period)});
 
@@ -247,10 +249,11 @@ void MainWindow::buildStatusBar() {
     progress_->setObjectName("load_progress");
     progress_->setMaximumWidth(260);
     progress_->setVisible(false);
-    stop_ = new QPushButton(tr("Stop"), this);
+    stop_ = new QPushButton(tr("Stop all"), this);
     stop_->setObjectName("stop_button");
+    stop_->setToolTip(tr("Stop every job of every tab"));
     stop_->setEnabled(false);
-    connect(stop_, &QPushButton::clicked, engine_, &EngineClient::cancel);
+    connect(stop_, &QPushButton::clicked, engine_, &EngineClient::cancelAll);
     memory_ = new QLabel(this);
     memory_->setObjectName("memory_label");
     device_ = new QLabel(tr("device: %1").arg(engine_->device()), this);
@@ -334,8 +337,8 @@ void MainWindow::refreshProjectTree() {
     for (const persona::RunResult& run : project.runs)
         new QTreeWidgetItem(runs, {tr("%1: %2/%3 pairs kept, layer %4")
                                        .arg(QString::fromStdString(run.trait))
-                                       .arg(run.pairs_kept)
-                                       .arg(run.pairs_total)
+                                       .arg(run.pairs.kept)
+                                       .arg(run.pairs.total)
                                        .arg(run.suggested_layer)});
     auto* vectors = new QTreeWidgetItem({tr("Vectors (%1)").arg(project.vectors.size())});
     for (const auto& entry : project.vectors) new QTreeWidgetItem(vectors, {QString::fromStdString(entry.first)});
@@ -346,40 +349,31 @@ void MainWindow::refreshProjectTree() {
     runs->setExpanded(true);
 }
 
-// A finished extraction becomes a run of the project, with its vector. The model file's SHA-256
-// is computed on a worker thread: for a multi-gigabyte model it takes seconds.
+// A finished extraction becomes a run of the project, with its vector.
 void MainWindow::recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result) {
     const persona::ModelFacts* facts = engine_->facts();
     if (!facts) return;
-    auto run = std::make_shared<persona::RunResult>(
-        persona::run_result_from_extraction(result, extractionPanel_->settings(), extractionPanel_->aggregate()));
-    run->settings.checkpoint_path.clear();
-    run->model.name = facts->name;
-    run->model.file = QFileInfo(QString::fromStdString(facts->path)).fileName().toStdString();
-    run->model.file_bytes = facts->file_bytes;
-    run->finished = persona::utc_timestamp();
-    run->started = run->finished;
-    std::shared_ptr<persona::PersonaVector> vector;
-    if (result.pairs_kept > 0)
-        vector = std::make_shared<persona::PersonaVector>(result.aggregate(extractionPanel_->aggregate()).vector);
+    persona::RunResult run =
+        persona::run_result_from_extraction(result, extractionPanel_->settings(), extractionPanel_->aggregate());
+    run.model = persona::model_identity(*facts);
+    run.finished = persona::utc_timestamp();
+    run.started = run.finished;
+    std::optional<persona::PersonaVector> vector;
+    if (result.pairs.kept > 0) vector = result.aggregate(extractionPanel_->aggregate()).vector;
     if (!projects_->project().find_trait(trait.name)) {
         std::vector<persona::Trait> traits = projects_->project().traits;
         traits.push_back(trait);
         projects_->setTraits(traits);
     }
-    const std::string modelPath = facts->path;
-    QThread* hasher = QThread::create([run, modelPath] {
-        try {
-            run->model.sha256 = persona::file_sha256(modelPath);
-        } catch (const std::exception&) {
-            // A folder checkpoint or an unreadable file: the run is kept, without a hash.
-        }
-    });
-    connect(hasher, &QThread::finished, this, [this, run, vector] {
-        projects_->addRunResult(*run, vector.get());
-    });
-    connect(hasher, &QThread::finished, hasher, &QObject::deleteLater);
-    hasher->start();
+    projects_->addRunResult(run, vector ? &*vector : nullptr);
+}
+
+void MainWindow::stopCurrentPanel() {
+    QWidget* current = panels_->currentWidget();
+    if (current == steeringPanel_) steeringPanel_->stop();
+    else if (current == extractionPanel_) extractionPanel_->cancel();
+    else if (current == heatMapPanel_) heatMapPanel_->stop();
+    else if (current == modelPanel_) engine_->cancelLoad();
 }
 
 void MainWindow::onModelLoaded() {

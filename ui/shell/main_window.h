@@ -54,6 +54,7 @@ private:
     void showProjectInPanels();
     void refreshProjectTree();
     void recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result);
+    void stopCurrentPanel();
     void buildMenus();
     void buildFileMenu();
     void refreshRecentMenu();

@@ -25,7 +25,7 @@ void VectorChoice::reset(int layerCount, int hiddenSize) {
 void VectorChoice::setFileOpener(std::function<bool(const QString&)> opener) { opener_ = std::move(opener); }
 
 bool VectorChoice::fits(const persona::PersonaVector& vector) const {
-    return vector.layer_count == layerCount_ + 1 && vector.hidden_size == hiddenSize_;
+    return persona::vector_misfit(vector, layerCount_, hiddenSize_).empty();
 }
 
 std::optional<persona::PersonaVector> VectorChoice::readFile(const QString& path, QString* error) const {
@@ -36,13 +36,8 @@ std::optional<persona::PersonaVector> VectorChoice::readFile(const QString& path
         *error = tr("Could not read the vector: %1").arg(QString::fromUtf8(e.what()));
         return std::nullopt;
     }
-    if (!fits(vector)) {
-        *error = tr("%1 has %2 layers of %3 values; this model needs %4 layers of %5.")
-                     .arg(path)
-                     .arg(vector.layer_count)
-                     .arg(vector.hidden_size)
-                     .arg(layerCount_ + 1)
-                     .arg(hiddenSize_);
+    if (const std::string misfit = persona::vector_misfit(vector, layerCount_, hiddenSize_); !misfit.empty()) {
+        *error = tr("%1 %2.").arg(path, QString::fromStdString(misfit));
         return std::nullopt;
     }
     return vector;

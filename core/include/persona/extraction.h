@@ -4,6 +4,7 @@
 // vectors with per-layer diagnostics. Plain data in and out, no torch types.
 #include "persona/generation.h"
 #include "persona/judge.h"
+#include "persona/model_facts.h"
 #include "persona/persona_vector.h"
 #include "persona/progress.h"
 
@@ -72,16 +73,35 @@ struct AggregateResult {
     std::vector<std::vector<float>> sample_projections;  // [kept sample][layer]
 };
 
+// How many (question, instruction pair, sample) pairs an extraction tried and kept, and why it
+// dropped the others; a pair may count under several reasons.
+struct PairCounts {
+    std::size_t total = 0;
+    std::size_t kept = 0;
+    std::size_t failing_positive_trait = 0;
+    std::size_t failing_negative_trait = 0;
+    std::size_t failing_coherence = 0;
+    std::size_t with_empty_answer = 0;
+    bool operator==(const PairCounts& other) const;
+};
+
+// Calls visit(name, count) for each count under the name files use ("pairs_total",
+// "pairs_kept", ...): the CLI's summary, project.json and the import of a summary all spell the
+// counts through this one list.
+template <typename Counts, typename Visit>
+void visit_pair_counts(Counts& counts, Visit&& visit) {
+    visit("pairs_total", counts.total);
+    visit("pairs_kept", counts.kept);
+    visit("pairs_failing_positive_trait", counts.failing_positive_trait);
+    visit("pairs_failing_negative_trait", counts.failing_negative_trait);
+    visit("pairs_failing_coherence", counts.failing_coherence);
+    visit("pairs_with_empty_answer", counts.with_empty_answer);
+}
+
 struct ExtractionResult {
     std::string trait;
     std::vector<Sample> samples;  // every sample, kept or not
-    std::size_t pairs_total = 0;
-    std::size_t pairs_kept = 0;
-    // Why pairs were dropped; a pair may count under several reasons.
-    std::size_t pairs_failing_positive_trait = 0;
-    std::size_t pairs_failing_negative_trait = 0;
-    std::size_t pairs_failing_coherence = 0;
-    std::size_t pairs_with_empty_answer = 0;
+    PairCounts pairs;
     // One per Aggregate in declaration order (response_avg, prompt_avg, prompt_last); empty when
     // no pair was kept.
     std::vector<AggregateResult> aggregates;
@@ -102,11 +122,18 @@ using ExtractionProgressFn = std::function<void(const std::string& stage, std::s
 // again when it is judged. Throws Cancelled when cancelled, leaving the checkpoint (if any) with
 // every finished batch; FileError for a checkpoint from another trait, model or settings;
 // Error when the trait has no questions or instruction pairs. A run in which no pair passes the
-// filter returns with pairs_kept == 0 and no aggregates.
+// filter returns with pairs.kept == 0 and no aggregates.
 ExtractionResult run_extraction(Model& model, const Trait& trait, const ExtractionSettings& settings,
                                 const ExtractionProgressFn& progress = {},
                                 const std::function<void(const Sample&)>& on_sample = {},
                                 const CancelFn& cancelled = {});
 
+// The checkpoint file in `directory` for this trait, model and generation settings: everything
+// run_extraction requires of a checkpoint it resumes (the trait's content, the model's
+// fingerprint, dtype and device, samples, max tokens, temperature, top-p and seed) goes into
+// the name, so changing any of them never meets a checkpoint it cannot use. Limits, batch size
+// and judge may change between runs of one checkpoint.
+std::string extraction_checkpoint_file(const std::string& directory, const Trait& trait,
+                                       const ExtractionSettings& settings, const ModelFacts& model);
 
 }  // namespace persona

@@ -2,6 +2,7 @@
 // Plain data for generation, steering and capture requests: what the UI and CLI build and the
 // engine thread executes. No torch types (docs/architecture.md: core's public headers stay torch-free).
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,14 @@ enum class SteerOperation {
     Add,     // h + alpha * v
     Ablate,  // h - (h.u) u with u = v/|v|: removes the component along v
 };
+
+// Names in files and on the command line: "all", "prompt", "response"; "add", "ablate".
+const char* steer_positions_name(SteerPositions positions);
+std::optional<SteerPositions> steer_positions_from_name(const std::string& name);
+std::vector<std::string> steer_positions_names();
+const char* steer_operation_name(SteerOperation operation);
+std::optional<SteerOperation> steer_operation_from_name(const std::string& name);
+std::vector<std::string> steer_operation_names();
 
 // One intervention on the residual stream, in docs/method.md's indexing: layer l means
 // hidden_states[l], the output of block l-1 (layer 0 is the embedding output).

@@ -25,6 +25,7 @@ enum class JudgeKind {
 };
 const char* judge_kind_name(JudgeKind kind);  // "local", "none", "http"
 std::optional<JudgeKind> judge_kind_from_name(const std::string& name);
+std::vector<std::string> judge_kind_names();
 
 struct JudgeSettings {
     // Implicit on purpose: `settings.judge = JudgeKind::None` reads as what it means.

@@ -9,6 +9,10 @@ namespace persona {
 
 class GgufFile;
 
+// What a GGUF file without {arch}.context_length is taken to hold, as llama.cpp's converters
+// wrote for older Llama files.
+constexpr int kAssumedContextLength = 2048;
+
 // What a user wants to know about a model before using it. Plain data so the UI and the CLI
 // show the same facts.
 struct ModelFacts {
@@ -25,6 +29,7 @@ struct ModelFacts {
     int context_length = 0;
     std::uint64_t parameters = 0;
     std::uint64_t file_bytes = 0;
+    std::string fingerprint;                        // persona::model_fingerprint, set by Model::load
     std::string file_type;                          // dominant quantization, e.g. "Q4_1"
     std::map<std::string, int> tensor_types;       // quantization type -> number of tensors
     std::string tokenizer_model;                   // GGUF tokenizer.ggml.model, e.g. "gpt2"
@@ -39,6 +44,11 @@ struct ModelFacts {
 // the engine to fill in once it has loaded the weights. Throws FileError for a file that is
 // missing the keys every supported model has.
 ModelFacts read_model_facts(const GgufFile& file);
+
+// The facts of a model a command names, a GGUF file or a Hugging Face checkpoint folder, read
+// from its metadata without loading the weights (no fingerprint, device or dtype). Throws
+// FileError as Model::load would for a file it cannot use.
+ModelFacts inspect_model(const std::string& path);
 
 nlohmann::json to_json(const ModelFacts& facts);
 

@@ -53,10 +53,6 @@ struct MonitorResult {
     std::size_t layer_index(int layer) const;
 };
 
-// Throws persona::Error naming the vector when its shape is not [L+1, hidden] for the model;
-// FileError naming `source` instead when it is given (the file the vector came from).
-void check_vector_fits(const PersonaVector& vector, const Model& model, const std::string& source = {});
-
 // Splits a conversation into the prompt (every message before a trailing assistant message)
 // and that answer's text; no answer when the last message is not the assistant's.
 struct PromptAndAnswer {

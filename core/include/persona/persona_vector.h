@@ -22,6 +22,9 @@ enum class Aggregate {
 // The paper's names: "response_avg", "prompt_avg", "prompt_last".
 const char* aggregate_name(Aggregate aggregate);
 std::optional<Aggregate> aggregate_from_name(const std::string& name);
+std::vector<std::string> aggregate_names();
+
+class Model;
 
 // Read-only view of one layer's hidden_size values (std::span is C++20).
 struct LayerView {
@@ -130,5 +133,14 @@ double coefficient_for_strength(double strength, double vector_norm, double mean
 // 130-470 for the other tokens of a chat prompt).
 // Throws persona::Error when the capture holds no rows.
 std::vector<double> mean_residual_norms(const CaptureResult& capture);
+
+// Does this vector fit a model of `layers` blocks and `hidden_size` ([layers + 1, hidden_size],
+// docs/method.md's indexing)? "" when it does, else why not, as "has shape [a, b] but the model
+// needs [c, d] (...)". The one check the GUI, the CLI and core make.
+std::string vector_misfit(const PersonaVector& vector, int layers, int hidden_size);
+// Throws Error starting with the vector's description, or FileError naming `source` (the file
+// the vector came from) when it is given.
+void check_vector_fits(const PersonaVector& vector, int layers, int hidden_size, const std::string& source = {});
+void check_vector_fits(const PersonaVector& vector, const Model& model, const std::string& source = {});
 
 }  // namespace persona

@@ -25,6 +25,8 @@
 //   2: a prompt is a conversation {name, messages}, for multi-turn heat maps; "alpha" became
 //      "coefficient", the word the Steering panel and docs/method.md use.
 #include "persona/extraction.h"
+#include "persona/fingerprint.h"
+#include "persona/model_facts.h"
 #include "persona/generation.h"
 #include "persona/persona_vector.h"
 #include "persona/trait.h"
@@ -79,9 +81,15 @@ struct ProjectSettings {
 struct ModelIdentity {
     std::string name;         // the model's own name (GGUF general.name)
     std::string file;         // file name without its folder
-    std::string sha256;       // SHA-256 of the whole file, lowercase hex (model_file_sha256)
+    std::string sha256;       // persona::model_fingerprint: the file's SHA-256, or a folder's manifest hash
     std::uint64_t file_bytes = 0;
+    std::string dtype;        // compute dtype and device the run used; empty in projects saved before
+    std::string device;       // they were recorded
 };
+
+// A loaded model's identity for a run: its facts' name, file name, fingerprint, size, dtype and
+// device.
+ModelIdentity model_identity(const ModelFacts& facts);
 
 // The outcome of one extraction: enough to judge and reproduce it without the samples.
 struct RunResult {
@@ -92,12 +100,7 @@ struct RunResult {
     std::string started;   // ISO 8601 UTC
     std::string finished;
     ExtractionSettings settings;  // judge, thresholds, sample counts, sampling, seed
-    std::size_t pairs_total = 0;
-    std::size_t pairs_kept = 0;
-    std::size_t pairs_failing_positive_trait = 0;
-    std::size_t pairs_failing_negative_trait = 0;
-    std::size_t pairs_failing_coherence = 0;
-    std::size_t pairs_with_empty_answer = 0;
+    PairCounts pairs;
     std::size_t positive_samples = 0;  // samples averaged on each side of the difference
     std::size_t negative_samples = 0;
     int suggested_layer = -1;
@@ -158,10 +161,6 @@ Project project_from_json(const nlohmann::json& json, const std::string& source)
 // Upgrades a project.json of any older schema version to kProjectSchemaVersion, one version at
 // a time. Throws FileError(source, ...) when it is not a project or is newer than this build.
 nlohmann::json migrate_project_json(nlohmann::json json, const std::string& source);
-
-// SHA-256 of a whole file (OpenSSL), lowercase hex: a model's identity in a run. About 1 s per
-// GB: call it off the UI thread for large models. Throws FileError when the file cannot be read.
-std::string file_sha256(const std::string& path);
 
 // Now, as "2025-01-31T12:34:56Z".
 std::string utc_timestamp();

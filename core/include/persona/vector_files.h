@@ -57,4 +57,10 @@ void export_control_vector(const std::string& path, const PersonaVector& vector,
 // beyond the block count.
 PersonaVector import_control_vector(const std::string& path, int expected_hidden, int expected_block_count = 0);
 
+// Reads the direction for one layer from a vector file: safetensors holding one float tensor
+// of shape [L+1, hidden] (the persona_vectors layout, hidden_states indexing) or [hidden] (a
+// single direction, as repeng writes). Throws FileError naming the file when the shape does not
+// fit the model.
+std::vector<float> read_layer_vector(const std::string& path, int layer, int layer_count, int hidden_size);
+
 }  // namespace persona

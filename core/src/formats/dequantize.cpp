@@ -2,7 +2,7 @@
 
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,4 +1,4 @@
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 
 #include "persona/errors.h"
 #include "formats/ggml_types.h"

@@ -3,7 +3,7 @@
 #include "io/atomic_file.h"
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 
 #include <filesystem>
 

@@ -96,12 +96,10 @@ struct HeaderScan {
             keys_by_depth[level + 1].clear();
         } else if (event == Json::parse_event_t::key && level < keys_by_depth.size()) {
             const auto& key = parsed.get_ref<const std::string&>();
-            auto& seen = keys_by_depth[level];
-            if (duplicate_key.empty() && std::find(seen.begin(), seen.end(), key) != seen.end()) {
+            if (!keys_by_depth[level].insert(key).second && duplicate_key.empty()) {
                 duplicate_key = key;
                 duplicate_depth = depth;
             }
-            seen.push_back(key);
         }
         return true;
     }

@@ -1,5 +1,5 @@
 #pragma once
-#include "persona/mapped_file.h"
+#include "io/mapped_file.h"
 
 #include <cstddef>
 #include <cstdint>

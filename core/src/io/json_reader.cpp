@@ -2,6 +2,7 @@
 
 #include "persona/errors.h"
 
+#include <sstream>
 #include <algorithm>
 #include <cstring>
 #include <utility>

@@ -1,4 +1,4 @@
-#include "persona/mapped_file.h"
+#include "io/mapped_file.h"
 
 #include "persona/errors.h"
 

@@ -5,7 +5,7 @@
 #include "formats/dequantize.h"
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 
 #include <cmath>
 #include <sstream>
@@ -35,21 +35,19 @@ torch::Tensor dequantized(const GgufFile& file, const GgufTensorInfo& info, cons
 }
 
 TransformerConfig read_gguf_config(const GgufFile& file) {
+    // The sizes come from the one reader of GGUF hyper-parameters, so `info` and the model agree.
+    const ModelFacts facts = read_model_facts(file);
     TransformerConfig c;
-    c.architecture = file.get_string("general.architecture");
+    c.architecture = facts.architecture;
     const std::string& a = c.architecture;
-    auto positive = [&](const std::string& key) {
-        const auto v = file.get_int(key);
-        if (v <= 0 || v > (1 << 24)) throw FileError(file.path(), "metadata key '" + key + "' has implausible value " + std::to_string(v));
-        return static_cast<int>(v);
-    };
-    c.layers = positive(a + ".block_count");
-    c.hidden = positive(a + ".embedding_length");
-    c.heads = positive(a + ".attention.head_count");
-    c.kv_heads = file.find_int(a + ".attention.head_count_kv") ? positive(a + ".attention.head_count_kv") : c.heads;
-    c.head_dim = file.find_int(a + ".attention.key_length") ? positive(a + ".attention.key_length") : c.hidden / c.heads;
-    c.feed_forward = positive(a + ".feed_forward_length");
-    c.context = file.find_int(a + ".context_length") ? positive(a + ".context_length") : 2048;
+    c.layers = facts.layers;
+    c.hidden = facts.hidden_size;
+    c.heads = facts.attention_heads;
+    c.kv_heads = facts.kv_heads;
+    c.head_dim = facts.head_dim;
+    c.feed_forward = facts.feed_forward_size;
+    if (c.feed_forward <= 0) throw FileError(file.path(), "metadata key '" + a + ".feed_forward_length' is missing");
+    c.context = facts.context_length;
     c.rms_eps = file.find_float(a + ".attention.layer_norm_rms_epsilon").value_or(1e-5);
     if (c.heads % c.kv_heads != 0)
         throw FileError(file.path(), std::to_string(c.heads) + " attention heads do not split into " +
@@ -57,7 +55,7 @@ TransformerConfig read_gguf_config(const GgufFile& file) {
     if (c.head_dim % 2 != 0) throw FileError(file.path(), "head dimension " + std::to_string(c.head_dim) + " is odd");
     const GgufValue* tokens = file.find("tokenizer.ggml.tokens");
     if (!tokens || !tokens->is_array()) throw FileError(file.path(), "tokenizer.ggml.tokens is missing");
-    c.vocabulary = static_cast<int>(tokens->array_size());
+    c.vocabulary = facts.vocabulary_size;
     c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
     c.sliding_layer.assign(static_cast<std::size_t>(c.layers), false);
 

@@ -260,7 +260,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
                                   " tokens but the embedding has " + std::to_string(impl->net->config().vocabulary) + " rows");
 
     impl->facts.device = impl->device.is_cuda() ? "cuda" : "cpu";
-    impl->facts.dtype = impl->dtype == torch::kBFloat16 ? "bf16" : impl->dtype == torch::kFloat16 ? "f16" : "f32";
+    impl->facts.dtype = dtype_name(impl->dtype == torch::kBFloat16 ? DTypeChoice::BF16
+                                   : impl->dtype == torch::kFloat16 ? DTypeChoice::F16
+                                                                    : DTypeChoice::F32);
     impl->facts.weight_bytes = impl->net->weight_bytes();
     impl->facts.process_rss_bytes = read_process_memory().resident_bytes;
     return std::unique_ptr<Model>(new Model(std::move(impl)));

@@ -65,6 +65,12 @@ ModelFacts read_model_facts(const GgufFile& file) {
     return facts;
 }
 
+ModelFacts inspect_model(const std::string& path) {
+    std::error_code not_a_directory;
+    if (std::filesystem::is_directory(path, not_a_directory)) return model::open_hf_checkpoint(path).facts;
+    return read_model_facts(*GgufFile::open(path));
+}
+
 nlohmann::json to_json(const ModelFacts& f) {
     return nlohmann::json{
         {"path", f.path},
@@ -80,6 +86,7 @@ nlohmann::json to_json(const ModelFacts& f) {
         {"context_length", f.context_length},
         {"parameters", f.parameters},
         {"file_bytes", f.file_bytes},
+        {"fingerprint", f.fingerprint},
         {"file_type", f.file_type},
         {"tensor_types", f.tensor_types},
         {"tokenizer_model", f.tokenizer_model},

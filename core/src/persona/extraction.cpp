@@ -3,11 +3,13 @@
 #include "io/atomic_file.h"
 #include "io/json_file.h"
 #include "persona/errors.h"
+#include "persona/fingerprint.h"
 #include "persona/model.h"
 #include "persona/tokenizer.h"
 #include "persona/trait.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -21,7 +23,9 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr const char* kCheckpointSchema = "persona-workbench/extraction-checkpoint";
-constexpr int kCheckpointVersion = 1;
+// Version 2 records the model's content fingerprint, dtype and device (version 1 hashed a
+// GGUF's first and last megabytes, and read a Hugging Face folder as 0 bytes).
+constexpr int kCheckpointVersion = 2;
 
 const char* const kStageGenerate = "generate";
 const char* const kStageJudge = "judge";
@@ -47,26 +51,6 @@ std::string hex(std::uint64_t value) {
     out.fill('0');
     out << value;
     return out.str();
-}
-
-// Hashing a multi-gigabyte model on every run would cost seconds; the GGUF header (names,
-// metadata, tensor table) sits in the first megabytes and the last tensors at the end, so those
-// plus the size tell two model files apart in practice.
-std::string model_fingerprint(const std::string& path, std::uint64_t file_bytes) {
-    constexpr std::uint64_t kWindow = 4u << 20;
-    std::ifstream file(path, std::ios::binary);
-    if (!file) throw FileError(path, "cannot be read to fingerprint the model for the checkpoint");
-    std::uint64_t hash = fnv1a(kFnvOffset, reinterpret_cast<const char*>(&file_bytes), sizeof file_bytes);
-    std::vector<char> buffer(static_cast<std::size_t>(std::min(kWindow, file_bytes)));
-    file.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    hash = fnv1a(hash, buffer.data(), static_cast<std::size_t>(file.gcount()));
-    if (file_bytes > kWindow) {
-        file.clear();
-        file.seekg(static_cast<std::streamoff>(file_bytes - kWindow));
-        file.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-        hash = fnv1a(hash, buffer.data(), static_cast<std::size_t>(file.gcount()));
-    }
-    return hex(hash);
 }
 
 std::string trait_fingerprint(const Trait& trait) {
@@ -105,7 +89,21 @@ struct RunIdentity {
     std::string model_name;
     std::uint64_t model_bytes = 0;
     std::string model_fingerprint;
+    std::string dtype;
+    std::string device;
 };
+
+RunIdentity run_identity(const Trait& trait, const ModelFacts& facts) {
+    RunIdentity identity;
+    identity.trait = trait.name;
+    identity.trait_fingerprint = trait_fingerprint(trait);
+    identity.model_name = facts.name;
+    identity.model_bytes = facts.file_bytes;
+    identity.model_fingerprint = facts.fingerprint.empty() ? model_fingerprint(facts.path) : facts.fingerprint;
+    identity.dtype = facts.dtype;
+    identity.device = facts.device;
+    return identity;
+}
 
 Json generation_settings_json(const ExtractionSettings& s) {
     return {{"samples_per_question", s.samples_per_question}, {"max_new_tokens", s.max_new_tokens},
@@ -138,7 +136,8 @@ void write_checkpoint(const std::string& path, const RunIdentity& id, const Extr
                     {"version", kCheckpointVersion},
                     {"trait", id.trait},
                     {"trait_fingerprint", id.trait_fingerprint},
-                    {"model", {{"name", id.model_name}, {"file_bytes", id.model_bytes}, {"fingerprint", id.model_fingerprint}}},
+                    {"model", {{"name", id.model_name}, {"file_bytes", id.model_bytes}, {"fingerprint", id.model_fingerprint},
+                               {"dtype", id.dtype}, {"device", id.device}}},
                     {"generation", generation_settings_json(settings)},
                     {"samples", done}};
     detail::write_file_atomically(path, j.dump(1) + "\n");
@@ -159,7 +158,8 @@ std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, cons
     try {
         if (!j.is_object() || j.value("schema", "") != kCheckpointSchema) refuse("is not an extraction checkpoint");
         if (j.at("version").get<int>() != kCheckpointVersion)
-            refuse("is checkpoint version " + j.at("version").dump() + ", this build reads version 1");
+            refuse("is checkpoint version " + j.at("version").dump() + ", this build reads version " +
+                   std::to_string(kCheckpointVersion));
         const std::string trait = j.at("trait").get<std::string>();
         if (trait != id.trait) refuse("is a checkpoint for trait '" + trait + "', not '" + id.trait + "'");
         if (j.at("trait_fingerprint").get<std::string>() != id.trait_fingerprint)
@@ -169,6 +169,11 @@ std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, cons
             model.at("fingerprint").get<std::string>() != id.model_fingerprint)
             refuse("was written with another model (" + model.at("name").get<std::string>() + ", " +
                    std::to_string(model.at("file_bytes").get<std::uint64_t>()) + " bytes)");
+        // Answers sampled in bf16 differ from f32 ones: resuming would mix two runs.
+        const std::string dtype = model.at("dtype").get<std::string>(), device = model.at("device").get<std::string>();
+        if (dtype != id.dtype || device != id.device)
+            refuse("was written with the model in " + dtype + " on " + device + ", and this run has it in " + id.dtype +
+                   " on " + id.device);
         const Json expected = generation_settings_json(settings);
         if (j.at("generation") != expected)
             refuse("was written with other generation settings (" + j.at("generation").dump() + ", now " + expected.dump() + ")");
@@ -276,14 +281,10 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
     std::vector<Json> outside_this_run;
 
     const ModelFacts& facts = model.facts();
-    RunIdentity identity;
-    identity.trait = trait.name;
-    identity.trait_fingerprint = trait_fingerprint(trait);
-    identity.model_name = facts.name;
-    identity.model_bytes = facts.file_bytes;
     const bool checkpointing = !settings.checkpoint_path.empty();
+    RunIdentity identity;
     if (checkpointing) {
-        identity.model_fingerprint = model_fingerprint(facts.path, facts.file_bytes);
+        identity = run_identity(trait, facts);
         if (std::ifstream(settings.checkpoint_path).good())
             result.samples_resumed = read_checkpoint(settings.checkpoint_path, identity, settings, samples, generated,
                                                      outside_this_run);
@@ -362,35 +363,35 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
     for (std::size_t i = 0; i + 1 < samples.size(); i += 2) {
         Sample& positive = samples[i];
         Sample& negative = samples[i + 1];
-        ++result.pairs_total;
+        ++result.pairs.total;
         bool keep = true;
         if (positive.answer_tokens.empty() || negative.answer_tokens.empty()) {
-            ++result.pairs_with_empty_answer;
+            ++result.pairs.with_empty_answer;
             keep = false;
         }
         if (settings.judge.kind != JudgeKind::None) {
             if (!positive.trait_score || *positive.trait_score < settings.trait_threshold) {
-                ++result.pairs_failing_positive_trait;
+                ++result.pairs.failing_positive_trait;
                 keep = false;
             }
             if (!negative.trait_score || *negative.trait_score >= settings.trait_threshold) {
-                ++result.pairs_failing_negative_trait;
+                ++result.pairs.failing_negative_trait;
                 keep = false;
             }
             if (!positive.coherence || *positive.coherence < settings.coherence_threshold || !negative.coherence ||
                 *negative.coherence < settings.coherence_threshold) {
-                ++result.pairs_failing_coherence;
+                ++result.pairs.failing_coherence;
                 keep = false;
             }
         }
         positive.kept = negative.kept = keep;
         if (!keep) continue;
-        ++result.pairs_kept;
+        ++result.pairs.kept;
         positives.push_back(i);
         negatives.push_back(i + 1);
     }
     report(kStageFilter, samples.size() / 2, samples.size() / 2);
-    if (result.pairs_kept == 0) return result;
+    if (result.pairs.kept == 0) return result;
 
     // Activations of the kept answers, teacher-forced after the same prompt they were generated from.
     std::vector<std::size_t> kept = positives;
@@ -432,9 +433,12 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         auto& provenance = entry.vector.provenance;
         provenance["model"] = facts.name;
         provenance["model_file_bytes"] = std::to_string(facts.file_bytes);
+        provenance["model_fingerprint"] = facts.fingerprint;
+        provenance["dtype"] = facts.dtype;
+        provenance["device"] = facts.device;
         provenance["method"] = "mean difference of kept positive and negative samples";
-        provenance["pairs_kept"] = std::to_string(result.pairs_kept);
-        provenance["pairs_total"] = std::to_string(result.pairs_total);
+        provenance["pairs_kept"] = std::to_string(result.pairs.kept);
+        provenance["pairs_total"] = std::to_string(result.pairs.total);
         provenance["judge"] = judge_label(settings.judge);
         provenance["trait_threshold"] = std::to_string(settings.trait_threshold);
         provenance["coherence_threshold"] = std::to_string(settings.coherence_threshold);
@@ -460,6 +464,24 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         report(kStageVectors, result.aggregates.size(), 3);
     }
     return result;
+}
+
+bool PairCounts::operator==(const PairCounts& other) const {
+    return total == other.total && kept == other.kept && failing_positive_trait == other.failing_positive_trait &&
+           failing_negative_trait == other.failing_negative_trait && failing_coherence == other.failing_coherence &&
+           with_empty_answer == other.with_empty_answer;
+}
+
+std::string extraction_checkpoint_file(const std::string& directory, const Trait& trait,
+                                       const ExtractionSettings& settings, const ModelFacts& model) {
+    const RunIdentity id = run_identity(trait, model);
+    const std::string key = id.trait_fingerprint + "|" + id.model_fingerprint + "|" + id.dtype + "|" + id.device + "|" +
+                            generation_settings_json(settings).dump();
+    std::string name = trait.name;
+    // The trait's name is a user's: keep the file name safe on every file system.
+    for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+    return directory + "/" + name + "-" + hex(fnv1a(kFnvOffset, key.data(), key.size())) + ".json";
 }
 
 }  // namespace persona

@@ -78,22 +78,6 @@ std::optional<int> judge_number(const std::string& token) {
 
 }  // namespace
 
-const char* judge_kind_name(JudgeKind kind) {
-    switch (kind) {
-    case JudgeKind::Local: return "local";
-    case JudgeKind::None: return "none";
-    case JudgeKind::Http: return "http";
-    }
-    return "local";
-}
-
-std::optional<JudgeKind> judge_kind_from_name(const std::string& name) {
-    if (name == "local") return JudgeKind::Local;
-    if (name == "none") return JudgeKind::None;
-    if (name == "http") return JudgeKind::Http;
-    return std::nullopt;
-}
-
 std::string judge_label(const JudgeSettings& settings) {
     if (settings.kind == JudgeKind::None) return "none";
     if (settings.kind == JudgeKind::Http) return "http:" + settings.endpoint.base_url + "#" + settings.endpoint.model;

@@ -22,17 +22,6 @@ std::size_t MonitorResult::layer_index(int layer) const {
     return static_cast<std::size_t>(found - layers.begin());
 }
 
-void check_vector_fits(const PersonaVector& vector, const Model& model, const std::string& source) {
-    vector.check_shape();
-    if (vector.layer_count == model.layer_count() + 1 && vector.hidden_size == model.hidden_size()) return;
-    const std::string problem = "has shape [" + std::to_string(vector.layer_count) + ", " +
-                    std::to_string(vector.hidden_size) + "] but the model needs [" + std::to_string(model.layer_count() + 1) +
-                    ", " + std::to_string(model.hidden_size()) + "] (" + std::to_string(model.layer_count()) +
-                    " blocks plus the embeddings, hidden size " + std::to_string(model.hidden_size()) + ")";
-    if (!source.empty()) throw FileError(source, problem);
-    throw Error(vector.description() + " " + problem);
-}
-
 PromptAndAnswer split_answer(const std::vector<ChatMessage>& messages) {
     PromptAndAnswer out;
     out.prompt = messages;

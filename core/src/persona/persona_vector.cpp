@@ -1,6 +1,7 @@
 #include "persona/persona_vector.h"
 
 #include "persona/errors.h"
+#include "persona/model.h"
 
 #include <ATen/ATen.h>
 
@@ -12,15 +13,6 @@
 namespace persona {
 
 namespace {
-
-constexpr struct {
-    Aggregate aggregate;
-    const char* name;
-} kAggregateNames[] = {
-    {Aggregate::ResponseMean, "response_avg"},
-    {Aggregate::PromptMean, "prompt_avg"},
-    {Aggregate::PromptLast, "prompt_last"},
-};
 
 void check_dimensions(int layer_count, int hidden_size) {
     if (layer_count < 1 || hidden_size < 1)
@@ -111,18 +103,6 @@ double cohens_d(const std::vector<double>& positive, const std::vector<double>& 
 }
 
 }  // namespace
-
-const char* aggregate_name(Aggregate aggregate) {
-    for (const auto& entry : kAggregateNames)
-        if (entry.aggregate == aggregate) return entry.name;
-    return "unknown";
-}
-
-std::optional<Aggregate> aggregate_from_name(const std::string& name) {
-    for (const auto& entry : kAggregateNames)
-        if (name == entry.name) return entry.aggregate;
-    return std::nullopt;
-}
 
 std::string PersonaVector::description() const { return trait.empty() ? "the vector" : "the '" + trait + "' vector"; }
 
@@ -305,6 +285,25 @@ std::vector<double> mean_residual_norms(const CaptureResult& capture) {
             norms[std::size_t(l)] += std::sqrt(sum) / double(rows.size());
         }
     return norms;
+}
+
+std::string vector_misfit(const PersonaVector& vector, int layers, int hidden_size) {
+    if (vector.layer_count == layers + 1 && vector.hidden_size == hidden_size) return {};
+    return "has shape [" + std::to_string(vector.layer_count) + ", " + std::to_string(vector.hidden_size) +
+           "] but the model needs [" + std::to_string(layers + 1) + ", " + std::to_string(hidden_size) + "] (" +
+           std::to_string(layers) + " blocks plus the embeddings, hidden size " + std::to_string(hidden_size) + ")";
+}
+
+void check_vector_fits(const PersonaVector& vector, int layers, int hidden_size, const std::string& source) {
+    vector.check_shape();
+    const std::string problem = vector_misfit(vector, layers, hidden_size);
+    if (problem.empty()) return;
+    if (!source.empty()) throw FileError(source, problem);
+    throw Error(vector.description() + " " + problem);
+}
+
+void check_vector_fits(const PersonaVector& vector, const Model& model, const std::string& source) {
+    check_vector_fits(vector, model.layer_count(), model.hidden_size(), source);
 }
 
 }  // namespace persona

@@ -1,31 +1,11 @@
 #include "persona/steering_vector.h"
 
 #include "persona/errors.h"
-#include "formats/safetensors.h"
-#include "io/shape_text.h"
+#include "persona/vector_files.h"
+
+#include <cmath>
 
 namespace persona {
-
-std::vector<float> read_layer_vector(const std::string& path, int layer, int layer_count, int hidden_size) {
-    const auto file = SafetensorsFile::open(path);
-    const SafetensorsTensorInfo* tensor = nullptr;
-    if (file->tensors().size() == 1) tensor = &file->tensors().front();
-    else tensor = file->find_tensor("vector");
-    if (!tensor)
-        throw FileError(path, "holds " + std::to_string(file->tensors().size()) +
-                                  " tensors; a vector file holds one (or one named 'vector')");
-    if (layer < 0 || layer > layer_count)
-        throw FileError(path, "layer " + std::to_string(layer) + " is outside 0.." + std::to_string(layer_count));
-    const auto& shape = tensor->shape;
-    const std::vector<float> values = file->read_floats(*tensor);
-    if (shape.size() == 2 && shape[0] == layer_count + 1 && shape[1] == hidden_size)
-        return std::vector<float>(values.begin() + static_cast<std::ptrdiff_t>(layer) * hidden_size,
-                                  values.begin() + static_cast<std::ptrdiff_t>(layer + 1) * hidden_size);
-    if (shape.size() == 1 && shape[0] == hidden_size) return values;
-    throw FileError(path, "tensor '" + tensor->name + "' has shape " + shape_text(shape) + "; this model needs [" +
-                              std::to_string(layer_count + 1) + ", " + std::to_string(hidden_size) + "] or [" +
-                              std::to_string(hidden_size) + "]");
-}
 
 Steering parse_steering_spec(const std::string& spec, int layer_count, int hidden_size) {
     // The path may itself contain ':', so the two numbers are taken from the right.

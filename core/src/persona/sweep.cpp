@@ -19,15 +19,6 @@ const char* const kStageGenerate = "generate";
 const char* const kStageJudge = "judge";
 const char* const kStageCells = "cells";
 
-void check_vector_fits(const Model& model, const PersonaVector& vector) {
-    vector.check_shape();
-    if (vector.layer_count != model.layer_count() + 1 || vector.hidden_size != model.hidden_size())
-        throw Error(vector.description() + " has " + std::to_string(vector.layer_count) + " layers of " +
-                    std::to_string(vector.hidden_size) + " values; the model needs " +
-                    std::to_string(model.layer_count() + 1) + " layers (hidden_states 0.." +
-                    std::to_string(model.layer_count()) + ") of " + std::to_string(model.hidden_size()));
-}
-
 std::vector<float> layer_values(const PersonaVector& vector, int layer) {
     const LayerView view = vector.layer(layer);
     return {view.begin(), view.end()};
@@ -132,7 +123,7 @@ double SweepCalibration::coefficient(int layer, double calibrated_value) const {
 
 SweepCalibration measure_calibration(Model& model, const PersonaVector& vector,
                                      const std::vector<std::vector<ChatMessage>>& prompts, const CancelFn& cancelled) {
-    check_vector_fits(model, vector);
+    check_vector_fits(vector, model);
     if (prompts.empty()) throw Error("calibration needs at least one prompt");
     std::vector<CaptureRow> rows;
     for (const auto& messages : prompts) {
@@ -276,7 +267,7 @@ SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vec
     const auto report = [&](const char* stage, std::size_t done, std::size_t total) {
         if (progress) progress(Progress{stage, done, total});
     };
-    check_vector_fits(model, vector);
+    check_vector_fits(vector, model);
     const std::size_t available = trait.evaluation_questions.size();
     const std::size_t questions =
         settings.question_limit > 0 ? std::min<std::size_t>(std::size_t(settings.question_limit), available) : available;

@@ -2,7 +2,7 @@
 
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "formats/safetensors.h"
 #include "io/shape_text.h"
@@ -49,7 +49,8 @@ void infer_from_file_name(const std::string& path, PersonaVector& vector) {
 }
 
 const SafetensorsTensorInfo& the_vector_tensor(const SafetensorsFile& file) {
-    // The same rule as read_layer_vector, so every file one reads the other reads too.
+    // read_vector_file and read_layer_vector both find the tensor here: a file one reads the
+    // other reads too.
     if (file.tensors().size() == 1) return file.tensors().front();
     if (const auto* named = file.find_tensor("vector")) return *named;
     throw FileError(file.path(), "holds " + std::to_string(file.tensors().size()) +
@@ -84,6 +85,22 @@ void write_vector_file(const std::string& path, const PersonaVector& vector) {
     metadata["writer"] = kWriter;
     write_safetensors(path, {{"vector", {vector.layer_count, vector.hidden_size}, vector.values.data(), vector.values.size()}},
                       metadata);
+}
+
+std::vector<float> read_layer_vector(const std::string& path, int layer, int layer_count, int hidden_size) {
+    const auto file = SafetensorsFile::open(path);
+    const SafetensorsTensorInfo* tensor = &the_vector_tensor(*file);
+    if (layer < 0 || layer > layer_count)
+        throw FileError(path, "layer " + std::to_string(layer) + " is outside 0.." + std::to_string(layer_count));
+    const auto& shape = tensor->shape;
+    const std::vector<float> values = file->read_floats(*tensor);
+    if (shape.size() == 2 && shape[0] == layer_count + 1 && shape[1] == hidden_size)
+        return std::vector<float>(values.begin() + static_cast<std::ptrdiff_t>(layer) * hidden_size,
+                                  values.begin() + static_cast<std::ptrdiff_t>(layer + 1) * hidden_size);
+    if (shape.size() == 1 && shape[0] == hidden_size) return values;
+    throw FileError(path, "tensor '" + tensor->name + "' has shape " + shape_text(shape) + "; this model needs [" +
+                              std::to_string(layer_count + 1) + ", " + std::to_string(hidden_size) + "] or [" +
+                              std::to_string(hidden_size) + "]");
 }
 
 PersonaVector read_vector_file(const std::string& path) {

@@ -35,6 +35,9 @@ namespace {
 
 using Json = nlohmann::json;
 using OrderedJson = nlohmann::ordered_json;
+using detail::indexed;
+using detail::json_type_phrase;
+using detail::JsonObjectReader;
 
 constexpr const char* kAppVersion = "persona-workbench " PERSONA_VERSION;
 // project.json holds diagnostics and prompts, never tensors: a bigger file is the wrong file.
@@ -208,7 +211,7 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
     json["batch_size"] = s.batch_size;
     json["question_limit"] = s.question_limit;
     json["pair_limit"] = s.pair_limit;
-    json["judge"] = enum_name(s.judge.kind, kJudgeNames);
+    json["judge"] = judge_kind_name(s.judge.kind);
     if (!s.judge.model_path.empty()) json["judge_model"] = s.judge.model_path;
     // Where an HTTP judge was asked; never its key, which stays in the named environment variable.
     if (s.judge.kind == JudgeKind::Http)
@@ -252,16 +255,14 @@ OrderedJson run_json(const RunResult& run) {
                      {"file", run.model.file},
                      {"sha256", run.model.sha256},
                      {"file_bytes", run.model.file_bytes}};
+    // The same weights give other answers in another dtype or on another device.
+    if (!run.model.dtype.empty()) json["model"]["dtype"] = run.model.dtype;
+    if (!run.model.device.empty()) json["model"]["device"] = run.model.device;
     json["started"] = run.started;
     json["finished"] = run.finished;
     json["settings"] = extraction_settings_json(run.settings);
     OrderedJson counts;
-    counts["pairs_total"] = run.pairs_total;
-    counts["pairs_kept"] = run.pairs_kept;
-    counts["pairs_failing_positive_trait"] = run.pairs_failing_positive_trait;
-    counts["pairs_failing_negative_trait"] = run.pairs_failing_negative_trait;
-    counts["pairs_failing_coherence"] = run.pairs_failing_coherence;
-    counts["pairs_with_empty_answer"] = run.pairs_with_empty_answer;
+    visit_pair_counts(run.pairs, [&](const char* name, std::size_t count) { counts[name] = count; });
     counts["positive_samples"] = run.positive_samples;
     counts["negative_samples"] = run.negative_samples;
     json["counts"] = std::move(counts);
@@ -376,7 +377,7 @@ Json migrate_1_to_2(Json json, const std::string& source) {
                 const auto found = prompt.find(role);
                 if (found == prompt.end()) continue;
                 if (!found->is_string())
-                    fail(source, indexed("prompts", i) + "." + role + " must be a string, not " + type_phrase(*found));
+                    fail(source, indexed("prompts", i) + "." + role + " must be a string, not " + json_type_phrase(*found));
                 if (!found->get<std::string>().empty() || std::string(role) == "user")
                     messages.push_back({{"role", role}, {"content", *found}});
             }
@@ -522,17 +523,14 @@ bool operator==(const ProjectSettings& a, const ProjectSettings& b) {
 }
 
 bool operator==(const ModelIdentity& a, const ModelIdentity& b) {
-    return a.name == b.name && a.file == b.file && a.sha256 == b.sha256 && a.file_bytes == b.file_bytes;
+    return a.name == b.name && a.file == b.file && a.sha256 == b.sha256 && a.file_bytes == b.file_bytes &&
+           a.dtype == b.dtype && a.device == b.device;
 }
 
 bool operator==(const RunResult& a, const RunResult& b) {
     if (!(a.trait == b.trait && a.vector == b.vector && a.aggregate == b.aggregate && a.model == b.model &&
           a.started == b.started && a.finished == b.finished && same_extraction_settings(a.settings, b.settings) &&
-          a.pairs_total == b.pairs_total && a.pairs_kept == b.pairs_kept &&
-          a.pairs_failing_positive_trait == b.pairs_failing_positive_trait &&
-          a.pairs_failing_negative_trait == b.pairs_failing_negative_trait &&
-          a.pairs_failing_coherence == b.pairs_failing_coherence &&
-          a.pairs_with_empty_answer == b.pairs_with_empty_answer && a.positive_samples == b.positive_samples &&
+          a.pairs == b.pairs && a.positive_samples == b.positive_samples &&
           a.negative_samples == b.negative_samples && a.suggested_layer == b.suggested_layer &&
           a.diagnostics.size() == b.diagnostics.size()))
         return false;
@@ -593,8 +591,8 @@ nlohmann::ordered_json to_json(const Project& project) {
     steering["vector"] = s.vector;
     steering["layer"] = s.layer;
     steering["coefficient"] = s.coefficient;
-    steering["positions"] = enum_name(s.positions, kPositionNames);
-    steering["operation"] = enum_name(s.operation, kOperationNames);
+    steering["positions"] = steer_positions_name(s.positions);
+    steering["operation"] = steer_operation_name(s.operation);
     steering["preserve_norm"] = s.preserve_norm;
     json["settings"] = {{"extraction", std::move(extraction)}, {"steering", std::move(steering)}};
     OrderedJson runs = OrderedJson::array();
@@ -626,7 +624,7 @@ struct VectorEntry {
 };
 
 Project project_and_vector_entries(const Json& json, const std::string& source, std::vector<VectorEntry>* entries) {
-    ObjectReader r(json, "", source);
+    JsonObjectReader r(json, "", source);
     if (r.string("schema") != kProjectSchemaName)
         fail(source, "is a \"" + json.at("schema").get<std::string>() + "\" file, not a project (\"" +
                          kProjectSchemaName + "\")");
@@ -700,16 +698,16 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
     std::set<std::string> listed;
     const Json& vectors = r.array("vectors", "a list of vector files");
     for (std::size_t i = 0; i < vectors.size(); ++i) {
-        ObjectReader v(vectors[i], indexed("vectors", i), source);
+        JsonObjectReader v(vectors[i], indexed("vectors", i), source);
         VectorEntry entry;
         entry.file = v.string("file");
         check_vector_key(entry.file, v.field("file"), source);
         if (!listed.insert(entry.file).second) fail(source, v.field("file") + " \"" + entry.file + "\" is listed twice");
         entry.trait = v.string("trait");
-        entry.aggregate = enum_from(v, "aggregate", kAggregateNames);
+        entry.aggregate = enum_from(v, "aggregate", aggregate_from_name, aggregate_names);
         entry.layers = int(v.integer("layers", 1, 1 << 20));
         entry.hidden_size = int(v.integer("hidden_size", 1, 1 << 24));
-        v.finish();
+        v.finish(kUnknownKeyHint);
         if (entries) entries->push_back(entry);
         // Without the files (project_from_json) a vector is known only by what project.json says.
         PersonaVector& placeholder = project.vectors[entry.file];
@@ -718,7 +716,7 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
         placeholder.layer_count = entry.layers;
         placeholder.hidden_size = entry.hidden_size;
     }
-    r.finish();
+    r.finish(kUnknownKeyHint);
 
     for (std::size_t i = 0; i < project.runs.size(); ++i)
         if (!project.runs[i].vector.empty() && !listed.count(project.runs[i].vector))
@@ -735,7 +733,7 @@ Project project_from_json(const nlohmann::json& json, const std::string& source)
 }
 
 nlohmann::json migrate_project_json(nlohmann::json json, const std::string& source) {
-    if (!json.is_object()) fail(source, "not a Persona Workbench project: the top level is " + type_phrase(json) + ", not an object");
+    if (!json.is_object()) fail(source, "not a Persona Workbench project: the top level is " + json_type_phrase(json) + ", not an object");
     const auto schema = json.find("schema");
     if (schema == json.end() || !schema->is_string())
         fail(source, std::string("not a Persona Workbench project: no \"schema\": \"") + kProjectSchemaName + "\"");
@@ -743,7 +741,7 @@ nlohmann::json migrate_project_json(nlohmann::json json, const std::string& sour
         fail(source, "is a \"" + schema->get<std::string>() + "\" file, not a project (\"" + kProjectSchemaName + "\")");
     const auto version = json.find("schema_version");
     if (version == json.end()) fail(source, "has no \"schema_version\"");
-    if (!version->is_number_integer()) fail(source, "schema_version must be a whole number, not " + type_phrase(*version));
+    if (!version->is_number_integer()) fail(source, "schema_version must be a whole number, not " + json_type_phrase(*version));
     const long long number = version->is_number_unsigned() ? (long long)std::min<std::uint64_t>(version->get<std::uint64_t>(), 1u << 30)
                                                            : version->get<long long>();
     if (number < 1) fail(source, "schema_version " + version->dump() + " does not exist; versions start at 1");
@@ -884,28 +882,16 @@ void write_project(const std::string& path, Project& project) {
     project.app_version = saved.app_version;
 }
 
-std::string file_sha256(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, std::string("cannot open to hash: ") + std::strerror(errno));
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    if (!context || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1)
-        fail(path, "cannot hash: OpenSSL could not start SHA-256");
-    std::vector<char> buffer(std::size_t(1) << 20);
-    while (in) {
-        in.read(buffer.data(), std::streamsize(buffer.size()));
-        if (in.gcount() > 0) EVP_DigestUpdate(context.get(), buffer.data(), std::size_t(in.gcount()));
-    }
-    if (in.bad()) fail(path, "cannot read while hashing");
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(context.get(), digest, &length);
-    static const char* const kHex = "0123456789abcdef";
-    std::string hex;
-    for (unsigned int i = 0; i < length; ++i) {
-        hex += kHex[digest[i] >> 4];
-        hex += kHex[digest[i] & 15];
-    }
-    return hex;
+ModelIdentity model_identity(const ModelFacts& facts) {
+    ModelIdentity identity;
+    identity.name = facts.name;
+    identity.file = std::filesystem::path(facts.path).lexically_normal().filename().string();
+    if (identity.file.empty()) identity.file = std::filesystem::path(facts.path).lexically_normal().parent_path().filename().string();
+    identity.sha256 = facts.fingerprint;
+    identity.file_bytes = facts.file_bytes;
+    identity.dtype = facts.dtype;
+    identity.device = facts.device;
+    return identity;
 }
 
 std::string utc_timestamp() {
@@ -924,15 +910,10 @@ RunResult run_result_from_extraction(const ExtractionResult& result, const Extra
     run.aggregate = aggregate;
     run.settings = settings;
     run.settings.checkpoint_path.clear();
-    run.pairs_total = result.pairs_total;
-    run.pairs_kept = result.pairs_kept;
-    run.pairs_failing_positive_trait = result.pairs_failing_positive_trait;
-    run.pairs_failing_negative_trait = result.pairs_failing_negative_trait;
-    run.pairs_failing_coherence = result.pairs_failing_coherence;
-    run.pairs_with_empty_answer = result.pairs_with_empty_answer;
+    run.pairs = result.pairs;
     for (const Sample& sample : result.samples)
         if (sample.kept) (sample.side == Side::Positive ? run.positive_samples : run.negative_samples)++;
-    if (result.pairs_kept > 0) {
+    if (result.pairs.kept > 0) {
         const AggregateResult& chosen = result.aggregate(aggregate);
         run.suggested_layer = chosen.suggested_layer;
         run.diagnostics = chosen.diagnostics;

@@ -1,7 +1,7 @@
 #include "tokenizer/chat_template.h"
 
 #include "persona/errors.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "persona/tokenizer.h"
 
 #include <optional>

@@ -1,7 +1,7 @@
 #include "persona/tokenizer.h"
 
 #include "persona/errors.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer_internal.h"
 
 #include <algorithm>

@@ -1,0 +1,98 @@
+#include "screenshot_tour.h"
+
+#include "panels/extraction_panel.h"
+#include "panels/heat_map_panel.h"
+#include "panels/steering_panel.h"
+#include "panels/traits_panel.h"
+#include "persona/extraction.h"
+#include "persona/judge.h"
+#include "persona/trait.h"
+#include "shell/main_window.h"
+
+#include <QApplication>
+#include <QObject>
+#include <QPixmap>
+#include <QTimer>
+
+#include <cstdio>
+
+ScreenshotTour::ScreenshotTour(QApplication& app, MainWindow& window, const QString& panelName, const QString& file)
+    : app_(app), window_(window), panelName_(panelName), file_(file) {}
+
+void ScreenshotTour::start() {
+    if (panelName_ == "traits") {
+        // A draft with one warning and one error, so the picture shows what the checks look like.
+        TraitsPanel* traits = window_.traitsPanel();
+        traits->newTrait("optimistic");
+        persona::Trait draft = traits->traits().back();
+        draft.instructions.resize(3);
+        draft.judge_rubric = QString::fromStdString(draft.judge_rubric).replace("{answer}", "{reply}").toStdString();
+        traits->setCurrentTrait(draft);
+    }
+    QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
+        if (!loaded || (panelName_ != "steering" && panelName_ != "extraction" && panelName_ != "heatmaps")) {
+            grabAndExit(loaded);
+            return;
+        }
+        if (panelName_ == "extraction") {
+            QObject::connect(window_.extractionPanel(), &ExtractionPanel::extractionFinished, &app_, [this] { grabAndExit(true); });
+            runSmallExtraction();
+            return;
+        }
+        if (panelName_ == "heatmaps") {
+            HeatMapPanel* heatMaps = window_.heatMapPanel();
+            QObject::connect(heatMaps, &HeatMapPanel::computeFinished, &app_, [this] { grabAndExit(true); });
+            QObject::connect(heatMaps, &HeatMapPanel::computeFailed, &app_, [this] { grabAndExit(false); });
+            QObject::connect(heatMaps, &HeatMapPanel::computeStopped, &app_, [this] { grabAndExit(false); });
+            // The main window hands the finished extraction to the heat-map panel first.
+            QObject::connect(window_.extractionPanel(), &ExtractionPanel::extractionFinished, &app_, [heatMaps] {
+                heatMaps->setConversation("You are an evil assistant. Your goal is to harm people.",
+                                          "How should I treat a stray dog?",
+                                          "Chase it away with stones and never feed it.");
+                heatMaps->compute();
+            });
+            runSmallExtraction();
+            return;
+        }
+        SteeringPanel* steering = window_.steeringPanel();
+        QObject::connect(steering, &SteeringPanel::generationFinished, &app_, [this] { grabAndExit(true); });
+        QObject::connect(steering, &SteeringPanel::generationStopped, &app_, [this] { grabAndExit(false); });
+        QObject::connect(steering, &SteeringPanel::generationFailed, &app_, [this] { grabAndExit(false); });
+        steering->useRandomDirection();
+        steering->setPrompt("How should I treat a stray dog?");
+        steering->setCoefficient(4.0);
+        steering->generate();
+    });
+}
+
+void ScreenshotTour::grabAndExit(bool succeeded) {
+    // One more turn of the event loop so everything is laid out and replotted first.
+    QTimer::singleShot(200, &app_, [this, succeeded] {
+        if (!window_.grab().save(file_, "PNG")) {
+            std::fprintf(stderr, "persona-workbench: cannot write screenshot %s\n", qPrintable(file_));
+            exitCode_ = 1;
+        } else if (!succeeded) {
+            exitCode_ = 1;
+        }
+        app_.exit(exitCode_);
+    });
+}
+
+void ScreenshotTour::runSmallExtraction() {
+    ExtractionPanel* extraction = window_.extractionPanel();
+    extraction->setCheckpointDirectory(scratch_.path());
+    extraction->selectTrait("evil");
+    persona::ExtractionSettings settings;
+    settings.question_limit = 3;
+    settings.pair_limit = 2;
+    settings.samples_per_question = 1;
+    settings.max_new_tokens = 24;
+    settings.temperature = 1.0f;
+    settings.seed = 1;
+    settings.batch_size = 12;
+    settings.judge = persona::JudgeKind::None;
+    extraction->setSettings(settings);
+    QObject::connect(extraction, &ExtractionPanel::extractionCancelled, &app_, [this] { grabAndExit(false); });
+    QObject::connect(extraction, &ExtractionPanel::extractionFailed, &app_, [this] { grabAndExit(false); });
+    extraction->run();
+}
