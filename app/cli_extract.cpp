@@ -10,6 +10,7 @@
 #include "persona/vector_files.h"
 
 #include <chrono>
+#include <filesystem>
 #include <cstddef>
 #include <cstdio>
 #include <iostream>
@@ -27,6 +28,7 @@ struct ExtractOptions {
     std::string aggregate = "response_avg";
     JudgeOptions judge;
     persona::ExtractionSettings settings;
+    bool keep_checkpoint = false;
 };
 
 int run_extract(const GlobalOptions& global, ExtractOptions options) {
@@ -77,6 +79,13 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
             summary["layers"] = diagnostics_json(chosen.diagnostics);
             summary["vector"] = options.out;
             summary["vector_shape"] = {chosen.vector.layer_count, chosen.vector.hidden_size};
+            // The vector is written: the checkpoint has served. A run that kept nothing keeps it, so
+            // the same samples can be filtered again with other thresholds without generating them.
+            if (!options.settings.checkpoint_path.empty() && !options.keep_checkpoint) {
+                std::error_code ignored;
+                std::filesystem::remove(options.settings.checkpoint_path, ignored);
+                summary["checkpoint_removed"] = true;
+            }
         }) == persona::JobState::failed)
         exit_code = kExitFailed;
     if (g_interrupted) {
@@ -116,7 +125,9 @@ void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& se
     add_judge_options(*extract, ex->judge, "keep every pair");
     extract->add_option("--trait-threshold", ex->settings.trait_threshold)->capture_default_str();
     extract->add_option("--coherence-threshold", ex->settings.coherence_threshold)->capture_default_str();
-    extract->add_option("--checkpoint", ex->settings.checkpoint_path, "Save finished samples here and resume from it");
+    extract->add_option("--checkpoint", ex->settings.checkpoint_path,
+                        "Save finished samples here and resume from it; removed once the vector is written");
+    extract->add_flag("--keep-checkpoint", ex->keep_checkpoint, "Keep the checkpoint after a successful run");
     extract->callback([&global, &selected, ex] { selected = [&global, ex] { return run_extract(global, *ex); }; });
 }
 

@@ -3,6 +3,7 @@
 #include "cli_commands.h"
 
 #include "persona/errors.h"
+#include "persona/files.h"
 #include "persona/flagging.h"
 #include "persona/model.h"
 #include "persona/monitoring.h"
@@ -66,6 +67,7 @@ int chosen_layer(int requested, const persona::PersonaVector& vector, const std:
 
 std::vector<persona::MonitorInput> read_conversations(const std::string& path, std::vector<std::size_t>& lines,
                                                       const MonitorOptions& options) {
+    persona::check_regular_file(path);
     std::ifstream in(path, std::ios::binary);
     if (!in) throw persona::FileError(path, "cannot open");
     std::vector<persona::MonitorInput> inputs;

@@ -3,7 +3,8 @@
 #include "cli_commands.h"
 
 #include "persona/errors.h"
-#include "persona/gguf.h"
+#include "persona/files.h"
+#include "persona/fingerprint.h"
 #include "persona/model_facts.h"
 #include "persona/paths.h"
 #include "persona/project.h"
@@ -61,11 +62,11 @@ std::string timestamp_of(std::time_t when) {
 // `extract`'s stdout summary plus its vector file -> a RunResult and the vector to store.
 persona::RunResult run_from_summary(const std::string& summary_path, const std::string& model_path,
                                     persona::PersonaVector& vector) {
-    std::ifstream in(summary_path);
-    if (!in) throw persona::FileError(summary_path, "cannot open");
+    // A summary is a few kilobytes of JSON; far more is the wrong file.
+    const std::string text = persona::read_file_bytes(summary_path, 50'000'000);
     nlohmann::json summary;
     try {
-        in >> summary;
+        summary = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception&) {
         throw persona::FileError(summary_path, "not the JSON summary that persona-cli extract prints");
     }

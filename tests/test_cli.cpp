@@ -113,6 +113,12 @@ private slots:
         const Run malformed = run(PERSONA_CLI_PATH, base + QStringList{"--steer", file});
         QCOMPARE(malformed.exitCode, 1);
         QVERIFY(malformed.err.contains("FILE:LAYER:ALPHA"));
+        // strtof reads "nan" and "inf"; a NaN alpha used to give no tokens and no error.
+        for (const char* alpha : {"nan", "inf"}) {
+            const Run notFinite = run(PERSONA_CLI_PATH, base + QStringList{"--steer", file + ":12:" + alpha});
+            QCOMPARE(notFinite.exitCode, 1);
+            QVERIFY2(notFinite.err.contains("finite"), notFinite.err.constData());
+        }
     }
 
     void generateRefusesAPromptBeyondTheContext() {

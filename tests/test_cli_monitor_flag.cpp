@@ -15,28 +15,17 @@
 
 #include <cmath>
 
+#include <sys/stat.h>
+
 namespace {
 
-struct Run {
-    int exitCode = -1;
-    QByteArray out;
-    QByteArray err;
-};
+using Run = persona_test::CliRun;
 
 // One thread: these runs check behaviour, and on a shared 2-core machine two threads that wait
 // on each other while other processes hold a core made the suite ten times slower.
 const QStringList kOneThread{"--threads", "1"};
 
-Run run(const QStringList& arguments, int timeoutMs = 300000) {
-    QProcess process;
-    process.start(PERSONA_CLI_PATH, kOneThread + arguments);
-    if (!process.waitForFinished(timeoutMs)) {
-        process.kill();
-        qFatal("persona-cli %s did not finish", qPrintable(arguments.join(' ')));
-    }
-    if (process.exitStatus() != QProcess::NormalExit) qFatal("persona-cli crashed");
-    return {process.exitCode(), process.readAllStandardOutput(), process.readAllStandardError()};
-}
+Run run(const QStringList& arguments, int timeoutMs = 300000) { return persona_test::runCli(kOneThread + arguments, timeoutMs); }
 
 void writeText(const QString& path, const QByteArray& text) {
     QFile file(path);
@@ -266,6 +255,31 @@ private slots:
         const Run mixed = run({"flag", "--merge", dir_.filePath("flagged.jsonl"), out});
         QCOMPARE(mixed.exitCode, 1);  // results of different runs (other max tokens)
         QVERIFY2(mixed.err.contains(out.toUtf8()), mixed.err.constData());
+    }
+
+    // A number no double holds (1e400) is a bad line like any other: named with its line, and
+    // skipped with --skip-bad (it used to escape the reader and abort the run). A FIFO given as
+    // the dataset fails at once instead of waiting for a writer.
+    void flagRefusesOverflowsAndFifos() {
+        const QString overflow = dir_.filePath("overflow.jsonl");
+        QList<QByteArray> lines = readAll(dataset_).split('\n');
+        lines[1] = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"Yo\"}],"
+                   "\"weight\":1e400}";
+        writeText(overflow, lines.join('\n'));
+        const QString out = dir_.filePath("overflow_out.jsonl");
+        const QStringList base{"flag", "--vector", vector_, "--input", overflow, "--out", out, "--max-tokens", "4", "--shard", "1/2"};
+        const Run refused = run(base);
+        QCOMPARE(refused.exitCode, 1);
+        QVERIFY2(refused.err.contains(overflow.toUtf8()) && refused.err.contains("line 2"), refused.err.constData());
+        const Run skipped = run(base + QStringList{"--skip-bad"});
+        QVERIFY2(skipped.exitCode == 0, skipped.err.constData());
+        QCOMPARE(QJsonDocument::fromJson(skipped.out).object()["bad_lines_skipped"].toInt(), 1);
+
+        const QString fifo = dir_.filePath("dataset.fifo");
+        QCOMPARE(::mkfifo(fifo.toLocal8Bit().constData(), 0600), 0);
+        const Run blocked = run({"flag", "--vector", vector_, "--input", fifo, "--out", dir_.filePath("fifo_out.jsonl")}, 60000);
+        QCOMPARE(blocked.exitCode, 1);
+        QVERIFY2(blocked.err.contains(fifo.toUtf8()) && blocked.err.contains("FIFO"), blocked.err.constData());
     }
 
     // SIGTERM (as Ctrl-C's SIGINT) after the first batch: exit 130, the results so far kept; the

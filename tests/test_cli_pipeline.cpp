@@ -202,8 +202,9 @@ private slots:
         QVERIFY2(err.contains("resume") && err.contains(checkpoint.toUtf8()), err.constData());
         QVERIFY(QFileInfo::exists(checkpoint));
 
-        const Run resumed = run(arguments);
+        const Run resumed = run(arguments + QStringList{"--keep-checkpoint"});
         QVERIFY2(resumed.exitCode == 0, resumed.err.constData());
+        QVERIFY(QFileInfo::exists(checkpoint));  // kept, as asked
         const QJsonObject summary = QJsonDocument::fromJson(resumed.out).object();
         const int before = summary["samples_resumed"].toInt();
         QVERIFY2(before >= 2 && before < 12, resumed.out.constData());
@@ -215,6 +216,14 @@ private slots:
                                "--out", dir.filePath("o.safetensors")});
         QCOMPARE(other.exitCode, 1);
         QVERIFY2(other.err.contains(checkpoint.toUtf8()) && other.err.contains("'evil'"), other.err.constData());
+
+        // Without --keep-checkpoint a finished run removes it once the vector is written.
+        const Run last = run(arguments);
+        QVERIFY2(last.exitCode == 0, last.err.constData());
+        const QJsonObject lastSummary = QJsonDocument::fromJson(last.out).object();
+        QCOMPARE(lastSummary["samples_resumed"].toInt(), 12);
+        QCOMPARE(lastSummary["checkpoint_removed"].toBool(), true);
+        QVERIFY(!QFileInfo::exists(checkpoint));
     }
 };
 

@@ -2,14 +2,18 @@
 // that use every metadata value type.
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
 #include "persona/model_facts.h"
+#include "persona/tokenizer.h"
 #include "test_support.h"
 
 #include <QRandomGenerator>
+#include <QElapsedTimer>
 #include <QTemporaryDir>
 
 #include <cstring>
+
+#include <sys/stat.h>
 
 using persona::GgufFile;
 using persona::GgufValueType;
@@ -253,6 +257,85 @@ private slots:
             } catch (const std::exception& e) {
                 QFAIL(qPrintable(QString("round %1: unexpected exception %2").arg(round).arg(e.what())));
             }
+        }
+    }
+
+    // A FIFO given as a model blocked the reader forever (open before the type check).
+    void aFifoFailsAtOnce() {
+        const QString fifo = dir_->filePath("model.fifo");
+        QCOMPARE(::mkfifo(fifo.toLocal8Bit().constData(), 0600), 0);
+        QElapsedTimer timer;
+        timer.start();
+        const QString message = expectFileError(fifo);
+        QVERIFY2(message.startsWith(fifo + ": ") && message.contains("not a regular file"), qPrintable(message));
+        QVERIFY(timer.elapsed() < 5000);
+    }
+
+    // An array of one-byte integers costs 8 bytes each in memory: bounding its count by the file
+    // size let a 301 MB file take 2.9 GB. Now the reader refuses it before allocating, naming the
+    // file.
+    void metadataThatWouldTakeGigabytesIsRefused() {
+        GgufWriter w;
+        w.put<std::uint32_t>(0x46554747);
+        w.put<std::uint32_t>(3);
+        w.put<std::uint64_t>(0);  // tensors
+        w.put<std::uint64_t>(1);  // keys
+        const std::uint64_t count = (std::uint64_t(1) << 27) + 1;  // 134 MB on disk, 1 GiB + 8 bytes in memory
+        w.key("huge", GgufValueType::Array);
+        w.put<std::uint32_t>(static_cast<std::uint32_t>(GgufValueType::UInt8));
+        w.put<std::uint64_t>(count);
+        w.bytes.append(QByteArray(static_cast<qsizetype>(count), '\1'));
+        const QString path = writeFile(*dir_, "huge-array.gguf", w.bytes);
+        w.bytes.clear();
+        const QString message = expectFileError(path);
+        QFile::remove(path);
+        QVERIFY2(message.startsWith(path + ": ") && message.contains("MiB of memory"), qPrintable(message));
+    }
+
+    // Sizes are bounded far below int overflow: 2^31 blocks used to pass, and layers + 1 overflowed.
+    void implausibleSizesAreRefused() {
+        for (const std::uint64_t blocks : {std::uint64_t(1) << 31, std::uint64_t(2147483647)}) {
+            GgufWriter w;
+            w.put<std::uint32_t>(0x46554747);
+            w.put<std::uint32_t>(3);
+            w.put<std::uint64_t>(0);
+            w.put<std::uint64_t>(4);
+            w.key("general.architecture", GgufValueType::String); w.putString("llama");
+            w.key("llama.block_count", GgufValueType::UInt64); w.put<std::uint64_t>(blocks);
+            w.key("llama.embedding_length", GgufValueType::UInt32); w.put<std::uint32_t>(8);
+            w.key("llama.attention.head_count", GgufValueType::UInt32); w.put<std::uint32_t>(2);
+            const QString path = writeFile(*dir_, "many-blocks.gguf", w.bytes);
+            const auto file = GgufFile::open(path.toStdString());
+            try {
+                persona::read_model_facts(*file);
+                QFAIL("a block count of 2^31 was accepted");
+            } catch (const persona::FileError& e) {
+                QVERIFY2(QString(e.what()).contains("block_count") && QString(e.what()).contains("implausible"), e.what());
+            }
+        }
+    }
+
+    // A token id above INT64_MAX used to be reported without the file.
+    void aTokenIdAboveInt64MaxNamesTheFile() {
+        GgufWriter w;
+        w.put<std::uint32_t>(0x46554747);
+        w.put<std::uint32_t>(3);
+        w.put<std::uint64_t>(0);
+        w.put<std::uint64_t>(4);
+        w.key("tokenizer.ggml.model", GgufValueType::String); w.putString("gpt2");
+        w.key("tokenizer.ggml.tokens", GgufValueType::Array);
+        w.put<std::uint32_t>(static_cast<std::uint32_t>(GgufValueType::String)); w.put<std::uint64_t>(2);
+        w.putString("a"); w.putString("b");
+        w.key("tokenizer.ggml.merges", GgufValueType::Array);
+        w.put<std::uint32_t>(static_cast<std::uint32_t>(GgufValueType::String)); w.put<std::uint64_t>(0);
+        w.key("tokenizer.ggml.bos_token_id", GgufValueType::UInt64); w.put<std::uint64_t>(std::uint64_t(1) << 63);
+        const QString path = writeFile(*dir_, "huge-token-id.gguf", w.bytes);
+        const auto file = GgufFile::open(path.toStdString());
+        try {
+            persona::Tokenizer::from_gguf(*file);
+            QFAIL("a token id above INT64_MAX was accepted");
+        } catch (const persona::FileError& e) {
+            QVERIFY2(QString(e.what()).startsWith(path + ": ") && QString(e.what()).contains("bos_token_id"), e.what());
         }
     }
 

@@ -393,6 +393,148 @@ private slots:
         QVERIFY_THROWS_EXCEPTION(persona::Error, model->encode_chat({{"user", "hi"}}, true));
     }
 
+    // Two fine-tunes of one shape are two models: their fingerprints, and so their extraction
+    // checkpoints, differ; the same weights elsewhere are the same model.
+    void fingerprintsTellCheckpointsOfOneShapeApart() {
+        const std::string a = write_tiny("tune-a", 260, 1), b = write_tiny("tune-b", 260, 2), copy = write_tiny("tune-a-copy", 260, 1);
+        const auto modelA = Model::load(a, persona::ModelLoadOptions{"cpu", "f32"});
+        const auto modelB = Model::load(b, persona::ModelLoadOptions{"cpu", "f32"});
+        const persona::ModelFacts& factsA = modelA->facts();
+        const persona::ModelFacts& factsB = modelB->facts();
+        QCOMPARE(factsA.file_bytes, factsB.file_bytes);  // same shape, same sizes
+        QCOMPARE(factsA.fingerprint.size(), std::size_t(64));
+        QVERIFY(factsA.fingerprint != factsB.fingerprint);
+        QCOMPARE(persona::model_fingerprint(a), factsA.fingerprint);
+        QCOMPARE(persona::model_fingerprint(copy), factsA.fingerprint);
+
+        const persona::Trait trait = persona::load_builtin_trait("evil");
+        persona::ExtractionSettings settings;
+        const std::string checkpointA = persona::extraction_checkpoint_file("/tmp/ck", trait, settings, factsA);
+        QVERIFY(checkpointA != persona::extraction_checkpoint_file("/tmp/ck", trait, settings, factsB));
+        // dtype, device and every generation setting a checkpoint must match name another file.
+        persona::ModelFacts inBf16 = factsA;
+        inBf16.dtype = "bf16";
+        QVERIFY(checkpointA != persona::extraction_checkpoint_file("/tmp/ck", trait, settings, inBf16));
+        persona::ExtractionSettings otherTopP = settings;
+        otherTopP.top_p = 0.9f;
+        QVERIFY(checkpointA != persona::extraction_checkpoint_file("/tmp/ck", trait, otherTopP, factsA));
+        persona::ExtractionSettings otherBatch = settings;
+        otherBatch.batch_size = 3;  // batches do not change the answers: the same checkpoint resumes
+        QCOMPARE(persona::extraction_checkpoint_file("/tmp/ck", trait, otherBatch, factsA), checkpointA);
+
+        // A folder's files are what the fingerprint reads; the model's own facts agree with
+        // the metadata-only view the CLI's import and add-run use.
+        const persona::ModelFacts inspected = persona::inspect_model(b);
+        QCOMPARE(inspected.layers, factsB.layers);
+        QCOMPARE(inspected.hidden_size, factsB.hidden_size);
+        QCOMPARE(inspected.file_bytes, factsB.file_bytes);
+    }
+
+    // Each file's hash is cached by path, size and modification time: a file edited in place
+    // with its size and time kept is not read again (the cache is trusted), one whose time
+    // moved is.
+    void fingerprintsAreCachedByPathSizeAndTime() {
+        const std::string dir = write_tiny("cached", 260, 3);
+        std::string shard;
+        for (const auto& entry : std::filesystem::directory_iterator(dir))
+            if (entry.path().extension() == ".safetensors") shard = entry.path().string();
+        QVERIFY(!shard.empty());
+        const std::string before = persona::model_fingerprint(dir);
+        const auto time = std::filesystem::last_write_time(shard);
+        {
+            std::fstream file(shard, std::ios::in | std::ios::out | std::ios::binary);
+            file.seekp(-4, std::ios::end);
+            file.write("\x11\x22\x33\x44", 4);
+        }
+        std::filesystem::last_write_time(shard, time);
+        QCOMPARE(persona::model_fingerprint(dir), before);
+        std::filesystem::last_write_time(shard, time + std::chrono::seconds(2));
+        QVERIFY(persona::model_fingerprint(dir) != before);
+        QCOMPARE(persona::file_sha256(shard).size(), std::size_t(64));
+    }
+
+    // Every command that takes a model takes a checkpoint folder: import reads its shape, and
+    // project add-run records its fingerprint and the dtype the vector says it was made in.
+    void cliImportAndAddRunTakeACheckpointFolder() {
+        const std::string model = write_tiny("cli-tiny", 260, 4);  // 2 blocks of 8: vectors [3, 8]
+        persona::PersonaVector vector;
+        vector.trait = "evil";
+        vector.layer_count = 3;
+        vector.hidden_size = 8;
+        for (int i = 0; i < 24; ++i) vector.values.push_back(0.1f * float(i % 7) - 0.3f);
+        vector.provenance["dtype"] = "f32";
+        vector.provenance["device"] = "cpu";
+        vector.provenance["suggested_layer"] = "1";
+        const QString dir = QString::fromStdString(make_dir("cli-files"));
+        const QString vectorFile = dir + "/evil.safetensors", gguf = dir + "/evil.gguf", back = dir + "/back.safetensors";
+        persona::write_vector_file(vectorFile.toStdString(), vector);
+
+        const QString modelDir = QString::fromStdString(model);
+        const persona_test::CliRun exported = persona_test::runCli({"export", "--vector", vectorFile, "--out", gguf});
+        QVERIFY2(exported.exitCode == 0, exported.err.constData());
+        const persona_test::CliRun imported =
+            persona_test::runCli({"import", "--control-vector", gguf, "--out", back, "--model", modelDir});
+        QVERIFY2(imported.exitCode == 0, imported.err.constData());
+        const persona::PersonaVector roundTrip = persona::read_vector_file(back.toStdString());
+        QCOMPARE(roundTrip.layer_count, 3);
+        QCOMPARE(roundTrip.hidden_size, 8);
+        // A control vector carries the rows that steer a block's output inside the model: here row 1.
+        for (int i = 0; i < 8; ++i) QCOMPARE(roundTrip.layer(1).values[i], vector.layer(1).values[i]);
+
+        const json layers = json::array({{{"layer", 0}, {"norm", 0.0}, {"effect_size", nullptr}, {"auroc", 0.5},
+                                          {"positive_mean_projection", 0.0}, {"negative_mean_projection", 0.0}},
+                                         {{"layer", 1}, {"norm", 1.0}, {"effect_size", 2.0}, {"auroc", 1.0},
+                                          {"positive_mean_projection", 1.0}, {"negative_mean_projection", -1.0}},
+                                         {{"layer", 2}, {"norm", 1.5}, {"effect_size", 1.0}, {"auroc", 0.9},
+                                          {"positive_mean_projection", 0.5}, {"negative_mean_projection", -0.5}}});
+        write_json((dir + "/summary.json").toStdString(),
+                   {{"trait", "evil"}, {"vector", vectorFile.toStdString()}, {"judge", "none"}, {"pairs_total", 4},
+                    {"pairs_kept", 4}, {"suggested_layer", 1}, {"layers", layers}});
+        const QString project = dir + "/tiny.persona";
+        QCOMPARE(persona_test::runCli({"project", "new", project}).exitCode, 0);
+        const persona_test::CliRun added =
+            persona_test::runCli({"project", "add-run", project, "--summary", dir + "/summary.json", "--model", modelDir});
+        QVERIFY2(added.exitCode == 0, added.err.constData());
+        const persona::Project read = persona::read_project(project.toStdString());
+        QCOMPARE(read.runs.size(), std::size_t(1));
+        const persona::ModelIdentity& identity = read.runs[0].model;
+        QCOMPARE(identity.file, std::string("cli-tiny"));
+        QCOMPARE(identity.sha256, persona::model_fingerprint(model));
+        QCOMPARE(identity.dtype, std::string("f32"));
+        QCOMPARE(identity.device, std::string("cpu"));
+        QCOMPARE(read.runs[0].pairs.kept, std::size_t(4));
+
+        // A vector of another shape is refused, naming the vector file.
+        persona::PersonaVector wide = vector;
+        wide.hidden_size = 4;
+        wide.values.resize(12);
+        persona::write_vector_file(vectorFile.toStdString(), wide);
+        const persona_test::CliRun refused =
+            persona_test::runCli({"project", "add-run", project, "--summary", dir + "/summary.json", "--model", modelDir});
+        QCOMPARE(refused.exitCode, 1);
+        QVERIFY2(refused.err.contains("evil.safetensors") && refused.err.contains("but the model needs [3, 8]"),
+                 refused.err.constData());
+    }
+
+    // Numbers the model math divides by or takes powers of: a zero or negative RoPE base, or an
+    // epsilon of 0, is refused naming the file instead of giving NaN logits.
+    void implausibleConfigNumbersAreRefused() {
+        for (const auto& [key, value] : std::vector<std::pair<std::string, double>>{
+                 {"rope_theta", 0.0}, {"rope_theta", -10000.0}, {"rms_norm_eps", 0.0}, {"rms_norm_eps", -1e-6}}) {
+            const std::string dir = write_tiny(QString::fromStdString("bad-" + key + std::to_string(value)));
+            json config = read_json(dir + "/config.json");
+            config[key] = value;
+            replace_json(dir + "/config.json", config);
+            try {
+                Model::load(dir, persona::ModelLoadOptions{"cpu", "f32"});
+                QFAIL(qPrintable(QString::fromStdString(key + " " + std::to_string(value) + " was accepted")));
+            } catch (const persona::FileError& e) {
+                QVERIFY2(std::string(e.what()).find(dir) == 0 && std::string(e.what()).find("finite number above 0") != std::string::npos,
+                         e.what());
+            }
+        }
+    }
+
     void missingConfigKey() {
         const std::string dir = link_copy(sharded_, "no-layers");
         json config = read_json(dir + "/config.json");

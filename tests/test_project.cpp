@@ -21,6 +21,9 @@
 #include <limits>
 #include <random>
 
+#include <csignal>
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -141,6 +144,7 @@ private slots:
     void damagedProjectsGiveClearErrors();
     void missingAndMisshapenVectorsAreNamed();
     void vectorPathsStayInsideTheProject();
+    void abandonedSaveFoldersAreRemovedOnTheNextSave();
     void migratesSchemaVersion1();
     void failedSaveLeavesTheOldProjectIntact();
     void pythonReadsTheVectorsWithoutOurCode();
@@ -241,6 +245,12 @@ void TestProject::damagedProjectsGiveClearErrors_data() {
     QTest::newRow("bad trait") << "bad trait" << "traits[0]";
     QTest::newRow("layer convention") << "convention" << "layer_convention";
     QTest::newRow("dangling run") << "dangling" << "runs[0].vector \"vectors/nope.safetensors\" is not in \"vectors\"";
+    // Values no run or setting can have: refused with the field, not taken silently.
+    QTest::newRow("number overflow") << "overflow" << "not valid JSON";
+    QTest::newRow("negative temperature") << "cold" << "settings.extraction.temperature is -1, outside 0..100";
+    QTest::newRow("top-p above 1") << "top p" << "settings.extraction.top_p is 2, outside 0..1";
+    QTest::newRow("far layer") << "far layer" << "settings.steering.layer is 1000000, above 4096";
+    QTest::newRow("auroc above 1") << "auroc" << "auroc is 1.5, outside 0..1";
 }
 
 void TestProject::damagedProjectsGiveClearErrors() {
@@ -271,7 +281,13 @@ void TestProject::damagedProjectsGiveClearErrors() {
         if (what == "bad trait") json["traits"][0].erase("definition");
         if (what == "convention") json["layer_convention"] = "direction.N = block N";
         if (what == "dangling") json["runs"][0]["vector"] = "vectors/nope.safetensors";
+        if (what == "overflow") json["settings"]["steering"]["coefficient"] = 12345.5;
+        if (what == "cold") json["settings"]["extraction"]["temperature"] = -1;
+        if (what == "top p") json["settings"]["extraction"]["top_p"] = 2;
+        if (what == "far layer") json["settings"]["steering"]["layer"] = 1000000;
+        if (what == "auroc") json["runs"][0]["layers"][1]["auroc"] = 1.5;
         damaged = json.dump(2);
+        if (what == "overflow") damaged.replace(damaged.find("12345.5"), 7, "1e400");
     }
     write_text(json_path, damaged);
     expect_file_error([&] { persona::read_project(folder.string()); }, "project.json", problem.toStdString());
@@ -315,6 +331,44 @@ void TestProject::vectorPathsStayInsideTheProject() {
                       "inside the project folder");
     QVERIFY(!fs::exists(root() / "bad.persona"));
     QVERIFY(!fs::exists(root() / "outside.safetensors"));
+
+    // A vector file that is a link to a file outside the folder is refused, and nothing of the
+    // outside file shows in the message.
+    persona::Project linked = sample_project();
+    const fs::path linkedFolder = root() / "linked.persona";
+    persona::write_project(linkedFolder.string(), linked);
+    write_text(root() / "secret.txt", "SECRET-CONTENT of a file outside the project");
+    const fs::path vectorFile = linkedFolder / linked.runs[0].vector;
+    fs::remove(vectorFile);
+    fs::create_symlink(root() / "secret.txt", vectorFile);
+    expect_file_error([&] { persona::read_project(linkedFolder.string()); }, linked.runs[0].vector, "outside the project folder");
+    try {
+        persona::read_project(linkedFolder.string());
+    } catch (const persona::FileError& e) {
+        QVERIFY2(std::string(e.what()).find("SECRET") == std::string::npos, e.what());
+    }
+    // So is a project.json that links out.
+    fs::remove(linkedFolder / "project.json");
+    fs::create_symlink(root() / "secret.txt", linkedFolder / "project.json");
+    expect_file_error([&] { persona::read_project(linkedFolder.string()); }, "project.json", "outside the project folder");
+}
+
+// A save killed mid-way leaves its staging folder; the next save of the project removes those of
+// processes that are gone, and leaves a live process's alone.
+void TestProject::abandonedSaveFoldersAreRemovedOnTheNextSave() {
+    persona::Project project = sample_project();
+    const fs::path folder = root() / "stale.persona";
+    const fs::path dead = root() / ".stale.persona.saving-999999-0";
+    const fs::path live = root() / (".stale.persona.saving-" + std::to_string(::getppid()) + "-0");
+    QVERIFY(::kill(999999, 0) != 0);
+    fs::create_directory(dead);
+    write_text(dead / "project.json", "{}");
+    fs::create_directory(live);
+    persona::write_project(folder.string(), project);
+    QVERIFY(!fs::exists(dead));
+    QVERIFY(fs::exists(live));
+    fs::remove_all(live);
+    QVERIFY(persona::read_project(folder.string()) == project);
 }
 
 void TestProject::migratesSchemaVersion1() {

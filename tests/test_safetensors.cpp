@@ -7,11 +7,14 @@
 
 #include <QDir>
 #include <QRandomGenerator>
+#include <QElapsedTimer>
 #include <QTemporaryDir>
 
 #include <cmath>
 #include <csignal>
 #include <cstring>
+
+#include <sys/stat.h>
 #include <limits>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -344,6 +347,28 @@ private slots:
         const QString file = writeFile(path("damaged.safetensors"), bytes);
         const QString message = expectOpenError(file);
         QVERIFY2(message.startsWith(file + ": ") && message.contains(expected), qPrintable(message));
+    }
+
+    // The duplicate-key check compared each key with every earlier one: 160,000 keys took over
+    // four minutes. It is hashed now; the duplicate at the end is still found. The bound is a
+    // hang check, two orders of magnitude above what it takes.
+    void manyKeysParseInLinearTime() {
+        QByteArray header = R"({"__metadata__":{)";
+        for (int i = 0; i < 160000; ++i) header += "\"k" + QByteArray::number(i) + "\":\"v\",";
+        header += R"("k5":"again"},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
+        const QString file = writeFile(path("many-keys.safetensors"), safetensorsBytes(header, QByteArray(16, '\0')));
+        QElapsedTimer timer;
+        timer.start();
+        const QString message = expectOpenError(file);
+        QVERIFY2(message.contains("key 'k5' twice"), qPrintable(message.left(300)));
+        QVERIFY2(timer.elapsed() < 30000, qPrintable(QString::number(timer.elapsed())));
+    }
+
+    void aFifoFailsAtOnce() {
+        const QString fifo = path("vector.fifo");
+        QCOMPARE(::mkfifo(fifo.toLocal8Bit().constData(), 0600), 0);
+        const QString message = expectOpenError(fifo);
+        QVERIFY2(message.contains("not a regular file"), qPrintable(message));
     }
 
     void missingAndOddFilesFailClearly() {

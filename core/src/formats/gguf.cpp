@@ -14,6 +14,8 @@ namespace {
 constexpr std::uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as little-endian uint32
 constexpr std::uint64_t kMaxDims = 4;               // GGML_MAX_DIMS
 constexpr std::uint64_t kMaxNestingDepth = 8;
+// Gemma 3's 262,144-token vocabulary with scores and types takes about 20 MiB.
+constexpr std::uint64_t kMaxMetadataMemory = std::uint64_t{1} << 30;
 
 // Reads little-endian values from the mapped file and refuses to step past its end.
 class Cursor {
@@ -56,7 +58,18 @@ public:
         return text;
     }
 
+    // Metadata takes more memory than file bytes (an integer array 8 bytes per element, a string
+    // its object besides its text), so a bound on counts by file size is not a bound on memory:
+    // every array element is charged here before it is stored.
+    void charge_memory(std::uint64_t bytes, const char* what) {
+        if (bytes > kMaxMetadataMemory - metadata_memory_)
+            fail(std::string(what) + " would take the metadata past " + std::to_string(kMaxMetadataMemory >> 20) +
+                 " MiB of memory; no model's metadata is that large");
+        metadata_memory_ += bytes;
+    }
+
 private:
+    std::uint64_t metadata_memory_ = 0;
     const std::string& path_;
     const std::uint8_t* data_;
     std::size_t size_;
@@ -122,6 +135,11 @@ GgufValue read_array(Cursor& in, std::uint64_t depth) {
         in.fail("array of " + std::to_string(count) + " " + gguf_value_type_name(element) +
                 " elements does not fit in the file");
     const auto n = static_cast<std::size_t>(count);
+    const std::uint64_t element_memory = element == GgufValueType::Bool     ? 1
+                                         : element == GgufValueType::String ? sizeof(std::string)
+                                         : element == GgufValueType::Array  ? sizeof(GgufValue)
+                                                                            : 8;
+    in.charge_memory(count * element_memory, "an array of that many elements");
     if (is_integer_type(element)) {
         std::vector<std::int64_t> values(n);
         for (auto& v : values) v = read_integer(in, element, "array element");
@@ -140,7 +158,10 @@ GgufValue read_array(Cursor& in, std::uint64_t depth) {
         }
         case GgufValueType::String: {
             std::vector<std::string> values(n);
-            for (auto& v : values) v = in.read_string("array string");
+            for (auto& v : values) {
+                v = in.read_string("array string");
+                in.charge_memory(v.size(), "the array's strings");
+            }
             return GgufValue(GgufValueType::Array, std::move(values), element);
         }
         case GgufValueType::Array: {

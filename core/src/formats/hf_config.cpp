@@ -3,6 +3,7 @@
 #include "io/json_file.h"
 #include "io/json_reader.h"
 #include "persona/errors.h"
+#include "persona/files.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -53,13 +54,8 @@ std::optional<std::string> read_chat_template(JsonObjectReader& keys) {
     keys.fail("chat_template has no \"default\" template (it has: " + names + ")");
 }
 
-std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError(path, "cannot open");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw FileError(path, "cannot read");
-    return text;
-}
+// A chat template file is text a person wrote; anything this large is the wrong file.
+std::string read_text_file(const std::string& path) { return read_file_bytes(path, 10'000'000); }
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <limits>
 #include <sstream>
+#include <unordered_set>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian and is read and written here without byte swapping"
@@ -80,7 +81,8 @@ float bfloat16_to_float(std::uint16_t bf16) {
 // Records the first duplicate key and any nesting past kMaxJsonDepth while nlohmann parses:
 // its DOM keeps only the last of duplicate keys, which would hide a duplicated tensor name.
 struct HeaderScan {
-    std::vector<std::vector<std::string>> keys_by_depth;  // keys seen in the open object at each depth
+    // Keys seen in the open object at each depth; hashed, as a header may hold 100,000 tensors.
+    std::vector<std::unordered_set<std::string>> keys_by_depth;
     std::string duplicate_key;
     int duplicate_depth = 0;
     bool too_deep = false;

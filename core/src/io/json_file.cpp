@@ -1,6 +1,7 @@
 #include "io/json_file.h"
 
 #include "persona/errors.h"
+#include "persona/files.h"
 
 #include <cerrno>
 #include <cstring>
@@ -23,23 +24,11 @@ std::string json_error_text(const nlohmann::json::exception& error) {
 }
 
 nlohmann::json read_json_file(const std::string& path, std::uint64_t max_bytes) {
-    std::error_code error;
-    const auto status = std::filesystem::status(path, error);
-    if (!std::filesystem::exists(status)) throw FileError(path, "no such file");
-    if (!std::filesystem::is_regular_file(status)) throw FileError(path, "not a regular file");
-    const auto size = std::filesystem::file_size(path, error);
-    if (error) throw FileError(path, "cannot read its size: " + error.message());
-    if (size > max_bytes)
-        throw FileError(path, "is " + std::to_string(size) + " bytes, too large for a JSON file of this kind (limit " +
-                                  std::to_string(max_bytes) + ")");
-
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw FileError(path, "cannot read");
+    const std::string text = read_file_bytes(path, max_bytes);
     try {
         return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+        // parse_error, and out_of_range for a number no double holds (1e400).
         throw FileError(path, "not valid JSON: " + json_error_text(e));
     }
 }

@@ -89,6 +89,16 @@ bool JsonObjectReader::boolean(const std::string& key) {
 
 double JsonObjectReader::number(const std::string& key) { return number_value(required(key), field(key)); }
 
+double JsonObjectReader::number(const std::string& key, double low, double high) {
+    const double value = number(key);
+    if (!(value >= low && value <= high)) {
+        std::ostringstream range;
+        range << low << ".." << high;
+        fail(field(key) + " is " + required(key).dump() + ", outside " + range.str());
+    }
+    return value;
+}
+
 double JsonObjectReader::number_or_special(const std::string& key) {
     const Json& value = required(key);
     if (value.is_null()) return std::numeric_limits<double>::quiet_NaN();

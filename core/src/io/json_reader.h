@@ -50,6 +50,8 @@ public:
     std::string string(const std::string& key);
     bool boolean(const std::string& key);
     double number(const std::string& key);
+    // A number in [low, high]; the message names the range.
+    double number(const std::string& key, double low, double high);
     // JSON has no NaN or infinity: diagnostics write them as null (NaN) or "Infinity" / "-Infinity".
     double number_or_special(const std::string& key);
     long long integer(const std::string& key, long long low, long long high);

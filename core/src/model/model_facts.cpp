@@ -2,17 +2,24 @@
 
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
-#include "persona/gguf.h"
+#include "formats/gguf.h"
+
+#include "model/model_files.h"
 
 #include <cstdio>
+#include <filesystem>
 
 namespace persona {
 
 namespace {
 
+// Far above any real model's sizes, and small enough that layers + 1 or a product of two sizes
+// cannot overflow an int.
+constexpr std::int64_t kLargestSize = std::int64_t{1} << 24;
+
 int positive_int(const GgufFile& file, const std::string& key) {
     const auto value = file.get_int(key);
-    if (value <= 0 || value > (std::int64_t{1} << 31))
+    if (value <= 0 || value > kLargestSize)
         throw FileError(file.path(), "metadata key '" + key + "' has implausible value " + std::to_string(value));
     return static_cast<int>(value);
 }
@@ -38,10 +45,14 @@ ModelFacts read_model_facts(const GgufFile& file) {
                          : facts.hidden_size / facts.attention_heads;
     if (file.find_int(arch + ".feed_forward_length"))
         facts.feed_forward_size = positive_int(file, arch + ".feed_forward_length");
-    if (file.find_int(arch + ".context_length")) facts.context_length = positive_int(file, arch + ".context_length");
+    facts.context_length = file.find_int(arch + ".context_length") ? positive_int(file, arch + ".context_length")
+                                                                   : kAssumedContextLength;
 
-    if (const GgufValue* tokens = file.find("tokenizer.ggml.tokens"); tokens && tokens->is_array())
+    if (const GgufValue* tokens = file.find("tokenizer.ggml.tokens"); tokens && tokens->is_array()) {
+        if (tokens->array_size() > static_cast<std::uint64_t>(kLargestSize))
+            throw FileError(file.path(), "tokenizer.ggml.tokens has an implausible " + std::to_string(tokens->array_size()) + " entries");
         facts.vocabulary_size = static_cast<int>(tokens->array_size());
+    }
     else if (file.find_int(arch + ".vocab_size"))
         facts.vocabulary_size = positive_int(file, arch + ".vocab_size");
     facts.tokenizer_model = file.find_string("tokenizer.ggml.model").value_or("");

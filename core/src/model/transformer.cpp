@@ -146,7 +146,26 @@ torch::Tensor rope_inverse_frequencies(int head_dim, double base) {
     return torch::pow(base, -exponents).to(torch::kFloat32);
 }
 
+namespace {
+
+// Both loaders end here, so a NaN epsilon or a zero RoPE base from either file format is refused
+// with the file's name instead of producing NaN logits or empty generations.
+void check_config_numbers(const TransformerConfig& c, const std::string& path) {
+    const auto positive = [&](double value, const char* what) {
+        if (!(std::isfinite(value) && value > 0))
+            throw FileError(path, std::string(what) + " is " + std::to_string(value) + "; it must be a finite number above 0");
+    };
+    positive(c.rms_eps, "the RMS norm epsilon");
+    positive(c.rope_base, "the RoPE base");
+    positive(c.local_rope_base, "the sliding-window RoPE base");
+    positive(c.rope_linear_factor, "the RoPE scaling factor");
+    for (const float factor : c.rope_freq_factors) positive(factor, "a RoPE frequency factor");
+}
+
+}  // namespace
+
 std::unique_ptr<Transformer> build_transformer(WeightLoader& loader) {
+    check_config_numbers(loader.config(), loader.source().path());
     const std::string& architecture = loader.config().architecture;
     if (architecture == "llama" || architecture == "mistral") return build_llama(loader);
     if (architecture == "qwen2") return build_qwen2(loader);

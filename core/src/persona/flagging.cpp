@@ -3,6 +3,7 @@
 #include "io/atomic_file.h"
 #include "io/json_file.h"
 #include "persona/errors.h"
+#include "persona/files.h"
 #include "persona/model.h"
 #include "persona/monitoring.h"
 
@@ -103,7 +104,8 @@ std::vector<ChatMessage> parse_chat_messages(const std::string& text, const std:
     Json json;
     try {
         json = Json::parse(text);
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {
+        // parse_error, and out_of_range for a number no double holds (1e400): both are a bad line.
         throw FileError(path, at + "not JSON: " + detail::json_error_text(e));
     }
     if (!json.is_object() || !json.contains("messages") || !json["messages"].is_array())
@@ -186,6 +188,7 @@ void rank_flag_records(std::vector<FlagRecord>& records) {
 }
 
 std::vector<FlagRecord> read_flag_results(const std::string& path) {
+    check_regular_file(path);
     std::ifstream in(path, std::ios::binary);
     if (!in) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
     std::vector<FlagRecord> records;
@@ -259,6 +262,7 @@ FlagInput scan_flag_input(const std::string& input_path, const FlagSettings& set
     input.path = input_path;
     input.shard_index = settings.shard_index;
     input.shard_count = settings.shard_count;
+    check_regular_file(input_path);
     std::ifstream in(input_path, std::ios::binary);
     if (!in) throw FileError(input_path, std::string("cannot open: ") + std::strerror(errno));
     std::string text;
@@ -340,6 +344,7 @@ FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const FlagIn
 
     std::ofstream out(output_path, std::ios::binary | std::ios::app);
     if (!out) throw FileError(output_path, std::string("cannot open for writing: ") + std::strerror(errno));
+    check_regular_file(input_path);
     std::ifstream in(input_path, std::ios::binary);
     if (!in) throw FileError(input_path, std::string("cannot open: ") + std::strerror(errno));
 

@@ -25,6 +25,8 @@ Steering parse_steering_spec(const std::string& spec, int layer_count, int hidde
     } catch (const std::logic_error&) {
         throw Error("steering '" + spec + "': LAYER must be an integer and ALPHA a number");
     }
+    // stof reads "nan" and "inf": a NaN alpha would turn every activation into NaN.
+    if (!std::isfinite(steering.alpha)) throw Error("steering '" + spec + "': ALPHA must be a finite number");
     steering.vector = read_layer_vector(spec.substr(0, first), steering.layer, layer_count, hidden_size);
     return steering;
 }

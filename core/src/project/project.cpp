@@ -2,23 +2,25 @@
 
 #include "io/atomic_file.h"
 #include "io/json_file.h"
+#include "io/json_reader.h"
 #include "persona/errors.h"
+#include "persona/files.h"
 #include "persona/vector_files.h"
 #include "project/project_internal.h"
 
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <memory>
 #include <set>
 #include <unistd.h>
@@ -45,139 +47,24 @@ constexpr std::uint64_t kMaxProjectFileBytes = 50'000'000;
 
 [[noreturn]] void fail(const std::string& source, const std::string& problem) { throw FileError(source, problem); }
 
-std::string type_phrase(const Json& value) {
-    if (value.is_null()) return "null";
-    const std::string name = value.type_name();
-    const bool vowel = !name.empty() && std::strchr("aeiou", name.front()) != nullptr;
-    return std::string(vowel ? "an " : "a ") + name;
-}
+// Far more layers than any model has (the largest have about 130), so a layer index above it in
+// a project file is damage, not a model.
+constexpr long long kMaxLayerIndex = 4096;
 
-// Reads one JSON object, naming the field ("runs[2].counts.pairs_kept") in every error, and at
-// the end rejects keys nobody asked for: in a hand-edited file those are misspelt ones.
-class ObjectReader {
-public:
-    ObjectReader(const Json& object, std::string where, std::string source)
-        : object_(object), where_(std::move(where)), source_(std::move(source)) {
-        if (!object_.is_object()) fail(source_, field("") + " must be an object, not " + type_phrase(object_));
-    }
+// A project written by a newer Persona Workbench may hold keys this one does not know.
+const std::string kUnknownKeyHint =
+    " (misspelt? a project of schema version " + std::to_string(kProjectSchemaVersion) + " has no such key)";
 
-    bool has(const std::string& key) const { return object_.contains(key); }
-    const Json& required(const std::string& key) {
-        asked_.insert(key);
-        const auto found = object_.find(key);
-        if (found == object_.end())
-            fail(source_, (where_.empty() ? std::string("missing key \"") : where_ + " has no key \"") + key + "\"");
-        return *found;
-    }
-    std::string string(const std::string& key) {
-        const Json& value = required(key);
-        if (!value.is_string()) wrong(key, "a string", value);
-        return value.get<std::string>();
-    }
-    bool boolean(const std::string& key) {
-        const Json& value = required(key);
-        if (!value.is_boolean()) wrong(key, "true or false", value);
-        return value.get<bool>();
-    }
-    double number(const std::string& key) {
-        const Json& value = required(key);
-        return number_value(value, field(key));
-    }
-    // JSON has no NaN or infinity: diagnostics write them as null (NaN) or "Infinity" / "-Infinity".
-    double number_or_special(const std::string& key) {
-        const Json& value = required(key);
-        if (value.is_null()) return std::numeric_limits<double>::quiet_NaN();
-        if (value.is_string()) {
-            const std::string text = value.get<std::string>();
-            if (text == "Infinity") return std::numeric_limits<double>::infinity();
-            if (text == "-Infinity") return -std::numeric_limits<double>::infinity();
-            if (text == "NaN") return std::numeric_limits<double>::quiet_NaN();
-        }
-        return number_value(value, field(key));
-    }
-    long long integer(const std::string& key, long long low, long long high) {
-        const Json& value = required(key);
-        if (!value.is_number_integer()) wrong(key, "a whole number", value);
-        if (value.is_number_unsigned() && value.get<std::uint64_t>() > std::uint64_t(high))
-            fail(source_, field(key) + " is " + value.dump() + ", above " + std::to_string(high));
-        const long long result = value.is_number_unsigned() ? (long long)value.get<std::uint64_t>() : value.get<long long>();
-        if (result < low || result > high)
-            fail(source_, field(key) + " is " + value.dump() + ", outside " + std::to_string(low) + ".." + std::to_string(high));
-        return result;
-    }
-    std::uint64_t unsigned_integer(const std::string& key) {
-        const Json& value = required(key);
-        if (!value.is_number_unsigned()) {
-            if (value.is_number_integer()) fail(source_, field(key) + " is " + value.dump() + ", below 0");
-            wrong(key, "a whole number", value);
-        }
-        return value.get<std::uint64_t>();
-    }
-    const Json& array(const std::string& key, const char* of_what) {
-        const Json& value = required(key);
-        if (!value.is_array()) wrong(key, of_what, value);
-        return value;
-    }
-    std::string field(const std::string& key) const {
-        if (key.empty()) return where_.empty() ? "the top level" : where_;
-        return where_.empty() ? key : where_ + "." + key;
-    }
-    // Called once every key was read.
-    void finish() const {
-        std::string unknown;
-        for (const auto& item : object_.items())
-            if (!asked_.count(item.key())) unknown += (unknown.empty() ? "\"" : ", \"") + item.key() + "\"";
-        if (!unknown.empty())
-            fail(source_, (where_.empty() ? std::string("unknown key ") : where_ + " has an unknown key ") + unknown +
-                              " (misspelt? a project of schema version " + std::to_string(kProjectSchemaVersion) +
-                              " has no such key)");
-    }
-    const std::string& source() const { return source_; }
-
-private:
-    [[noreturn]] void wrong(const std::string& key, const char* wanted, const Json& value) const {
-        fail(source_, field(key) + " must be " + wanted + ", not " + type_phrase(value));
-    }
-    double number_value(const Json& value, const std::string& name) const {
-        if (!value.is_number()) fail(source_, name + " must be a number, not " + type_phrase(value));
-        return value.get<double>();
-    }
-
-    const Json& object_;
-    std::string where_;
-    std::string source_;
-    std::set<std::string> asked_;
-};
-
-std::string indexed(const std::string& field, std::size_t index) { return field + "[" + std::to_string(index) + "]"; }
-
-template <typename Enum, std::size_t N>
-Enum enum_from(ObjectReader& reader, const std::string& key, const std::pair<Enum, const char*> (&names)[N]) {
+// Names come from core's one table per enum (enum_names.cpp).
+template <typename Enum>
+Enum enum_from(JsonObjectReader& reader, const std::string& key, std::optional<Enum> (*from_name)(const std::string&),
+               std::vector<std::string> (*names)()) {
     const std::string text = reader.string(key);
+    if (const std::optional<Enum> value = from_name(text)) return *value;
     std::string known;
-    for (const auto& [value, name] : names) {
-        if (text == name) return value;
-        known += (known.empty() ? "" : ", ") + std::string(name);
-    }
+    for (const std::string& name : names()) known += (known.empty() ? "" : ", ") + name;
     fail(reader.source(), reader.field(key) + " is \"" + text + "\"; it must be one of " + known);
 }
-
-template <typename Enum, std::size_t N>
-const char* enum_name(Enum value, const std::pair<Enum, const char*> (&names)[N]) {
-    for (const auto& [candidate, name] : names)
-        if (candidate == value) return name;
-    return "";
-}
-
-const std::pair<SteerPositions, const char*> kPositionNames[] = {
-    {SteerPositions::Response, "response"}, {SteerPositions::Prompt, "prompt"}, {SteerPositions::All, "all"}};
-const std::pair<SteerOperation, const char*> kOperationNames[] = {{SteerOperation::Add, "add"},
-                                                                  {SteerOperation::Ablate, "ablate"}};
-const std::pair<JudgeKind, const char*> kJudgeNames[] = {
-    {JudgeKind::Local, "local"}, {JudgeKind::Http, "http"}, {JudgeKind::None, "none"}};
-const std::pair<Aggregate, const char*> kAggregateNames[] = {{Aggregate::ResponseMean, "response_avg"},
-                                                             {Aggregate::PromptMean, "prompt_avg"},
-                                                             {Aggregate::PromptLast, "prompt_last"}};
 
 OrderedJson special_number(double value) {
     if (std::isnan(value)) return nullptr;
@@ -222,24 +109,24 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
     return json;
 }
 
-ExtractionSettings extraction_settings_from(ObjectReader& r) {
+ExtractionSettings extraction_settings_from(JsonObjectReader& r) {
     ExtractionSettings s;
     s.samples_per_question = int(r.integer("samples_per_question", 1, 1 << 20));
     s.max_new_tokens = int(r.integer("max_new_tokens", 1, 1 << 20));
-    s.temperature = float(r.number("temperature"));
-    s.top_p = float(r.number("top_p"));
+    s.temperature = float(r.number("temperature", 0, 100));
+    s.top_p = float(r.number("top_p", 0, 1));
     s.seed = r.unsigned_integer("seed");
     s.batch_size = int(r.integer("batch_size", 1, 1 << 20));
     s.question_limit = int(r.integer("question_limit", 0, 1 << 20));
     s.pair_limit = int(r.integer("pair_limit", 0, 1 << 20));
-    s.judge = enum_from(r, "judge", kJudgeNames);
+    s.judge = enum_from(r, "judge", judge_kind_from_name, judge_kind_names);
     if (r.has("judge_model")) s.judge.model_path = r.string("judge_model");
     if (r.has("judge_endpoint")) {
-        ObjectReader endpoint(r.required("judge_endpoint"), r.field("judge_endpoint"), r.source());
+        JsonObjectReader endpoint = r.object("judge_endpoint");
         s.judge.endpoint.base_url = endpoint.string("base_url");
         s.judge.endpoint.model = endpoint.string("model");
         s.judge.endpoint.api_key_env = endpoint.string("api_key_env");
-        endpoint.finish();
+        endpoint.finish(kUnknownKeyHint);
     }
     s.trait_threshold = r.number("trait_threshold");
     s.coherence_threshold = r.number("coherence_threshold");
@@ -283,56 +170,55 @@ OrderedJson run_json(const RunResult& run) {
 }
 
 RunResult run_from(const Json& json, const std::string& where, const std::string& source) {
-    ObjectReader r(json, where, source);
+    JsonObjectReader r(json, where, source);
     RunResult run;
     run.trait = r.string("trait");
     run.vector = r.string("vector");
-    run.aggregate = enum_from(r, "aggregate", kAggregateNames);
+    run.aggregate = enum_from(r, "aggregate", aggregate_from_name, aggregate_names);
     {
-        ObjectReader m(r.required("model"), r.field("model"), source);
+        JsonObjectReader m = r.object("model");
         run.model.name = m.string("name");
         run.model.file = m.string("file");
         run.model.sha256 = m.string("sha256");
         run.model.file_bytes = m.unsigned_integer("file_bytes");
-        m.finish();
+        if (m.has("dtype")) run.model.dtype = m.string("dtype");
+        if (m.has("device")) run.model.device = m.string("device");
+        m.finish(kUnknownKeyHint);
     }
     run.started = r.string("started");
     run.finished = r.string("finished");
     {
-        ObjectReader s(r.required("settings"), r.field("settings"), source);
+        JsonObjectReader s = r.object("settings");
         run.settings = extraction_settings_from(s);
-        s.finish();
+        s.finish(kUnknownKeyHint);
     }
     {
-        ObjectReader c(r.required("counts"), r.field("counts"), source);
-        run.pairs_total = c.unsigned_integer("pairs_total");
-        run.pairs_kept = c.unsigned_integer("pairs_kept");
-        run.pairs_failing_positive_trait = c.unsigned_integer("pairs_failing_positive_trait");
-        run.pairs_failing_negative_trait = c.unsigned_integer("pairs_failing_negative_trait");
-        run.pairs_failing_coherence = c.unsigned_integer("pairs_failing_coherence");
-        run.pairs_with_empty_answer = c.unsigned_integer("pairs_with_empty_answer");
+        JsonObjectReader c = r.object("counts");
+        visit_pair_counts(run.pairs, [&](const char* name, std::size_t& count) { count = c.unsigned_integer(name); });
         run.positive_samples = c.unsigned_integer("positive_samples");
         run.negative_samples = c.unsigned_integer("negative_samples");
-        c.finish();
-        if (run.pairs_kept > run.pairs_total)
-            fail(source, c.field("pairs_kept") + " is " + std::to_string(run.pairs_kept) + ", more than pairs_total " +
-                             std::to_string(run.pairs_total));
+        c.finish(kUnknownKeyHint);
+        if (run.pairs.kept > run.pairs.total)
+            fail(source, c.field("pairs_kept") + " is " + std::to_string(run.pairs.kept) + ", more than pairs_total " +
+                             std::to_string(run.pairs.total));
     }
     run.suggested_layer = int(r.integer("suggested_layer", -1, 1 << 20));
     const Json& layers = r.array("layers", "a list of per-layer diagnostics");
     for (std::size_t i = 0; i < layers.size(); ++i) {
-        ObjectReader l(layers[i], r.field(indexed("layers", i)), source);
+        JsonObjectReader l(layers[i], r.field(indexed("layers", i)), source);
         LayerDiagnostics d;
-        d.layer = int(l.integer("layer", 0, 1 << 20));
+        d.layer = int(l.integer("layer", 0, kMaxLayerIndex));
         d.vector_norm = l.number_or_special("vector_norm");
         d.effect_size = l.number_or_special("effect_size");
         d.auroc = l.number_or_special("auroc");
+        if (!std::isnan(d.auroc) && !(d.auroc >= 0 && d.auroc <= 1))
+            fail(source, l.field("auroc") + " is " + l.required("auroc").dump() + ", outside 0..1");
         d.positive_mean_projection = l.number_or_special("positive_mean_projection");
         d.negative_mean_projection = l.number_or_special("negative_mean_projection");
-        l.finish();
+        l.finish(kUnknownKeyHint);
         run.diagnostics.push_back(d);
     }
-    r.finish();
+    r.finish(kUnknownKeyHint);
     return run;
 }
 
@@ -348,6 +234,20 @@ void check_vector_key(const std::string& key, const std::string& field, const st
                             name.front() != '.';
     if (!plain_name)
         fail(source, field + " is \"" + key + "\"; a vector is a file vectors/NAME.safetensors inside the project folder");
+}
+
+// Refuses a file of the project that resolves outside the project folder: the key check above
+// looks at text only, and a shared project may hold a link to /etc/passwd.
+void file_inside(const fs::path& folder, const fs::path& file) {
+    std::error_code error;
+    const fs::path real_folder = fs::canonical(folder, error);
+    if (error) fail(folder.string(), "cannot resolve the project folder: " + error.message());
+    const fs::path real_file = fs::canonical(file, error);
+    if (error) fail(file.string(), "cannot resolve: " + error.message());
+    const auto [folder_end, file_at] = std::mismatch(real_folder.begin(), real_folder.end(), real_file.begin(), real_file.end());
+    if (folder_end != real_folder.end() || file_at == real_file.end())
+        fail(file.string(), "is a link to a file outside the project folder; a project reads only its own files");
+    check_regular_file(real_file.string());
 }
 
 bool same_diagnostic_value(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
@@ -412,6 +312,24 @@ fs::path sibling_path(const fs::path& folder, const std::string& tag) {
     static std::atomic<int> counter{0};
     return folder.parent_path() /
            ("." + folder.filename().string() + "." + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+}
+
+// Staging folders of saves whose process is gone (killed mid-save) are left beside the project;
+// the next save of that project removes them. A live process's staging folder is its own.
+void remove_abandoned_stages(const fs::path& folder) {
+    const std::string prefix = "." + folder.filename().string() + ".saving-";
+    std::error_code error;
+    for (const fs::directory_entry& entry : fs::directory_iterator(folder.parent_path(), error)) {
+        const std::string name = entry.path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::string rest = name.substr(prefix.size());
+        const std::size_t dash = rest.find('-');
+        if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
+        const long pid = std::strtol(rest.substr(0, dash).c_str(), nullptr, 10);
+        if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) continue;
+        std::error_code ignored;
+        fs::remove_all(entry.path(), ignored);
+    }
 }
 
 void sync_path(const fs::path& path, bool directory) {
@@ -658,38 +576,38 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
 
     const Json& prompts = r.array("prompts", "a list of prompts");
     for (std::size_t i = 0; i < prompts.size(); ++i) {
-        ObjectReader p(prompts[i], indexed("prompts", i), source);
+        JsonObjectReader p(prompts[i], indexed("prompts", i), source);
         Prompt prompt;
         prompt.name = p.string("name");
         const Json& messages = p.array("messages", "a list of {\"role\", \"content\"}");
         for (std::size_t m = 0; m < messages.size(); ++m) {
-            ObjectReader message(messages[m], p.field(indexed("messages", m)), source);
+            JsonObjectReader message(messages[m], p.field(indexed("messages", m)), source);
             ChatMessage chat{message.string("role"), message.string("content")};
             if (chat.role != "system" && chat.role != "user" && chat.role != "assistant")
                 fail(source, message.field("role") + " is \"" + chat.role + "\"; it must be system, user or assistant");
-            message.finish();
+            message.finish(kUnknownKeyHint);
             prompt.messages.push_back(std::move(chat));
         }
-        p.finish();
+        p.finish(kUnknownKeyHint);
         project.prompts.push_back(std::move(prompt));
     }
 
     {
-        ObjectReader settings(r.required("settings"), "settings", source);
-        ObjectReader extraction(settings.required("extraction"), "settings.extraction", source);
+        JsonObjectReader settings = r.object("settings");
+        JsonObjectReader extraction = settings.object("extraction");
         project.settings.extraction = extraction_settings_from(extraction);
-        project.settings.extraction_aggregate = enum_from(extraction, "aggregate", kAggregateNames);
-        extraction.finish();
-        ObjectReader steering(settings.required("steering"), "settings.steering", source);
+        project.settings.extraction_aggregate = enum_from(extraction, "aggregate", aggregate_from_name, aggregate_names);
+        extraction.finish(kUnknownKeyHint);
+        JsonObjectReader steering = settings.object("steering");
         SteeringSettings& s = project.settings.steering;
         s.vector = steering.string("vector");
-        s.layer = int(steering.integer("layer", -1, 1 << 20));
+        s.layer = int(steering.integer("layer", -1, kMaxLayerIndex));
         s.coefficient = steering.number("coefficient");
-        s.positions = enum_from(steering, "positions", kPositionNames);
-        s.operation = enum_from(steering, "operation", kOperationNames);
+        s.positions = enum_from(steering, "positions", steer_positions_from_name, steer_positions_names);
+        s.operation = enum_from(steering, "operation", steer_operation_from_name, steer_operation_names);
         s.preserve_norm = steering.boolean("preserve_norm");
-        steering.finish();
-        settings.finish();
+        steering.finish(kUnknownKeyHint);
+        settings.finish(kUnknownKeyHint);
     }
 
     const Json& runs = r.array("runs", "a list of extraction runs");
@@ -775,6 +693,7 @@ Project read_project(const std::string& path) {
         fail(folder.string(), "not a project folder (a project is a folder NAME.persona holding project.json)");
     if (!fs::exists(json_path, error)) fail(json_path, "missing: this folder holds no project.json, so it is not a project");
 
+    file_inside(folder, json_path);
     const Json json = migrate_project_json(detail::read_json_file(json_path, kMaxProjectFileBytes), json_path);
     std::vector<VectorEntry> entries;
     Project project = project_and_vector_entries(json, json_path, &entries);
@@ -782,6 +701,7 @@ Project read_project(const std::string& path) {
         const fs::path file = folder / entry.file;
         if (!fs::exists(file, error))
             fail(file.string(), "missing: project.json lists this vector file, but the project folder does not hold it");
+        file_inside(folder, file);
         PersonaVector vector = read_vector_file(file.string());
         if (vector.layer_count != entry.layers || vector.hidden_size != entry.hidden_size)
             fail(file.string(), "vector shape [" + std::to_string(vector.layer_count) + ", " +
@@ -823,6 +743,7 @@ void write_project(const std::string& path, Project& project) {
     if (!fs::is_directory(folder.parent_path(), error))
         fail(target, "cannot save: the folder " + folder.parent_path().string() + " does not exist");
 
+    remove_abandoned_stages(folder);
     // Everything goes into a staging folder first: until the final rename the old project is
     // untouched, whatever fails.
     const fs::path stage = sibling_path(folder, "saving");

@@ -183,10 +183,10 @@ struct Tokenizer::Impl {
 namespace {
 
 std::optional<std::int32_t> optional_token_id(const GgufFile& file, const std::string& key) {
-    const GgufValue* value = file.find(key);
-    if (!value) return std::nullopt;
-    if (!value->is_integer()) throw FileError(file.path(), "metadata key '" + key + "' is not an integer");
-    const auto id = value->as_int();
+    // find_int names the file for a non-integer or one above INT64_MAX.
+    const std::optional<std::int64_t> found = file.find_int(key);
+    if (!found) return std::nullopt;
+    const std::int64_t id = *found;
     // Some converters write -1 or 0xFFFFFFFF for "no such token".
     if (id < 0 || id == 0xFFFFFFFFLL) return std::nullopt;
     if (id > INT32_MAX) throw FileError(file.path(), "metadata key '" + key + "' is out of range");
@@ -197,7 +197,7 @@ std::optional<bool> optional_flag(const GgufFile& file, const std::string& key) 
     const GgufValue* value = file.find(key);
     if (!value) return std::nullopt;
     if (value->type() == GgufValueType::Bool) return value->as_bool();
-    if (value->is_integer()) return value->as_int() != 0;
+    if (value->is_integer()) return *file.find_int(key) != 0;
     throw FileError(file.path(), "metadata key '" + key + "' is not a bool");
 }
 
