@@ -39,18 +39,18 @@ int main(int argc, char** argv) {
                              "NAME");
     QCommandLineOption project("project", "Open the project folder DIR (NAME.persona) at start.", "DIR");
     QCommandLineOption device("device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto");
-    QCommandLineOption dtype("dtype", "Weights dtype: auto (bf16), f32, bf16 or f16 (cuda only).", "DTYPE", "auto");
+    QCommandLineOption dtype("dtype", "Weights dtype: auto (bf16 where the hardware computes it natively, else f32), f32, bf16 or f16 (cuda only).", "DTYPE", "auto");
     QCommandLineOption threads("threads", "CPU threads for the model (0: one per core).", "N", "0");
     parser.addOptions({screenshot, panel, project, device, dtype, threads});
     parser.process(app);
 
     const QString deviceName = parser.value(device);
-    if (deviceName != "auto" && deviceName != "cpu" && deviceName != "cuda") {
+    if (!persona::device_from_name(deviceName.toStdString())) {
         std::fprintf(stderr, "persona-workbench: --device must be auto, cpu or cuda, not '%s'\n", qPrintable(deviceName));
         return 2;
     }
     const QString dtypeName = parser.value(dtype);
-    if (!QStringList{"auto", "f32", "bf16", "f16"}.contains(dtypeName)) {
+    if (!persona::dtype_from_name(dtypeName.toStdString())) {
         std::fprintf(stderr, "persona-workbench: --dtype must be auto, f32, bf16 or f16, not '%s'\n", qPrintable(dtypeName));
         return 2;
     }

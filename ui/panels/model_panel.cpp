@@ -88,15 +88,16 @@ QWidget* ModelPanel::buildOpenBox() {
     auto* form = new QFormLayout;
     device_ = new QComboBox(box);
     device_->setObjectName("device_choice");
-    device_->addItem(tr("auto (cuda when there is a GPU)"), "auto");
-    device_->addItem("cpu", "cpu");
-    device_->addItem("cuda", "cuda");
+    for (const std::string& name : persona::device_names()) {
+        const QString text = QString::fromStdString(name);
+        device_->addItem(text == "auto" ? tr("auto (cuda when there is a GPU)") : text, text);
+    }
     dtype_ = new QComboBox(box);
     dtype_->setObjectName("dtype_choice");
-    dtype_->addItem(tr("auto (bf16)"), "auto");
-    dtype_->addItem("f32", "f32");
-    dtype_->addItem("bf16", "bf16");
-    dtype_->addItem(tr("f16 (cuda only)"), "f16");
+    for (const std::string& name : persona::dtype_names()) {
+        const QString text = QString::fromStdString(name);
+        dtype_->addItem(text == "auto" ? tr("auto (bf16 where native, else f32)") : text == "f16" ? tr("f16 (cuda only)") : text, text);
+    }
     form->addRow(tr("Device:"), device_);
     form->addRow(tr("Weights dtype:"), dtype_);
     layout->addLayout(form);

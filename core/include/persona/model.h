@@ -14,9 +14,22 @@ namespace persona {
 
 class Tokenizer;
 
+// Where the weights go and in which dtype they compute. Options carry the names ("auto",
+// "cpu", "cuda"; "auto", "f32", "bf16", "f16"), which users type and settings store; these
+// functions are the one place that knows them.
+enum class DeviceChoice { Auto, Cpu, Cuda };  // auto: CUDA when present
+// auto: bf16 on a GPU or a CPU with native bf16 (AVX512-BF16), f32 elsewhere; f16 on CUDA only.
+enum class DTypeChoice { Auto, F32, BF16, F16 };
+const char* device_name(DeviceChoice device);
+std::optional<DeviceChoice> device_from_name(const std::string& name);
+std::vector<std::string> device_names();
+const char* dtype_name(DTypeChoice dtype);
+std::optional<DTypeChoice> dtype_from_name(const std::string& name);
+std::vector<std::string> dtype_names();
+
 struct ModelLoadOptions {
-    std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda"
-    std::string dtype = "auto";   // "auto" (bf16), "f32", "bf16", "f16" (CUDA only)
+    std::string device = "auto";  // a device_names() entry
+    std::string dtype = "auto";   // a dtype_names() entry
 };
 
 // A loaded transformer: weights on a device, its tokenizer and chat template. Not thread-safe:
