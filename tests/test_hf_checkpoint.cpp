@@ -478,8 +478,11 @@ private slots:
         const persona::PersonaVector roundTrip = persona::read_vector_file(back.toStdString());
         QCOMPARE(roundTrip.layer_count, 3);
         QCOMPARE(roundTrip.hidden_size, 8);
-        // A control vector carries the rows that steer a block's output inside the model: here row 1.
-        for (int i = 0; i < 8; ++i) QCOMPARE(roundTrip.layer(1).values[i], vector.layer(1).values[i]);
+        // llama.cpp steers blocks 1 and up: of two blocks, block 1 (row 2) travels; row 1 comes back 0.
+        for (int i = 0; i < 8; ++i) {
+            QCOMPARE(roundTrip.layer(2).values[i], vector.layer(2).values[i]);
+            QCOMPARE(roundTrip.layer(1).values[i], 0.0f);
+        }
 
         const json layers = json::array({{{"layer", 0}, {"norm", 0.0}, {"effect_size", nullptr}, {"auroc", 0.5},
                                           {"positive_mean_projection", 0.0}, {"negative_mean_projection", 0.0}},
