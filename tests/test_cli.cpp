@@ -137,7 +137,7 @@ private slots:
         QCOMPARE(report["decode"].toArray()[1].toObject()["batch"].toInt(), 2);
         QVERIFY(report["decode"].toArray()[1].toObject()["tokens_per_second_total"].toDouble() > 0);
         QVERIFY(report["peak_rss_bytes"].toDouble() > 100e6);
-        QCOMPARE(report["dtype"].toString(), QString("bf16"));
+        QCOMPARE(report["dtype"].toString(), persona_test::autoCpuDtype());
     }
 
     // The picture is the window after the model loaded: a full window with text and widgets,

@@ -52,14 +52,14 @@ class TestCliMonitorFlag : public QObject {
     Q_OBJECT
 
     QTemporaryDir dir_;
-    std::unique_ptr<persona::Model> model_;  // bf16 on the CPU, as persona-cli runs it here
+    std::unique_ptr<persona::Model> model_;  // dtype auto on the CPU, as persona-cli runs it here
     QString vector_;
     QString dataset_;
     std::vector<std::string> answers_;
 
 private slots:
     void initTestCase() {
-        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "bf16"});
+        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "auto"});
         vector_ = dir_.filePath("pirate.safetensors");
         persona::write_vector_file(vector_.toStdString(), flag_fixture::pirateVector(*model_));
         dataset_ = dir_.filePath("data.jsonl");

@@ -92,7 +92,7 @@ class TestExtraction : public QObject {
 
 private slots:
     void initTestCase() {
-        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "bf16"});
+        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "auto"});
     }
 
     void judgeNames() {
@@ -331,9 +331,9 @@ private slots:
     }
 
     // Answers sampled in bf16 are not the f32 answers (a fresh f32 run differs in most samples):
-    // a bf16 checkpoint is refused by an f32 model, naming both, and the vector records the
-    // dtype, device and model fingerprint it was made with.
-    void aBf16CheckpointIsNotResumedInF32() {
+    // a checkpoint written in one dtype is refused by the model in the other, naming both, and
+    // the vector records the dtype, device and model fingerprint it was made with.
+    void aCheckpointIsNotResumedInAnotherDtype() {
         QTemporaryDir dir;
         const persona::Trait trait = persona::load_builtin_trait("evil");
         ExtractionSettings settings = reducedSettings(1, 1, 8, 5, JudgeKind::None);
@@ -346,22 +346,24 @@ private slots:
         }
         QVERIFY(QFile::exists(QString::fromStdString(settings.checkpoint_path)));
 
-        const auto f32 = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "f32"});
-        QCOMPARE(f32->facts().fingerprint, model_->facts().fingerprint);  // the same file
+        const std::string dtype = model_->dtype(), otherDtype = dtype == "bf16" ? "f32" : "bf16";
+        const auto other =
+            persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", otherDtype});
+        QCOMPARE(other->facts().fingerprint, model_->facts().fingerprint);  // the same file
         try {
-            persona::run_extraction(*f32, trait, settings);
-            QFAIL("a bf16 checkpoint was resumed by an f32 model");
+            persona::run_extraction(*other, trait, settings);
+            QFAIL("a checkpoint was resumed in another dtype");
         } catch (const persona::FileError& e) {
             const QString message = e.what();
             QVERIFY2(message.contains("bf16") && message.contains("f32"), e.what());
         }
         // Where each checkpoint would go by default differs, so the panel never meets this one.
-        QVERIFY(persona::extraction_checkpoint_file(dir.path().toStdString(), trait, settings, f32->facts()) !=
+        QVERIFY(persona::extraction_checkpoint_file(dir.path().toStdString(), trait, settings, other->facts()) !=
                 persona::extraction_checkpoint_file(dir.path().toStdString(), trait, settings, model_->facts()));
 
         const ExtractionResult finished = persona::run_extraction(*model_, trait, settings);
         const auto& provenance = finished.aggregate(persona::Aggregate::ResponseMean).vector.provenance;
-        QCOMPARE(provenance.at("dtype"), std::string("bf16"));
+        QCOMPARE(provenance.at("dtype"), dtype);
         QCOMPARE(provenance.at("device"), std::string("cpu"));
         QCOMPARE(provenance.at("model_fingerprint"), model_->facts().fingerprint);
     }

@@ -115,9 +115,9 @@ private slots:
         QVERIFY(loaded.wait(120000));
         QVERIFY(!window.findChild<QProgressBar*>("model_load_progress")->isVisible());
         QCOMPARE(text(window, "fact_layers"), QString("30"));
-        QCOMPARE(text(window, "fact_device"), QString("cpu, bf16"));
+        QCOMPARE(text(window, "fact_device"), "cpu, " + persona_test::autoCpuDtype());
         QCOMPARE(text(window, "engine_state"), QString("engine: idle"));
-        QCOMPARE(text(window, "device_label"), QString("device: cpu, bf16"));
+        QCOMPARE(text(window, "device_label"), "device: cpu, " + persona_test::autoCpuDtype());
         QVERIFY(text(window, "memory_label").startsWith("RAM "));
 
         QCOMPARE(window.modelPanel()->recentModels(), QStringList{gguf_});
@@ -173,6 +173,7 @@ private slots:
         EngineClient engine;
         MainWindow window(&engine);
         window.show();
+        choose(window, "dtype_choice", "bf16");
         QVERIFY(loadThroughPanel(window, engine, gguf_));
         QCOMPARE(text(window, "fact_device"), QString("cpu, bf16"));
         const QString bf16Answer = generate(engine);
@@ -209,7 +210,7 @@ private slots:
         QVERIFY(failed.wait(60000));
         QString message = text(window, "model_message");
         QVERIFY2(message.contains("f16") && message.contains("CPU") && message.contains("still loaded"), qPrintable(message));
-        QCOMPARE(text(window, "fact_device"), QString("cpu, bf16"));
+        QCOMPARE(text(window, "fact_device"), "cpu, " + persona_test::autoCpuDtype());
         QVERIFY(!generate(engine).isEmpty());
 
         // cuda: the engine's error on a machine without a GPU, a cuda model on one with a GPU.
@@ -222,7 +223,7 @@ private slots:
         } else {
             message = text(window, "model_message");
             QVERIFY2(message.contains("CUDA") && message.contains("still loaded"), qPrintable(message));
-            QCOMPARE(text(window, "fact_device"), QString("cpu, bf16"));
+            QCOMPARE(text(window, "fact_device"), "cpu, " + persona_test::autoCpuDtype());
             QVERIFY(!generate(engine).isEmpty());
         }
     }

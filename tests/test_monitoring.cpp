@@ -103,7 +103,7 @@ class TestMonitoring : public QObject {
 
 private slots:
     void initTestCase() {
-        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "bf16"});
+        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "auto"});
     }
 
     // Every layer, every token: the projections are h . v/|v| of the hidden states Model::trace

@@ -24,6 +24,15 @@ inline QString modelPath(const char* file_name) {
 }
 
 inline QString defaultModelPath() { return modelPath(persona::kDefaultModelFile); }
+
+// What dtype auto resolves to on this CPU: bf16 where it has native bf16 dot products (the
+// AVX512-BF16 kernels run), f32 elsewhere. An oracle written apart from the engine's own check.
+inline QString autoCpuDtype() {
+    const bool native = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
+                        qEnvironmentVariable("PERSONA_CPU_KERNELS") != "off";
+    return native ? "bf16" : "f32";
+}
 inline QString secondModelPath() { return modelPath(persona::kSecondModelFile); }
 
 // Token ids as "[1, 2, 3]" for failure messages.

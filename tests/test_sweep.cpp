@@ -94,7 +94,7 @@ class TestSweep : public QObject {
 
 private slots:
     void initTestCase() {
-        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "bf16"});
+        model_ = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu", "auto"});
         trait_ = persona::load_builtin_trait("optimistic");
     }
 
@@ -232,12 +232,22 @@ private slots:
         for (const SweepCell& c : result.cells)
             if (c.coefficient == 0) baseline[c.layer] = &c;
         QCOMPARE(baseline.size(), std::size_t(2));
+        // Rows never share randomness; but in f32 through OpenBLAS (dtype auto on a CPU without
+        // AVX512-BF16) the GEMM blocking follows the batch size, and a sampled token can flip on
+        // the last bit. So the whole answer is compared with a batch of its own only where the
+        // kernels are batch-independent (AVX512-BF16), the first token everywhere.
+        const bool batchIndependent = persona_test::autoCpuDtype() == "bf16";
+        const SweepCell* first = baseline.begin()->second;
         for (const auto& [layer, c] : baseline) {
             QVERIFY(c->baseline);
             QCOMPARE(c->answers.size(), std::size_t(2));
             for (int q = 0; q < 2; ++q) {
-                QCOMPARE(c->answers[std::size_t(q)].tokens, unsteered[std::size_t(q)].tokens);
-                QCOMPARE(c->answers[std::size_t(q)].text, unsteered[std::size_t(q)].text);
+                QCOMPARE(c->answers[std::size_t(q)].tokens, first->answers[std::size_t(q)].tokens);  // one generation
+                QCOMPARE(c->answers[std::size_t(q)].tokens.front(), unsteered[std::size_t(q)].tokens.front());
+                if (batchIndependent) {
+                    QCOMPARE(c->answers[std::size_t(q)].tokens, unsteered[std::size_t(q)].tokens);
+                    QCOMPARE(c->answers[std::size_t(q)].text, unsteered[std::size_t(q)].text);
+                }
             }
         }
         // Steering changed something.
