@@ -34,6 +34,13 @@ public:
         putString(name);
         put<std::uint32_t>(static_cast<std::uint32_t>(type));
     }
+    // Magic, version 3, and the tensor and key counts that open every GGUF file.
+    void header(std::uint64_t tensors, std::uint64_t keys) {
+        put<std::uint32_t>(0x46554747);
+        put<std::uint32_t>(3);
+        put<std::uint64_t>(tensors);
+        put<std::uint64_t>(keys);
+    }
     void padTo(int alignment) {
         while (bytes.size() % alignment) bytes.append('\0');
     }
@@ -276,10 +283,7 @@ private slots:
     // file.
     void metadataThatWouldTakeGigabytesIsRefused() {
         GgufWriter w;
-        w.put<std::uint32_t>(0x46554747);
-        w.put<std::uint32_t>(3);
-        w.put<std::uint64_t>(0);  // tensors
-        w.put<std::uint64_t>(1);  // keys
+        w.header(0, 1);
         const std::uint64_t count = (std::uint64_t(1) << 27) + 1;  // 134 MB on disk, 1 GiB + 8 bytes in memory
         w.key("huge", GgufValueType::Array);
         w.put<std::uint32_t>(static_cast<std::uint32_t>(GgufValueType::UInt8));
@@ -296,10 +300,7 @@ private slots:
     void implausibleSizesAreRefused() {
         for (const std::uint64_t blocks : {std::uint64_t(1) << 31, std::uint64_t(2147483647)}) {
             GgufWriter w;
-            w.put<std::uint32_t>(0x46554747);
-            w.put<std::uint32_t>(3);
-            w.put<std::uint64_t>(0);
-            w.put<std::uint64_t>(4);
+            w.header(0, 4);
             w.key("general.architecture", GgufValueType::String); w.putString("llama");
             w.key("llama.block_count", GgufValueType::UInt64); w.put<std::uint64_t>(blocks);
             w.key("llama.embedding_length", GgufValueType::UInt32); w.put<std::uint32_t>(8);
@@ -318,10 +319,7 @@ private slots:
     // A token id above INT64_MAX used to be reported without the file.
     void aTokenIdAboveInt64MaxNamesTheFile() {
         GgufWriter w;
-        w.put<std::uint32_t>(0x46554747);
-        w.put<std::uint32_t>(3);
-        w.put<std::uint64_t>(0);
-        w.put<std::uint64_t>(4);
+        w.header(0, 4);
         w.key("tokenizer.ggml.model", GgufValueType::String); w.putString("gpt2");
         w.key("tokenizer.ggml.tokens", GgufValueType::Array);
         w.put<std::uint32_t>(static_cast<std::uint32_t>(GgufValueType::String)); w.put<std::uint64_t>(2);
@@ -341,10 +339,7 @@ private slots:
 
     void everyValueTypeAndNestedArrays() {
         GgufWriter w;
-        w.put<std::uint32_t>(0x46554747);
-        w.put<std::uint32_t>(3);
-        w.put<std::uint64_t>(1);   // tensors
-        w.put<std::uint64_t>(16);  // keys
+        w.header(1, 16);
         w.key("u8", GgufValueType::UInt8); w.put<std::uint8_t>(200);
         w.key("i8", GgufValueType::Int8); w.put<std::int8_t>(-100);
         w.key("u16", GgufValueType::UInt16); w.put<std::uint16_t>(60000);
