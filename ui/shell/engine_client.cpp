@@ -68,11 +68,8 @@ void EngineClient::loadModel(const QString& path) { loadModel(path, defaultLoadO
 
 void EngineClient::loadModel(const QString& path, const persona::ModelLoadOptions& options) {
     jobQueued();
-    ++loadsInFlight_;
-    emit loadStarted(path);
     // Ends a load on the UI thread: counted, forgotten, then the signal.
     const auto ended = [this](std::uint64_t id) {
-        --loadsInFlight_;
         loads_.erase(std::remove_if(loads_.begin(), loads_.end(), [id](const persona::JobHandle& h) { return h.id() == id; }),
                      loads_.end());
         jobEnded();
@@ -108,6 +105,7 @@ void EngineClient::loadModel(const QString& path, const persona::ModelLoadOption
     persona::JobHandle handle = engine_->load_model(path.toStdString(), options, std::move(callbacks));
     *id = handle.id();
     loads_.push_back(std::move(handle));
+    emit loadStarted(path);
 }
 
 void EngineClient::cancelLoad() {

@@ -66,7 +66,7 @@ public:
     // The path the model now loaded came from; empty before the first successful load.
     QString modelPath() const { return modelPath_; }
     // A load queued or running.
-    bool loading() const { return loadsInFlight_ > 0; }
+    bool loading() const { return !loads_.empty(); }
     bool busy() const { return busy_; }
     const persona::ModelFacts* facts() const { return has_model_ ? &facts_ : nullptr; }
 
@@ -121,8 +121,7 @@ private:
     persona::ModelFacts facts_;
     QString modelPath_;
     bool has_model_ = false;
-    int loadsInFlight_ = 0;
-    std::vector<persona::JobHandle> loads_;
+    std::vector<persona::JobHandle> loads_;  // queued or running
     bool busy_ = false;
     int jobsInFlight_ = 0;
     // Last member: destroyed first, so its thread has stopped before the rest goes away.

@@ -3,6 +3,7 @@
 #include "io/atomic_file.h"
 #include "io/json_file.h"
 #include "persona/errors.h"
+#include "persona/files.h"
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
@@ -60,46 +61,60 @@ bool is_model_file(const fs::path& path) {
     return extension == ".json" || extension == ".safetensors" || name == "tokenizer.model";
 }
 
-// One process may fingerprint from several threads (the engine, a CLI command); the cache file
-// itself is replaced atomically, so another process at worst loses an entry, never the file.
+// Each file's SHA-256 by absolute path, size and modification time, read once per fingerprint
+// and written back once when a hash was added. One process may fingerprint from several threads
+// (the engine, a CLI command); the file itself is replaced atomically, so another process at
+// worst loses an entry, never the file.
 std::mutex cache_mutex;
 
-std::string cached_file_sha256(const fs::path& path) {
-    std::error_code error;
-    const fs::path absolute = fs::absolute(path, error);
-    if (!fs::is_regular_file(absolute, error))
-        throw FileError(path.string(), "is not a regular file, so it cannot be fingerprinted");
-    const std::uintmax_t size = fs::file_size(absolute, error);
-    const std::int64_t modified = fs::last_write_time(absolute, error).time_since_epoch().count();
-    const std::string key = absolute.string();
-
-    std::lock_guard<std::mutex> lock(cache_mutex);
-    const std::string cache_path = fingerprint_cache_path();
-    nlohmann::json cache = nlohmann::json::object();
-    try {
-        if (fs::is_regular_file(cache_path, error)) cache = detail::read_json_file(cache_path);
-        if (!cache.is_object()) cache = nlohmann::json::object();
-    } catch (const Error&) {
-        cache = nlohmann::json::object();  // a damaged cache is only a slower start
+class HashCache {
+public:
+    HashCache() : path_(fingerprint_cache_path()) {
+        std::error_code error;
+        try {
+            if (fs::is_regular_file(path_, error)) entries_ = detail::read_json_file(path_);
+        } catch (const Error&) {
+            // A damaged cache is only a slower start.
+        }
+        if (!entries_.is_object()) entries_ = nlohmann::json::object();
     }
-    const auto found = cache.find(key);
-    if (found != cache.end() && found->is_object() && found->value("size", std::uintmax_t(0)) == size &&
-        found->value("modified", std::int64_t(0)) == modified && found->value("sha256", std::string()).size() == 64)
-        return found->at("sha256").get<std::string>();
 
-    const std::string sha = file_sha256(absolute.string());
-    // Entries of files that are gone (temporary folders, deleted models) would only grow the file.
-    for (auto entry = cache.begin(); entry != cache.end();)
-        entry = fs::exists(entry.key(), error) ? std::next(entry) : cache.erase(entry);
-    cache[key] = {{"size", size}, {"modified", modified}, {"sha256", sha}};
-    try {
-        fs::create_directories(fs::path(cache_path).parent_path(), error);
-        detail::write_file_atomically(cache_path, cache.dump(1) + "\n");
-    } catch (const Error&) {
-        // A read-only cache folder costs the next start a re-hash, nothing else.
+    std::string file_sha256(const fs::path& path) {
+        std::error_code error;
+        const fs::path absolute = fs::absolute(path, error);
+        check_regular_file(absolute.string());
+        const std::uintmax_t size = fs::file_size(absolute, error);
+        const std::int64_t modified = fs::last_write_time(absolute, error).time_since_epoch().count();
+        const std::string key = absolute.string();
+        const auto found = entries_.find(key);
+        if (found != entries_.end() && found->is_object() && found->value("size", std::uintmax_t(0)) == size &&
+            found->value("modified", std::int64_t(0)) == modified && found->value("sha256", std::string()).size() == 64)
+            return found->at("sha256").get<std::string>();
+        const std::string sha = persona::file_sha256(key);
+        entries_[key] = {{"size", size}, {"modified", modified}, {"sha256", sha}};
+        changed_ = true;
+        return sha;
     }
-    return sha;
-}
+
+    void save() {
+        if (!changed_) return;
+        std::error_code error;
+        // Entries of files that are gone (temporary folders, deleted models) would only grow the file.
+        for (auto entry = entries_.begin(); entry != entries_.end();)
+            entry = fs::exists(entry.key(), error) ? std::next(entry) : entries_.erase(entry);
+        try {
+            fs::create_directories(fs::path(path_).parent_path(), error);
+            detail::write_file_atomically(path_, entries_.dump(1) + "\n");
+        } catch (const Error&) {
+            // A read-only cache folder costs the next start a re-hash, nothing else.
+        }
+    }
+
+private:
+    std::string path_;
+    nlohmann::json entries_;
+    bool changed_ = false;
+};
 
 }  // namespace
 
@@ -128,7 +143,13 @@ std::string file_sha256(const std::string& path) {
 
 std::string model_fingerprint(const std::string& path) {
     std::error_code error;
-    if (!fs::is_directory(path, error)) return cached_file_sha256(path);
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    HashCache cache;
+    if (!fs::is_directory(path, error)) {
+        const std::string sha = cache.file_sha256(path);
+        cache.save();
+        return sha;
+    }
     std::vector<fs::path> files;
     for (const fs::directory_entry& entry : fs::directory_iterator(path, error))
         if (entry.is_regular_file(error) && is_model_file(entry.path())) files.push_back(entry.path());
@@ -139,8 +160,9 @@ std::string model_fingerprint(const std::string& path) {
     for (const fs::path& file : files) {
         manifest.add(file.filename().string());
         manifest.add("\0", 1);
-        manifest.add(cached_file_sha256(file) + "\n");
+        manifest.add(cache.file_sha256(file) + "\n");
     }
+    cache.save();
     return manifest.hex();
 }
 
