@@ -72,45 +72,45 @@ private slots:
         QVERIFY2(*sense.score > *nonsense.score + 20, qPrintable(QString("%1 vs %2").arg(*sense.score).arg(*nonsense.score)));
     }
 
-    // Two built-in traits end to end with this judge, reduced counts: every answer gets numbers
+    // A built-in trait end to end with this judge, reduced counts: every answer gets numbers
     // for both rubrics (a refusal would leave them absent), and the pairs kept are exactly those
-    // the scores and thresholds allow.
+    // the scores and thresholds allow. One trait: the judge model in f32 on a 2-core CPU takes
+    // ~3 minutes for its 16 verdicts.
     void extractionWithTheJudgeScoresEveryAnswer() {
-        for (const char* name : {"optimistic", "humorous"}) {
-            persona::ExtractionSettings settings;
-            settings.question_limit = 2;
-            settings.pair_limit = 2;
-            settings.max_new_tokens = 32;
-            settings.seed = 1;
-            settings.judge = persona::JudgeKind::Local;
-            settings.judge.model_path = persona_test::modelPath(persona::kJudgeModelFile).toStdString();
-            const auto result = persona::run_extraction(*studied_, persona::load_builtin_trait(name), settings);
-            QCOMPARE(result.samples.size(), std::size_t(8));
-            QCOMPARE(result.samples_judged, std::size_t(8));
-            int numeric = 0;
-            for (const auto& sample : result.samples) {
-                QVERIFY(sample.judged);
-                QVERIFY2(sample.coherence, sample.answer.c_str());
-                if (sample.trait_score) ++numeric;
-                QCOMPARE(sample.trait_refusal, !sample.trait_score.has_value());
-            }
-            QVERIFY2(numeric >= 7, qPrintable(QString("%1: %2 of 8 trait scores").arg(name).arg(numeric)));
-            std::size_t allowed = 0;
-            for (const auto& positive : result.samples) {
-                if (positive.side != persona::Side::Positive) continue;
-                for (const auto& negative : result.samples)
-                    if (negative.side == persona::Side::Negative && negative.question_index == positive.question_index &&
-                        negative.pair == positive.pair && negative.sample_index == positive.sample_index) {
-                        const bool keep = positive.trait_score && *positive.trait_score >= 50 && negative.trait_score &&
-                                          *negative.trait_score < 50 && *positive.coherence >= 50 && *negative.coherence >= 50;
-                        allowed += keep;
-                        QCOMPARE(positive.kept, keep);
-                        QCOMPARE(negative.kept, keep);
-                    }
-            }
-            QCOMPARE(result.pairs.kept, allowed);
-            qInfo("%s: %zu of %zu pairs kept", name, result.pairs.kept, result.pairs.total);
+        const char* name = "optimistic";
+        persona::ExtractionSettings settings;
+        settings.question_limit = 2;
+        settings.pair_limit = 2;
+        settings.max_new_tokens = 32;
+        settings.seed = 1;
+        settings.judge = persona::JudgeKind::Local;
+        settings.judge.model_path = persona_test::modelPath(persona::kJudgeModelFile).toStdString();
+        const auto result = persona::run_extraction(*studied_, persona::load_builtin_trait(name), settings);
+        QCOMPARE(result.samples.size(), std::size_t(8));
+        QCOMPARE(result.samples_judged, std::size_t(8));
+        int numeric = 0;
+        for (const auto& sample : result.samples) {
+            QVERIFY(sample.judged);
+            QVERIFY2(sample.coherence, sample.answer.c_str());
+            if (sample.trait_score) ++numeric;
+            QCOMPARE(sample.trait_refusal, !sample.trait_score.has_value());
         }
+        QVERIFY2(numeric >= 7, qPrintable(QString("%1: %2 of 8 trait scores").arg(name).arg(numeric)));
+        std::size_t allowed = 0;
+        for (const auto& positive : result.samples) {
+            if (positive.side != persona::Side::Positive) continue;
+            for (const auto& negative : result.samples)
+                if (negative.side == persona::Side::Negative && negative.question_index == positive.question_index &&
+                    negative.pair == positive.pair && negative.sample_index == positive.sample_index) {
+                    const bool keep = positive.trait_score && *positive.trait_score >= 50 && negative.trait_score &&
+                                      *negative.trait_score < 50 && *positive.coherence >= 50 && *negative.coherence >= 50;
+                    allowed += keep;
+                    QCOMPARE(positive.kept, keep);
+                    QCOMPARE(negative.kept, keep);
+                }
+        }
+        QCOMPARE(result.pairs.kept, allowed);
+        qInfo("%s: %zu of %zu pairs kept", name, result.pairs.kept, result.pairs.total);
     }
 };
 
