@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace persona {
 
@@ -38,6 +39,9 @@ struct ModelFacts {
     std::string dtype;                             // compute dtype, e.g. "bf16"
     std::uint64_t weight_bytes = 0;                // bytes of weights held by the engine
     std::uint64_t process_rss_bytes = 0;           // resident memory of the whole process
+    // persona::typical_residual_norms, l = 0..L: measured by the Engine when it loads a model
+    // (empty from read_model_facts and Model::load), the Steering slider's unit.
+    std::vector<double> typical_residual_norms;
 };
 
 // Facts read from a GGUF's metadata and tensor table; device, dtype and memory are left for

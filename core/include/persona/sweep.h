@@ -56,11 +56,22 @@ struct SweepCalibration {
 };
 
 // Measures the calibration for `vector` from the unsteered activations of `prompts` (each a
-// conversation rendered with the generation prompt); the GUI's slider can call this with its
-// own prompt. Throws persona::Error when the vector does not fit the model or prompts is empty.
+// conversation rendered with the generation prompt). Throws persona::Error when the vector does
+// not fit the model or prompts is empty.
 SweepCalibration measure_calibration(Model& model, const PersonaVector& vector,
                                      const std::vector<std::vector<ChatMessage>>& prompts,
                                      const CancelFn& cancelled = {});
+
+// mean |h_l| (l = 0..L) at the last token of each prompt, rendered with the generation prompt:
+// the denominator of the calibrated strength.
+std::vector<double> prompt_end_residual_norms(Model& model, const std::vector<std::vector<ChatMessage>>& prompts,
+                                              const CancelFn& cancelled = {});
+
+// prompt_end_residual_norms over a fixed set of everyday questions: what "one typical
+// activation" is for this model, independent of any one prompt, so a strength on the Steering
+// slider means the same alpha whatever the user types. The engine measures it at load
+// (ModelFacts::typical_residual_norms).
+std::vector<double> typical_residual_norms(Model& model, const CancelFn& cancelled = {});
 
 struct SweepAnswer {
     int question_index = 0;

@@ -3,6 +3,7 @@
 #include "persona/errors.h"
 #include "persona/model.h"
 #include "persona/process_memory.h"
+#include "persona/sweep.h"
 
 #include <torch/torch.h>
 
@@ -217,6 +218,8 @@ struct Engine::Impl {
     void load(const std::string& path, const ModelLoadOptions& load_options, const LoadCallbacks& callbacks,
               const JobContext& job) {
         auto loaded = Model::load(path, load_options, job.progress, job.cancelled);
+        // Part of the load, so a cancel or failure here leaves the old model in place too.
+        const std::vector<double> typical_norms = typical_residual_norms(*loaded, job.cancelled);
         model.reset();  // the old model goes only once the new one is ready
         model = std::move(loaded);
         {
@@ -224,6 +227,7 @@ struct Engine::Impl {
             device_name = model->device();
         }
         ModelFacts facts = model->facts();
+        facts.typical_residual_norms = typical_norms;
         facts.process_rss_bytes = read_process_memory().resident_bytes;
         if (callbacks.loaded) callbacks.loaded(facts);
     }

@@ -106,6 +106,7 @@ nlohmann::json to_json(const ModelFacts& f) {
         {"dtype", f.dtype},
         {"weight_bytes", f.weight_bytes},
         {"process_rss_bytes", f.process_rss_bytes},
+        {"typical_residual_norms", f.typical_residual_norms},
     };
 }
 

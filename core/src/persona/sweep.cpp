@@ -121,9 +121,8 @@ double SweepCalibration::coefficient(int layer, double calibrated_value) const {
     return calibrated_value / calibrated(layer, 1.0);
 }
 
-SweepCalibration measure_calibration(Model& model, const PersonaVector& vector,
-                                     const std::vector<std::vector<ChatMessage>>& prompts, const CancelFn& cancelled) {
-    check_vector_fits(vector, model);
+std::vector<double> prompt_end_residual_norms(Model& model, const std::vector<std::vector<ChatMessage>>& prompts,
+                                              const CancelFn& cancelled) {
     if (prompts.empty()) throw Error("calibration needs at least one prompt");
     std::vector<CaptureRow> rows;
     for (const auto& messages : prompts) {
@@ -134,10 +133,31 @@ SweepCalibration measure_calibration(Model& model, const PersonaVector& vector,
     }
     // The last prompt token does not depend on what follows it (causal attention), so the prompts
     // alone give the unsteered activations a steered answer starts from.
-    const CaptureResult capture = model.capture(rows, {}, cancelled);
+    return persona::mean_residual_norms(model.capture(rows, {}, cancelled));
+}
+
+std::vector<double> typical_residual_norms(Model& model, const CancelFn& cancelled) {
+    static const char* const questions[] = {
+        "What should I cook for dinner tonight?",
+        "How do I keep my houseplants alive?",
+        "Can you explain how a bicycle gear works?",
+        "What is a good way to start learning a new language?",
+        "How should I prepare for a job interview?",
+        "Why is the sky blue?",
+        "What are some tips for sleeping better?",
+        "How do I write a polite email to my landlord?",
+    };
+    std::vector<std::vector<ChatMessage>> prompts;
+    for (const char* question : questions) prompts.push_back({{"user", question}});
+    return prompt_end_residual_norms(model, prompts, cancelled);
+}
+
+SweepCalibration measure_calibration(Model& model, const PersonaVector& vector,
+                                     const std::vector<std::vector<ChatMessage>>& prompts, const CancelFn& cancelled) {
+    check_vector_fits(vector, model);
     SweepCalibration calibration;
     calibration.layer_count = vector.layer_count;
-    calibration.mean_residual_norms = persona::mean_residual_norms(capture);
+    calibration.mean_residual_norms = prompt_end_residual_norms(model, prompts, cancelled);
     for (int l = 0; l < vector.layer_count; ++l) calibration.vector_norms.push_back(vector.layer_norm(l));
     return calibration;
 }
