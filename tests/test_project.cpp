@@ -102,7 +102,8 @@ persona::Project sample_project() {
     failed.pairs.kept = 0;
     failed.diagnostics.clear();
     project.add_run(failed, nullptr);  // a run that kept nothing is still recorded
-    project.settings.steering = {key, 2, -3.5, persona::SteerPositions::All, persona::SteerOperation::Ablate, true};
+    project.settings.steering = {key, 2, -3.5, persona::SteerPositions::All, persona::SteerOperation::Ablate, true,
+                                 "Be brief.", "Is it safe?", 17, true, 0.9, 42};
     return project;
 }
 
@@ -198,7 +199,7 @@ void TestProject::vectorsAreBitExactAndSelfDescribing() {
     QVERIFY(std::signbit(back.values[0]));
 
     const std::string text = read_text(folder / "project.json");
-    QVERIFY2(text.rfind("{\n  \"schema\": \"persona-workbench/project\",\n  \"schema_version\": 2,", 0) == 0,
+    QVERIFY2(text.rfind("{\n  \"schema\": \"persona-workbench/project\",\n  \"schema_version\": 3,", 0) == 0,
              "project.json is pretty-printed and starts with its schema");
     for (const char* needle : {"\"layer_convention\": \"hidden_states: index 0 = embeddings, l = output of block l-1\"",
                                "\"sign_convention\": \"positive minus negative", "\"sha256\": \"aaaa",
@@ -235,7 +236,7 @@ void TestProject::damagedProjectsGiveClearErrors_data() {
     QTest::newRow("array") << "array" << "the top level is an array";
     QTest::newRow("trait file") << "trait" << "is a \"persona-workbench/trait\" file, not a project";
     QTest::newRow("no schema") << "no schema" << "not a Persona Workbench project";
-    QTest::newRow("future") << "future" << "schema_version 3 is newer than this Persona Workbench reads";
+    QTest::newRow("future") << "future" << "schema_version 4 is newer than this Persona Workbench reads";
     QTest::newRow("version 0") << "version 0" << "versions start at 1";
     QTest::newRow("missing key") << "missing prompts" << "missing key \"prompts\"";
     QTest::newRow("wrong type") << "counts string" << "runs[0].counts.pairs_kept must be a whole number, not a string";
@@ -271,7 +272,7 @@ void TestProject::damagedProjectsGiveClearErrors() {
     else if (what == "trait") damaged = persona::to_json(persona::load_builtin_trait("evil")).dump();
     else {
         if (what == "no schema") json.erase("schema");
-        if (what == "future") json["schema_version"] = 3;
+        if (what == "future") json["schema_version"] = 4;
         if (what == "version 0") json["schema_version"] = 0;
         if (what == "missing prompts") json.erase("prompts");
         if (what == "counts string") json["runs"][0]["counts"]["pairs_kept"] = "31";
@@ -386,6 +387,11 @@ void TestProject::migratesSchemaVersion1() {
     QCOMPARE(project.prompts[1].messages[0].role, std::string("user"));
     QCOMPARE(project.settings.steering.coefficient, 2.5);
     QCOMPARE(project.settings.steering.layer, 1);
+    // Version 3's Steering setup: the first prompt, sampled as the panel then did.
+    QCOMPARE(project.settings.steering.system_prompt, std::string("You are a helpful assistant."));
+    QCOMPARE(project.settings.steering.prompt, std::string("How should I treat a stray dog?"));
+    QVERIFY(project.settings.steering.sample);
+    QCOMPARE(project.settings.steering.temperature, 0.7);
     QCOMPARE(project.vectors.size(), std::size_t(1));
     const auto& vector = project.vectors.begin()->second;
     QCOMPARE(vector.layer_count, 3);
@@ -393,11 +399,11 @@ void TestProject::migratesSchemaVersion1() {
     QVERIFY(std::isinf(project.runs[0].diagnostics[1].effect_size));
     QCOMPARE(project.created, std::string("2025-01-10T09:00:00Z"));
 
-    // Saving writes version 2, which reads back the same.
+    // Saving writes the newest version, which reads back the same.
     const fs::path copy = root() / "migrated.persona";
     persona::write_project(copy.string(), project);
     const std::string text = read_text(copy / "project.json");
-    QVERIFY(text.find("\"schema_version\": 2") != std::string::npos);
+    QVERIFY(text.find("\"schema_version\": 3") != std::string::npos);
     QVERIFY(text.find("\"alpha\"") == std::string::npos);
     QVERIFY(persona::read_project(copy.string()) == project);
 }

@@ -16,7 +16,8 @@
 //   traits   [trait objects as trait.h writes them]
 //   prompts  [{name, messages: [{role: system|user|assistant, content}]}]
 //   settings {extraction: {...ExtractionSettings, aggregate}, steering: {vector, layer,
-//             coefficient, positions, operation, preserve_norm}}
+//             coefficient, positions, operation, preserve_norm, system_prompt, prompt,
+//             max_new_tokens, sample, temperature, seed}}
 //   runs     [{trait, vector, aggregate, model: {name, file, sha256, file_bytes}, started,
 //             finished, settings: {...}, counts: {...}, suggested_layer, layers: [...]}]
 //   vectors  [{file: "vectors/x.safetensors", trait, aggregate, layers, hidden_size}]
@@ -24,6 +25,8 @@
 //   1: a prompt was {name, system, user} (one turn) and steering's strength was "alpha".
 //   2: a prompt is a conversation {name, messages}, for multi-turn heat maps; "alpha" became
 //      "coefficient", the word the Steering panel and docs/method.md use.
+//   3: steering keeps the Steering panel's whole setup: its prompt and sampling too, so a
+//      reopened project shows what was being demonstrated.
 #include "persona/extraction.h"
 #include "persona/fingerprint.h"
 #include "persona/model_facts.h"
@@ -41,7 +44,7 @@
 namespace persona {
 
 constexpr const char* kProjectSchemaName = "persona-workbench/project";
-constexpr int kProjectSchemaVersion = 2;
+constexpr int kProjectSchemaVersion = 3;
 constexpr const char* kProjectFileName = "project.json";
 constexpr const char* kProjectVectorFolder = "vectors";
 constexpr const char* kProjectExtension = ".persona";
@@ -64,10 +67,16 @@ struct Prompt {
 struct SteeringSettings {
     std::string vector;  // a key of Project::vectors ("vectors/evil.safetensors"), or ""
     int layer = -1;      // hidden_states index; -1: the vector's suggested layer
-    double coefficient = 0;
+    double coefficient = 0;  // raw alpha; the panel shows it as a calibrated strength
     SteerPositions positions = SteerPositions::Response;
     SteerOperation operation = SteerOperation::Add;
     bool preserve_norm = false;
+    std::string system_prompt = "You are a helpful assistant.";
+    std::string prompt;  // "": the panel keeps its own
+    int max_new_tokens = 48;
+    bool sample = false;  // false: greedy, what a demo wants (a small change is then steering, not noise)
+    double temperature = 0.7;  // when sampling
+    std::uint64_t seed = 1;
 };
 
 struct ProjectSettings {

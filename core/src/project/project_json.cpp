@@ -92,11 +92,15 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
     return json;
 }
 
+// Sampling values a project may hold, for the extraction and the Steering panel alike.
+constexpr long long kMaxNewTokensInFile = 1 << 20;
+constexpr double kMaxTemperatureInFile = 100;
+
 ExtractionSettings extraction_settings_from(JsonObjectReader& r) {
     ExtractionSettings s;
     s.samples_per_question = int(r.integer("samples_per_question", 1, 1 << 20));
-    s.max_new_tokens = int(r.integer("max_new_tokens", 1, 1 << 20));
-    s.temperature = float(r.number("temperature", 0, 100));
+    s.max_new_tokens = int(r.integer("max_new_tokens", 1, kMaxNewTokensInFile));
+    s.temperature = float(r.number("temperature", 0, kMaxTemperatureInFile));
     s.top_p = float(r.number("top_p", 0, 1));
     s.seed = r.unsigned_integer("seed");
     s.batch_size = int(r.integer("batch_size", 1, 1 << 20));
@@ -241,6 +245,38 @@ Json migrate_1_to_2(Json json, const std::string& source) {
     return json;
 }
 
+// v2 -> v3: steering gains the panel's prompt and sampling; a v2 project's first prompt was what
+// the panel showed on open, and it sampled at temperature 0.7.
+Json migrate_2_to_3(Json json) {
+    if (!json.contains("settings") || !json["settings"].is_object() || !json["settings"].contains("steering") ||
+        !json["settings"]["steering"].is_object()) {
+        json["schema_version"] = 3;
+        return json;  // the v3 reader names what is missing
+    }
+    Json& steering = json["settings"]["steering"];
+    const SteeringSettings defaults;
+    steering["system_prompt"] = defaults.system_prompt;
+    steering["prompt"] = "";
+    if (json.contains("prompts") && json["prompts"].is_array() && !json["prompts"].empty() &&
+        json["prompts"][0].is_object() && json["prompts"][0].contains("messages") && json["prompts"][0]["messages"].is_array()) {
+        std::string system, user;
+        for (const Json& message : json["prompts"][0]["messages"]) {
+            if (!message.is_object() || !message.contains("content") || !message["content"].is_string()) continue;
+            const std::string role = message.value("role", "");
+            if (role == "system" && system.empty()) system = message["content"];
+            if (role == "user") user = message["content"];
+        }
+        steering["system_prompt"] = system;
+        steering["prompt"] = user;
+    }
+    steering["max_new_tokens"] = defaults.max_new_tokens;
+    steering["sample"] = true;
+    steering["temperature"] = defaults.temperature;
+    steering["seed"] = defaults.seed;
+    json["schema_version"] = 3;
+    return json;
+}
+
 }  // namespace
 
 namespace detail {
@@ -295,6 +331,12 @@ nlohmann::ordered_json to_json(const Project& project) {
     steering["positions"] = steer_positions_name(s.positions);
     steering["operation"] = steer_operation_name(s.operation);
     steering["preserve_norm"] = s.preserve_norm;
+    steering["system_prompt"] = s.system_prompt;
+    steering["prompt"] = s.prompt;
+    steering["max_new_tokens"] = s.max_new_tokens;
+    steering["sample"] = s.sample;
+    steering["temperature"] = s.temperature;
+    steering["seed"] = s.seed;
     json["settings"] = {{"extraction", std::move(extraction)}, {"steering", std::move(steering)}};
     OrderedJson runs = OrderedJson::array();
     for (const RunResult& run : project.runs) runs.push_back(run_json(run));
@@ -380,6 +422,12 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
         s.positions = enum_from(steering, "positions", steer_positions_from_name, steer_positions_names);
         s.operation = enum_from(steering, "operation", steer_operation_from_name, steer_operation_names);
         s.preserve_norm = steering.boolean("preserve_norm");
+        s.system_prompt = steering.string("system_prompt");
+        s.prompt = steering.string("prompt");
+        s.max_new_tokens = int(steering.integer("max_new_tokens", 1, kMaxNewTokensInFile));
+        s.sample = steering.boolean("sample");
+        s.temperature = steering.number("temperature", 0, kMaxTemperatureInFile);
+        s.seed = steering.unsigned_integer("seed");
         steering.finish(kUnknownKeyHint);
         settings.finish(kUnknownKeyHint);
     }
@@ -441,6 +489,7 @@ nlohmann::json migrate_project_json(nlohmann::json json, const std::string& sour
         fail(source, "schema_version " + version->dump() + " is newer than this Persona Workbench reads (up to " +
                          std::to_string(kProjectSchemaVersion) + "); update Persona Workbench to open this project");
     if (number == 1) json = migrate_1_to_2(std::move(json), source);
+    if (number <= 2) json = migrate_2_to_3(std::move(json));
     return json;
 }
 
