@@ -4,14 +4,24 @@
 #include "shell/engine_client.h"
 #include "panels/extraction_panel.h"
 #include "panels/steering_panel.h"
+#include "engine_fixture.h"
 #include "test_support.h"
 #include "panels/traits_panel.h"
 #include "shell/main_window.h"
 #include "persona/project.h"
 #include "shell/project_controller.h"
 #include "panels/welcome_panel.h"
+#include "panels/heat_map_panel.h"
+#include "widgets/vector_choice.h"
 
 #include <QAction>
+#include <QCheckBox>
+#include <QComboBox>
+#include <QCryptographicHash>
+#include <QDirIterator>
+#include <QPlainTextEdit>
+#include <QSlider>
+#include <QSpinBox>
 #include <QDir>
 #include <QFile>
 #include <QListWidget>
@@ -83,6 +93,26 @@ void fill(ProjectController& controller) {
     controller.setSettings(settings);
 }
 
+// Every file under `folder` with its SHA-256.
+std::map<QString, QByteArray> folderHashes(const QString& folder) {
+    std::map<QString, QByteArray> hashes;
+    QDirIterator files(folder, QDir::Files | QDir::Hidden, QDirIterator::Subdirectories);
+    while (files.hasNext()) {
+        QFile file(files.next());
+        if (file.open(QIODevice::ReadOnly))
+            hashes[file.fileName()] = QCryptographicHash::hash(file.readAll(), QCryptographicHash::Sha256);
+    }
+    return hashes;
+}
+
+QString exampleFolder(MainWindow& window, const QString& name) {
+    QListWidget* examples = window.welcomePanel()->examplesList();
+    for (int i = 0; i < examples->count(); ++i)
+        if (examples->item(i)->data(Qt::UserRole).toString().endsWith("/" + name + ".persona"))
+            return examples->item(i)->data(Qt::UserRole).toString();
+    return {};
+}
+
 int recoveryNotes() {
     return QDir(ProjectController::recoveryFolder()).entryList({"*.json"}, QDir::Files).size();
 }
@@ -102,10 +132,16 @@ private slots:
     void staleAndDeclinedRecoveriesAreDropped();
     void corruptProjectKeepsTheCurrentOne();
     void panelsShowAndEditTheProject();
+    void steeringSetupIsProjectState();
 
 private:
     QTemporaryDir dir_;
+    std::unique_ptr<EngineClient> engine_;  // the default model, loaded by the first function that needs it
     QString pathIn(const QString& name) const { return QDir(dir_.path()).filePath(name); }
+    EngineClient& loadedEngine() {
+        if (!engine_) engine_ = persona_test::loadedEngine();
+        return *engine_;
+    }
 };
 
 void TestProjectsUi::initTestCase() {
@@ -192,7 +228,8 @@ void TestProjectsUi::welcomeScreenOpensAnExample() {
     QTest::mouseClick(examples->viewport(), Qt::LeftButton, {}, examples->visualItemRect(evil).center());
 
     QVERIFY2(answers.errors.isEmpty(), qPrintable(answers.errors.join("\n")));
-    QVERIFY(window.projects()->path().endsWith("/evil.persona"));
+    // A copy, not the shipped folder: Save will ask where.
+    QVERIFY(window.projects()->path().isEmpty());
     QCOMPARE(window.projects()->project().traits.size(), std::size_t(3));
     QCOMPARE(window.projects()->project().vectors.begin()->second.hidden_size, 576);
     QVERIFY(!window.isWindowModified());
@@ -372,20 +409,11 @@ QTEST_MAIN(TestProjectsUi)
 // the Steering panel, a trait edited in the Traits tab and an extraction run from the Extraction
 // tab land in the project, and both survive a save and a reopen.
 void TestProjectsUi::panelsShowAndEditTheProject() {
-    EngineClient engine;
-    MainWindow window(&engine);
+    MainWindow window(&loadedEngine());
     Answers answers;
     ProjectController* projects = window.projects();
     projects->setQuestions(scripted(answers));
-    QSignalSpy loaded(&engine, &EngineClient::modelLoaded);
-    engine.loadModel(persona_test::defaultModelPath());
-    QVERIFY(loaded.wait(120000));
-
-    QString example;
-    QListWidget* examples = window.welcomePanel()->examplesList();
-    for (int i = 0; i < examples->count(); ++i)
-        if (examples->item(i)->data(Qt::UserRole).toString().endsWith("/evil.persona"))
-            example = examples->item(i)->data(Qt::UserRole).toString();
+    const QString example = exampleFolder(window, "evil");
     QVERIFY(!example.isEmpty());
     QVERIFY(projects->openProject(example));
     const persona::Project& opened = projects->project();
@@ -428,9 +456,16 @@ void TestProjectsUi::panelsShowAndEditTheProject() {
     settings.judge = persona::JudgeKind::None;
     extraction->setSettings(settings);
     const std::size_t runsBefore = projects->project().runs.size();
+    // Once Generate was pressed, the user's changes regenerate; a finished extraction is not one.
+    QSignalSpy generated(window.steeringPanel(), &SteeringPanel::generationFinished);
+    window.steeringPanel()->generate();
+    QVERIFY(generated.wait(120000));
+    QSignalSpy started(window.steeringPanel(), &SteeringPanel::generationStarted);
     QSignalSpy changed(projects, &ProjectController::projectChanged);
     extraction->run();
     QTRY_COMPARE_WITH_TIMEOUT(projects->project().runs.size(), runsBefore + 1, 300000);
+    QTest::qWait(600);
+    QCOMPARE(started.count(), 0);
     const persona::RunResult run = projects->project().runs.back();  // a copy: saving rewrites the project
     QCOMPARE(run.trait, std::string("impolite"));
     QCOMPARE(run.pairs.kept, std::size_t(2));
@@ -460,4 +495,79 @@ void TestProjectsUi::panelsShowAndEditTheProject() {
     QCOMPARE(back.suggested_layer, run.suggested_layer);
     QCOMPARE(back.diagnostics.size(), run.diagnostics.size());
     QCOMPARE(reopened.project().vectors.at(run.vector).values, projects->project().vectors.at(run.vector).values);
+}
+
+// The Steering setup is the project's: an example opens as a copy, every project vector is in
+// both pickers, the user's setup is saved (raw coefficient included) and comes back on reopen,
+// and neither Save As nor an open starts a generation. The shipped example stays as it was.
+void TestProjectsUi::steeringSetupIsProjectState() {
+    MainWindow window(&loadedEngine());
+    Answers answers;
+    ProjectController* projects = window.projects();
+    projects->setQuestions(scripted(answers));
+    const QString example = exampleFolder(window, "evil");
+    QVERIFY(!example.isEmpty());
+    const auto shipped = folderHashes(example);
+    QVERIFY(shipped.size() >= 4);
+    SteeringPanel* steering = window.steeringPanel();
+    QSignalSpy started(steering, &SteeringPanel::generationStarted);
+
+    QVERIFY(projects->openProject(example));
+    QVERIFY(projects->path().isEmpty());
+    QCOMPARE(started.count(), 0);
+    const persona::Project opened = projects->project();
+    QCOMPARE(opened.vectors.size(), std::size_t(3));
+    auto* steeringChoice = steering->findChild<QComboBox*>("vector_choice");
+    auto* heatChoice = window.heatMapPanel()->findChild<QComboBox*>("heat_vector_choice");
+    for (const auto& [key, vector] : opened.vectors) {
+        const QString name = VectorChoice::projectEntryName(QString::fromStdString(key));
+        QVERIFY2(steeringChoice->findText(name) >= 0, qPrintable(name));
+        QVERIFY2(heatChoice->findText(name) >= 0, qPrintable(name));
+    }
+    QCOMPARE(steering->settings().vector, opened.settings.steering.vector);
+    QCOMPARE(steering->coefficient(), opened.settings.steering.coefficient);
+
+    // Live: from here on the user's own changes regenerate.
+    QSignalSpy finished(steering, &SteeringPanel::generationFinished);
+    steering->findChild<QSpinBox*>("max_tokens")->setValue(4);
+    steering->generate();
+    QVERIFY(finished.wait(120000));
+
+    // The user's setup: another vector, a layer, a strength, a prompt, sampling.
+    const QString impolite = VectorChoice::projectEntryName("vectors/impolite.response_avg.safetensors");
+    steeringChoice->setCurrentIndex(steeringChoice->findText(impolite));
+    steering->findChild<QSpinBox*>("layer")->setValue(14);
+    steering->findChild<QSlider*>("strength_slider")->setValue(9);  // 0.45 (the example opens near 0.36)
+    steering->findChild<QPlainTextEdit*>("prompt")->setPlainText("Is my cat judging me?");
+    steering->findChild<QCheckBox*>("sample")->setChecked(true);
+    steering->findChild<QSpinBox*>("seed")->setValue(31);
+    QVERIFY(window.isWindowModified());
+    QTest::qWait(400);  // past the typing debounce: the changes regenerated
+    QTRY_VERIFY_WITH_TIMEOUT(!steering->generating(), 120000);
+    const persona::SteeringSettings chosen = steering->settings();
+    QCOMPARE(chosen.vector, std::string("vectors/impolite.response_avg.safetensors"));
+    QVERIFY(std::abs(steering->strength() - 0.45) < 1e-9);
+
+    // Save: an example asks for a folder (Save As), keeps the live setup and starts nothing.
+    answers.saveFolder = pathIn("my-evil");
+    started.clear();
+    QVERIFY(projects->save());
+    QVERIFY(projects->path().endsWith("my-evil.persona"));
+    QTest::qWait(600);
+    QCOMPARE(started.count(), 0);
+    QVERIFY(steering->settings() == chosen);
+    const persona::Project saved = persona::read_project(projects->path().toStdString());
+    QVERIFY(saved.settings.steering == chosen);
+    QCOMPARE(saved.settings.steering.coefficient, steering->coefficient());  // raw, exactly
+
+    // Closed and reopened: the setup comes back, and nothing generates.
+    QVERIFY(projects->newProject());
+    QVERIFY(projects->openProject(pathIn("my-evil.persona")));
+    QTest::qWait(600);
+    QCOMPARE(started.count(), 0);
+    QVERIFY(steering->settings() == chosen);
+    for (const auto& [key, vector] : opened.vectors)
+        QVERIFY(heatChoice->findText(VectorChoice::projectEntryName(QString::fromStdString(key))) >= 0);
+    QVERIFY2(answers.errors.isEmpty(), qPrintable(answers.errors.join("\n")));
+    QVERIFY(folderHashes(example) == shipped);
 }

@@ -1,16 +1,20 @@
 // The Steering panel on the real default model: one batched job streams an unsteered and a
-// steered row side by side, the heat maps grow with the tokens, and moving the coefficient
-// cancels and restarts the job, all without blocking the UI thread.
+// steered row side by side, the heat maps grow with the tokens, strength reads in calibrated
+// units, a user's change of steering regenerates the steered row alone (cancelling the job
+// before it), and what a program sets starts nothing, all without blocking the UI thread.
 #include "shell/engine_client.h"
 #include "persona/vector_files.h"
 #include "widgets/projection_heat_map.h"
 #include "panels/steering_panel.h"
+#include "persona/project.h"
 #include "engine_fixture.h"
 #include "test_support.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QLabel>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
@@ -72,6 +76,13 @@ class TestSteeringPanel : public QObject {
         return *textsAt8_;
     }
 
+    // |v_l| / typical |h_l| for the vector and layer chosen now.
+    double strengthScale() const {
+        const int layer = panel_->steeredLayer();
+        return norm(panel_->currentVector()->layer(layer)) /
+               engine_->facts()->typical_residual_norms[static_cast<std::size_t>(layer)];
+    }
+
 private slots:
     void initTestCase() {
         engine_ = persona_test::loadedEngine();
@@ -89,11 +100,34 @@ private slots:
         QCOMPARE(panel_->steeredLayer(), 20);  // two thirds of 30 blocks
         QVERIFY(panel_->currentVector() != nullptr);
         QVERIFY(panel_->findChild<QComboBox*>("vector_choice")->currentText().startsWith("Random direction"));
-        // Slider and spin box are one value in two widgets.
-        panel_->findChild<QSlider*>("coefficient_slider")->setValue(-37);
-        QCOMPARE(panel_->coefficient(), -3.7);
+        // Greedy unless the user asks for sampling.
+        QVERIFY(!panel_->findChild<QCheckBox*>("sample")->isChecked());
+        QVERIFY(!panel_->findChild<QDoubleSpinBox*>("temperature")->isEnabled());
+
+        // Strength is calibrated: coefficient x |v_l| / typical |h_l| at the steered layer, so
+        // slider, strength box and coefficient box are one value in three widgets.
+        const auto& norms = engine_->facts()->typical_residual_norms;
+        QCOMPARE(static_cast<int>(norms.size()), engine_->facts()->layers + 1);
+        const double scale = strengthScale();
+        QVERIFY2(scale > 0.01 && scale < 1, qPrintable(QString::number(scale)));
+        auto* slider = panel_->findChild<QSlider*>("strength_slider");
+        slider->setValue(-10);  // 0.05 a step
+        QVERIFY(std::abs(panel_->strength() - -0.5) < 1e-9);
+        QVERIFY(std::abs(panel_->coefficient() - -0.5 / scale) < 1e-9);
+        QCOMPARE(panel_->findChild<QDoubleSpinBox*>("strength")->value(), -0.5);
         panel_->setCoefficient(2.5);
-        QCOMPARE(panel_->findChild<QSlider*>("coefficient_slider")->value(), 25);
+        QCOMPARE(panel_->coefficient(), 2.5);
+        QCOMPARE(slider->value(), static_cast<int>(std::lround(2.5 * scale * 20)));
+        QCOMPARE(panel_->findChild<QDoubleSpinBox*>("coefficient")->value(), 2.5);
+
+        // Another layer keeps the strength, and the coefficient follows.
+        auto* layer = panel_->findChild<QSpinBox*>("layer");
+        const double strength = panel_->strength();
+        layer->setValue(10);
+        QVERIFY(std::abs(panel_->strength() - strength) < 1e-9);
+        QVERIFY(std::abs(panel_->coefficient() - strength / strengthScale()) < 1e-9);
+        QVERIFY(std::abs(panel_->coefficient() - 2.5) > 0.1);
+        layer->setValue(20);
     }
 
     void steeredAndUnsteeredStreamSideBySide() {
@@ -160,20 +194,22 @@ private slots:
     void movingTheSliderCancelsAndRestarts() {
         // What coefficient 8 gives when nothing interrupts it.
         const auto [unsteered, steered] = textsAt8();
-        QVERIFY(runToEnd());  // live: input changes now regenerate
+        QVERIFY(runToEnd());  // live: the user's changes now regenerate
+        auto* coefficient = panel_->findChild<QDoubleSpinBox*>("coefficient");
 
         QSignalSpy started(panel_.get(), &SteeringPanel::generationStarted);
         QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
         QSignalSpy stopped(panel_.get(), &SteeringPanel::generationStopped);
-        // After a generation, a changed input regenerates by itself (debounced).
-        panel_->setCoefficient(-3.0);
+        // After a generation, the user's change regenerates by itself.
+        coefficient->setValue(-3.0);
         QVERIFY(started.wait(5000));
         const persona::JobHandle first = panel_->job();
         QVERIFY(first);
-        QTRY_VERIFY_WITH_TIMEOUT(panel_->tokenCount(SteeringPanel::Steered) >= 1, kGenerationTimeoutMs);
-        panel_->findChild<QSlider*>("coefficient_slider")->setValue(80);
+        QTRY_VERIFY_WITH_TIMEOUT(panel_->job().state() == persona::JobState::running || !panel_->generating(),
+                                 kGenerationTimeoutMs);
+        coefficient->setValue(8.0);
 
-        // The slider starts a second job and cancels the first, its own; only the second's
+        // The change starts a second job and cancels the first, its own; only the second's
         // result is shown (with fast kernels the first may have finished before the cancel).
         QTRY_COMPARE_WITH_TIMEOUT(started.count(), 2, kGenerationTimeoutMs);
         QVERIFY(panel_->job() != first);
@@ -189,6 +225,73 @@ private slots:
         QCOMPARE(panel_->paneText(SteeringPanel::Unsteered), unsteered);
         QCOMPARE(panel_->paneText(SteeringPanel::Steered), steered);
         QVERIFY(!engine_->busy());
+    }
+
+    // The slider's answer: only the steered row is generated again; the unsteered text and its
+    // tokens stay, and the old steered text stays until the new one arrives.
+    void aSteeringChangeRegeneratesOnlyTheSteeredRow() {
+        const QString prompt = panel_->findChild<QPlainTextEdit*>("prompt")->toPlainText();
+        panel_->setPrompt(QStringLiteral("Describe your ideal weekend."));  // the unsteered row must be made anew
+        panel_->setCoefficient(0.0);
+        QVERIFY(runToEnd());
+        QCOMPARE(panel_->lastJobRows(), 2);
+        const QString unsteered = panel_->paneText(SteeringPanel::Unsteered);
+        const int unsteeredTokens = panel_->tokenCount(SteeringPanel::Unsteered);
+        const QString steeredBefore = panel_->paneText(SteeringPanel::Steered);
+        QCOMPARE(steeredBefore, unsteered);  // strength 0, greedy
+
+        QSignalSpy started(panel_.get(), &SteeringPanel::generationStarted);
+        QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
+        auto* slider = panel_->findChild<QSlider*>("strength_slider");
+        slider->setValue(slider->value() + 30);  // +1.5: a user's move
+        QVERIFY(started.wait(2000));
+        QCOMPARE(panel_->lastJobRows(), 1);
+        QCOMPARE(panel_->paneText(SteeringPanel::Steered), steeredBefore);  // greyed, until new tokens
+        QVERIFY(finished.wait(kGenerationTimeoutMs));
+        QCOMPARE(panel_->paneText(SteeringPanel::Unsteered), unsteered);
+        QCOMPARE(panel_->tokenCount(SteeringPanel::Unsteered), unsteeredTokens);
+        QVERIFY2(panel_->paneText(SteeringPanel::Steered) != steeredBefore, qPrintable(panel_->paneText(SteeringPanel::Steered)));
+        QVERIFY(panel_->findChild<QLabel*>("steered_title")->text().contains("strength 1.50"));
+
+        // A change the unsteered row depends on regenerates both.
+        panel_->findChild<QPlainTextEdit*>("prompt")->setPlainText(prompt);
+        QVERIFY(started.wait(5000));
+        QCOMPARE(panel_->lastJobRows(), 2);
+        QVERIFY(finished.wait(kGenerationTimeoutMs));
+        QVERIFY(panel_->paneText(SteeringPanel::Unsteered) != unsteered);
+    }
+
+    // What a program sets (a project opened, an extraction's vector, a saved setup) starts no
+    // generation and is not a user's edit, even once Generate has been pressed.
+    void programChangesStartNothing() {
+        QVERIFY(runToEnd());
+        const persona::SteeringSettings before = panel_->settings();
+        QSignalSpy started(panel_.get(), &SteeringPanel::generationStarted);
+        QSignalSpy edited(panel_.get(), &SteeringPanel::setupEdited);
+        persona::PersonaVector vector = *panel_->currentVector();
+        vector.trait = "extracted";
+        for (float& value : vector.values) value *= 0.5f;
+        QVERIFY(panel_->useVector(vector, "extracted (last extraction)", 12));
+        panel_->setProjectVectors({{"vectors/extracted.response_avg.safetensors", vector}});
+        panel_->setCoefficient(3.0);
+        panel_->setStrength(0.25);
+        panel_->setPrompt(QStringLiteral("Another prompt"));
+        persona::SteeringSettings saved = before;
+        saved.vector = "vectors/extracted.response_avg.safetensors";
+        saved.seed = 9;
+        saved.sample = true;
+        panel_->applySettings(saved);
+        QCOMPARE(panel_->settings().vector, saved.vector);
+        QCOMPARE(panel_->settings().seed, std::uint64_t(9));
+        QTest::qWait(600);  // longer than the typing debounce
+        QCOMPARE(started.count(), 0);
+        QCOMPARE(edited.count(), 0);
+        QVERIFY(!panel_->generating());
+
+        panel_->setProjectVectors({});
+        panel_->useRandomDirection();
+        panel_->applySettings(before);
+        QCOMPARE(started.count(), 0);
     }
 
     void lateTokensOfAReplacedJobAreIgnored() {
@@ -209,6 +312,8 @@ private slots:
     }
 
     void stopCancelsTheGeneration() {
+        const QString prompt = panel_->findChild<QPlainTextEdit*>("prompt")->toPlainText();
+        panel_->setPrompt(QStringLiteral("Tell me about the sea."));  // both rows are generated
         QSignalSpy stopped(panel_.get(), &SteeringPanel::generationStopped);
         QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
         panel_->generate();
@@ -219,13 +324,15 @@ private slots:
         QVERIFY(!panel_->generating());
         QVERIFY(panel_->tokenCount(SteeringPanel::Unsteered) < kMaxTokens);
         QTRY_VERIFY(!engine_->busy());
+        panel_->setPrompt(prompt);
     }
 
-    void sweepShowsOneColumnPerCoefficient() {
+    void sweepShowsOneColumnPerStrength() {
         const auto [unsteeredAt8, steeredAt8] = textsAt8();
         QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
-        panel_->setSweepCoefficients("-8, 0, 8");
-        QCOMPARE(panel_->sweepCoefficients(), (std::vector<double>{-8, 0, 8}));
+        const double at8 = 8 * strengthScale();  // the strength of coefficient 8
+        panel_->setSweepStrengths(QStringLiteral("%1, 0, %2").arg(-at8, 0, 'g', 17).arg(at8, 0, 'g', 17));
+        QCOMPARE(panel_->sweepStrengths(), (std::vector<double>{-at8, 0, at8}));
         int ticksWhileSweeping = 0;
         QTimer heartbeat;
         connect(&heartbeat, &QTimer::timeout, [&] {
@@ -243,23 +350,23 @@ private slots:
         QCOMPARE(panel_->sweepColumnCoefficient(0), -8.0);
         QCOMPARE(panel_->sweepColumnCoefficient(1), 0.0);
         QCOMPARE(panel_->sweepColumnCoefficient(2), 8.0);
-        // Same prompt, seed and sampling as the side-by-side run: coefficient 0 is the
-        // unsteered text, 8 the text steered at 8.
+        // Same prompt, seed and sampling as the side-by-side run: strength 0 is the unsteered
+        // text, the strength of coefficient 8 the text steered at 8.
         QCOMPARE(panel_->sweepColumnText(1), unsteeredAt8);
         QCOMPARE(panel_->sweepColumnText(2), steeredAt8);
         QVERIFY(panel_->sweepColumnText(0) != unsteeredAt8);
 
         // Not numbers: a message, no job.
         QSignalSpy started(panel_.get(), &SteeringPanel::generationStarted);
-        panel_->setSweepCoefficients("-8, lots");
-        QVERIFY(panel_->sweepCoefficients().empty());
+        panel_->setSweepStrengths("-1, lots");
+        QVERIFY(panel_->sweepStrengths().empty());
         panel_->sweep();
         QCOMPARE(started.count(), 0);
         QVERIFY(panel_->findChild<QLabel*>("steering_message")->text().contains("list of numbers"));
 
         // A sweep can be stopped like any generation.
         QSignalSpy stopped(panel_.get(), &SteeringPanel::generationStopped);
-        panel_->setSweepCoefficients("-4 4");
+        panel_->setSweepStrengths("-0.5 0.5");
         panel_->sweep();
         QCOMPARE(panel_->sweepColumnCount(), 2);
         QTRY_VERIFY_WITH_TIMEOUT(panel_->sweepColumnTokens(0) >= 1, kGenerationTimeoutMs);

@@ -221,6 +221,12 @@ void HeatMapPanel::setExtraction(const persona::Trait& trait, const persona::Ext
 
 bool HeatMapPanel::selectVector(const QString& name) { return vectorChoice_->select(name); }
 
+void HeatMapPanel::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
+    vectorChoice_->setProjectVectors(vectors);
+}
+
+bool HeatMapPanel::selectProjectVector(const QString& key) { return vectorChoice_->selectProjectVector(key); }
+
 const persona::PersonaVector* HeatMapPanel::currentVector() const { return vectorChoice_->current(); }
 
 void HeatMapPanel::setConversation(const QString& system, const QString& user, const QString& assistant) {

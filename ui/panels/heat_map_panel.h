@@ -8,7 +8,9 @@
 #include <QWidget>
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 class ProjectionHeatMap;
@@ -38,6 +40,9 @@ public:
     void setExtraction(const persona::Trait& trait, const persona::ExtractionResult& result);
     const persona::PersonaVector* currentVector() const;
     bool selectVector(const QString& name);
+    // The open project's vectors in the vector choice (VectorChoice::setProjectVectors).
+    void setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors);
+    bool selectProjectVector(const QString& key);
 
     void setConversation(const QString& system, const QString& user, const QString& assistant);
     // Fills the conversation from sample `index` of the last extraction (its system prompt,

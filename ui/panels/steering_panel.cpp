@@ -3,9 +3,12 @@
 #include "widgets/diverging_colors.h"
 #include "shell/engine_client.h"
 #include "widgets/projection_heat_map.h"
+#include "widgets/strength_control.h"
 #include "widgets/vector_choice.h"
+#include "persona/project.h"
 #include "persona/vector_files.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
@@ -21,7 +24,6 @@
 #include <QPushButton>
 #include <QScrollBar>
 #include <QSignalBlocker>
-#include <QSlider>
 #include <QSpinBox>
 #include <QTextCursor>
 #include <QTextEdit>
@@ -32,10 +34,7 @@
 #include <random>
 
 namespace {
-// The slider moves in tenths: an int slider of -80..80 is a coefficient of -8..8.
-constexpr int kSliderStepsPerUnit = 10;
-constexpr double kMaxCoefficient = 8.0;
-constexpr int kDebounceMs = 250;
+constexpr int kDebounceMs = 250;  // typing a prompt: regenerate once the user pauses
 // Repainting three plots and two panes per token steals CPU from the model on a small
 // machine; ten times a second still looks like streaming.
 constexpr int kRefreshMs = 100;
@@ -43,13 +42,6 @@ constexpr int kRefreshMs = 100;
 constexpr unsigned kRandomDirectionSeed = 20240607;
 // Shown on the vector choice: it is the only honest name for it.
 const char* const kRandomDirectionName = QT_TRANSLATE_NOOP("SteeringPanel", "Random direction (not a trait)");
-
-double maxAbs(const std::vector<std::vector<float>>& columns, double start = 0.0) {
-    double largest = start;
-    for (const auto& column : columns)
-        for (float value : column) largest = std::max(largest, std::abs(static_cast<double>(value)));
-    return largest;
-}
 
 QString operationName(persona::SteerOperation operation) {
     return QString::fromLatin1(persona::steer_operation_name(operation));
@@ -99,29 +91,24 @@ void SteeringPanel::buildInputs() {
     for (const persona::SteerOperation operation : {persona::SteerOperation::Add, persona::SteerOperation::Ablate})
         operation_->addItem(operationName(operation), static_cast<int>(operation));
 
-    coefficientSlider_ = new QSlider(Qt::Horizontal, this);
-    coefficientSlider_->setObjectName("coefficient_slider");
-    const int sliderEnd = static_cast<int>(kMaxCoefficient) * kSliderStepsPerUnit;
-    coefficientSlider_->setRange(-sliderEnd, sliderEnd);
-    coefficientSlider_->setTickPosition(QSlider::TicksBelow);
-    coefficientSlider_->setTickInterval(kSliderStepsPerUnit);
-    coefficient_ = new QDoubleSpinBox(this);
-    coefficient_->setObjectName("coefficient");
-    coefficient_->setRange(-kMaxCoefficient, kMaxCoefficient);
-    coefficient_->setDecimals(1);
-    coefficient_->setSingleStep(0.1);
-    coefficient_->setToolTip(tr("alpha: the steered row adds alpha times the vector at the layer"));
+    strength_ = new StrengthControl(this);
+    strength_->setObjectName("strength_control");
 
     maxTokens_ = new QSpinBox(this);
     maxTokens_->setObjectName("max_tokens");
     maxTokens_->setRange(1, 1024);
     maxTokens_->setValue(48);
+    // Greedy by default: then a small change of strength changes the text through steering
+    // alone, not through sampling noise.
+    sample_ = new QCheckBox(tr("Sample"), this);
+    sample_->setObjectName("sample");
+    sample_->setToolTip(tr("Unticked: greedy decoding, the same text every time. Ticked: sampling at this temperature"));
     temperature_ = new QDoubleSpinBox(this);
     temperature_->setObjectName("temperature");
-    temperature_->setRange(0.0, 2.0);
+    temperature_->setRange(0.05, 2.0);
     temperature_->setSingleStep(0.1);
     temperature_->setValue(0.7);
-    temperature_->setToolTip(tr("0 is greedy"));
+    temperature_->setEnabled(false);
     seed_ = new QSpinBox(this);
     seed_->setObjectName("seed");
     seed_->setRange(0, 1'000'000'000);
@@ -134,14 +121,14 @@ void SteeringPanel::buildInputs() {
     stopButton_ = new QPushButton(tr("Stop"), this);
     stopButton_->setObjectName("stop_generation");
     stopButton_->setEnabled(false);
-    sweepList_ = new QLineEdit(QStringLiteral("-8, -4, 0, 4, 8"), this);
-    sweepList_->setObjectName("sweep_coefficients");
-    sweepList_->setToolTip(tr("Coefficients of the sweep, separated by commas: one column each, same prompt and seed"));
-    sweepList_->setMaximumWidth(sweepList_->fontMetrics().horizontalAdvance(QStringLiteral("-8, -4, -2, 0, 2, 4, 8")) + 16);
+    sweepList_ = new QLineEdit(QStringLiteral("-1, -0.5, 0, 0.5, 1"), this);
+    sweepList_->setObjectName("sweep_strengths");
+    sweepList_->setToolTip(tr("Strengths of the sweep, separated by commas: one column each, same prompt and seed"));
+    sweepList_->setMaximumWidth(sweepList_->fontMetrics().horizontalAdvance(QStringLiteral("-1, -0.5, -0.25, 0, 0.25, 0.5, 1")) + 16);
     sweepButton_ = new QPushButton(tr("Sweep"), this);
     sweepButton_->setObjectName("sweep_button");
     sweepButton_->setEnabled(false);
-    sweepButton_->setToolTip(tr("One batched generation per coefficient in the list, shown side by side"));
+    sweepButton_->setToolTip(tr("One batched generation per strength in the list, shown side by side"));
 
     auto label = [this](const QString& text) { return new QLabel(text, this); };
     inputs->addWidget(label(tr("System")), 0, 0);
@@ -161,23 +148,19 @@ void SteeringPanel::buildInputs() {
     inputs->addLayout(vectorRow, 0, 2);
     inputs->addLayout(whereRow, 1, 2);
 
-    auto* coefficientRow = new QHBoxLayout;
-    coefficientRow->addWidget(label(tr("Coefficient")));
-    coefficientRow->addWidget(label(QString::number(-kMaxCoefficient)));
-    coefficientRow->addWidget(coefficientSlider_, 1);
-    coefficientRow->addWidget(label(QStringLiteral("+%1").arg(kMaxCoefficient)));
-    coefficientRow->addWidget(coefficient_);
-    coefficientRow->addSpacing(12);
-    coefficientRow->addWidget(label(tr("Max tokens")));
-    coefficientRow->addWidget(maxTokens_);
-    coefficientRow->addWidget(label(tr("Temperature")));
-    coefficientRow->addWidget(temperature_);
-    coefficientRow->addWidget(label(tr("Seed")));
-    coefficientRow->addWidget(seed_);
-    coefficientRow->addSpacing(12);
-    coefficientRow->addWidget(generateButton_);
-    coefficientRow->addWidget(stopButton_);
-    inputs->addLayout(coefficientRow, 2, 0, 1, 3);
+    auto* strengthRow = new QHBoxLayout;
+    strengthRow->addWidget(strength_, 1);
+    strengthRow->addSpacing(12);
+    strengthRow->addWidget(label(tr("Max tokens")));
+    strengthRow->addWidget(maxTokens_);
+    strengthRow->addWidget(sample_);
+    strengthRow->addWidget(temperature_);
+    strengthRow->addWidget(label(tr("Seed")));
+    strengthRow->addWidget(seed_);
+    strengthRow->addSpacing(12);
+    strengthRow->addWidget(generateButton_);
+    strengthRow->addWidget(stopButton_);
+    inputs->addLayout(strengthRow, 2, 0, 1, 3);
 
     inputs->setColumnStretch(1, 3);
     inputs->setColumnStretch(2, 2);
@@ -189,7 +172,7 @@ void SteeringPanel::buildInputs() {
     // The sweep shares the message's row: the inputs above have no width to spare.
     auto* messageRow = new QHBoxLayout;
     messageRow->addWidget(message_, 1);
-    messageRow->addWidget(label(tr("Sweep coefficients")));
+    messageRow->addWidget(label(tr("Sweep strengths")));
     messageRow->addWidget(sweepList_);
     messageRow->addWidget(sweepButton_);
     static_cast<QVBoxLayout*>(layout())->addLayout(messageRow);
@@ -232,35 +215,27 @@ void SteeringPanel::buildPanes() {
     static_cast<QVBoxLayout*>(layout())->addWidget(views_, 1);
 }
 
-void SteeringPanel::buildSweepView() {
-    auto* scroll = new QScrollArea(views_);
-    scroll->setObjectName("sweep_view");
-    scroll->setWidgetResizable(true);
-    sweepColumnsHost_ = new QWidget;
-    sweepColumnsLayout_ = new QHBoxLayout(sweepColumnsHost_);
-    sweepColumnsLayout_->setContentsMargins(0, 0, 0, 0);
-    scroll->setWidget(sweepColumnsHost_);
-    views_->addWidget(scroll);
-}
-
 void SteeringPanel::connectInputs() {
-    connect(coefficientSlider_, &QSlider::valueChanged, this, [this](int steps) {
-        const QSignalBlocker blocker(coefficient_);
-        coefficient_->setValue(static_cast<double>(steps) / kSliderStepsPerUnit);
-        inputChanged();
+    connect(strength_, &StrengthControl::edited, this, &SteeringPanel::steeringChanged);
+    connect(layer_, &QSpinBox::valueChanged, this, [this] {
+        rescaleStrength();
+        steeringChanged();
     });
-    connect(coefficient_, &QDoubleSpinBox::valueChanged, this, [this](double value) {
-        const QSignalBlocker blocker(coefficientSlider_);
-        coefficientSlider_->setValue(static_cast<int>(std::lround(value * kSliderStepsPerUnit)));
-        inputChanged();
+    connect(positions_, &QComboBox::currentIndexChanged, this, &SteeringPanel::steeringChanged);
+    connect(operation_, &QComboBox::currentIndexChanged, this, [this] {
+        // Ablation removes the direction: it has no strength.
+        strength_->setEnabled(static_cast<persona::SteerOperation>(operation_->currentData().toInt()) ==
+                              persona::SteerOperation::Add);
+        steeringChanged();
     });
+    connect(vectorChoice_, &VectorChoice::vectorChosen, this, &SteeringPanel::vectorChanged);
     connect(systemPrompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
     connect(prompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
-    connect(vectorChoice_, &VectorChoice::vectorChosen, this, &SteeringPanel::inputChanged);
-    connect(layer_, &QSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
-    connect(positions_, &QComboBox::currentIndexChanged, this, &SteeringPanel::inputChanged);
-    connect(operation_, &QComboBox::currentIndexChanged, this, &SteeringPanel::inputChanged);
     connect(maxTokens_, &QSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
+    connect(sample_, &QCheckBox::toggled, this, [this](bool sampling) {
+        temperature_->setEnabled(sampling);
+        inputChanged();
+    });
     connect(temperature_, &QDoubleSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
     connect(seed_, &QSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
     connect(generateButton_, &QPushButton::clicked, this, &SteeringPanel::generate);
@@ -272,13 +247,46 @@ void SteeringPanel::connectInputs() {
 }
 
 void SteeringPanel::inputChanged() {
-    // Before the first Generate, typing a prompt should not start the model on every key.
-    if (live_ && layerCount_ > 0) regenerateDebounce_.start();
+    if (programmatic_) return;
+    emit setupEdited();
+    if (live_ && layerCount_ > 0) regenerateDebounce_.start(kDebounceMs);
 }
 
+void SteeringPanel::steeringChanged() {
+    if (programmatic_) return;
+    emit setupEdited();
+    // Zero delay: a slider drag's burst of moves collapses into one generation, started as
+    // soon as the event loop is free.
+    if (live_ && layerCount_ > 0) regenerateDebounce_.start(0);
+}
+
+void SteeringPanel::vectorChanged() {
+    ++vectorEpoch_;  // the unsteered pane's projections were onto another vector
+    rescaleStrength();
+    inputChanged();
+}
+
+// Strength stays what it was and the coefficient follows: the same push at a new layer or with
+// a new vector.
+void SteeringPanel::rescaleStrength() {
+    const persona::PersonaVector* vector = currentVector();
+    const int layer = layer_->value();
+    double scale = 0;
+    if (vector && layer >= 0 && layer < vector->layer_count && static_cast<std::size_t>(layer) < typicalNorms_.size() &&
+        typicalNorms_[static_cast<std::size_t>(layer)] > 0)
+        scale = vector->layer_norm(layer) / typicalNorms_[static_cast<std::size_t>(layer)];
+    strength_->setScale(scale, true);
+}
+
+float SteeringPanel::temperature() const { return sample_->isChecked() ? static_cast<float>(temperature_->value()) : 0.0F; }
+
 void SteeringPanel::setModel(const persona::ModelFacts& facts) {
+    const Programmatic programmatic(this);
     layerCount_ = facts.layers;
     hiddenSize_ = facts.hidden_size;
+    typicalNorms_ = facts.typical_residual_norms;
+    live_ = false;  // another model: nothing regenerates until Generate
+    shownUnsteeredKey_.clear();
     {
         const QSignalBlocker blocker(layer_);
         layer_->setRange(1, layerCount_);
@@ -287,9 +295,10 @@ void SteeringPanel::setModel(const persona::ModelFacts& facts) {
     }
     vectorChoice_->reset(layerCount_, hiddenSize_);
     useRandomDirection();
+    rescaleStrength();
     generateButton_->setEnabled(true);
     sweepButton_->setEnabled(true);
-    message_->setText(tr("Choose a vector, a layer and a coefficient, then Generate. Tokens are tinted by their "
+    message_->setText(tr("Choose a vector, a layer and a strength, then Generate. Tokens are tinted by their "
                          "projection on the vector at the steered layer (blue below zero, red above)."));
 }
 
@@ -328,7 +337,7 @@ bool SteeringPanel::openVectorFile(const QString& path) {
     return true;
 }
 
-// The vector's suggested layer is set first, so the generation its choice starts uses it.
+// The vector's suggested layer is set first, so the strength scale and any generation use it.
 void SteeringPanel::addVector(const QString& name, persona::PersonaVector vector, int suggestedLayer) {
     if (suggestedLayer >= 1 && suggestedLayer <= layerCount_) {
         const QSignalBlocker blocker(layer_);
@@ -337,17 +346,93 @@ void SteeringPanel::addVector(const QString& name, persona::PersonaVector vector
     vectorChoice_->addVector(name, std::move(vector));
 }
 
+void SteeringPanel::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
+    vectorChoice_->setProjectVectors(vectors);
+    ++vectorEpoch_;  // the chosen entry's values may have been replaced
+    if (!currentVector()) {
+        const Programmatic programmatic(this);
+        useRandomDirection();
+    }
+    rescaleStrength();
+}
+
+persona::SteeringSettings SteeringPanel::settings() const {
+    persona::SteeringSettings settings;
+    settings.vector = vectorChoice_->currentProjectKey().toStdString();
+    settings.layer = layer_->value();
+    settings.coefficient = strength_->coefficient();
+    settings.positions = static_cast<persona::SteerPositions>(positions_->currentData().toInt());
+    settings.operation = static_cast<persona::SteerOperation>(operation_->currentData().toInt());
+    settings.system_prompt = systemPrompt_->toPlainText().toStdString();
+    settings.prompt = prompt_->toPlainText().toStdString();
+    settings.max_new_tokens = maxTokens_->value();
+    settings.sample = sample_->isChecked();
+    settings.temperature = temperature_->value();
+    settings.seed = static_cast<std::uint64_t>(seed_->value());
+    return settings;
+}
+
+void SteeringPanel::applySettings(const persona::SteeringSettings& settings) {
+    const Programmatic programmatic(this);
+    vectorChoice_->selectProjectVector(QString::fromStdString(settings.vector));
+    if (settings.layer >= 1 && settings.layer <= layerCount_) layer_->setValue(settings.layer);
+    const auto select = [](QComboBox* box, int value) {
+        const int index = box->findData(value);
+        if (index >= 0) box->setCurrentIndex(index);
+    };
+    select(positions_, static_cast<int>(settings.positions));
+    select(operation_, static_cast<int>(settings.operation));
+    rescaleStrength();
+    strength_->setCoefficient(settings.coefficient);
+    systemPrompt_->setPlainText(QString::fromStdString(settings.system_prompt));
+    if (!settings.prompt.empty()) prompt_->setPlainText(QString::fromStdString(settings.prompt));
+    maxTokens_->setValue(settings.max_new_tokens);
+    sample_->setChecked(settings.sample);
+    temperature_->setValue(settings.temperature);
+    seed_->setValue(static_cast<int>(std::min<std::uint64_t>(settings.seed, static_cast<std::uint64_t>(seed_->maximum()))));
+}
+
 const persona::PersonaVector* SteeringPanel::currentVector() const { return vectorChoice_->current(); }
 
 int SteeringPanel::steeredLayer() const { return layer_->value(); }
 
-void SteeringPanel::setPrompt(const QString& prompt) { prompt_->setPlainText(prompt); }
-void SteeringPanel::setCoefficient(double coefficient) { coefficient_->setValue(coefficient); }
-double SteeringPanel::coefficient() const { return coefficient_->value(); }
+void SteeringPanel::setPrompt(const QString& prompt) {
+    const Programmatic programmatic(this);
+    prompt_->setPlainText(prompt);
+}
+bool SteeringPanel::selectProjectVector(const QString& key) { return vectorChoice_->selectProjectVector(key); }
+
+void SteeringPanel::setConversation(const QString& system, const QString& user) {
+    systemPrompt_->setPlainText(system);
+    prompt_->setPlainText(user);
+}
+
+void SteeringPanel::setCoefficient(double coefficient) { strength_->setCoefficient(coefficient); }
+double SteeringPanel::coefficient() const { return strength_->coefficient(); }
+void SteeringPanel::setStrength(double strength) { strength_->setStrength(strength); }
+double SteeringPanel::strength() const { return strength_->strength(); }
 
 QString SteeringPanel::paneText(Pane pane) const { return paneTexts_[pane]->toPlainText(); }
 int SteeringPanel::tokenCount(Pane pane) const { return static_cast<int>(panes_[pane].texts.size()); }
 ProjectionHeatMap* SteeringPanel::heatMap(Pane pane) const { return paneMaps_[pane]; }
+
+persona::GenerationRow SteeringPanel::unsteeredRow() const {
+    persona::GenerationRow row;
+    const QString system = systemPrompt_->toPlainText().trimmed();
+    if (!system.isEmpty()) row.messages.push_back({"system", system.toStdString()});
+    row.messages.push_back({"user", prompt_->toPlainText().toStdString()});
+    row.sampling.temperature = temperature();
+    row.sampling.seed = static_cast<std::uint64_t>(seed_->value());
+    row.sampling.max_new_tokens = maxTokens_->value();
+    return row;
+}
+
+QString SteeringPanel::unsteeredKey() const {
+    return QStringList{systemPrompt_->toPlainText().trimmed(), prompt_->toPlainText(), QString::number(maxTokens_->value()),
+                       QString::number(static_cast<double>(temperature()), 'g', 9), QString::number(seed_->value()),
+                       QString::number(vectorEpoch_)}
+        .join(QChar(0x1f));
+}
 
 void SteeringPanel::generate() {
     regenerateDebounce_.stop();
@@ -364,16 +449,14 @@ void SteeringPanel::generate() {
     views_->setCurrentIndex(PairMode);
     runLayer_ = layer_->value();
     runMaxTokens_ = maxTokens_->value();
-    runCoefficient_ = coefficient_->value();
+    runCoefficient_ = strength_->coefficient();
+    runUnsteeredKey_ = unsteeredKey();
     const auto operation = static_cast<persona::SteerOperation>(operation_->currentData().toInt());
 
-    persona::GenerationRow unsteered;
-    const QString system = systemPrompt_->toPlainText().trimmed();
-    if (!system.isEmpty()) unsteered.messages.push_back({"system", system.toStdString()});
-    unsteered.messages.push_back({"user", prompt_->toPlainText().toStdString()});
-    unsteered.sampling.temperature = static_cast<float>(temperature_->value());
-    unsteered.sampling.seed = static_cast<std::uint64_t>(seed_->value());
-    unsteered.sampling.max_new_tokens = runMaxTokens_;
+    // The unsteered pane cannot have changed when nothing it depends on did: only the steered
+    // row is generated, and its old text stays (greyed) until the new one streams in.
+    steeredOnly_ = runUnsteeredKey_ == shownUnsteeredKey_ && !panes_[Unsteered].texts.isEmpty();
+    persona::GenerationRow unsteered = unsteeredRow();
     persona::GenerationRow steered = unsteered;
     persona::Steering steering;
     steering.layer = runLayer_;
@@ -392,17 +475,24 @@ void SteeringPanel::generate() {
         probe.directions.emplace_back(values.begin(), values.end());
     }
 
-    for (auto& pane : panes_) pane = {};
-    paneTitles_[Unsteered]->setText(tr("Unsteered (seed %1)").arg(seed_->value()));
-    paneTitles_[Steered]->setText(operation == persona::SteerOperation::Add
-                                      ? tr("Steered: %1 at layer %2, coefficient %3")
-                                            .arg(operationName(operation))
-                                            .arg(runLayer_)
-                                            .arg(runCoefficient_, 0, 'f', 1)
-                                      : tr("Steered: %1 at layer %2").arg(operationName(operation)).arg(runLayer_));
+    if (steeredOnly_) {
+        panes_[Steered].stale = true;
+    } else {
+        shownUnsteeredKey_.clear();
+        for (auto& pane : panes_) pane = {};
+        paneTitles_[Unsteered]->setText(temperature() > 0 ? tr("Unsteered (sampled, seed %1)").arg(seed_->value())
+                                                           : tr("Unsteered (greedy)"));
+    }
+    paneTitles_[Steered]->setText(
+        operation == persona::SteerOperation::Add
+            ? tr("Steered: %1 at layer %2, %3")
+                  .arg(operationName(operation))
+                  .arg(runLayer_)
+                  .arg(StrengthControl::describe(runCoefficient_, strength_->scale()))
+            : tr("Steered: %1 at layer %2").arg(operationName(operation)).arg(runLayer_));
     refreshViews();
     std::vector<persona::GenerationRow> rows;
-    rows.push_back(std::move(unsteered));
+    if (!steeredOnly_) rows.push_back(std::move(unsteered));
     rows.push_back(std::move(steered));
     startJob(std::move(rows), std::move(probe));
 }
@@ -416,6 +506,8 @@ void SteeringPanel::startJob(std::vector<persona::GenerationRow> rows, persona::
     job_.cancel();  // this panel's own generation only; an extraction elsewhere runs on
     live_ = true;
     generating_ = true;
+    lastJobRows_ = static_cast<int>(rows.size());
+    jobTokens_ = 0;
     stopButton_->setEnabled(true);
     message_->setText(tr("Generating..."));
     runClock_.start();
@@ -447,110 +539,6 @@ void SteeringPanel::startJob(std::vector<persona::GenerationRow> rows, persona::
     *id = job_.id();
 }
 
-void SteeringPanel::setSweepCoefficients(const QString& list) { sweepList_->setText(list); }
-
-std::vector<double> SteeringPanel::sweepCoefficients() const {
-    std::vector<double> coefficients;
-    const QStringList parts = sweepList_->text().split(QRegularExpression(QStringLiteral("[,;\\s]+")), Qt::SkipEmptyParts);
-    for (const QString& part : parts) {
-        bool ok = false;
-        const double value = part.toDouble(&ok);
-        if (!ok || !std::isfinite(value)) return {};
-        coefficients.push_back(value);
-    }
-    return coefficients;
-}
-
-double SteeringPanel::sweepColumnCoefficient(int column) const {
-    return column >= 0 && column < sweepColumnCount() ? sweepColumns_[static_cast<std::size_t>(column)].coefficient : 0.0;
-}
-
-QString SteeringPanel::sweepColumnText(int column) const {
-    return column >= 0 && column < sweepColumnCount() ? sweepColumns_[static_cast<std::size_t>(column)].text->toPlainText()
-                                                      : QString();
-}
-
-int SteeringPanel::sweepColumnTokens(int column) const {
-    return column >= 0 && column < sweepColumnCount()
-               ? static_cast<int>(sweepColumns_[static_cast<std::size_t>(column)].tokens.texts.size())
-               : 0;
-}
-
-void SteeringPanel::sweep() {
-    regenerateDebounce_.stop();
-    const persona::PersonaVector* vector = currentVector();
-    if (layerCount_ <= 0 || !vector) {
-        message_->setText(layerCount_ <= 0 ? tr("Load a model to steer it.") : tr("Choose a vector first."));
-        return;
-    }
-    if (prompt_->toPlainText().trimmed().isEmpty()) {
-        message_->setText(tr("Write a prompt first."));
-        return;
-    }
-    const std::vector<double> coefficients = sweepCoefficients();
-    if (coefficients.empty()) {
-        message_->setText(tr("The sweep needs a list of numbers, such as -8, -4, 0, 4, 8."));
-        return;
-    }
-    mode_ = SweepMode;
-    views_->setCurrentIndex(SweepMode);
-    runLayer_ = layer_->value();
-    runMaxTokens_ = maxTokens_->value();
-
-    persona::GenerationRow base;
-    const QString system = systemPrompt_->toPlainText().trimmed();
-    if (!system.isEmpty()) base.messages.push_back({"system", system.toStdString()});
-    base.messages.push_back({"user", prompt_->toPlainText().toStdString()});
-    base.sampling.temperature = static_cast<float>(temperature_->value());
-    base.sampling.seed = static_cast<std::uint64_t>(seed_->value());
-    base.sampling.max_new_tokens = runMaxTokens_;
-    const persona::LayerView direction = vector->layer(runLayer_);
-    // A sweep varies alpha, so it always adds; ablation has no strength to sweep.
-    const auto positions = static_cast<persona::SteerPositions>(positions_->currentData().toInt());
-
-    for (SweepColumn& column : sweepColumns_) {
-        delete column.title;
-        delete column.text;
-    }
-    sweepColumns_.clear();
-    std::vector<persona::GenerationRow> rows;
-    for (double coefficient : coefficients) {
-        persona::GenerationRow row = base;
-        persona::Steering steering;
-        steering.layer = runLayer_;
-        steering.vector.assign(direction.begin(), direction.end());
-        steering.alpha = static_cast<float>(coefficient);
-        steering.positions = positions;
-        row.steering.push_back(std::move(steering));
-        rows.push_back(std::move(row));
-
-        SweepColumn column;
-        column.coefficient = coefficient;
-        column.title = new QLabel(tr("coefficient %1").arg(coefficient, 0, 'g', 4), sweepColumnsHost_);
-        column.title->setAlignment(Qt::AlignCenter);
-        column.text = new QTextEdit(sweepColumnsHost_);
-        column.text->setReadOnly(true);
-        column.text->setMinimumWidth(150);
-        column.text->setObjectName(QStringLiteral("sweep_column_%1").arg(sweepColumns_.size()));
-        auto* box = new QVBoxLayout;
-        box->addWidget(column.title);
-        box->addWidget(column.text, 1);
-        sweepColumnsLayout_->addLayout(box, 1);
-        sweepColumns_.push_back(std::move(column));
-    }
-    // Layouts left over from the previous sweep hold no widgets any more.
-    for (int i = sweepColumnsLayout_->count() - 1; i >= 0; --i) {
-        QLayoutItem* item = sweepColumnsLayout_->itemAt(i);
-        if (item->layout() && item->layout()->count() == 0) delete sweepColumnsLayout_->takeAt(i);
-    }
-
-    persona::ProjectionProbe probe;  // the steered layer only: it tints the tokens
-    probe.layers.push_back(runLayer_);
-    probe.directions.emplace_back(direction.begin(), direction.end());
-    startJob(std::move(rows), std::move(probe));
-    message_->setText(tr("Sweeping %1 coefficients at layer %2...").arg(coefficients.size()).arg(runLayer_));
-}
-
 void SteeringPanel::stop() {
     regenerateDebounce_.stop();
     job_.cancel();
@@ -560,14 +548,18 @@ void SteeringPanel::onToken(const persona::TokenEvent& event) {
     if (mode_ == SweepMode) {
         if (event.row < 0 || event.row >= sweepColumnCount()) return;
         PaneTokens& tokens = sweepColumns_[static_cast<std::size_t>(event.row)].tokens;
+        ++jobTokens_;
         tokens.texts.push_back(QString::fromStdString(event.text));
         tokens.projections.push_back(event.projections);
         if (!refreshCoalescer_.isActive()) refreshCoalescer_.start();
         reportProgress();
         return;
     }
-    if (event.row < 0 || event.row > 1) return;
-    PaneTokens& pane = panes_[static_cast<std::size_t>(event.row)];
+    const int row = steeredOnly_ ? event.row + 1 : event.row;
+    if (row < 0 || row > 1) return;
+    PaneTokens& pane = panes_[static_cast<std::size_t>(row)];
+    if (pane.stale) pane = {};
+    ++jobTokens_;
     pane.texts.push_back(QString::fromStdString(event.text));
     pane.projections.push_back(event.projections);
     if (!refreshCoalescer_.isActive()) refreshCoalescer_.start();
@@ -578,12 +570,15 @@ void SteeringPanel::onFinished(const std::vector<persona::GenerationResult>& /*r
     // The streamed tokens already hold every piece of text: the results add nothing to show.
     reportProgress();
     if (mode_ == SweepMode) {
-        settle(tr("Sweep done: %1 coefficients at layer %2, seed %3.").arg(sweepColumnCount()).arg(runLayer_).arg(seed_->value()));
+        settle(tr("Sweep done: %1 strengths at layer %2, seed %3.").arg(sweepColumnCount()).arg(runLayer_).arg(seed_->value()));
         emit generationFinished();
         return;
     }
     shownCoefficient_ = runCoefficient_;
-    settle(tr("Done: %1 and %2 tokens.").arg(tokenCount(Unsteered)).arg(tokenCount(Steered)));
+    shownUnsteeredKey_ = runUnsteeredKey_;
+    panes_[Steered].stale = false;  // an answer of no tokens replaces the old one too
+    settle(steeredOnly_ ? tr("Done: %1 steered tokens (the unsteered row was kept).").arg(tokenCount(Steered))
+                        : tr("Done: %1 and %2 tokens.").arg(tokenCount(Unsteered)).arg(tokenCount(Steered)));
     emit generationFinished();
 }
 
@@ -596,18 +591,14 @@ void SteeringPanel::settle(const QString& message) {
 }
 
 void SteeringPanel::reportProgress() {
-    int steps = 0, tokens = 0;
+    int steps = 0;
     if (mode_ == SweepMode) {
-        for (int column = 0; column < sweepColumnCount(); ++column) {
-            steps = std::max(steps, sweepColumnTokens(column));
-            tokens += sweepColumnTokens(column);
-        }
+        for (int column = 0; column < sweepColumnCount(); ++column) steps = std::max(steps, sweepColumnTokens(column));
     } else {
-        steps = std::max(tokenCount(Unsteered), tokenCount(Steered));
-        tokens = tokenCount(Unsteered) + tokenCount(Steered);
+        steps = steeredOnly_ ? tokenCount(Steered) : std::max(tokenCount(Unsteered), tokenCount(Steered));
     }
     const double seconds = static_cast<double>(runClock_.elapsed()) / 1000.0;
-    const double tokensPerSecond = seconds > 0 ? tokens / seconds : 0.0;
+    const double tokensPerSecond = seconds > 0 ? jobTokens_ / seconds : 0.0;
     emit generationProgress(steps, runMaxTokens_, tokensPerSecond);
 }
 
@@ -619,7 +610,7 @@ void SteeringPanel::refreshViews() {
     // The two panes share one scale, so equal colours mean equal projections.
     const auto& unsteered = panes_[Unsteered].projections;
     const auto& steered = panes_[Steered].projections;
-    const double mapScale = maxAbs(steered, maxAbs(unsteered));
+    const double mapScale = diverging::maxAbs(steered, diverging::maxAbs(unsteered));
     double tokenScale = 0;
     for (const auto* columns : {&unsteered, &steered})
         for (const auto& column : *columns)
@@ -642,30 +633,12 @@ void SteeringPanel::refreshViews() {
         for (std::size_t l = 0; l < n; ++l) difference[t][l] = steered[t][l] - unsteered[t][l];
     }
     differenceMap_->showColumns(panes_[Steered].texts.mid(0, static_cast<int>(shared)), difference, layers,
-                                maxAbs(difference), runMaxTokens_);
-}
-
-void SteeringPanel::refreshSweep() {
-    // One scale for every column, as for the two panes.
-    double scale = 0;
-    for (const SweepColumn& column : sweepColumns_) scale = maxAbs(column.tokens.projections, scale);
-    for (SweepColumn& column : sweepColumns_) {
-        column.text->clear();
-        QTextCursor cursor(column.text->document());
-        for (int t = 0; t < column.tokens.texts.size(); ++t) {
-            const auto& projections = column.tokens.projections[static_cast<std::size_t>(t)];
-            const double value = projections.empty() ? 0.0 : static_cast<double>(projections.front());
-            QTextCharFormat format;
-            format.setBackground(diverging::colorFor(value, scale, 0.6));
-            format.setToolTip(tr("projection at layer %1: %2").arg(runLayer_).arg(value, 0, 'f', 2));
-            cursor.insertText(column.tokens.texts[t], format);
-        }
-        column.title->setText(tr("coefficient %1 (%2 tokens)").arg(column.coefficient, 0, 'g', 4).arg(column.tokens.texts.size()));
-    }
+                                diverging::maxAbs(difference), runMaxTokens_);
 }
 
 bool SteeringPanel::useVector(const persona::PersonaVector& vector, const QString& name, int suggestedLayer) {
     if (!vectorChoice_->fits(vector)) return false;
+    const Programmatic programmatic(this);
     // A newer extraction of the same name replaces the older one rather than piling up.
     addVector(name, vector, suggestedLayer);
     return true;
@@ -682,6 +655,11 @@ void SteeringPanel::renderPane(Pane pane, double scale) {
                                  ? static_cast<double>(projections[static_cast<std::size_t>(runLayer_)])
                                  : 0.0;
         QTextCharFormat format;
+        if (tokens.stale) {
+            format.setForeground(palette().color(QPalette::Disabled, QPalette::Text));
+            cursor.insertText(tokens.texts[t], format);
+            continue;
+        }
         // Light tints keep black text readable at either end of the scale.
         format.setBackground(diverging::colorFor(value, scale, 0.6));
         format.setToolTip(tr("projection at layer %1: %2").arg(runLayer_).arg(value, 0, 'f', 2));

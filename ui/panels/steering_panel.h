@@ -9,12 +9,16 @@
 #include <QWidget>
 
 #include <array>
+#include <map>
+#include <string>
 #include <cstdint>
 #include <vector>
 
 class EngineClient;
 class ProjectionHeatMap;
+class StrengthControl;
 class VectorChoice;
+class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
 class QHBoxLayout;
@@ -23,17 +27,21 @@ class QLineEdit;
 class QPlainTextEdit;
 class QStackedWidget;
 class QPushButton;
-class QSlider;
 class QSpinBox;
 class QTextEdit;
-namespace persona { struct TokenEvent; struct GenerationResult; }
+namespace persona { struct TokenEvent; struct GenerationResult; struct SteeringSettings; }
 
-// Steered and unsteered generations side by side, from one batched job with the same seed:
-// each token tinted by its projection on the vector at the steered layer, and a layer x token
-// heat map of those projections under each pane. Once a generation has run, changing any input
-// (the coefficient slider above all) cancels it and generates again.
-// Sweep mode runs one batched job with a row per coefficient (same prompt, seed and sampling)
-// and shows the rows side by side as columns.
+// Steered and unsteered generations side by side with the same seed: each token tinted by its
+// projection on the vector at the steered layer, and a layer x token heat map of those
+// projections under each pane. Strength is calibrated (StrengthControl), decoding greedy unless
+// Sample is ticked.
+//
+// Nothing generates until Generate (or Sweep) is pressed. After that, the user's own changes
+// regenerate: a change of steering alone (strength, layer, positions, operation) regenerates
+// only the steered row, at once, with the old steered text greyed until new tokens arrive; a
+// change of the prompt or sampling regenerates both (debounced while typing). What a program
+// sets (a project opened, an extraction finished) never starts a generation.
+// Sweep mode runs one batched job with a row per strength and shows them side by side.
 class SteeringPanel : public QWidget {
     Q_OBJECT
 public:
@@ -50,16 +58,31 @@ public:
     // Adds a vector (an extraction's, say) to the vector choice under `name` and selects it,
     // with its suggested layer when that is a block's output; false when it does not fit the model.
     bool useVector(const persona::PersonaVector& vector, const QString& name, int suggestedLayer);
+    // The open project's vectors in the vector choice (VectorChoice::setProjectVectors).
+    void setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors);
+    // The whole setup, as a project saves it, and back; applying starts nothing. A vector key
+    // the choice does not hold leaves the vector as it is.
+    persona::SteeringSettings settings() const;
+    void applySettings(const persona::SteeringSettings& settings);
     // The vector chosen now; null before a model is loaded.
     const persona::PersonaVector* currentVector() const;
     int steeredLayer() const;
     void setPrompt(const QString& prompt);
+    // The user's choices made from elsewhere (the Project tree): like choosing in the panel,
+    // they regenerate once Generate has been pressed.
+    bool selectProjectVector(const QString& key);
+    void setConversation(const QString& system, const QString& user);
     void setCoefficient(double coefficient);
     double coefficient() const;
+    // Calibrated: coefficient x |v_l| / typical |h_l| (ModelFacts::typical_residual_norms).
+    void setStrength(double strength);
+    double strength() const;
 
     bool generating() const { return generating_; }
     // The last generation this panel started (queued, running or ended).
     const persona::JobHandle& job() const { return job_; }
+    // Rows of the last generation started: 1 when only the steered row was regenerated.
+    int lastJobRows() const { return lastJobRows_; }
     QString paneText(Pane pane) const;
     int tokenCount(Pane pane) const;
     ProjectionHeatMap* heatMap(Pane pane) const;
@@ -68,10 +91,11 @@ public:
     double shownCoefficient() const { return shownCoefficient_; }
 
     Mode mode() const { return mode_; }
-    // "-8, -4, 0, 4, 8": numbers separated by commas or spaces.
-    void setSweepCoefficients(const QString& list);
+    // "-1, -0.5, 0, 0.5, 1": calibrated strengths separated by commas or spaces (raw
+    // coefficients while the model gives no calibration).
+    void setSweepStrengths(const QString& list);
     // The parsed list; empty (and a message) when it holds something that is not a number.
-    std::vector<double> sweepCoefficients() const;
+    std::vector<double> sweepStrengths() const;
     int sweepColumnCount() const { return static_cast<int>(sweepColumns_.size()); }
     double sweepColumnCoefficient(int column) const;
     QString sweepColumnText(int column) const;
@@ -82,6 +106,8 @@ public slots:
     void stop();
 
 signals:
+    // The user changed an input: the project's steering setup is no longer what was saved.
+    void setupEdited();
     void generationStarted();
     void generationProgress(int steps, int maxSteps, double tokensPerSecond);
     void generationFinished();
@@ -92,6 +118,13 @@ private:
     struct PaneTokens {
         QStringList texts;
         std::vector<std::vector<float>> projections;  // [token][layer 0..L]
+        bool stale = false;  // an older generation's text, shown greyed until new tokens arrive
+    };
+    // Changes the widgets as a program, not the user: no regeneration, no setupEdited.
+    struct Programmatic {
+        explicit Programmatic(SteeringPanel* panel) : panel_(panel) { ++panel_->programmatic_; }
+        ~Programmatic() { --panel_->programmatic_; }
+        SteeringPanel* panel_;
     };
 
     void buildInputs();
@@ -101,7 +134,16 @@ private:
     void startJob(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe);
     void refreshSweep();
     void connectInputs();
+    // Text and sampling inputs: both rows regenerate, debounced. Steering inputs: the steered
+    // row alone, at once.
     void inputChanged();
+    void steeringChanged();
+    void vectorChanged();
+    void rescaleStrength();
+    float temperature() const;
+    persona::GenerationRow unsteeredRow() const;
+    // Everything the unsteered row and its projections depend on.
+    QString unsteeredKey() const;
     void addVector(const QString& name, persona::PersonaVector vector, int suggestedLayer);
     void onToken(const persona::TokenEvent& event);
     void onFinished(const std::vector<persona::GenerationResult>& results);
@@ -117,9 +159,9 @@ private:
     QSpinBox* layer_;
     QComboBox* positions_;
     QComboBox* operation_;
-    QSlider* coefficientSlider_;
-    QDoubleSpinBox* coefficient_;
+    StrengthControl* strength_;
     QSpinBox* maxTokens_;
+    QCheckBox* sample_;
     QDoubleSpinBox* temperature_;
     QSpinBox* seed_;
     QPushButton* generateButton_;
@@ -137,10 +179,18 @@ private:
 
     int layerCount_ = 0;  // L: blocks; the vector and the probe have L + 1 layers
     int hiddenSize_ = 0;
+    std::vector<double> typicalNorms_;  // l = 0..L; empty: no calibration
+    int programmatic_ = 0;
+    int vectorEpoch_ = 0;  // bumped whenever the chosen vector may have changed
 
     persona::JobHandle job_;  // the last generation started; only it is cancelled or shown
     bool generating_ = false;
-    bool live_ = false;  // a generation has run: input changes regenerate
+    bool live_ = false;  // Generate or Sweep was pressed: the user's changes regenerate
+    bool steeredOnly_ = false;  // the job started last regenerates the steered row alone
+    int lastJobRows_ = 0;
+    int jobTokens_ = 0;
+    QString shownUnsteeredKey_;  // what the unsteered pane was made from, once complete
+    QString runUnsteeredKey_;
     std::array<PaneTokens, 2> panes_;
     int runLayer_ = 0;
     int runMaxTokens_ = 0;
@@ -149,6 +199,7 @@ private:
     Mode mode_ = PairMode;
     struct SweepColumn {
         double coefficient = 0;
+        double strengthScale = 0;  // StrengthControl::scale() when the sweep started
         QLabel* title = nullptr;
         QTextEdit* text = nullptr;
         PaneTokens tokens;  // projections: the steered layer only

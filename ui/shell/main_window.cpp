@@ -19,6 +19,7 @@
 #include <QShortcut>
 #include <QHeaderView>
 #include <QLabel>
+#include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QProgressBar>
@@ -31,6 +32,12 @@
 
 #include <optional>
 
+namespace {
+// What a Project tree item stands for (its Qt::UserRole holds the name, key or index).
+constexpr int kTreeKindRole = Qt::UserRole + 1;
+enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt };
+}  // namespace
+
 MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     : QMainWindow(parent), engine_(engine), projects_(new ProjectController(this, this)) {
     setWindowIcon(QIcon(":/icons/persona-workbench.svg"));
@@ -41,15 +48,9 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     projectTree_->setObjectName("project_tree");
     projectTree_->setHeaderLabel(tr("Project"));
     projectTree_->addTopLevelItem(new QTreeWidgetItem({tr("Model: none")}));
-    connect(projectTree_, &QTreeWidget::itemDoubleClicked, this, [this](QTreeWidgetItem* item) {
-        const QString trait = item->data(0, Qt::UserRole).toString();
-        const auto& traits = traitsPanel_->traits();
-        for (std::size_t i = 0; i < traits.size(); ++i)
-            if (QString::fromStdString(traits[i].name) == trait) {
-                traitsPanel_->setCurrentIndex(static_cast<int>(i));
-                showPanel("traits");
-            }
-    });
+    projectTree_->setContextMenuPolicy(Qt::CustomContextMenu);
+    connect(projectTree_, &QTreeWidget::itemDoubleClicked, this, &MainWindow::projectTreeActivated);
+    connect(projectTree_, &QTreeWidget::customContextMenuRequested, this, &MainWindow::projectTreeMenu);
     panels_ = new QTabWidget(splitter);
     panels_->setObjectName("panels");
     welcomePanel_ = new WelcomePanel(panels_);
@@ -109,6 +110,13 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(projects_, &ProjectController::dirtyChanged, this, &MainWindow::setWindowModified);
     // The panels edit the project: traits from the Traits tab, runs from the Extraction tab.
     connect(projects_, &ProjectController::projectChanged, this, &MainWindow::showProjectInPanels);
+    connect(projects_, &ProjectController::projectOpened, this, &MainWindow::applyProjectToPanels);
+    projects_->setExampleFolders(WelcomePanel::exampleFolders());
+    // The Steering setup is project state: a save stores it, a change of it is unsaved work.
+    projects_->setLiveState([this](persona::Project& project) {
+        if (engine_->facts()) project.settings.steering = steeringPanel_->settings();
+    });
+    connect(steeringPanel_, &SteeringPanel::setupEdited, projects_, &ProjectController::markDirty);
     connect(traitsPanel_, &TraitsPanel::traitsChanged, this, [this] {
         const std::vector<persona::Trait> traits = traitsPanel_->traits();
         if (traits != projects_->project().traits) projects_->setTraits(traits);
@@ -139,6 +147,7 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(memoryTimer, &QTimer::timeout, this, &MainWindow::refreshMemory);
     memoryTimer->start(2000);
     refreshMemory();
+    if (engine_->facts()) onModelLoaded();  // a window opened on an engine that already holds a model
 }
 
 void MainWindow::buildFileMenu() {
@@ -306,21 +315,22 @@ void MainWindow::showProjectInPanels() {
     if (!project.traits.empty() && project.traits != traitsPanel_->traits()) traitsPanel_->setTraits(project.traits);
     if (!project.traits.empty()) extractionPanel_->setTraits(project.traits);
 
-    // The project's steering vector, once per project and model (useVector needs the model's shape).
-    const persona::SteeringSettings& steering = project.settings.steering;
-    const auto vector = project.vectors.find(steering.vector);
-    const QString key = projects_->path() + "|" + QString::fromStdString(steering.vector);
-    if (vector == project.vectors.end() || !engine_->facts() || key == steeringShownFor_) return;
-    int layer = steering.layer;
-    for (const persona::RunResult& run : project.runs)
-        if (layer < 0 && run.vector == steering.vector) layer = run.suggested_layer;
-    if (steeringPanel_->useVector(vector->second,
-                                  tr("%1 (project %2)").arg(QString::fromStdString(steering.vector), projects_->displayName()),
-                                  layer)) {
-        steeringShownFor_ = key;
-        if (steering.coefficient != 0) steeringPanel_->setCoefficient(steering.coefficient);
-        if (!project.prompts.empty()) steeringPanel_->setPrompt(QString::fromStdString(project.prompts.front().user()));
+    if (engine_->facts()) {
+        steeringPanel_->setProjectVectors(project.vectors);
+        heatMapPanel_->setProjectVectors(project.vectors);
     }
+}
+
+void MainWindow::applyProjectToPanels() {
+    if (!engine_->facts()) return;  // onModelLoaded applies it: vectors need the model's shape
+    const persona::Project& project = projects_->project();
+    steeringPanel_->setProjectVectors(project.vectors);
+    heatMapPanel_->setProjectVectors(project.vectors);
+    persona::SteeringSettings steering = project.settings.steering;
+    for (const persona::RunResult& run : project.runs)
+        if (steering.layer < 0 && run.vector == steering.vector) steering.layer = run.suggested_layer;
+    steeringPanel_->applySettings(steering);
+    heatMapPanel_->selectProjectVector(QString::fromStdString(steering.vector));
 }
 
 // The tree on the left: the model, then what the project holds. Double-clicking a trait opens it
@@ -331,6 +341,7 @@ void MainWindow::refreshProjectTree() {
     auto* traits = new QTreeWidgetItem({tr("Traits (%1)").arg(project.traits.size())});
     for (const persona::Trait& trait : project.traits) {
         auto* item = new QTreeWidgetItem(traits, {QString::fromStdString(trait.name)});
+        item->setData(0, kTreeKindRole, TreeTrait);
         item->setData(0, Qt::UserRole, QString::fromStdString(trait.name));
     }
     auto* runs = new QTreeWidgetItem({tr("Runs (%1)").arg(project.runs.size())});
@@ -341,12 +352,75 @@ void MainWindow::refreshProjectTree() {
                                        .arg(run.pairs.total)
                                        .arg(run.suggested_layer)});
     auto* vectors = new QTreeWidgetItem({tr("Vectors (%1)").arg(project.vectors.size())});
-    for (const auto& entry : project.vectors) new QTreeWidgetItem(vectors, {QString::fromStdString(entry.first)});
+    for (const auto& entry : project.vectors) {
+        auto* item = new QTreeWidgetItem(vectors, {QString::fromStdString(entry.first)});
+        item->setData(0, kTreeKindRole, TreeVector);
+        item->setData(0, Qt::UserRole, QString::fromStdString(entry.first));
+    }
     auto* prompts = new QTreeWidgetItem({tr("Prompts (%1)").arg(project.prompts.size())});
-    for (const persona::Prompt& prompt : project.prompts) new QTreeWidgetItem(prompts, {QString::fromStdString(prompt.name)});
+    for (std::size_t i = 0; i < project.prompts.size(); ++i) {
+        auto* item = new QTreeWidgetItem(prompts, {QString::fromStdString(project.prompts[i].name)});
+        item->setData(0, kTreeKindRole, TreePrompt);
+        item->setData(0, Qt::UserRole, static_cast<int>(i));
+    }
     projectTree_->addTopLevelItems({traits, runs, vectors, prompts});
     traits->setExpanded(true);
     runs->setExpanded(true);
+}
+
+// Double click: a trait opens in Traits, a vector in Steering, a prompt in Steering's inputs.
+void MainWindow::projectTreeActivated(QTreeWidgetItem* item) {
+    if (!item) return;
+    const QVariant value = item->data(0, Qt::UserRole);
+    switch (item->data(0, kTreeKindRole).toInt()) {
+    case TreeTrait: {
+        const auto& traits = traitsPanel_->traits();
+        for (std::size_t i = 0; i < traits.size(); ++i)
+            if (QString::fromStdString(traits[i].name) == value.toString()) {
+                traitsPanel_->setCurrentIndex(static_cast<int>(i));
+                showPanel("traits");
+            }
+        break;
+    }
+    case TreeVector: openVectorIn(value.toString(), "steering"); break;
+    case TreePrompt: usePrompt(value.toInt()); break;
+    default: break;
+    }
+}
+
+void MainWindow::projectTreeMenu(const QPoint& position) {
+    QTreeWidgetItem* item = projectTree_->itemAt(position);
+    if (!item) return;
+    const QVariant value = item->data(0, Qt::UserRole);
+    QMenu menu(this);
+    switch (item->data(0, kTreeKindRole).toInt()) {
+    case TreeTrait: menu.addAction(tr("Edit in Traits"), this, [this, item] { projectTreeActivated(item); }); break;
+    case TreeVector:
+        menu.addAction(tr("Steer with It"), this, [this, value] { openVectorIn(value.toString(), "steering"); });
+        menu.addAction(tr("Show in Heat Maps"), this, [this, value] { openVectorIn(value.toString(), "heat maps"); });
+        break;
+    case TreePrompt: menu.addAction(tr("Use in Steering"), this, [this, value] { usePrompt(value.toInt()); }); break;
+    default: return;
+    }
+    menu.exec(projectTree_->viewport()->mapToGlobal(position));
+}
+
+void MainWindow::openVectorIn(const QString& key, const QString& panel) {
+    if (!engine_->facts()) {
+        engineState_->setText(tr("Load a model to use the project's vectors."));
+        return;
+    }
+    const bool found = panel == "steering" ? steeringPanel_->selectProjectVector(key) : heatMapPanel_->selectProjectVector(key);
+    if (!found) engineState_->setText(tr("%1 does not fit the loaded model.").arg(key));
+    else showPanel(panel);
+}
+
+void MainWindow::usePrompt(int index) {
+    const auto& prompts = projects_->project().prompts;
+    if (index < 0 || index >= static_cast<int>(prompts.size())) return;
+    steeringPanel_->setConversation(QString::fromStdString(prompts[static_cast<std::size_t>(index)].system()),
+                                    QString::fromStdString(prompts[static_cast<std::size_t>(index)].user()));
+    showPanel("steering");
 }
 
 // A finished extraction becomes a run of the project, with its vector.
@@ -392,8 +466,8 @@ void MainWindow::onModelLoaded() {
     modelBadge_->adjustSize();
     menuBar()->setCornerWidget(modelBadge_, Qt::TopRightCorner);
     modelName_ = name;
-    steeringShownFor_.clear();
     showProjectInPanels();
+    applyProjectToPanels();
     updateTitle();
     projectTree_->topLevelItem(0)->setText(0, tr("Model: %1").arg(name));
     refreshMemory();

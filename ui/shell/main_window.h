@@ -18,6 +18,8 @@ class QProgressBar;
 class QPushButton;
 class QTabWidget;
 class QTreeWidget;
+class QTreeWidgetItem;
+class QPoint;
 class SteeringPanel;
 class TraitsPanel;
 
@@ -52,6 +54,12 @@ protected:
 
 private:
     void showProjectInPanels();
+    // The project's saved state in the panels: its vectors and the Steering setup (needs a model).
+    void applyProjectToPanels();
+    void projectTreeActivated(QTreeWidgetItem* item);
+    void projectTreeMenu(const QPoint& position);
+    void openVectorIn(const QString& key, const QString& panel);  // panel: "steering" or "heat maps"
+    void usePrompt(int index);
     void refreshProjectTree();
     void recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result);
     void stopCurrentPanel();
@@ -73,8 +81,6 @@ private:
     WelcomePanel* welcomePanel_;
     QMenu* recentMenu_ = nullptr;
     QString modelName_;
-    // Project folder | vector key whose steering settings the Steering panel last took.
-    QString steeringShownFor_;
     QTabWidget* panels_;
     ModelPanel* modelPanel_;
     SteeringPanel* steeringPanel_;

@@ -23,6 +23,8 @@ constexpr const char* kRecentKey = "projects/recent";
 constexpr int kMaxRecent = 8;
 constexpr int kDefaultAutosaveMs = 30'000;
 
+QString newUntitledId() { return "untitled-" + QUuid::createUuid().toString(QUuid::Id128).left(12); }
+
 QString canonicalFolder(const QString& path) {
     const QString folder = QString::fromStdString(persona::project_folder(path.toStdString()));
     const QFileInfo info(folder);
@@ -82,7 +84,7 @@ bool newerThanOriginal(const RecoveryNote& note) {
 
 ProjectController::ProjectController(QWidget* dialogParent, QObject* parent)
     : QObject(parent), dialogParent_(dialogParent), autosave_(new QTimer(this)) {
-    untitledId_ = "untitled-" + QUuid::createUuid().toString(QUuid::Id128).left(12);
+    untitledId_ = newUntitledId();
     project_.name = "untitled";
     autosave_->setInterval(kDefaultAutosaveMs);
     connect(autosave_, &QTimer::timeout, this, [this] {
@@ -195,8 +197,9 @@ bool ProjectController::newProject() {
     removeRecovery();
     persona::Project fresh;
     fresh.name = "untitled";
-    untitledId_ = "untitled-" + QUuid::createUuid().toString(QUuid::Id128).left(12);
+    untitledId_ = newUntitledId();
     replace(std::move(fresh), QString(), false);
+    emit projectOpened();
     return true;
 }
 
@@ -212,7 +215,18 @@ bool ProjectController::openProject(const QString& path) {
     }
     if (!maybeSave()) return false;
     removeRecovery();
+    const bool example = std::any_of(exampleFolders_.begin(), exampleFolders_.end(), [&folder](const QString& examples) {
+        const QString root = QFileInfo(examples).canonicalFilePath();
+        return !root.isEmpty() && folder.startsWith(root + '/');
+    });
+    if (example) {
+        untitledId_ = newUntitledId();
+        replace(std::move(loaded), QString(), false);
+        emit projectOpened();
+        return true;
+    }
     replace(std::move(loaded), folder, false);
+    emit projectOpened();
     addRecent(folder);
     offerRecoveryFor(folder);
     return true;
@@ -232,6 +246,7 @@ bool ProjectController::saveAs() {
 bool ProjectController::saveTo(const QString& folder) {
     const QString target = withExtension(QFileInfo(folder).absoluteFilePath());
     persona::Project saving = project_;
+    if (collectLiveState_) collectLiveState_(saving);
     if (saving.name.empty() || saving.name == "untitled") saving.name = QFileInfo(target).completeBaseName().toStdString();
     try {
         persona::write_project(target.toStdString(), saving);
@@ -311,6 +326,7 @@ bool ProjectController::autosaveNow() {
     }
     const QString id = recoveryId();
     persona::Project copy = project_;
+    if (collectLiveState_) collectLiveState_(copy);
     try {
         persona::write_project(folder.filePath(id + persona::kProjectExtension).toStdString(), copy);
     } catch (const std::exception& e) {
@@ -359,6 +375,7 @@ bool ProjectController::offerRecoveryFor(const QString& onlyOriginal) {
         // The restored work is unsaved until the user saves it: it lives on under the same id.
         if (note.original.isEmpty()) untitledId_ = note.id;
         replace(std::move(restored), note.original, true);
+        emit projectOpened();
         return true;
     }
     return false;

@@ -42,6 +42,12 @@ public:
     QString lastError() const { return lastError_; }
 
     void setQuestions(Questions questions) { questions_ = std::move(questions); }
+    // Folders of shipped examples: a project opened from one opens as an unsaved copy (its
+    // Save asks for a folder), so the examples themselves are never overwritten.
+    void setExampleFolders(const QStringList& folders) { exampleFolders_ = folders; }
+    // State the panels hold live (the Steering setup), folded into the project by every save and
+    // autosave.
+    void setLiveState(std::function<void(persona::Project&)> collect) { collectLiveState_ = std::move(collect); }
 
     // --- Changing the project: each marks it dirty and emits projectChanged() ---------------
     void setName(const QString& name);
@@ -82,8 +88,10 @@ public:
     bool offerRecovery();
 
 signals:
-    // The project was replaced (new, open, restore) or changed through a setter.
+    // The project was replaced (new, open, restore, save) or changed through a setter.
     void projectChanged();
+    // Another project is open (new, open, restore; not a save): panels show its saved state.
+    void projectOpened();
     void dirtyChanged(bool dirty);
     void pathChanged(const QString& path);
     void recentProjectsChanged();
@@ -105,6 +113,8 @@ private:
     bool dirty_ = false;
     bool changedSinceAutosave_ = false;
     QString untitledId_;  // recovery id of a project not yet saved
+    QStringList exampleFolders_;
+    std::function<void(persona::Project&)> collectLiveState_;
     QString lastError_;
     QTimer* autosave_;
 };

@@ -35,4 +35,11 @@ QCPColorGradient gradient() {
     return g;
 }
 
+double maxAbs(const std::vector<std::vector<float>>& columns, double start) {
+    double largest = start;
+    for (const auto& column : columns)
+        for (float value : column) largest = std::max(largest, std::abs(static_cast<double>(value)));
+    return largest;
+}
+
 }  // namespace diverging

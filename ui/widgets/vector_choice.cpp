@@ -50,9 +50,9 @@ QString VectorChoice::fileEntryName(const persona::PersonaVector& vector, const 
 void VectorChoice::addVector(const QString& name, persona::PersonaVector vector, int tag) {
     int index = findText(name);
     if (index >= 0 && index < static_cast<int>(entries_.size())) {
-        entries_[static_cast<std::size_t>(index)] = {std::move(vector), tag};
+        entries_[static_cast<std::size_t>(index)] = {std::move(vector), tag, {}};
     } else {
-        entries_.push_back({std::move(vector), tag});
+        entries_.push_back({std::move(vector), tag, {}});
         index = static_cast<int>(entries_.size()) - 1;
         const QSignalBlocker blocker(this);
         insertItem(index, name);  // "Open vector..." stays last
@@ -71,6 +71,48 @@ void VectorChoice::removeTagged() {
         }
 }
 
+QString VectorChoice::projectEntryName(const QString& key) {
+    return tr("%1 (project)").arg(QFileInfo(key).completeBaseName());
+}
+
+void VectorChoice::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
+    const QSignalBlocker blocker(this);
+    const int selected = currentIndex();
+    const QString selectedName = selected >= 0 && selected < static_cast<int>(entries_.size()) ? itemText(selected) : QString();
+    for (std::size_t i = entries_.size(); i-- > 0;) {
+        const std::string key = entries_[i].projectKey.toStdString();
+        if (!entries_[i].projectKey.isEmpty() && (!vectors.count(key) || !fits(vectors.at(key)))) {
+            entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+            removeItem(static_cast<int>(i));
+        }
+    }
+    for (const auto& [key, vector] : vectors) {
+        if (!fits(vector)) continue;
+        const QString qkey = QString::fromStdString(key);
+        const QString name = projectEntryName(qkey);
+        const int index = findText(name);
+        if (index >= 0 && index < static_cast<int>(entries_.size())) {
+            entries_[static_cast<std::size_t>(index)] = {vector, -1, qkey};
+        } else {
+            entries_.push_back({vector, -1, qkey});
+            insertItem(static_cast<int>(entries_.size()) - 1, name);
+        }
+    }
+    const int now = selectedName.isEmpty() ? -1 : findText(selectedName);
+    setCurrentIndex(now >= 0 && now < static_cast<int>(entries_.size()) ? now : -1);
+    previousIndex_ = currentIndex();
+}
+
+bool VectorChoice::selectProjectVector(const QString& key) {
+    return !key.isEmpty() && selectFirst([&key](const Entry& entry) { return entry.projectKey == key; });
+}
+
+QString VectorChoice::currentProjectKey() const {
+    const int index = currentIndex();
+    if (index < 0 || index >= static_cast<int>(entries_.size())) return {};
+    return entries_[static_cast<std::size_t>(index)].projectKey;
+}
+
 bool VectorChoice::select(const QString& name) {
     const int index = findText(name);
     if (index < 0 || index >= static_cast<int>(entries_.size())) return false;
@@ -79,8 +121,12 @@ bool VectorChoice::select(const QString& name) {
 }
 
 bool VectorChoice::selectTag(int tag) {
+    return selectFirst([tag](const Entry& entry) { return entry.tag == tag; });
+}
+
+bool VectorChoice::selectFirst(const std::function<bool(const Entry&)>& matches) {
     for (std::size_t i = 0; i < entries_.size(); ++i)
-        if (entries_[i].tag == tag) {
+        if (matches(entries_[i])) {
             const bool alreadySelected = currentIndex() == static_cast<int>(i);
             setCurrentIndex(static_cast<int>(i));
             if (alreadySelected) indexChanged(static_cast<int>(i));

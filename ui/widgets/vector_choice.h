@@ -7,6 +7,8 @@
 #include <QComboBox>
 
 #include <functional>
+#include <map>
+#include <string>
 #include <optional>
 #include <vector>
 
@@ -29,6 +31,14 @@ public:
     // emitted even when it was selected already. `tag` is the caller's (-1: none).
     void addVector(const QString& name, persona::PersonaVector vector, int tag = -1);
     void removeTagged();  // every entry with a tag >= 0
+    // The open project's vectors, by key ("vectors/evil.response_avg.safetensors"): listed (or
+    // replaced) without changing the selection or emitting anything, so a project change never
+    // starts work; project entries whose key is gone are dropped. Vectors that do not fit the
+    // model are left out. An entry dropped while selected leaves nothing selected.
+    void setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors);
+    bool selectProjectVector(const QString& key);  // emits vectorChosen
+    QString currentProjectKey() const;             // "" when the choice is not a project vector
+    static QString projectEntryName(const QString& key);
     bool select(const QString& name);
     bool selectTag(int tag);
 
@@ -43,8 +53,11 @@ private:
     struct Entry {
         persona::PersonaVector vector;
         int tag = -1;
+        QString projectKey;
     };
     void indexChanged(int index);
+    // Selects the first entry that matches; vectorChosen is emitted even when it was selected.
+    bool selectFirst(const std::function<bool(const Entry&)>& matches);
     void chooseFile();
 
     std::vector<Entry> entries_;
