@@ -1,5 +1,5 @@
-// persona-cli bench: load time, prefill and decode speed, and peak memory, as a table and one
-// JSON line.
+// persona-cli bench: load time, prefill and decode speed, the Steering slider's answer time, and
+// peak memory, as a table and one JSON line.
 #include "cli_commands.h"
 
 #include "persona/generation.h"
@@ -8,10 +8,12 @@
 #include "persona/process_memory.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -26,8 +28,68 @@ struct BenchOptions {
     int prompt_tokens = 256;
     int new_tokens = 64;
     std::vector<int> batches{1, 2, 8};
+    int steering_prompt_tokens = 64;
+    int steering_rounds = 9;
     bool json_only = false;
 };
+
+double median(std::vector<double> values) {
+    if (values.empty()) return 0;
+    std::sort(values.begin(), values.end());
+    const std::size_t middle = values.size() / 2;
+    return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
+}
+
+// What the Steering slider feels: a steered answer is streaming; the strength changes, so the
+// panel cancels that job and submits the steered row again (the unsteered row is kept). The
+// figure is the time from the change to the new job's first token: the rest of the running
+// decode step, then a prefill of the prompt and one sampling step. Seconds, one per round.
+std::vector<double> steering_change_latencies(persona::Engine& engine, const persona::ModelFacts& facts,
+                                              const BenchOptions& options) {
+    using clock = std::chrono::steady_clock;
+    persona::GenerationRow row;
+    for (int i = 0; i < options.steering_prompt_tokens; ++i) row.prompt_tokens.push_back(1000 + (i * 37) % 20000);
+    row.sampling.stop_at_eos = false;
+    row.sampling.max_new_tokens = 48;
+    persona::Steering steering;
+    steering.layer = std::max(1, facts.layers * 2 / 3);
+    steering.vector.assign(static_cast<std::size_t>(facts.hidden_size), 0.0f);
+    for (std::size_t i = 0; i < steering.vector.size(); i += 7) steering.vector[i] = 1.0f;
+    row.steering.push_back(steering);
+
+    std::vector<double> latencies;
+    for (int round = 0; round < options.steering_rounds && !g_interrupted; ++round) {
+        auto streaming = std::make_shared<std::promise<void>>();
+        auto tokens = std::make_shared<std::atomic<int>>(0);
+        persona::GenerationRow before = row;
+        before.steering.front().alpha = 2.0f;
+        persona::JobHandle running = engine.submit([before, streaming, tokens](persona::Model& model, const persona::JobContext& job) {
+            model.generate({before}, [&](const persona::TokenEvent&) {
+                if (++*tokens == 3) streaming->set_value();
+            }, nullptr, job.cancelled);
+        });
+        streaming->get_future().wait();
+
+        const auto change = clock::now();
+        running.cancel();
+        auto first_token = std::make_shared<std::promise<double>>();
+        auto seen = std::make_shared<bool>(false);
+        persona::GenerationRow after = row;
+        after.steering.front().alpha = 2.0f + 0.5f * static_cast<float>(round + 1);
+        persona::JobHandle changed = engine.submit([after, first_token, seen, change](persona::Model& model,
+                                                                                       const persona::JobContext& job) {
+            model.generate({after}, [&](const persona::TokenEvent&) {
+                if (*seen) return;
+                *seen = true;
+                first_token->set_value(std::chrono::duration<double>(clock::now() - change).count());
+            }, nullptr, job.cancelled);
+        });
+        latencies.push_back(first_token->get_future().get());
+        changed.cancel();
+        changed.wait();
+    }
+    return latencies;
+}
 
 int run_bench(const GlobalOptions& global, const BenchOptions& options) {
     using clock = std::chrono::steady_clock;
@@ -84,6 +146,12 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
         exit_code = kExitFailed;
     if (exit_code != kExitOk) return exit_code;
     if (g_interrupted) return kExitCancelled;
+    const std::vector<double> latencies = steering_change_latencies(engine, facts, options);
+    if (g_interrupted) return kExitCancelled;
+    report["steering_change_to_first_token"] = {{"prompt_tokens", options.steering_prompt_tokens},
+                                                {"median_ms", median(latencies) * 1000},
+                                                {"max_ms", *std::max_element(latencies.begin(), latencies.end()) * 1000},
+                                                {"rounds", latencies.size()}};
     report["peak_rss_bytes"] = persona::read_process_memory().peak_resident_bytes;
 
     if (!options.json_only) {
@@ -98,6 +166,10 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
             const std::string name = "decode batch " + std::to_string(d["batch"].get<int>()) + " (total)";
             std::printf("| %-28s | %8.1f t/s |\n", name.c_str(), d["tokens_per_second_total"].get<double>());
         }
+        const auto& change = report["steering_change_to_first_token"];
+        std::printf("| %-28s | %9.0f ms |\n",
+                    ("steering change, " + std::to_string(options.steering_prompt_tokens) + " tok").c_str(),
+                    change["median_ms"].get<double>());
         std::printf("| %-28s | %9.1f MB |\n", "peak RSS", report["peak_rss_bytes"].get<double>() / 1e6);
     }
     std::cout << report.dump() << "\n";
@@ -113,6 +185,13 @@ void add_bench_command(CLI::App& app, const GlobalOptions& global, Command& sele
     bench->add_option("--prompt-tokens", bench_options->prompt_tokens)->check(CLI::Range(1, 1 << 16))->capture_default_str();
     bench->add_option("--new-tokens", bench_options->new_tokens)->check(CLI::Range(1, 1 << 16))->capture_default_str();
     bench->add_option("--batch", bench_options->batches, "Decode batch sizes")->capture_default_str();
+    bench->add_option("--steering-prompt-tokens", bench_options->steering_prompt_tokens,
+                      "Prompt of the steering-change latency (the Steering slider's answer time)")
+        ->check(CLI::Range(1, 1 << 16))
+        ->capture_default_str();
+    bench->add_option("--steering-rounds", bench_options->steering_rounds, "Rounds of it; the median is reported")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
     bench->add_flag("--json", bench_options->json_only, "Print only the JSON line");
     bench->callback([&global, &selected, bench_options] {
         selected = [&global, bench_options] { return run_bench(global, *bench_options); };

@@ -3,6 +3,7 @@
 #include "cli_commands.h"
 #include "cli_common.h"
 #include "persona/model.h"
+#include "persona/process_setup.h"
 
 #include <CLI/CLI.hpp>
 
@@ -11,6 +12,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
+    persona::relaunch_with_passive_openmp(argv);
     using namespace persona_cli;
     CLI::App app{"persona-cli: persona vectors from the command line (the engine of Persona Workbench)"};
     app.set_version_flag("--version", PERSONA_VERSION);

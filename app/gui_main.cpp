@@ -3,6 +3,7 @@
 #include "shell/engine_client.h"
 #include "shell/main_window.h"
 #include "persona/paths.h"
+#include "persona/process_setup.h"
 #include "shell/project_controller.h"
 
 #include <QApplication>
@@ -14,6 +15,7 @@
 #include <optional>
 
 int main(int argc, char** argv) {
+    persona::relaunch_with_passive_openmp(argv);
     QApplication app(argc, argv);
     QApplication::setApplicationName("persona-workbench");
     QApplication::setOrganizationName("persona-workbench");
