@@ -14,37 +14,75 @@
 #include <cstdio>
 #include <optional>
 
-int main(int argc, char** argv) {
-    persona::relaunch_with_passive_openmp(argv);
-    QApplication app(argc, argv);
-    QApplication::setApplicationName("persona-workbench");
-    QApplication::setOrganizationName("persona-workbench");
-    QApplication::setApplicationVersion(PERSONA_VERSION);
+namespace {
 
-    QCommandLineParser parser;
-    parser.setApplicationDescription("Persona Workbench: extract, inspect and steer persona vectors.");
-    parser.addHelpOption();
-    parser.addVersionOption();
-    parser.addPositionalArgument("model",
-                                 "GGUF model or Hugging Face checkpoint folder to open (default: the default model "
-                                 "in the cache).",
-                                 "[model]");
-    QCommandLineOption screenshot("screenshot", "Render the main window to FILE (PNG) once the model has loaded, then exit.",
-                                  "FILE");
-    QCommandLineOption panel("panel",
+// The command line, shared by the display-less answer to --help and the real start.
+struct GuiOptions {
+    QCommandLineOption screenshot{"screenshot", "Render the main window to FILE (PNG) once the model has loaded, then exit.",
+                                  "FILE"};
+    QCommandLineOption panel{"panel",
                              "Show panel NAME (welcome, model, steering, traits, extraction, heatmaps; default: "
                              "welcome, or model with --screenshot). With --screenshot: for steering one generation "
                              "(random direction, coefficient 4) runs before the grab; with traits, a draft copy of a "
                              "built-in trait shows the form's inline checks; for extraction a small extraction of "
                              "'evil' (judge none); for heatmaps that extraction, then a typed conversation's heat map "
                              "on its vector.",
-                             "NAME");
-    QCommandLineOption project("project", "Open the project folder DIR (NAME.persona) at start.", "DIR");
-    QCommandLineOption device("device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto");
-    QCommandLineOption dtype("dtype", "Weights dtype: auto (bf16 where the hardware computes it natively, else f32), f32, bf16 or f16 (cuda only).", "DTYPE", "auto");
-    QCommandLineOption threads("threads", "CPU threads for the model (0: one per core).", "N", "0");
-    parser.addOptions({screenshot, panel, project, device, dtype, threads});
+                             "NAME"};
+    QCommandLineOption project{"project", "Open the project folder DIR (NAME.persona) at start.", "DIR"};
+    QCommandLineOption device{"device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto"};
+    QCommandLineOption dtype{"dtype",
+                             "Weights dtype: auto (bf16 where the hardware computes it natively, else f32), f32, bf16 "
+                             "or f16 (cuda only).",
+                             "DTYPE", "auto"};
+    QCommandLineOption threads{"threads", "CPU threads for the model (0: one per core).", "N", "0"};
+
+    void describe(QCommandLineParser& parser) const {
+        parser.setApplicationDescription("Persona Workbench: extract, inspect and steer persona vectors.");
+        parser.addHelpOption();
+        parser.addVersionOption();
+        parser.addPositionalArgument("model",
+                                     "GGUF model or Hugging Face checkpoint folder to open (default: the default "
+                                     "model in the cache).",
+                                     "[model]");
+        parser.addOptions({screenshot, panel, project, device, dtype, threads});
+    }
+};
+
+void nameApplication() {
+    QCoreApplication::setApplicationName("persona-workbench");
+    QCoreApplication::setOrganizationName("persona-workbench");
+    QCoreApplication::setApplicationVersion(PERSONA_VERSION);
+}
+
+// QApplication aborts without a display; --help and --version need none.
+bool asksOnlyForHelp(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const QByteArray arg(argv[i]);
+        if (arg == "-h" || arg == "--help" || arg == "-?" || arg == "--help-all" || arg == "-v" || arg == "--version")
+            return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    persona::relaunch_with_passive_openmp(argv);
+    const GuiOptions options;
+    if (asksOnlyForHelp(argc, argv)) {
+        QCoreApplication help(argc, argv);
+        nameApplication();
+        QCommandLineParser parser;
+        options.describe(parser);
+        parser.process(help);  // prints and exits
+        return 0;
+    }
+    QApplication app(argc, argv);
+    nameApplication();
+    QCommandLineParser parser;
+    options.describe(parser);
     parser.process(app);
+    const auto& [screenshot, panel, project, device, dtype, threads] = options;
 
     const QString deviceName = parser.value(device);
     if (!persona::device_from_name(deviceName.toStdString())) {

@@ -128,7 +128,8 @@ private slots:
     }
 
     void benchPrintsItsFigures() {
-        const Run r = run(PERSONA_CLI_PATH, {"bench", "--json", "--prompt-tokens", "16", "--new-tokens", "4", "--batch", "1", "--batch", "2"});
+        const Run r = run(PERSONA_CLI_PATH, {"bench", "--json", "--prompt-tokens", "16", "--new-tokens", "4", "--batch", "1",
+                                             "--batch", "2", "--steering-prompt-tokens", "16", "--steering-rounds", "3"});
         QVERIFY2(r.exitCode == 0, r.err.constData());
         const QJsonObject report = QJsonDocument::fromJson(r.out).object();
         QVERIFY(report["load_seconds"].toDouble() > 0);
@@ -138,6 +139,21 @@ private slots:
         QVERIFY(report["decode"].toArray()[1].toObject()["tokens_per_second_total"].toDouble() > 0);
         QVERIFY(report["peak_rss_bytes"].toDouble() > 100e6);
         QCOMPARE(report["dtype"].toString(), persona_test::autoCpuDtype());
+        const QJsonObject change = report["steering_change_to_first_token"].toObject();
+        QCOMPARE(change["rounds"].toInt(), 3);
+        QCOMPARE(change["prompt_tokens"].toInt(), 16);
+        QVERIFY(change["median_ms"].toDouble() > 0 && change["median_ms"].toDouble() <= change["max_ms"].toDouble());
+    }
+
+    // --help needs no display: a server or an SSH session asks it too.
+    void workbenchHelpWithoutADisplay() {
+        QProcessEnvironment environment = QProcessEnvironment::systemEnvironment();
+        environment.remove("DISPLAY");
+        environment.remove("WAYLAND_DISPLAY");
+        environment.remove("QT_QPA_PLATFORM");
+        const Run help = persona_test::runProgram(PERSONA_GUI_PATH, {"--help"}, 30000, environment);
+        QVERIFY2(help.exitCode == 0, help.err.constData());
+        QVERIFY2(help.out.contains("--project") && help.out.contains("--screenshot"), help.out.constData());
     }
 
     // The picture is the window after the model loaded: a full window with text and widgets,

@@ -13,6 +13,8 @@
 #include "persona/trait.h"
 
 #include <QApplication>
+#include <QDesktopServices>
+#include <QDir>
 #include <QCloseEvent>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -29,6 +31,7 @@
 #include <QTabWidget>
 #include <QTimer>
 #include <QTreeWidget>
+#include <QUrl>
 
 #include <optional>
 
@@ -36,6 +39,30 @@ namespace {
 // What a Project tree item stands for (its Qt::UserRole holds the name, key or index).
 constexpr int kTreeKindRole = Qt::UserRole + 1;
 enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt };
+
+QString shortcutsText() {
+    return MainWindow::tr(
+        "Ctrl+N\tNew project\n"
+        "Ctrl+O\tOpen project\n"
+        "Ctrl+S / Ctrl+Shift+S\tSave / Save As\n"
+        "Ctrl+M / Ctrl+Shift+M\tOpen a model file / folder\n"
+        "Ctrl+1 ... Ctrl+9\tShow a panel, in tab order\n"
+        "Esc or Ctrl+.\tStop what the visible tab runs (other tabs' jobs go on)\n"
+        "Ctrl+Q\tQuit\n\n"
+        "Steering: arrow keys move the strength slider by 0.05, Page Up / Page Down by 0.25.\n"
+        "Project tree: double click a vector to steer with it, a prompt to use it; right click for more.");
+}
+
+// The docs/ folder: installed beside the program, else the source tree of a build.
+QString docsFolder() {
+    QStringList candidates{QDir(QCoreApplication::applicationDirPath()).filePath("../share/doc/persona-workbench")};
+#ifdef PERSONA_SOURCE_DIR
+    candidates << QDir(QStringLiteral(PERSONA_SOURCE_DIR)).filePath("docs");
+#endif
+    for (const QString& folder : candidates)
+        if (QFileInfo(folder).isDir()) return QFileInfo(folder).canonicalFilePath();
+    return {};
+}
 }  // namespace
 
 MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
@@ -195,8 +222,10 @@ void MainWindow::refreshRecentMenu() {
     welcomePanel_->setRecentProjects(recent);
     if (!recentMenu_) return;
     recentMenu_->clear();
+    // Two projects may share a name: the folder tells them apart.
     for (const QString& folder : recent)
-        recentMenu_->addAction(QFileInfo(folder).fileName(), this, [this, folder] { projects_->openProject(folder); })
+        recentMenu_->addAction(tr("%1 — %2").arg(QFileInfo(folder).fileName(), QDir::toNativeSeparators(folder)), this,
+                               [this, folder] { projects_->openProject(folder); })
             ->setToolTip(folder);
     if (recent.isEmpty()) recentMenu_->addAction(tr("(none)"))->setEnabled(false);
     else {
@@ -240,6 +269,18 @@ void MainWindow::buildMenus() {
     }
 
     auto* help = menuBar()->addMenu(tr("&Help"));
+    help->setObjectName("help_menu");
+    help->addAction(tr("&Keyboard Shortcuts"), this, [this] {
+        QMessageBox::information(this, tr("Keyboard Shortcuts"), shortcutsText());
+    });
+    help->addAction(tr("&Documentation"), this, [this] {
+        const QString folder = docsFolder();
+        if (folder.isEmpty() || !QDesktopServices::openUrl(QUrl::fromLocalFile(folder)))
+            QMessageBox::information(this, tr("Documentation"),
+                                     tr("The documentation is the docs/ folder of the source tree, or "
+                                        "share/doc/persona-workbench once installed; it was not found here."));
+    });
+    help->addSeparator();
     help->addAction(tr("&About"), this, [this] {
         QMessageBox::about(this, tr("About Persona Workbench"),
                            tr("Persona Workbench %1\nPersona vectors in local language models.").arg(PERSONA_VERSION));

@@ -110,7 +110,7 @@ ProjectController::ProjectController(QWidget* dialogParent, QObject* parent)
                                             tr("Persona projects (*.persona)"));
     };
     questions_.chooseOpenFolder = [this] {
-        return QFileDialog::getExistingDirectory(dialogParent_, tr("Open Project (a NAME.persona folder)"));
+        return QFileDialog::getExistingDirectory(dialogParent_, tr("Open Project (a NAME.persona folder)"), startFolder());
     };
     questions_.showError = [this](const QString& title, const QString& message) {
         QMessageBox::warning(dialogParent_, title, message);
@@ -123,6 +123,12 @@ bool ProjectController::open() {
     const QString folder = questions_.chooseOpenFolder();
     return !folder.isEmpty() && openProject(folder);
 }  // a recovery copy stays: it is what a crash leaves too
+
+QString ProjectController::startFolder() const {
+    if (!path_.isEmpty()) return QFileInfo(path_).absolutePath();
+    const QStringList recent = recentProjects();
+    return recent.isEmpty() ? QDir::homePath() : QFileInfo(recent.front()).absolutePath();
+}
 
 QString ProjectController::displayName() const {
     if (!project_.name.empty()) return QString::fromStdString(project_.name);
@@ -235,9 +241,7 @@ bool ProjectController::openProject(const QString& path) {
 bool ProjectController::save() { return path_.isEmpty() ? saveAs() : saveTo(path_); }
 
 bool ProjectController::saveAs() {
-    const QString suggested = path_.isEmpty()
-        ? QDir::home().filePath(displayName() + persona::kProjectExtension)
-        : path_;
+    const QString suggested = path_.isEmpty() ? QDir(startFolder()).filePath(displayName() + persona::kProjectExtension) : path_;
     const QString chosen = questions_.chooseSaveFolder(suggested);
     if (chosen.isEmpty()) return false;
     return saveTo(withExtension(chosen));

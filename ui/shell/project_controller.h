@@ -40,6 +40,8 @@ public:
     // The project's name, else its folder's, else "untitled".
     QString displayName() const;
     QString lastError() const { return lastError_; }
+    // Where file dialogs start: beside the open project, else beside the most recent one, else home.
+    QString startFolder() const;
 
     void setQuestions(Questions questions) { questions_ = std::move(questions); }
     // Folders of shipped examples: a project opened from one opens as an unsaved copy (its
