@@ -1,8 +1,18 @@
 // The main window, offscreen, on the real default model: the facts appear once the engine
-// thread has loaded it, and a bad file is reported in the window without losing it.
+// thread has loaded it, a bad file is reported in the window without losing it, and F11 enters
+// and leaves the presenter view.
 #include "shell/engine_client.h"
 #include "shell/main_window.h"
+#include "panels/steering_panel.h"
+#include "widgets/projection_heat_map.h"
 #include "test_support.h"
+
+#include <QMenuBar>
+#include <QPlainTextEdit>
+#include <QSlider>
+#include <QTabWidget>
+#include <QTextEdit>
+#include <QTreeWidget>
 
 #include <QLabel>
 #include <QProgressBar>
@@ -84,6 +94,40 @@ private slots:
         QVERIFY2(message.contains(path) && message.contains("truncated"), qPrintable(message));
         QCOMPARE(fact(window, "fact_layers"), QString("–"));
         QVERIFY(!engine.busy());
+    }
+
+    // F11: the presenter view shows the two texts, large, and the strength slider, nothing else
+    // of the window; F11 again gives the window back as it was.
+    void presenterViewEntersAndLeavesWithOneKey() {
+        EngineClient engine;
+        MainWindow window(&engine);
+        window.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&window));
+        SteeringPanel* steering = window.steeringPanel();
+        auto* prompt = steering->findChild<QPlainTextEdit*>("prompt");
+        auto* slider = steering->findChild<QSlider*>("strength_slider");
+        auto* unsteered = steering->findChild<QTextEdit*>("unsteered_text");
+        auto* tree = window.findChild<QTreeWidget*>("project_tree");
+        const double normalSize = unsteered->font().pointSizeF();
+        QVERIFY(window.showPanel("model"));  // the view brings Steering to the front
+        QVERIFY(tree->isVisible());
+
+        QTest::keyClick(&window, Qt::Key_F11);
+        QVERIFY(steering->presenterMode());
+        QCOMPARE(window.findChild<QTabWidget*>("panels")->currentWidget(), steering);
+        QVERIFY(!prompt->isVisible());
+        QVERIFY(!tree->isVisible());
+        QVERIFY(!steering->heatMap(SteeringPanel::Steered)->isVisible());
+        QVERIFY(!window.menuBar()->isVisible());
+        QVERIFY(slider->isVisible());
+        QVERIFY(unsteered->isVisible() && steering->findChild<QTextEdit*>("steered_text")->isVisible());
+        QCOMPARE(unsteered->font().pointSizeF(), 2 * normalSize);
+
+        QTest::keyClick(&window, Qt::Key_F11);
+        QVERIFY(!steering->presenterMode());
+        QVERIFY(prompt->isVisible() && tree->isVisible() && window.menuBar()->isVisible());
+        QVERIFY(steering->heatMap(SteeringPanel::Steered)->isVisible());
+        QCOMPARE(unsteered->font().pointSizeF(), normalSize);
     }
 };
 

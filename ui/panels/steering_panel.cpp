@@ -35,6 +35,8 @@
 
 namespace {
 constexpr int kDebounceMs = 250;  // typing a prompt: regenerate once the user pauses
+// Readable from the back of a room on a projector.
+constexpr double kPresenterFontScale = 2.0;
 // Repainting three plots and two panes per token steals CPU from the model on a small
 // machine; ten times a second still looks like streaming.
 constexpr int kRefreshMs = 100;
@@ -131,11 +133,14 @@ void SteeringPanel::buildInputs() {
     sweepButton_->setToolTip(tr("One batched generation per strength in the list, shown side by side"));
 
     auto label = [this](const QString& text) { return new QLabel(text, this); };
-    inputs->addWidget(label(tr("System")), 0, 0);
-    inputs->addWidget(systemPrompt_, 0, 1);
-    inputs->addWidget(label(tr("Prompt")), 1, 0);
-    inputs->addWidget(prompt_, 1, 1);
-
+    // Three boxes the presenter view can hide: what is steered, how it is run, the messages.
+    setupBox_ = new QWidget(this);
+    auto* setup = new QGridLayout(setupBox_);
+    setup->setContentsMargins(0, 0, 0, 0);
+    setup->addWidget(label(tr("System")), 0, 0);
+    setup->addWidget(systemPrompt_, 0, 1);
+    setup->addWidget(label(tr("Prompt")), 1, 0);
+    setup->addWidget(prompt_, 1, 1);
     auto* vectorRow = new QHBoxLayout;
     vectorRow->addWidget(label(tr("Vector")));
     vectorRow->addWidget(vectorChoice_, 1);
@@ -145,37 +150,59 @@ void SteeringPanel::buildInputs() {
     whereRow->addWidget(positions_);
     whereRow->addWidget(operation_);
     whereRow->addStretch(1);
-    inputs->addLayout(vectorRow, 0, 2);
-    inputs->addLayout(whereRow, 1, 2);
+    setup->addLayout(vectorRow, 0, 2);
+    setup->addLayout(whereRow, 1, 2);
+    setup->setColumnStretch(1, 3);
+    setup->setColumnStretch(2, 2);
+    inputs->addWidget(setupBox_, 0, 0);
 
+    runControls_ = new QWidget(this);
+    auto* run = new QHBoxLayout(runControls_);
+    run->setContentsMargins(0, 0, 0, 0);
+    run->addSpacing(12);
+    run->addWidget(label(tr("Max tokens")));
+    run->addWidget(maxTokens_);
+    run->addWidget(sample_);
+    run->addWidget(temperature_);
+    run->addWidget(label(tr("Seed")));
+    run->addWidget(seed_);
+    run->addSpacing(12);
+    run->addWidget(generateButton_);
+    run->addWidget(stopButton_);
     auto* strengthRow = new QHBoxLayout;
     strengthRow->addWidget(strength_, 1);
-    strengthRow->addSpacing(12);
-    strengthRow->addWidget(label(tr("Max tokens")));
-    strengthRow->addWidget(maxTokens_);
-    strengthRow->addWidget(sample_);
-    strengthRow->addWidget(temperature_);
-    strengthRow->addWidget(label(tr("Seed")));
-    strengthRow->addWidget(seed_);
-    strengthRow->addSpacing(12);
-    strengthRow->addWidget(generateButton_);
-    strengthRow->addWidget(stopButton_);
-    inputs->addLayout(strengthRow, 2, 0, 1, 3);
-
-    inputs->setColumnStretch(1, 3);
-    inputs->setColumnStretch(2, 2);
+    strengthRow->addWidget(runControls_);
+    inputs->addLayout(strengthRow, 1, 0);
     static_cast<QVBoxLayout*>(layout())->addLayout(inputs);
 
     message_ = new QLabel(tr("Load a model to steer it."), this);
     message_->setObjectName("steering_message");
     message_->setWordWrap(true);
     // The sweep shares the message's row: the inputs above have no width to spare.
-    auto* messageRow = new QHBoxLayout;
+    messageBox_ = new QWidget(this);
+    auto* messageRow = new QHBoxLayout(messageBox_);
+    messageRow->setContentsMargins(0, 0, 0, 0);
     messageRow->addWidget(message_, 1);
     messageRow->addWidget(label(tr("Sweep strengths")));
     messageRow->addWidget(sweepList_);
     messageRow->addWidget(sweepButton_);
-    static_cast<QVBoxLayout*>(layout())->addLayout(messageRow);
+    static_cast<QVBoxLayout*>(layout())->addWidget(messageBox_);
+}
+
+void SteeringPanel::setPresenterMode(bool on) {
+    if (on == presenterMode_) return;
+    presenterMode_ = on;
+    for (QWidget* box : {setupBox_, runControls_, messageBox_, static_cast<QWidget*>(differenceMap_)}) box->setVisible(!on);
+    for (ProjectionHeatMap* map : paneMaps_) map->setVisible(!on);
+    QFont font = paneTexts_[Unsteered]->font();
+    font.setPointSizeF(on ? normalPaneFontSize_ * kPresenterFontScale : normalPaneFontSize_);
+    for (int pane = 0; pane < 2; ++pane) {
+        paneTexts_[static_cast<std::size_t>(pane)]->setFont(font);
+        QFont title = paneTitles_[static_cast<std::size_t>(pane)]->font();
+        title.setPointSizeF(font.pointSizeF());
+        paneTitles_[static_cast<std::size_t>(pane)]->setFont(title);
+    }
+    views_->setCurrentIndex(PairMode);
 }
 
 void SteeringPanel::buildPanes() {
@@ -204,6 +231,7 @@ void SteeringPanel::buildPanes() {
         paneTexts_[static_cast<std::size_t>(pane)] = text;
         paneMaps_[static_cast<std::size_t>(pane)] = map;
     }
+    normalPaneFontSize_ = paneTexts_[Unsteered]->font().pointSizeF();
     panes->setRowStretch(1, 1);
     panes->setRowStretch(2, 2);
     differenceMap_ = new ProjectionHeatMap(tr("Steered minus unsteered"), this);
@@ -498,7 +526,7 @@ void SteeringPanel::generate() {
 }
 
 void SteeringPanel::regenerate() {
-    if (mode_ == SweepMode) sweep();
+    if (mode_ == SweepMode && !presenterMode_) sweep();  // the presenter view shows the pair
     else generate();
 }
 

@@ -90,6 +90,10 @@ public:
     // The coefficient of the generation now shown (what the steered pane was made with).
     double shownCoefficient() const { return shownCoefficient_; }
 
+    // The presenter view: the two texts in a large font and the strength slider, nothing else.
+    void setPresenterMode(bool on);
+    bool presenterMode() const { return presenterMode_; }
+
     Mode mode() const { return mode_; }
     // "-1, -0.5, 0, 0.5, 1": calibrated strengths separated by commas or spaces (raw
     // coefficients while the model gives no calibration).
@@ -172,6 +176,11 @@ private:
     QWidget* sweepColumnsHost_;
     QHBoxLayout* sweepColumnsLayout_;
     QLabel* message_;
+    QWidget* setupBox_;
+    QWidget* runControls_;
+    QWidget* messageBox_;
+    bool presenterMode_ = false;
+    double normalPaneFontSize_ = 0;
     std::array<QLabel*, 2> paneTitles_{};
     std::array<QTextEdit*, 2> paneTexts_{};
     std::array<ProjectionHeatMap*, 2> paneMaps_{};

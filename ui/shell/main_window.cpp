@@ -19,6 +19,8 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QShortcut>
+#include <QSignalBlocker>
+#include <QTabBar>
 #include <QHeaderView>
 #include <QLabel>
 #include <QMenu>
@@ -48,6 +50,7 @@ QString shortcutsText() {
         "Ctrl+M / Ctrl+Shift+M\tOpen a model file / folder\n"
         "Ctrl+1 ... Ctrl+9\tShow a panel, in tab order\n"
         "Esc or Ctrl+.\tStop what the visible tab runs (other tabs' jobs go on)\n"
+        "F11\tPresenter view: the two texts and the strength slider, full screen (F11 again leaves)\n"
         "Ctrl+Q\tQuit\n\n"
         "Steering: arrow keys move the strength slider by 0.05, Page Up / Page Down by 0.25.\n"
         "Project tree: double click a vector to steer with it, a prompt to use it; right click for more.");
@@ -260,6 +263,15 @@ void MainWindow::buildMenus() {
     stop->setObjectName("stop_action");
     stop->setShortcuts({QKeySequence(Qt::Key_Escape), QKeySequence(Qt::CTRL | Qt::Key_Period)});
 
+    auto* view = menuBar()->addMenu(tr("&View"));
+    presenterAction_ = view->addAction(tr("&Presenter View"));
+    presenterAction_->setObjectName("action_presenter_view");
+    presenterAction_->setCheckable(true);
+    presenterAction_->setShortcut(QKeySequence(Qt::Key_F11));
+    presenterAction_->setToolTip(tr("The steered and unsteered texts in a large font and the strength slider, full screen"));
+    connect(presenterAction_, &QAction::toggled, this, &MainWindow::setPresenterView);
+    addAction(presenterAction_);  // its shortcut works while the menu bar is hidden
+
     // Ctrl+1..9 pick the panels in tab order, whichever panels other parts of the window added.
     for (int digit = 1; digit <= 9; ++digit) {
         auto* shortcut = new QShortcut(QKeySequence(Qt::CTRL | static_cast<Qt::Key>(Qt::Key_0 + digit)), this);
@@ -407,6 +419,23 @@ void MainWindow::refreshProjectTree() {
     projectTree_->addTopLevelItems({traits, runs, vectors, prompts});
     traits->setExpanded(true);
     runs->setExpanded(true);
+}
+
+void MainWindow::setPresenterView(bool on) {
+    if (on == steeringPanel_->presenterMode()) return;
+    if (on) {
+        stateBeforePresenter_ = windowState();
+        showPanel("steering");
+    }
+    projectTree_->setVisible(!on);
+    panels_->tabBar()->setVisible(!on);
+    statusBar()->setVisible(!on);
+    menuBar()->setVisible(!on);
+    steeringPanel_->setPresenterMode(on);
+    if (on) showFullScreen();
+    else setWindowState(stateBeforePresenter_);
+    const QSignalBlocker blocker(presenterAction_);
+    presenterAction_->setChecked(on);
 }
 
 // Double click: a trait opens in Traits, a vector in Steering, a prompt in Steering's inputs.

@@ -11,6 +11,7 @@ class ExtractionPanel;
 class HeatMapPanel;
 class ModelPanel;
 class ProjectController;
+class QAction;
 class QMenu;
 class WelcomePanel;
 class QLabel;
@@ -60,6 +61,8 @@ private:
     void projectTreeMenu(const QPoint& position);
     void openVectorIn(const QString& key, const QString& panel);  // panel: "steering" or "heat maps"
     void usePrompt(int index);
+    // The Steering panel's presenter view, full screen, with nothing else of the window.
+    void setPresenterView(bool on);
     void refreshProjectTree();
     void recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result);
     void stopCurrentPanel();
@@ -78,6 +81,8 @@ private:
 
     EngineClient* engine_;
     ProjectController* projects_;
+    QAction* presenterAction_ = nullptr;
+    Qt::WindowStates stateBeforePresenter_;
     WelcomePanel* welcomePanel_;
     QMenu* recentMenu_ = nullptr;
     QString modelName_;
