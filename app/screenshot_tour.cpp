@@ -4,10 +4,13 @@
 #include "panels/heat_map_panel.h"
 #include "panels/steering_panel.h"
 #include "panels/traits_panel.h"
+#include "panels/welcome_panel.h"
 #include "persona/extraction.h"
 #include "persona/judge.h"
+#include "persona/project.h"
 #include "persona/trait.h"
 #include "shell/main_window.h"
+#include "shell/project_controller.h"
 
 #include <QApplication>
 #include <QObject>
@@ -15,6 +18,10 @@
 #include <QTimer>
 
 #include <cstdio>
+
+namespace {
+constexpr double kExampleStrength = 0.5;  // 1.0 turns this vector at layer 8 into repetition
+}  // namespace
 
 ScreenshotTour::ScreenshotTour(QApplication& app, MainWindow& window, const QString& panelName, const QString& file)
     : app_(app), window_(window), panelName_(panelName), file_(file) {}
@@ -30,7 +37,8 @@ void ScreenshotTour::start() {
         traits->setCurrentTrait(draft);
     }
     QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
-        if (!loaded || (panelName_ != "steering" && panelName_ != "extraction" && panelName_ != "heatmaps")) {
+        if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "extraction" &&
+                        panelName_ != "heatmaps")) {
             grabAndExit(loaded);
             return;
         }
@@ -58,9 +66,23 @@ void ScreenshotTour::start() {
         QObject::connect(steering, &SteeringPanel::generationFinished, &app_, [this] { grabAndExit(true); });
         QObject::connect(steering, &SteeringPanel::generationStopped, &app_, [this] { grabAndExit(false); });
         QObject::connect(steering, &SteeringPanel::generationFailed, &app_, [this] { grabAndExit(false); });
-        steering->useRandomDirection();
-        steering->setPrompt("How should I treat a stray dog?");
-        steering->setCoefficient(4.0);
+        // The shipped 'evil' example as a user opens it, greedy, at a strength that shows the
+        // vector; a random direction when the example is not installed.
+        QString example;
+        for (const QString& folder : WelcomePanel::exampleProjects())
+            if (folder.endsWith("/evil.persona")) example = folder;
+        if (!example.isEmpty() && window_.projects()->openProject(example)) {
+            persona::SteeringSettings setup = steering->settings();
+            setup.sample = false;
+            setup.max_new_tokens = 48;
+            steering->applySettings(setup);
+            steering->setStrength(kExampleStrength);
+        } else {
+            steering->useRandomDirection();
+            steering->setPrompt("How should I treat a stray dog?");
+            steering->setCoefficient(4.0);
+        }
+        if (panelName_ == "presenter") window_.setPresenterView(true);
         steering->generate();
     });
 }

@@ -37,6 +37,9 @@ namespace {
 constexpr int kDebounceMs = 250;  // typing a prompt: regenerate once the user pauses
 // Readable from the back of a room on a projector.
 constexpr double kPresenterFontScale = 2.0;
+// The pair view's grid: titles, texts, heat maps, difference map.
+constexpr int kPaneMapRow = 2;
+constexpr int kPaneMapStretch = 2;
 // Repainting three plots and two panes per token steals CPU from the model on a small
 // machine; ten times a second still looks like streaming.
 constexpr int kRefreshMs = 100;
@@ -194,6 +197,7 @@ void SteeringPanel::setPresenterMode(bool on) {
     presenterMode_ = on;
     for (QWidget* box : {setupBox_, runControls_, messageBox_, static_cast<QWidget*>(differenceMap_)}) box->setVisible(!on);
     for (ProjectionHeatMap* map : paneMaps_) map->setVisible(!on);
+    paneGrid_->setRowStretch(kPaneMapRow, on ? 0 : kPaneMapStretch);  // the texts take the maps' room
     QFont font = paneTexts_[Unsteered]->font();
     font.setPointSizeF(on ? normalPaneFontSize_ * kPresenterFontScale : normalPaneFontSize_);
     for (int pane = 0; pane < 2; ++pane) {
@@ -209,7 +213,7 @@ void SteeringPanel::buildPanes() {
     views_ = new QStackedWidget(this);
     views_->setObjectName("steering_views");
     auto* pairPage = new QWidget(views_);
-    auto* panes = new QGridLayout(pairPage);
+    auto* panes = paneGrid_ = new QGridLayout(pairPage);
     panes->setContentsMargins(0, 0, 0, 0);
     const std::array<QString, 2> names{QStringLiteral("unsteered"), QStringLiteral("steered")};
     for (int pane = 0; pane < 2; ++pane) {
@@ -226,14 +230,14 @@ void SteeringPanel::buildPanes() {
         map->setMinimumHeight(190);
         panes->addWidget(title, 0, pane);
         panes->addWidget(text, 1, pane);
-        panes->addWidget(map, 2, pane);
+        panes->addWidget(map, kPaneMapRow, pane);
         paneTitles_[static_cast<std::size_t>(pane)] = title;
         paneTexts_[static_cast<std::size_t>(pane)] = text;
         paneMaps_[static_cast<std::size_t>(pane)] = map;
     }
     normalPaneFontSize_ = paneTexts_[Unsteered]->font().pointSizeF();
     panes->setRowStretch(1, 1);
-    panes->setRowStretch(2, 2);
+    panes->setRowStretch(kPaneMapRow, kPaneMapStretch);
     differenceMap_ = new ProjectionHeatMap(tr("Steered minus unsteered"), this);
     differenceMap_->setObjectName("difference_heat_map");
     differenceMap_->setMinimumHeight(150);

@@ -21,6 +21,7 @@ class VectorChoice;
 class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
+class QGridLayout;
 class QHBoxLayout;
 class QLabel;
 class QLineEdit;
@@ -179,6 +180,7 @@ private:
     QWidget* setupBox_;
     QWidget* runControls_;
     QWidget* messageBox_;
+    QGridLayout* paneGrid_;
     bool presenterMode_ = false;
     double normalPaneFontSize_ = 0;
     std::array<QLabel*, 2> paneTitles_{};

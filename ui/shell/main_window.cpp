@@ -77,6 +77,7 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     projectTree_ = new QTreeWidget(splitter);
     projectTree_->setObjectName("project_tree");
     projectTree_->setHeaderLabel(tr("Project"));
+    projectTree_->setMinimumWidth(200);  // narrower, every item is cut off
     projectTree_->addTopLevelItem(new QTreeWidgetItem({tr("Model: none")}));
     projectTree_->setContextMenuPolicy(Qt::CustomContextMenu);
     connect(projectTree_, &QTreeWidget::itemDoubleClicked, this, &MainWindow::projectTreeActivated);

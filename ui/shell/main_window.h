@@ -39,6 +39,8 @@ public:
     ProjectController* projects() const { return projects_; }
     WelcomePanel* welcomePanel() const { return welcomePanel_; }
     bool showPanel(const QString& name);
+    // The Steering panel's presenter view, full screen, with nothing else of the window (F11).
+    void setPresenterView(bool on);
 
 public slots:
     // Loads with the device and dtype chosen in the Model panel.
@@ -61,8 +63,6 @@ private:
     void projectTreeMenu(const QPoint& position);
     void openVectorIn(const QString& key, const QString& panel);  // panel: "steering" or "heat maps"
     void usePrompt(int index);
-    // The Steering panel's presenter view, full screen, with nothing else of the window.
-    void setPresenterView(bool on);
     void refreshProjectTree();
     void recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result);
     void stopCurrentPanel();
