@@ -11,7 +11,9 @@
 #include <qcustomplot.h>
 
 #include <QComboBox>
+#include <QDoubleSpinBox>
 #include <QFile>
+#include <QLabel>
 #include <QLineEdit>
 #include <QProgressBar>
 #include <QPushButton>
@@ -108,10 +110,14 @@ private slots:
         QCOMPARE(target->text(), QString("http://localhost:8080/v1 judge-model"));
         QCOMPARE(panel_->settings().judge.kind, persona::JudgeKind::Http);
         QCOMPARE(persona::judge_label(panel_->settings().judge), persona::judge_label(settings.judge));
+        QVERIFY(panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
         settings.judge = persona::JudgeKind::None;
         panel_->setSettings(settings);
         QVERIFY(target->isHidden());
         QCOMPARE(panel_->settings().judge.kind, persona::JudgeKind::None);
+        // Without a judge there is nothing to threshold.
+        QVERIFY(!panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
+        QVERIFY(!panel_->findChild<QDoubleSpinBox*>("coherence_threshold")->isEnabled());
     }
 
     void tinyExtractionFillsTableStagesAndPlots() {
@@ -237,6 +243,12 @@ private slots:
         disconnect(connection);
         QCOMPARE(finished.count(), 0);
         QVERIFY(!panel_->running());
+        // No stage still claims to run or to finish soon.
+        for (const char* stage : ExtractionPanel::kStages) {
+            const auto* eta = panel_->findChild<QLabel*>(QStringLiteral("eta_%1").arg(stage));
+            QVERIFY(eta);
+            QVERIFY2(!eta->text().startsWith("ETA") && !eta->text().startsWith("running"), qPrintable(eta->text()));
+        }
         QVERIFY(QFile::exists(checkpoint));
         const int generatedBeforeCancel = panel_->sampleTable()->rowCount();
         QVERIFY(generatedBeforeCancel >= 1 && generatedBeforeCancel < 4);

@@ -432,7 +432,7 @@ private slots:
     void fewerPairsThanRecommendedIsAWarning() {
         Trait trait = validTrait();
         trait.instructions.resize(3);
-        expectOneProblem(trait, "instructions", TraitProblemSeverity::Warning, "has 3 pairs; docs/method.md recommends 5");
+        expectOneProblem(trait, "instructions", TraitProblemSeverity::Warning, "has 3 pairs; 5 or more give a steadier vector");
     }
 
     void emptyPositiveInstruction() {

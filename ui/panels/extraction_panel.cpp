@@ -125,12 +125,6 @@ void ExtractionPanel::buildSettings() {
                           "expression"));
     judgeTarget_ = new QLineEdit(this);
     judgeTarget_->setObjectName("judge_target");
-    connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
-    // The default models refuse to grade (README, "Judges"): the judge model setup fetched is
-    // the choice that keeps pairs, so it is the default when it is there.
-    if (QFileInfo::exists(QString::fromStdString(persona::judge_model_path())))
-        judge_->setCurrentIndex(judge_->findData(int(JudgeChoice::SecondModel)));
-    updateJudgeTarget();
     auto threshold = [this](const char* name, const QString& tip) {
         auto* s = new QDoubleSpinBox(this);
         s->setObjectName(name);
@@ -142,6 +136,12 @@ void ExtractionPanel::buildSettings() {
     };
     traitThreshold_ = threshold("trait_threshold", tr("A pair stays when its positive answer scores at least this and its negative less"));
     coherenceThreshold_ = threshold("coherence_threshold", tr("Both answers of a kept pair score at least this for coherence"));
+    connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
+    // The default models refuse to grade (README, "Judges"): the judge model setup fetched is
+    // the choice that keeps pairs, so it is the default when it is there.
+    if (QFileInfo::exists(QString::fromStdString(persona::judge_model_path())))
+        judge_->setCurrentIndex(judge_->findData(int(JudgeChoice::SecondModel)));
+    updateJudgeTarget();
 
     int column = 0;
     auto add = [&](int row, const QString& label, QWidget* widget) {
@@ -363,6 +363,9 @@ void ExtractionPanel::setModel(const persona::ModelFacts& facts) {
 void ExtractionPanel::updateJudgeTarget() {
     const auto choice = static_cast<JudgeChoice>(judge_->currentData().toInt());
     judgeTarget_->setVisible(choice == JudgeChoice::SecondModel || choice == JudgeChoice::Endpoint);
+    // Without a judge every pair is kept: thresholds would filter nothing.
+    traitThreshold_->setEnabled(choice != JudgeChoice::None);
+    coherenceThreshold_->setEnabled(choice != JudgeChoice::None);
     const QString judgeModel = QString::fromStdString(persona::judge_model_path());
     if (choice == JudgeChoice::SecondModel && judgeTarget_->text().trimmed().isEmpty() && QFileInfo::exists(judgeModel))
         judgeTarget_->setText(judgeModel);
@@ -636,6 +639,9 @@ void ExtractionPanel::onFinished(const persona::ExtractionResult& result) {
 
 void ExtractionPanel::settle(const QString& message) {
     running_ = false;
+    // A stage still counting down did not finish: its ETA would go stale on screen.
+    for (QLabel* eta : stageEtas_)
+        if (eta->text().startsWith(tr("ETA")) || eta->text() == tr("running\u2026")) eta->setText(tr("stopped"));
     message_->setText(message);
     refreshButtons();
 }

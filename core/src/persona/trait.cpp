@@ -37,6 +37,11 @@ bool is_identifier_char(char c) { return is_identifier_start(c) || is_digit(c); 
 
 bool is_blank(const std::string& text) { return std::all_of(text.begin(), text.end(), is_space); }
 
+// "1 pair", "3 pairs".
+std::string counted(std::size_t count, const std::string& noun) {
+    return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
+}
+
 // Two questions that differ only in spacing or ASCII case ask the same thing; comparing this
 // form catches a question pasted twice with a stray line break or a capital.
 std::string normalized_question(const std::string& text) {
@@ -109,13 +114,14 @@ void check_rubric(const std::string& field, const std::string& rubric, std::vect
 void check_questions(const std::string& field, const std::vector<std::string>& questions, std::size_t recommended,
                      std::map<std::string, std::string>& seen, std::vector<TraitProblem>& problems) {
     if (questions.empty()) {
-        problems.push_back({field, "has no questions; docs/method.md uses " + std::to_string(recommended),
+        problems.push_back({field, "has no questions; add at least one (" + std::to_string(recommended) +
+                                       " give a steady vector)",
                             TraitProblemSeverity::Error});
         return;
     }
     if (questions.size() < recommended)
-        problems.push_back({field, "has " + std::to_string(questions.size()) + " questions; docs/method.md recommends " +
-                                       std::to_string(recommended),
+        problems.push_back({field, "has " + counted(questions.size(), "question") + "; " + std::to_string(recommended) +
+                                       " or more give a steadier vector",
                             TraitProblemSeverity::Warning});
     for (std::size_t i = 0; i < questions.size(); ++i) {
         const std::string where = indexed(field, i);
@@ -220,12 +226,13 @@ std::vector<TraitProblem> validate(const Trait& trait) {
 
     if (trait.instructions.empty())
         problems.push_back({"instructions",
-                            "has no instruction pairs; docs/method.md uses " + std::to_string(kRecommendedInstructionPairs),
+                            "has no instruction pairs; add at least one (" +
+                                std::to_string(kRecommendedInstructionPairs) + " give a steady vector)",
                             TraitProblemSeverity::Error});
     else if (trait.instructions.size() < kRecommendedInstructionPairs)
         problems.push_back({"instructions",
-                            "has " + std::to_string(trait.instructions.size()) + " pairs; docs/method.md recommends " +
-                                std::to_string(kRecommendedInstructionPairs),
+                            "has " + counted(trait.instructions.size(), "pair") + "; " +
+                                std::to_string(kRecommendedInstructionPairs) + " or more give a steadier vector",
                             TraitProblemSeverity::Warning});
     for (std::size_t i = 0; i < trait.instructions.size(); ++i) {
         const InstructionPair& pair = trait.instructions[i];
