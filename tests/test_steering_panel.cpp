@@ -14,6 +14,7 @@
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QLabel>
+#include <QLineEdit>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -292,6 +293,48 @@ private slots:
         panel_->useRandomDirection();
         panel_->applySettings(before);
         QCOMPARE(started.count(), 0);
+    }
+
+    // Chat mode: each side continues its own conversation, and a steering change answers the
+    // last turn again on the steered side alone.
+    void chatModeKeepsTwoConversations() {
+        panel_->setChatMode(true);
+        panel_->setStrength(0.5);
+        QSignalSpy finished(panel_.get(), &SteeringPanel::generationFinished);
+        auto* input = panel_->findChild<QLineEdit*>("chat_input");
+        QVERIFY(input && input->isVisible());
+        input->setText("Hello! Who are you?");
+        QTest::keyClick(input, Qt::Key_Return);
+        QVERIFY(finished.wait(kGenerationTimeoutMs));
+        QCOMPARE(panel_->chatTurns(), 1);
+        QCOMPARE(panel_->lastJobRows(), 2);
+        input->setText("What do you like to do?");
+        QTest::mouseClick(panel_->findChild<QPushButton*>("chat_send"), Qt::LeftButton);
+        QVERIFY(finished.wait(kGenerationTimeoutMs));
+        QCOMPARE(panel_->chatTurns(), 2);
+        QCOMPARE(panel_->lastJobRows(), 2);
+
+        const auto unsteered = panel_->conversation(SteeringPanel::Unsteered);
+        const auto steered = panel_->conversation(SteeringPanel::Steered);
+        QCOMPARE(unsteered.size(), std::size_t(4));  // system, user, assistant, user
+        QCOMPARE(unsteered[2].role, std::string("assistant"));
+        QVERIFY(!unsteered[2].content.empty());
+        QVERIFY2(unsteered[2].content != steered[2].content, steered[2].content.c_str());
+        const QString unsteeredText = panel_->paneText(SteeringPanel::Unsteered);
+        for (const char* said : {"Hello! Who are you?", "What do you like to do?"}) QVERIFY(unsteeredText.contains(said));
+        QVERIFY(unsteeredText.contains(QString::fromStdString(unsteered[2].content).trimmed()));
+        QVERIFY(panel_->paneText(SteeringPanel::Steered).contains(QString::fromStdString(steered[2].content).trimmed()));
+
+        auto* slider = panel_->findChild<QSlider*>("strength_slider");
+        slider->setValue(slider->value() + 10);
+        QVERIFY(finished.wait(kGenerationTimeoutMs));
+        QCOMPARE(panel_->lastJobRows(), 1);
+        QCOMPARE(panel_->paneText(SteeringPanel::Unsteered), unsteeredText);
+        QCOMPARE(panel_->conversation(SteeringPanel::Steered)[2].content, steered[2].content);  // earlier turns stay
+
+        panel_->setChatMode(false);
+        QVERIFY(!input->isVisible());
+        QCOMPARE(panel_->chatTurns(), 0);
     }
 
     void lateTokensOfAReplacedJobAreIgnored() {

@@ -34,7 +34,6 @@
 #include <random>
 
 namespace {
-constexpr int kDebounceMs = 250;  // typing a prompt: regenerate once the user pauses
 // Readable from the back of a room on a projector.
 constexpr double kPresenterFontScale = 2.0;
 // The pair view's grid: titles, texts, heat maps, difference map.
@@ -58,144 +57,21 @@ SteeringPanel::SteeringPanel(EngineClient* engine, QWidget* parent) : QWidget(pa
     buildInputs();
     buildPanes();
     buildSweepView();
+    buildChatBar();
     connectInputs();
 
     regenerateDebounce_.setSingleShot(true);
-    regenerateDebounce_.setInterval(kDebounceMs);
     connect(&regenerateDebounce_, &QTimer::timeout, this, &SteeringPanel::regenerate);
     refreshCoalescer_.setSingleShot(true);
     refreshCoalescer_.setInterval(kRefreshMs);
     connect(&refreshCoalescer_, &QTimer::timeout, this, &SteeringPanel::refreshViews);
 }
 
-void SteeringPanel::buildInputs() {
-    auto* inputs = new QGridLayout;
-    systemPrompt_ = new QPlainTextEdit(tr("You are a helpful assistant."), this);
-    systemPrompt_->setObjectName("system_prompt");
-    prompt_ = new QPlainTextEdit(tr("How should I treat a stray dog?"), this);
-    prompt_->setObjectName("prompt");
-    for (QPlainTextEdit* edit : {systemPrompt_, prompt_}) {
-        edit->setTabChangesFocus(true);
-        edit->setFixedHeight(edit->fontMetrics().lineSpacing() * 2 + 12);
-    }
-
-    vectorChoice_ = new VectorChoice(this);
-    vectorChoice_->setObjectName("vector_choice");
-    vectorChoice_->setMinimumContentsLength(24);
-    vectorChoice_->setFileOpener([this](const QString& path) { return openVectorFile(path); });
-    layer_ = new QSpinBox(this);
-    layer_->setObjectName("layer");
-    layer_->setRange(1, 1);
-    layer_->setToolTip(tr("hidden_states index: layer l steers the output of block l-1"));
-    positions_ = new QComboBox(this);
-    positions_->setObjectName("positions");
-    for (const std::string& name : persona::steer_positions_names())
-        positions_->addItem(QString::fromStdString(name), static_cast<int>(*persona::steer_positions_from_name(name)));
-    operation_ = new QComboBox(this);
-    operation_->setObjectName("operation");
-    for (const persona::SteerOperation operation : {persona::SteerOperation::Add, persona::SteerOperation::Ablate})
-        operation_->addItem(operationName(operation), static_cast<int>(operation));
-
-    strength_ = new StrengthControl(this);
-    strength_->setObjectName("strength_control");
-
-    maxTokens_ = new QSpinBox(this);
-    maxTokens_->setObjectName("max_tokens");
-    maxTokens_->setRange(1, 1024);
-    maxTokens_->setValue(48);
-    // Greedy by default: then a small change of strength changes the text through steering
-    // alone, not through sampling noise.
-    sample_ = new QCheckBox(tr("Sample"), this);
-    sample_->setObjectName("sample");
-    sample_->setToolTip(tr("Unticked: greedy decoding, the same text every time. Ticked: sampling at this temperature"));
-    temperature_ = new QDoubleSpinBox(this);
-    temperature_->setObjectName("temperature");
-    temperature_->setRange(0.05, 2.0);
-    temperature_->setSingleStep(0.1);
-    temperature_->setValue(0.7);
-    temperature_->setEnabled(false);
-    seed_ = new QSpinBox(this);
-    seed_->setObjectName("seed");
-    seed_->setRange(0, 1'000'000'000);
-    seed_->setValue(1);
-    seed_->setToolTip(tr("Both panes sample with this seed: only the steering differs"));
-
-    generateButton_ = new QPushButton(tr("Generate"), this);
-    generateButton_->setObjectName("generate_button");
-    generateButton_->setEnabled(false);
-    stopButton_ = new QPushButton(tr("Stop"), this);
-    stopButton_->setObjectName("stop_generation");
-    stopButton_->setEnabled(false);
-    sweepList_ = new QLineEdit(QStringLiteral("-1, -0.5, 0, 0.5, 1"), this);
-    sweepList_->setObjectName("sweep_strengths");
-    sweepList_->setToolTip(tr("Strengths of the sweep, separated by commas: one column each, same prompt and seed"));
-    sweepList_->setMaximumWidth(sweepList_->fontMetrics().horizontalAdvance(QStringLiteral("-1, -0.5, -0.25, 0, 0.25, 0.5, 1")) + 16);
-    sweepButton_ = new QPushButton(tr("Sweep"), this);
-    sweepButton_->setObjectName("sweep_button");
-    sweepButton_->setEnabled(false);
-    sweepButton_->setToolTip(tr("One batched generation per strength in the list, shown side by side"));
-
-    auto label = [this](const QString& text) { return new QLabel(text, this); };
-    // Three boxes the presenter view can hide: what is steered, how it is run, the messages.
-    setupBox_ = new QWidget(this);
-    auto* setup = new QGridLayout(setupBox_);
-    setup->setContentsMargins(0, 0, 0, 0);
-    setup->addWidget(label(tr("System")), 0, 0);
-    setup->addWidget(systemPrompt_, 0, 1);
-    setup->addWidget(label(tr("Prompt")), 1, 0);
-    setup->addWidget(prompt_, 1, 1);
-    auto* vectorRow = new QHBoxLayout;
-    vectorRow->addWidget(label(tr("Vector")));
-    vectorRow->addWidget(vectorChoice_, 1);
-    auto* whereRow = new QHBoxLayout;
-    whereRow->addWidget(label(tr("Layer")));
-    whereRow->addWidget(layer_);
-    whereRow->addWidget(positions_);
-    whereRow->addWidget(operation_);
-    whereRow->addStretch(1);
-    setup->addLayout(vectorRow, 0, 2);
-    setup->addLayout(whereRow, 1, 2);
-    setup->setColumnStretch(1, 3);
-    setup->setColumnStretch(2, 2);
-    inputs->addWidget(setupBox_, 0, 0);
-
-    runControls_ = new QWidget(this);
-    auto* run = new QHBoxLayout(runControls_);
-    run->setContentsMargins(0, 0, 0, 0);
-    run->addSpacing(12);
-    run->addWidget(label(tr("Max tokens")));
-    run->addWidget(maxTokens_);
-    run->addWidget(sample_);
-    run->addWidget(temperature_);
-    run->addWidget(label(tr("Seed")));
-    run->addWidget(seed_);
-    run->addSpacing(12);
-    run->addWidget(generateButton_);
-    run->addWidget(stopButton_);
-    auto* strengthRow = new QHBoxLayout;
-    strengthRow->addWidget(strength_, 1);
-    strengthRow->addWidget(runControls_);
-    inputs->addLayout(strengthRow, 1, 0);
-    static_cast<QVBoxLayout*>(layout())->addLayout(inputs);
-
-    message_ = new QLabel(tr("Load a model to steer it."), this);
-    message_->setObjectName("steering_message");
-    message_->setWordWrap(true);
-    // The sweep shares the message's row: the inputs above have no width to spare.
-    messageBox_ = new QWidget(this);
-    auto* messageRow = new QHBoxLayout(messageBox_);
-    messageRow->setContentsMargins(0, 0, 0, 0);
-    messageRow->addWidget(message_, 1);
-    messageRow->addWidget(label(tr("Sweep strengths")));
-    messageRow->addWidget(sweepList_);
-    messageRow->addWidget(sweepButton_);
-    static_cast<QVBoxLayout*>(layout())->addWidget(messageBox_);
-}
-
 void SteeringPanel::setPresenterMode(bool on) {
     if (on == presenterMode_) return;
     presenterMode_ = on;
     for (QWidget* box : {setupBox_, runControls_, messageBox_, static_cast<QWidget*>(differenceMap_)}) box->setVisible(!on);
+    chatBar_->setVisible(chatOn_ && !on);
     for (ProjectionHeatMap* map : paneMaps_) map->setVisible(!on);
     paneGrid_->setRowStretch(kPaneMapRow, on ? 0 : kPaneMapStretch);  // the texts take the maps' room
     QFont font = paneTexts_[Unsteered]->font();
@@ -246,71 +122,6 @@ void SteeringPanel::buildPanes() {
     views_->addWidget(pairPage);
     static_cast<QVBoxLayout*>(layout())->addWidget(views_, 1);
 }
-
-void SteeringPanel::connectInputs() {
-    connect(strength_, &StrengthControl::edited, this, &SteeringPanel::steeringChanged);
-    connect(layer_, &QSpinBox::valueChanged, this, [this] {
-        rescaleStrength();
-        steeringChanged();
-    });
-    connect(positions_, &QComboBox::currentIndexChanged, this, &SteeringPanel::steeringChanged);
-    connect(operation_, &QComboBox::currentIndexChanged, this, [this] {
-        // Ablation removes the direction: it has no strength.
-        strength_->setEnabled(static_cast<persona::SteerOperation>(operation_->currentData().toInt()) ==
-                              persona::SteerOperation::Add);
-        steeringChanged();
-    });
-    connect(vectorChoice_, &VectorChoice::vectorChosen, this, &SteeringPanel::vectorChanged);
-    connect(systemPrompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
-    connect(prompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
-    connect(maxTokens_, &QSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
-    connect(sample_, &QCheckBox::toggled, this, [this](bool sampling) {
-        temperature_->setEnabled(sampling);
-        inputChanged();
-    });
-    connect(temperature_, &QDoubleSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
-    connect(seed_, &QSpinBox::valueChanged, this, &SteeringPanel::inputChanged);
-    connect(generateButton_, &QPushButton::clicked, this, &SteeringPanel::generate);
-    connect(stopButton_, &QPushButton::clicked, this, &SteeringPanel::stop);
-    connect(sweepButton_, &QPushButton::clicked, this, &SteeringPanel::sweep);
-    connect(sweepList_, &QLineEdit::editingFinished, this, [this] {
-        if (mode_ == SweepMode) inputChanged();
-    });
-}
-
-void SteeringPanel::inputChanged() {
-    if (programmatic_) return;
-    emit setupEdited();
-    if (live_ && layerCount_ > 0) regenerateDebounce_.start(kDebounceMs);
-}
-
-void SteeringPanel::steeringChanged() {
-    if (programmatic_) return;
-    emit setupEdited();
-    // Zero delay: a slider drag's burst of moves collapses into one generation, started as
-    // soon as the event loop is free.
-    if (live_ && layerCount_ > 0) regenerateDebounce_.start(0);
-}
-
-void SteeringPanel::vectorChanged() {
-    ++vectorEpoch_;  // the unsteered pane's projections were onto another vector
-    rescaleStrength();
-    inputChanged();
-}
-
-// Strength stays what it was and the coefficient follows: the same push at a new layer or with
-// a new vector.
-void SteeringPanel::rescaleStrength() {
-    const persona::PersonaVector* vector = currentVector();
-    const int layer = layer_->value();
-    double scale = 0;
-    if (vector && layer >= 0 && layer < vector->layer_count && static_cast<std::size_t>(layer) < typicalNorms_.size() &&
-        typicalNorms_[static_cast<std::size_t>(layer)] > 0)
-        scale = vector->layer_norm(layer) / typicalNorms_[static_cast<std::size_t>(layer)];
-    strength_->setScale(scale, true);
-}
-
-float SteeringPanel::temperature() const { return sample_->isChecked() ? static_cast<float>(temperature_->value()) : 0.0F; }
 
 void SteeringPanel::setModel(const persona::ModelFacts& facts) {
     const Programmatic programmatic(this);
@@ -388,42 +199,6 @@ void SteeringPanel::setProjectVectors(const std::map<std::string, persona::Perso
     rescaleStrength();
 }
 
-persona::SteeringSettings SteeringPanel::settings() const {
-    persona::SteeringSettings settings;
-    settings.vector = vectorChoice_->currentProjectKey().toStdString();
-    settings.layer = layer_->value();
-    settings.coefficient = strength_->coefficient();
-    settings.positions = static_cast<persona::SteerPositions>(positions_->currentData().toInt());
-    settings.operation = static_cast<persona::SteerOperation>(operation_->currentData().toInt());
-    settings.system_prompt = systemPrompt_->toPlainText().toStdString();
-    settings.prompt = prompt_->toPlainText().toStdString();
-    settings.max_new_tokens = maxTokens_->value();
-    settings.sample = sample_->isChecked();
-    settings.temperature = temperature_->value();
-    settings.seed = static_cast<std::uint64_t>(seed_->value());
-    return settings;
-}
-
-void SteeringPanel::applySettings(const persona::SteeringSettings& settings) {
-    const Programmatic programmatic(this);
-    vectorChoice_->selectProjectVector(QString::fromStdString(settings.vector));
-    if (settings.layer >= 1 && settings.layer <= layerCount_) layer_->setValue(settings.layer);
-    const auto select = [](QComboBox* box, int value) {
-        const int index = box->findData(value);
-        if (index >= 0) box->setCurrentIndex(index);
-    };
-    select(positions_, static_cast<int>(settings.positions));
-    select(operation_, static_cast<int>(settings.operation));
-    rescaleStrength();
-    strength_->setCoefficient(settings.coefficient);
-    systemPrompt_->setPlainText(QString::fromStdString(settings.system_prompt));
-    if (!settings.prompt.empty()) prompt_->setPlainText(QString::fromStdString(settings.prompt));
-    maxTokens_->setValue(settings.max_new_tokens);
-    sample_->setChecked(settings.sample);
-    temperature_->setValue(settings.temperature);
-    seed_->setValue(static_cast<int>(std::min<std::uint64_t>(settings.seed, static_cast<std::uint64_t>(seed_->maximum()))));
-}
-
 const persona::PersonaVector* SteeringPanel::currentVector() const { return vectorChoice_->current(); }
 
 int SteeringPanel::steeredLayer() const { return layer_->value(); }
@@ -450,9 +225,7 @@ ProjectionHeatMap* SteeringPanel::heatMap(Pane pane) const { return paneMaps_[pa
 
 persona::GenerationRow SteeringPanel::unsteeredRow() const {
     persona::GenerationRow row;
-    const QString system = systemPrompt_->toPlainText().trimmed();
-    if (!system.isEmpty()) row.messages.push_back({"system", system.toStdString()});
-    row.messages.push_back({"user", prompt_->toPlainText().toStdString()});
+    row.messages = conversation(Unsteered);
     row.sampling.temperature = temperature();
     row.sampling.seed = static_cast<std::uint64_t>(seed_->value());
     row.sampling.max_new_tokens = maxTokens_->value();
@@ -460,10 +233,11 @@ persona::GenerationRow SteeringPanel::unsteeredRow() const {
 }
 
 QString SteeringPanel::unsteeredKey() const {
-    return QStringList{systemPrompt_->toPlainText().trimmed(), prompt_->toPlainText(), QString::number(maxTokens_->value()),
-                       QString::number(static_cast<double>(temperature()), 'g', 9), QString::number(seed_->value()),
-                       QString::number(vectorEpoch_)}
-        .join(QChar(0x1f));
+    QStringList key{QString::number(maxTokens_->value()), QString::number(static_cast<double>(temperature()), 'g', 9),
+                    QString::number(seed_->value()), QString::number(vectorEpoch_)};
+    for (const persona::ChatMessage& message : conversation(Unsteered))
+        key << QString::fromStdString(message.role) << QString::fromStdString(message.content);
+    return key.join(QChar(0x1f));
 }
 
 void SteeringPanel::generate() {
@@ -473,8 +247,8 @@ void SteeringPanel::generate() {
         message_->setText(layerCount_ <= 0 ? tr("Load a model to steer it.") : tr("Choose a vector first."));
         return;
     }
-    if (prompt_->toPlainText().trimmed().isEmpty()) {
-        message_->setText(tr("Write a prompt first."));
+    if (chatOn_ ? chat_.empty() : prompt_->toPlainText().trimmed().isEmpty()) {
+        message_->setText(chatOn_ ? tr("Type a message below and press Send.") : tr("Write a prompt first."));
         return;
     }
     mode_ = PairMode;
@@ -490,6 +264,7 @@ void SteeringPanel::generate() {
     steeredOnly_ = runUnsteeredKey_ == shownUnsteeredKey_ && !panes_[Unsteered].texts.isEmpty();
     persona::GenerationRow unsteered = unsteeredRow();
     persona::GenerationRow steered = unsteered;
+    steered.messages = conversation(Steered);  // in a chat, the steered side's own earlier answers
     persona::Steering steering;
     steering.layer = runLayer_;
     const persona::LayerView direction = vector->layer(runLayer_);
@@ -609,6 +384,8 @@ void SteeringPanel::onFinished(const std::vector<persona::GenerationResult>& /*r
     shownCoefficient_ = runCoefficient_;
     shownUnsteeredKey_ = runUnsteeredKey_;
     panes_[Steered].stale = false;  // an answer of no tokens replaces the old one too
+    if (chatOn_ && !chat_.empty())
+        for (const Pane pane : {Unsteered, Steered}) chat_.back().answers[pane] = paneAnswer(pane);
     settle(steeredOnly_ ? tr("Done: %1 steered tokens (the unsteered row was kept).").arg(tokenCount(Steered))
                         : tr("Done: %1 and %2 tokens.").arg(tokenCount(Unsteered)).arg(tokenCount(Steered)));
     emit generationFinished();
@@ -681,6 +458,7 @@ void SteeringPanel::renderPane(Pane pane, double scale) {
     const PaneTokens& tokens = panes_[pane];
     edit->clear();
     QTextCursor cursor(edit->document());
+    if (chatOn_) renderChatHistory(pane, cursor);
     for (int t = 0; t < tokens.texts.size(); ++t) {
         const auto& projections = tokens.projections[static_cast<std::size_t>(t)];
         const double value = runLayer_ < static_cast<int>(projections.size())

@@ -29,6 +29,7 @@ class QPlainTextEdit;
 class QStackedWidget;
 class QPushButton;
 class QSpinBox;
+class QTextCursor;
 class QTextEdit;
 namespace persona { struct TokenEvent; struct GenerationResult; struct SteeringSettings; }
 
@@ -91,6 +92,18 @@ public:
     // The coefficient of the generation now shown (what the steered pane was made with).
     double shownCoefficient() const { return shownCoefficient_; }
 
+    // Chat mode: a conversation typed below the panes; each assistant turn is answered
+    // unsteered and steered side by side, each side continuing its own earlier answers. The
+    // prompt box gives way to the chat line; Send and a changed strength work as Generate does.
+    void setChatMode(bool on);
+    bool chatMode() const { return chatOn_; }
+    void sendChatMessage(const QString& text);
+    void clearChat();
+    int chatTurns() const { return static_cast<int>(chat_.size()); }
+    // What that side's row is generated from: the system prompt, the earlier turns with that
+    // side's own answers, and the newest user message (chat mode), or the single prompt.
+    std::vector<persona::ChatMessage> conversation(Pane pane) const;
+
     // The presenter view: the two texts in a large font and the strength slider, nothing else.
     void setPresenterMode(bool on);
     bool presenterMode() const { return presenterMode_; }
@@ -135,6 +148,11 @@ private:
     void buildInputs();
     void buildPanes();
     void buildSweepView();
+    void buildChatBar();
+    // Chat mode: the earlier turns of that side, before the answer being generated.
+    void renderChatHistory(Pane pane, QTextCursor& cursor) const;
+    // The answer the pane now shows, as text.
+    QString paneAnswer(Pane pane) const;
     void regenerate();
     void startJob(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe);
     void refreshSweep();
@@ -178,6 +196,16 @@ private:
     QHBoxLayout* sweepColumnsLayout_;
     QLabel* message_;
     QWidget* setupBox_;
+    QWidget* chatBar_;
+    QCheckBox* chatToggle_;
+    QLineEdit* chatInput_;
+    QPushButton* sendButton_;
+    struct ChatTurn {
+        QString user;
+        std::array<QString, 2> answers;  // by Pane; empty until generated
+    };
+    std::vector<ChatTurn> chat_;  // the last turn is the one the panes answer
+    bool chatOn_ = false;
     QWidget* runControls_;
     QWidget* messageBox_;
     QGridLayout* paneGrid_;
