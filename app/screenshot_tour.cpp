@@ -37,8 +37,8 @@ void ScreenshotTour::start() {
         traits->setCurrentTrait(draft);
     }
     QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
-        if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "extraction" &&
-                        panelName_ != "heatmaps")) {
+        if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "chat" &&
+                        panelName_ != "extraction" && panelName_ != "heatmaps")) {
             grabAndExit(loaded);
             return;
         }
@@ -63,7 +63,11 @@ void ScreenshotTour::start() {
             return;
         }
         SteeringPanel* steering = window_.steeringPanel();
-        QObject::connect(steering, &SteeringPanel::generationFinished, &app_, [this] { grabAndExit(true); });
+        // A chat of two turns: the grab follows the second answer.
+        QObject::connect(steering, &SteeringPanel::generationFinished, &app_, [this, steering] {
+            if (panelName_ == "chat" && steering->chatTurns() < 2) steering->sendChatMessage("And what do you think of people?");
+            else grabAndExit(true);
+        });
         QObject::connect(steering, &SteeringPanel::generationStopped, &app_, [this] { grabAndExit(false); });
         QObject::connect(steering, &SteeringPanel::generationFailed, &app_, [this] { grabAndExit(false); });
         // The shipped 'evil' example as a user opens it, greedy, at a strength that shows the
@@ -83,7 +87,12 @@ void ScreenshotTour::start() {
             steering->setCoefficient(4.0);
         }
         if (panelName_ == "presenter") window_.setPresenterView(true);
-        steering->generate();
+        if (panelName_ == "chat") {
+            steering->setChatMode(true);
+            steering->sendChatMessage("Hello! Who are you?");
+        } else {
+            steering->generate();
+        }
     });
 }
 
