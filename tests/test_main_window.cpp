@@ -1,5 +1,5 @@
 // The main window, offscreen, on the real default model: the facts appear once the engine
-// thread has loaded it, a bad file is reported in the window without losing it, and F11 enters
+// thread has loaded it, a bad file is reported where the user is without losing it, and F11 enters
 // and leaves the presenter view.
 #include "shell/engine_client.h"
 #include "shell/main_window.h"
@@ -7,7 +7,9 @@
 #include "widgets/projection_heat_map.h"
 #include "test_support.h"
 
+#include <QFrame>
 #include <QMenuBar>
+#include <QToolButton>
 #include <QPlainTextEdit>
 #include <QSlider>
 #include <QTabWidget>
@@ -88,8 +90,17 @@ private slots:
         cut.close();
 
         QSignalSpy failed(&engine, &EngineClient::loadFailed);
+        QVERIFY(window.showPanel("steering"));  // the user is elsewhere than the Model tab
+        auto* banner = window.findChild<QFrame*>("error_banner");
+        QVERIFY(banner && !banner->isVisible());
         window.openModel(path);
         QVERIFY(failed.wait(60000));
+        // Shown where the user is, and gone when dismissed.
+        QVERIFY(banner->isVisible());
+        const QString shown = fact(window, "error_banner_text");
+        QVERIFY2(shown.contains(path) && shown.contains("truncated"), qPrintable(shown));
+        QTest::mouseClick(window.findChild<QToolButton*>("error_banner_close"), Qt::LeftButton);
+        QVERIFY(!banner->isVisible());
         const QString message = fact(window, "model_message");
         QVERIFY2(message.contains(path) && message.contains("truncated"), qPrintable(message));
         QCOMPARE(fact(window, "fact_layers"), QString("–"));

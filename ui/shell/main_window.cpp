@@ -18,6 +18,7 @@
 #include <QCloseEvent>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFrame>
 #include <QShortcut>
 #include <QSignalBlocker>
 #include <QTabBar>
@@ -32,7 +33,9 @@
 #include <QStatusBar>
 #include <QTabWidget>
 #include <QTimer>
+#include <QToolButton>
 #include <QTreeWidget>
+#include <QVBoxLayout>
 #include <QUrl>
 
 #include <optional>
@@ -117,8 +120,38 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(extractionPanel_, &ExtractionPanel::extractionFinished, this, [this] { engineState_->setText(tr("engine: ready (extraction done)")); });
     connect(extractionPanel_, &ExtractionPanel::extractionCancelled, this, [this] { engineState_->setText(tr("engine: extraction cancelled")); });
     connect(extractionPanel_, &ExtractionPanel::extractionFailed, this, [this] { engineState_->setText(tr("engine: extraction failed")); });
+    // Errors show above whichever tab the user is on, not only in the tab they came from.
+    auto* right = new QWidget(splitter);
+    auto* rightColumn = new QVBoxLayout(right);
+    rightColumn->setContentsMargins(0, 0, 0, 0);
+    errorBanner_ = new QFrame(right);
+    errorBanner_->setObjectName("error_banner");
+    errorBanner_->setStyleSheet(QStringLiteral("#error_banner { background: #fbe3e4; border: 1px solid #d9a3a6; }"));
+    auto* bannerRow = new QHBoxLayout(errorBanner_);
+    errorText_ = new QLabel(errorBanner_);
+    errorText_->setObjectName("error_banner_text");
+    errorText_->setWordWrap(true);
+    errorText_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    auto* dismiss = new QToolButton(errorBanner_);
+    dismiss->setObjectName("error_banner_close");
+    dismiss->setText(QStringLiteral("\u2715"));
+    dismiss->setToolTip(tr("Dismiss"));
+    connect(dismiss, &QToolButton::clicked, errorBanner_, &QWidget::hide);
+    bannerRow->addWidget(errorText_, 1);
+    bannerRow->addWidget(dismiss, 0, Qt::AlignTop);
+    errorBanner_->hide();
+    rightColumn->addWidget(errorBanner_);
+    rightColumn->addWidget(panels_, 1);
+    connect(steeringPanel_, &SteeringPanel::generationFailed, this,
+            [this](const QString& error) { showError(tr("Steering: the generation failed: %1").arg(error)); });
+    connect(extractionPanel_, &ExtractionPanel::extractionFailed, this,
+            [this](const QString& error) { showError(tr("Extraction failed: %1").arg(error)); });
+    connect(heatMapPanel_, &HeatMapPanel::computeFailed, this,
+            [this](const QString& error) { showError(tr("Heat maps: %1").arg(error)); });
+    connect(heatMapPanel_, &HeatMapPanel::computeFinished, this, [this] { engineState_->setText(tr("engine: ready (heat map done)")); });
+    connect(heatMapPanel_, &HeatMapPanel::computeStopped, this, [this] { engineState_->setText(tr("engine: heat map stopped")); });
     splitter->addWidget(projectTree_);
-    splitter->addWidget(panels_);
+    splitter->addWidget(right);
     splitter->setStretchFactor(1, 1);
     splitter->setSizes({240, 940});
     setCentralWidget(splitter);
@@ -537,6 +570,7 @@ void MainWindow::onModelLoaded() {
     modelBadge_->adjustSize();
     menuBar()->setCornerWidget(modelBadge_, Qt::TopRightCorner);
     modelName_ = name;
+    errorBanner_->hide();  // an earlier load's error is no longer news
     showProjectInPanels();
     applyProjectToPanels();
     updateTitle();
@@ -545,8 +579,14 @@ void MainWindow::onModelLoaded() {
     emit modelSettled(true);
 }
 
-void MainWindow::onLoadFailed() {
+void MainWindow::showError(const QString& message) {
+    errorText_->setText(message);
+    errorBanner_->show();
+}
+
+void MainWindow::onLoadFailed(const QString& error) {
     progress_->setVisible(false);
+    showError(tr("The model did not load: %1").arg(error));
     engineState_->setText(engine_->facts() ? tr("engine: idle (the last load failed, see the Model panel)")
                                            : tr("engine: load failed (see the Model panel)"));
     emit modelSettled(false);

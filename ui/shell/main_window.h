@@ -12,6 +12,7 @@ class HeatMapPanel;
 class ModelPanel;
 class ProjectController;
 class QAction;
+class QFrame;
 class QMenu;
 class WelcomePanel;
 class QLabel;
@@ -74,7 +75,9 @@ private:
     void onLoadStarted(const QString& path);
     void onProgress(const QString& stage, qint64 done, qint64 total);
     void onModelLoaded();
-    void onLoadFailed();  // the Model panel shows the error in full
+    void onLoadFailed(const QString& error);  // the Model panel shows it in full, the banner wherever the user is
+    // The banner above the tabs: errors where the user is, until dismissed.
+    void showError(const QString& message);
     void onLoadCancelled();
     void refreshMemory();
     void showGenerationProgress(int steps, int maxSteps, double tokensPerSecond);
@@ -82,6 +85,8 @@ private:
     EngineClient* engine_;
     ProjectController* projects_;
     QAction* presenterAction_ = nullptr;
+    QFrame* errorBanner_;
+    QLabel* errorText_;
     Qt::WindowStates stateBeforePresenter_;
     WelcomePanel* welcomePanel_;
     QMenu* recentMenu_ = nullptr;
