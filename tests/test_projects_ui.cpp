@@ -15,6 +15,7 @@
 #include "widgets/vector_choice.h"
 
 #include <QAction>
+#include <qcustomplot.h>
 #include <QCheckBox>
 #include <QComboBox>
 #include <QCryptographicHash>
@@ -527,6 +528,14 @@ void TestProjectsUi::steeringSetupIsProjectState() {
     }
     QCOMPARE(steering->settings().vector, opened.settings.steering.vector);
     QCOMPARE(steering->coefficient(), opened.settings.steering.coefficient);
+    // The newest run's plots come back from its stored diagnostics.
+    const persona::RunResult& newest = opened.runs.back();
+    QVERIFY(window.extractionPanel()->result());
+    QCOMPARE(window.extractionPanel()->result()->trait, newest.trait);
+    const auto norms = window.extractionPanel()->normPlot()->graph(0)->data();
+    QCOMPARE(norms->size(), static_cast<int>(newest.diagnostics.size()));
+    const auto suggested = static_cast<std::size_t>(newest.suggested_layer);
+    QCOMPARE(norms->at(newest.suggested_layer)->value, newest.diagnostics.at(suggested).vector_norm);
 
     // Live: from here on the user's own changes regenerate.
     QSignalSpy finished(steering, &SteeringPanel::generationFinished);

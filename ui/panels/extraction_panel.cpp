@@ -19,6 +19,7 @@
 #include <QRegularExpression>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSignalBlocker>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QStandardPaths>
@@ -599,6 +600,35 @@ void ExtractionPanel::showSample(int row, const persona::Sample& sample, bool fi
     }
 }
 
+bool ExtractionPanel::showRun(const persona::RunResult& run, const persona::PersonaVector* vector) {
+    if (running_ || run.diagnostics.empty() || !vector) return false;
+    persona::ExtractionResult result;
+    result.trait = run.trait;
+    result.pairs = run.pairs;
+    // Indexed by aggregate: the run stored the diagnostics of its own aggregate only.
+    result.aggregates.resize(static_cast<std::size_t>(run.aggregate) + 1);
+    persona::AggregateResult& stored = result.aggregates[static_cast<std::size_t>(run.aggregate)];
+    stored.diagnostics = run.diagnostics;
+    stored.suggested_layer = run.suggested_layer;
+    stored.vector = *vector;
+    result_ = std::move(result);
+    resultTrait_ = {};
+    resultTrait_.name = run.trait;
+    table_->setRowCount(0);
+    rowOfSample_.clear();
+    {
+        const QSignalBlocker blocker(aggregate_);  // showing a stored run is not choosing a vector to steer with
+        setAggregate(run.aggregate);
+    }
+    showPlots();
+    refreshButtons();
+    message_->setText(tr("Run of %1 (%2 UTC), stored in the project: %3 of %4 pairs kept. Its samples are not stored.")
+                          .arg(QString::fromStdString(run.trait), QString::fromStdString(run.finished))
+                          .arg(run.pairs.kept)
+                          .arg(run.pairs.total));
+    return true;
+}
+
 void ExtractionPanel::onFinished(const persona::ExtractionResult& result) {
     result_ = result;
     resultTrait_ = runTrait_;
@@ -698,7 +728,8 @@ void ExtractionPanel::showPlots() {
         suggestedLabels_[i]->position->setCoords(rightHalf ? x - 0.3 : x + 0.3, 0.45);
         suggestedLabels_[i]->setText(tr("suggested layer %1").arg(chosen->suggested_layer));
     }
-    if (chosen) {
+    if (chosen && chosen->suggested_layer >= 0 &&
+        static_cast<std::size_t>(chosen->suggested_layer) < chosen->diagnostics.size()) {
         markedLayer_ = chosen->suggested_layer;
         const persona::LayerDiagnostics& d = chosen->diagnostics.at(static_cast<std::size_t>(markedLayer_));
         summary_->setText(tr("%1, %2: suggested layer %3 (AUROC %4, effect size %5, |v| %6)")

@@ -1,6 +1,7 @@
 #pragma once
 #include "persona/engine.h"
 #include "persona/extraction.h"
+#include "persona/project.h"
 #include "persona/model_facts.h"
 #include "persona/trait.h"
 
@@ -60,6 +61,10 @@ public:
     bool running() const { return running_; }
     // The last finished run; null before one.
     const persona::ExtractionResult* result() const { return result_ ? &*result_ : nullptr; }
+    // A project's run, reopened: its plots from the stored diagnostics and its vector; the
+    // samples are not stored, so the table stays empty. Starts nothing and is refused while an
+    // extraction runs or for a run without diagnostics or vector (it kept no pair).
+    bool showRun(const persona::RunResult& run, const persona::PersonaVector* vector);
     const persona::Trait* resultTrait() const { return result_ ? &resultTrait_ : nullptr; }
     persona::Aggregate aggregate() const;
     void setAggregate(persona::Aggregate aggregate);

@@ -43,7 +43,7 @@
 namespace {
 // What a Project tree item stands for (its Qt::UserRole holds the name, key or index).
 constexpr int kTreeKindRole = Qt::UserRole + 1;
-enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt };
+enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt, TreeRun };
 
 QString shortcutsText() {
     return MainWindow::tr(
@@ -175,6 +175,11 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     // The panels edit the project: traits from the Traits tab, runs from the Extraction tab.
     connect(projects_, &ProjectController::projectChanged, this, &MainWindow::showProjectInPanels);
     connect(projects_, &ProjectController::projectOpened, this, &MainWindow::applyProjectToPanels);
+    // The newest run's plots, so a reopened project's Extraction tab is not blank.
+    connect(projects_, &ProjectController::projectOpened, this, [this] {
+        for (int i = static_cast<int>(projects_->project().runs.size()) - 1; i >= 0; --i)
+            if (showRun(i)) break;
+    });
     projects_->setExampleFolders(WelcomePanel::exampleFolders());
     // The Steering setup is project state: a save stores it, a change of it is unsaved work.
     projects_->setLiveState([this](persona::Project& project) {
@@ -432,12 +437,16 @@ void MainWindow::refreshProjectTree() {
         item->setData(0, Qt::UserRole, QString::fromStdString(trait.name));
     }
     auto* runs = new QTreeWidgetItem({tr("Runs (%1)").arg(project.runs.size())});
-    for (const persona::RunResult& run : project.runs)
-        new QTreeWidgetItem(runs, {tr("%1: %2/%3 pairs kept, layer %4")
-                                       .arg(QString::fromStdString(run.trait))
-                                       .arg(run.pairs.kept)
-                                       .arg(run.pairs.total)
-                                       .arg(run.suggested_layer)});
+    for (std::size_t i = 0; i < project.runs.size(); ++i) {
+        const persona::RunResult& run = project.runs[i];
+        auto* item = new QTreeWidgetItem(runs, {tr("%1: %2/%3 pairs kept, layer %4")
+                                                    .arg(QString::fromStdString(run.trait))
+                                                    .arg(run.pairs.kept)
+                                                    .arg(run.pairs.total)
+                                                    .arg(run.suggested_layer)});
+        item->setData(0, kTreeKindRole, TreeRun);
+        item->setData(0, Qt::UserRole, static_cast<int>(i));
+    }
     auto* vectors = new QTreeWidgetItem({tr("Vectors (%1)").arg(project.vectors.size())});
     for (const auto& entry : project.vectors) {
         auto* item = new QTreeWidgetItem(vectors, {QString::fromStdString(entry.first)});
@@ -488,8 +497,19 @@ void MainWindow::projectTreeActivated(QTreeWidgetItem* item) {
     }
     case TreeVector: openVectorIn(value.toString(), "steering"); break;
     case TreePrompt: usePrompt(value.toInt()); break;
+    case TreeRun:
+        if (showRun(value.toInt())) showPanel("extraction");
+        break;
     default: break;
     }
+}
+
+bool MainWindow::showRun(int index) {
+    const persona::Project& project = projects_->project();
+    if (index < 0 || index >= static_cast<int>(project.runs.size())) return false;
+    const persona::RunResult& run = project.runs[static_cast<std::size_t>(index)];
+    const auto vector = project.vectors.find(run.vector);
+    return extractionPanel_->showRun(run, vector == project.vectors.end() ? nullptr : &vector->second);
 }
 
 void MainWindow::projectTreeMenu(const QPoint& position) {
@@ -504,6 +524,7 @@ void MainWindow::projectTreeMenu(const QPoint& position) {
         menu.addAction(tr("Show in Heat Maps"), this, [this, value] { openVectorIn(value.toString(), "heat maps"); });
         break;
     case TreePrompt: menu.addAction(tr("Use in Steering"), this, [this, value] { usePrompt(value.toInt()); }); break;
+    case TreeRun: menu.addAction(tr("Show Its Plots"), this, [this, item] { projectTreeActivated(item); }); break;
     default: return;
     }
     menu.exec(projectTree_->viewport()->mapToGlobal(position));

@@ -64,6 +64,7 @@ private:
     void projectTreeMenu(const QPoint& position);
     void openVectorIn(const QString& key, const QString& panel);  // panel: "steering" or "heat maps"
     void usePrompt(int index);
+    bool showRun(int index);  // a project run's stored plots in the Extraction tab
     void refreshProjectTree();
     void recordExtractionRun(const persona::Trait& trait, const persona::ExtractionResult& result);
     void stopCurrentPanel();
