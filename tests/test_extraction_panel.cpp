@@ -256,8 +256,15 @@ private slots:
         QCOMPARE(run->text(), QString("Resume"));
         QVERIFY(panel_->findChild<QPushButton*>("discard_checkpoint")->isEnabled());
 
+        // Resume lists what was saved at once, not only at the end.
+        int rowsWhenResumed = -1;
+        auto resumed = connect(panel_.get(), &ExtractionPanel::extractionProgress, this, [&](const QString& stage, qint64, qint64) {
+            if (stage == "generate" && rowsWhenResumed < 0) rowsWhenResumed = panel_->sampleTable()->rowCount();
+        });
         QTest::mouseClick(run, Qt::LeftButton);
         QVERIFY(finished.wait(kTimeoutMs));
+        disconnect(resumed);
+        QVERIFY2(rowsWhenResumed >= generatedBeforeCancel, qPrintable(QString::number(rowsWhenResumed)));
         const persona::ExtractionResult* result = panel_->result();
         QVERIFY(result);
         QVERIFY2(result->samples_resumed > 0, qPrintable(QString::number(result->samples_resumed)));

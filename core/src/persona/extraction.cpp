@@ -289,6 +289,10 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             result.samples_resumed = read_checkpoint(settings.checkpoint_path, identity, settings, samples, generated,
                                                      outside_this_run);
     }
+    // A resumed run shows what it already has at once, not only when it ends.
+    if (on_sample)
+        for (std::size_t i = 0; i < samples.size(); ++i)
+            if (generated[i]) on_sample(samples[i]);
     const auto save = [&] {
         if (checkpointing) write_checkpoint(settings.checkpoint_path, identity, settings, samples, generated, outside_this_run);
     };
