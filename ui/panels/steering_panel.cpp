@@ -8,17 +8,9 @@
 #include "persona/project.h"
 #include "persona/vector_files.h"
 
-#include <QCheckBox>
 #include <QComboBox>
-#include <QDoubleSpinBox>
-#include <QFileDialog>
-#include <QFileInfo>
 #include <QGridLayout>
-#include <QHBoxLayout>
 #include <QLabel>
-#include <QLineEdit>
-#include <QRegularExpression>
-#include <QScrollArea>
 #include <QStackedWidget>
 #include <QPlainTextEdit>
 #include <QPushButton>
@@ -240,17 +232,22 @@ QString SteeringPanel::unsteeredKey() const {
     return key.join(QChar(0x1f));
 }
 
-void SteeringPanel::generate() {
+bool SteeringPanel::readyToGenerate() {
     regenerateDebounce_.stop();
-    const persona::PersonaVector* vector = currentVector();
-    if (layerCount_ <= 0 || !vector) {
+    if (layerCount_ <= 0 || !currentVector()) {
         message_->setText(layerCount_ <= 0 ? tr("Load a model to steer it.") : tr("Choose a vector first."));
-        return;
+        return false;
     }
     if (chatOn_ ? chat_.empty() : prompt_->toPlainText().trimmed().isEmpty()) {
         message_->setText(chatOn_ ? tr("Type a message below and press Send.") : tr("Write a prompt first."));
-        return;
+        return false;
     }
+    return true;
+}
+
+void SteeringPanel::generate() {
+    if (!readyToGenerate()) return;
+    const persona::PersonaVector* vector = currentVector();
     mode_ = PairMode;
     views_->setCurrentIndex(PairMode);
     runLayer_ = layer_->value();

@@ -153,6 +153,8 @@ private:
     void renderChatHistory(Pane pane, QTextCursor& cursor) const;
     // The answer the pane now shows, as text.
     QString paneAnswer(Pane pane) const;
+    // A model, a vector and something to answer; else false, with what is missing in the panel.
+    bool readyToGenerate();
     void regenerate();
     void startJob(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe);
     void refreshSweep();

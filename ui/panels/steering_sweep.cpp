@@ -61,16 +61,8 @@ int SteeringPanel::sweepColumnTokens(int column) const {
 }
 
 void SteeringPanel::sweep() {
-    regenerateDebounce_.stop();
+    if (!readyToGenerate()) return;
     const persona::PersonaVector* vector = currentVector();
-    if (layerCount_ <= 0 || !vector) {
-        message_->setText(layerCount_ <= 0 ? tr("Load a model to steer it.") : tr("Choose a vector first."));
-        return;
-    }
-    if (prompt_->toPlainText().trimmed().isEmpty()) {
-        message_->setText(tr("Write a prompt first."));
-        return;
-    }
     const std::vector<double> strengths = sweepStrengths();
     if (strengths.empty()) {
         message_->setText(tr("The sweep needs a list of numbers, such as -1, -0.5, 0, 0.5, 1."));

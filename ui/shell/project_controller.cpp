@@ -225,16 +225,13 @@ bool ProjectController::openProject(const QString& path) {
         const QString root = QFileInfo(examples).canonicalFilePath();
         return !root.isEmpty() && folder.startsWith(root + '/');
     });
-    if (example) {
-        untitledId_ = newUntitledId();
-        replace(std::move(loaded), QString(), false);
-        emit projectOpened();
-        return true;
-    }
-    replace(std::move(loaded), folder, false);
+    if (example) untitledId_ = newUntitledId();  // an unsaved copy, recovered as one
+    replace(std::move(loaded), example ? QString() : folder, false);
     emit projectOpened();
-    addRecent(folder);
-    offerRecoveryFor(folder);
+    if (!example) {
+        addRecent(folder);
+        offerRecoveryFor(folder);
+    }
     return true;
 }
 
