@@ -268,9 +268,14 @@ private slots:
         ExtractionSettings withCheckpoint = settings;
         withCheckpoint.checkpoint_path = checkpoint;
         int generated = 0;
+        std::vector<std::string> beforeCancel;
         bool cancelled = false;
         try {
-            persona::run_extraction(*model_, trait, withCheckpoint, {}, [&](const Sample&) { ++generated; },
+            persona::run_extraction(*model_, trait, withCheckpoint, {},
+                                    [&](const Sample& s) {
+                                        ++generated;
+                                        beforeCancel.push_back(s.answer);
+                                    },
                                     [&] { return generated >= 3; });
         } catch (const persona::Cancelled&) {
             cancelled = true;
@@ -283,12 +288,15 @@ private slots:
         QCOMPARE(saved["trait"].toString(), QString("evil"));
         QCOMPARE(saved["samples"].toArray().size(), 4);
 
-        int regenerated = 0;
-        const ExtractionResult resumed =
-            persona::run_extraction(*model_, trait, withCheckpoint, {}, [&](const Sample&) { ++regenerated; });
+        // on_sample sees the 4 saved samples first (a resumed run shows them at once), then the
+        // 4 generated now.
+        std::vector<std::string> reported;
+        const ExtractionResult resumed = persona::run_extraction(*model_, trait, withCheckpoint, {},
+                                                                 [&](const Sample& s) { reported.push_back(s.answer); });
         QCOMPARE(resumed.samples_resumed, std::size_t(4));
         QCOMPARE(resumed.samples_generated, std::size_t(4));
-        QCOMPARE(regenerated, 4);
+        QCOMPARE(reported.size(), std::size_t(8));
+        QCOMPARE(std::vector<std::string>(reported.begin(), reported.begin() + 4), beforeCancel);
 
         const ExtractionResult straight = persona::run_extraction(*model_, trait, settings);
         QCOMPARE(straight.samples.size(), resumed.samples.size());
@@ -307,10 +315,11 @@ private slots:
         // A smaller run on the same checkpoint takes what it needs and keeps the rest on disk.
         ExtractionSettings smaller = withCheckpoint;
         smaller.question_limit = 1;
-        int smallerGenerated = 0;
+        int smallerReported = 0;
         const ExtractionResult part =
-            persona::run_extraction(*model_, trait, smaller, {}, [&](const Sample&) { ++smallerGenerated; });
-        QCOMPARE(smallerGenerated, 0);
+            persona::run_extraction(*model_, trait, smaller, {}, [&](const Sample&) { ++smallerReported; });
+        QCOMPARE(part.samples_generated, std::size_t(0));
+        QCOMPARE(smallerReported, 4);  // the four it resumed, none generated
         QCOMPARE(part.samples_resumed, std::size_t(4));
         QFile after(QString::fromStdString(checkpoint));
         QVERIFY(after.open(QIODevice::ReadOnly));
