@@ -554,6 +554,13 @@ void TestProjectsUi::steeringSetupIsProjectState() {
     QVERIFY(window.isWindowModified());
     QTest::qWait(400);  // past the typing debounce: the changes regenerated
     QTRY_VERIFY_WITH_TIMEOUT(!steering->generating(), 120000);
+    // Through the window as in the panel alone: a strength move regenerates the steered row only.
+    steering->findChild<QSlider*>("strength_slider")->setValue(8);
+    QVERIFY(finished.wait(120000));
+    QCOMPARE(steering->lastJobRows(), 1);
+    steering->findChild<QSlider*>("strength_slider")->setValue(9);
+    QVERIFY(finished.wait(120000));
+    QCOMPARE(steering->lastJobRows(), 1);
     const persona::SteeringSettings chosen = steering->settings();
     QCOMPARE(chosen.vector, std::string("vectors/impolite.response_avg.safetensors"));
     QVERIFY(std::abs(steering->strength() - 0.45) < 1e-9);

@@ -182,8 +182,10 @@ void SteeringPanel::addVector(const QString& name, persona::PersonaVector vector
 }
 
 void SteeringPanel::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
+    const std::vector<float> before = currentVector() ? currentVector()->values : std::vector<float>{};
     vectorChoice_->setProjectVectors(vectors);
-    ++vectorEpoch_;  // the chosen entry's values may have been replaced
+    // The unsteered pane's projections are onto the chosen vector: only new values make them stale.
+    if (!currentVector() || currentVector()->values != before) ++vectorEpoch_;
     if (!currentVector()) {
         const Programmatic programmatic(this);
         useRandomDirection();

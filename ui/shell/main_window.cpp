@@ -185,7 +185,7 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     projects_->setLiveState([this](persona::Project& project) {
         if (engine_->facts()) project.settings.steering = steeringPanel_->settings();
     });
-    connect(steeringPanel_, &SteeringPanel::setupEdited, projects_, &ProjectController::markDirty);
+    connect(steeringPanel_, &SteeringPanel::setupEdited, projects_, &ProjectController::markLiveStateEdited);
     connect(traitsPanel_, &TraitsPanel::traitsChanged, this, [this] {
         const std::vector<persona::Trait> traits = traitsPanel_->traits();
         if (traits != projects_->project().traits) projects_->setTraits(traits);

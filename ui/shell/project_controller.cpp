@@ -171,6 +171,11 @@ QString ProjectController::addRunResult(const persona::RunResult& run, const per
 
 void ProjectController::markDirty() { changed(); }
 
+void ProjectController::markLiveStateEdited() {
+    changedSinceAutosave_ = true;
+    setDirty(true);
+}
+
 void ProjectController::changed() {
     changedSinceAutosave_ = true;
     setDirty(true);

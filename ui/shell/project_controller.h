@@ -62,6 +62,9 @@ public:
     QString addRunResult(const persona::RunResult& run, const persona::PersonaVector* vector);
     // For changes made some other way: marks the project dirty and emits projectChanged().
     void markDirty();
+    // The live state (setLiveState) changed: unsaved work, but project() is as it was, so no
+    // projectChanged() (a slider move must not refresh every panel).
+    void markLiveStateEdited();
 
     // --- Files. Each returns false when the user cancelled or it failed (lastError()) -------
     bool newProject();
