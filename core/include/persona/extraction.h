@@ -119,7 +119,8 @@ struct ExtractionResult {
 using ExtractionProgressFn = std::function<void(const std::string& stage, std::size_t done, std::size_t total)>;
 
 // Runs on the thread that owns the model. on_sample sees each sample when it is generated (or,
-// first thing, when it was read from the checkpoint) and again when it is judged. Throws Cancelled when cancelled, leaving the checkpoint (if any) with
+// first thing, when it was read from the checkpoint) and again when it is judged. Throws
+// Cancelled when cancelled, leaving the checkpoint (if any) with
 // every finished batch; FileError for a checkpoint from another trait, model or settings;
 // Error when the trait has no questions or instruction pairs. A run in which no pair passes the
 // filter returns with pairs.kept == 0 and no aggregates.

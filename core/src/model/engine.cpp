@@ -218,8 +218,15 @@ struct Engine::Impl {
     void load(const std::string& path, const ModelLoadOptions& load_options, const LoadCallbacks& callbacks,
               const JobContext& job) {
         auto loaded = Model::load(path, load_options, job.progress, job.cancelled);
-        // Part of the load, so a cancel or failure here leaves the old model in place too.
-        const std::vector<double> typical_norms = typical_residual_norms(*loaded, job.cancelled);
+        // Part of the load, so a cancel here leaves the old model in place too. A model without a
+        // chat template loads all the same, without them: its slider then shows raw coefficients.
+        std::vector<double> typical_norms;
+        try {
+            typical_norms = typical_residual_norms(*loaded, job.cancelled);
+        } catch (const Cancelled&) {
+            throw;
+        } catch (const Error&) {
+        }
         model.reset();  // the old model goes only once the new one is ready
         model = std::move(loaded);
         {
