@@ -1,0 +1,153 @@
+// MainWindow and the open project: the project shown in the panels, and the Project tree on the
+// left (double click and context menu open what an item stands for).
+#include "shell/main_window.h"
+
+#include "panels/extraction_panel.h"
+#include "panels/heat_map_panel.h"
+#include "panels/steering_panel.h"
+#include "panels/traits_panel.h"
+#include "persona/project.h"
+#include "shell/engine_client.h"
+#include "shell/project_controller.h"
+
+#include <QLabel>
+#include <QMenu>
+#include <QTreeWidget>
+
+namespace {
+// What a Project tree item stands for (its Qt::UserRole holds the name, key or index).
+constexpr int kTreeKindRole = Qt::UserRole + 1;
+enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt, TreeRun };
+}  // namespace
+
+// Called for every project change; each panel is only touched when the project now says
+// something else than the panel shows, so an edit made in a panel never resets that panel.
+void MainWindow::showProjectInPanels() {
+    const persona::Project& project = projects_->project();
+    refreshProjectTree();
+    if (!project.traits.empty() && project.traits != traitsPanel_->traits()) traitsPanel_->setTraits(project.traits);
+    if (!project.traits.empty()) extractionPanel_->setTraits(project.traits);
+
+    if (engine_->facts()) {
+        steeringPanel_->setProjectVectors(project.vectors);
+        heatMapPanel_->setProjectVectors(project.vectors);
+    }
+}
+
+void MainWindow::applyProjectToPanels() {
+    if (!engine_->facts()) return;  // onModelLoaded applies it: vectors need the model's shape
+    const persona::Project& project = projects_->project();
+    steeringPanel_->setProjectVectors(project.vectors);
+    heatMapPanel_->setProjectVectors(project.vectors);
+    persona::SteeringSettings steering = project.settings.steering;
+    for (const persona::RunResult& run : project.runs)
+        if (steering.layer < 0 && run.vector == steering.vector) steering.layer = run.suggested_layer;
+    steeringPanel_->applySettings(steering);
+    heatMapPanel_->selectProjectVector(QString::fromStdString(steering.vector));
+}
+
+// The tree on the left: the model, then what the project holds. Double-clicking a trait opens it
+// in the Traits tab.
+void MainWindow::refreshProjectTree() {
+    const persona::Project& project = projects_->project();
+    while (projectTree_->topLevelItemCount() > 1) delete projectTree_->takeTopLevelItem(1);
+    auto* traits = new QTreeWidgetItem({tr("Traits (%1)").arg(project.traits.size())});
+    for (const persona::Trait& trait : project.traits) {
+        auto* item = new QTreeWidgetItem(traits, {QString::fromStdString(trait.name)});
+        item->setData(0, kTreeKindRole, TreeTrait);
+        item->setData(0, Qt::UserRole, QString::fromStdString(trait.name));
+    }
+    auto* runs = new QTreeWidgetItem({tr("Runs (%1)").arg(project.runs.size())});
+    for (std::size_t i = 0; i < project.runs.size(); ++i) {
+        const persona::RunResult& run = project.runs[i];
+        auto* item = new QTreeWidgetItem(runs, {tr("%1: %2/%3 pairs kept, layer %4")
+                                                    .arg(QString::fromStdString(run.trait))
+                                                    .arg(run.pairs.kept)
+                                                    .arg(run.pairs.total)
+                                                    .arg(run.suggested_layer)});
+        item->setData(0, kTreeKindRole, TreeRun);
+        item->setData(0, Qt::UserRole, static_cast<int>(i));
+    }
+    auto* vectors = new QTreeWidgetItem({tr("Vectors (%1)").arg(project.vectors.size())});
+    for (const auto& entry : project.vectors) {
+        auto* item = new QTreeWidgetItem(vectors, {QString::fromStdString(entry.first)});
+        item->setData(0, kTreeKindRole, TreeVector);
+        item->setData(0, Qt::UserRole, QString::fromStdString(entry.first));
+    }
+    auto* prompts = new QTreeWidgetItem({tr("Prompts (%1)").arg(project.prompts.size())});
+    for (std::size_t i = 0; i < project.prompts.size(); ++i) {
+        auto* item = new QTreeWidgetItem(prompts, {QString::fromStdString(project.prompts[i].name)});
+        item->setData(0, kTreeKindRole, TreePrompt);
+        item->setData(0, Qt::UserRole, static_cast<int>(i));
+    }
+    projectTree_->addTopLevelItems({traits, runs, vectors, prompts});
+    traits->setExpanded(true);
+    runs->setExpanded(true);
+}
+
+// Double click: a trait opens in Traits, a vector in Steering, a prompt in Steering's inputs.
+void MainWindow::projectTreeActivated(QTreeWidgetItem* item) {
+    if (!item) return;
+    const QVariant value = item->data(0, Qt::UserRole);
+    switch (item->data(0, kTreeKindRole).toInt()) {
+    case TreeTrait: {
+        const auto& traits = traitsPanel_->traits();
+        for (std::size_t i = 0; i < traits.size(); ++i)
+            if (QString::fromStdString(traits[i].name) == value.toString()) {
+                traitsPanel_->setCurrentIndex(static_cast<int>(i));
+                showPanel("traits");
+            }
+        break;
+    }
+    case TreeVector: openVectorIn(value.toString(), "steering"); break;
+    case TreePrompt: usePrompt(value.toInt()); break;
+    case TreeRun:
+        if (showRun(value.toInt())) showPanel("extraction");
+        break;
+    default: break;
+    }
+}
+
+bool MainWindow::showRun(int index) {
+    const persona::Project& project = projects_->project();
+    if (index < 0 || index >= static_cast<int>(project.runs.size())) return false;
+    const persona::RunResult& run = project.runs[static_cast<std::size_t>(index)];
+    const auto vector = project.vectors.find(run.vector);
+    return extractionPanel_->showRun(run, vector == project.vectors.end() ? nullptr : &vector->second);
+}
+
+void MainWindow::projectTreeMenu(const QPoint& position) {
+    QTreeWidgetItem* item = projectTree_->itemAt(position);
+    if (!item) return;
+    const QVariant value = item->data(0, Qt::UserRole);
+    QMenu menu(this);
+    switch (item->data(0, kTreeKindRole).toInt()) {
+    case TreeTrait: menu.addAction(tr("Edit in Traits"), this, [this, item] { projectTreeActivated(item); }); break;
+    case TreeVector:
+        menu.addAction(tr("Steer with It"), this, [this, value] { openVectorIn(value.toString(), "steering"); });
+        menu.addAction(tr("Show in Heat Maps"), this, [this, value] { openVectorIn(value.toString(), "heat maps"); });
+        break;
+    case TreePrompt: menu.addAction(tr("Use in Steering"), this, [this, value] { usePrompt(value.toInt()); }); break;
+    case TreeRun: menu.addAction(tr("Show Its Plots"), this, [this, item] { projectTreeActivated(item); }); break;
+    default: return;
+    }
+    menu.exec(projectTree_->viewport()->mapToGlobal(position));
+}
+
+void MainWindow::openVectorIn(const QString& key, const QString& panel) {
+    if (!engine_->facts()) {
+        engineState_->setText(tr("Load a model to use the project's vectors."));
+        return;
+    }
+    const bool found = panel == "steering" ? steeringPanel_->selectProjectVector(key) : heatMapPanel_->selectProjectVector(key);
+    if (!found) engineState_->setText(tr("%1 does not fit the loaded model.").arg(key));
+    else showPanel(panel);
+}
+
+void MainWindow::usePrompt(int index) {
+    const auto& prompts = projects_->project().prompts;
+    if (index < 0 || index >= static_cast<int>(prompts.size())) return;
+    steeringPanel_->setConversation(QString::fromStdString(prompts[static_cast<std::size_t>(index)].system()),
+                                    QString::fromStdString(prompts[static_cast<std::size_t>(index)].user()));
+    showPanel("steering");
+}
