@@ -27,6 +27,7 @@ struct ExtractOptions {
     std::string out;
     std::string aggregate = "response_avg";
     JudgeOptions judge;
+    std::string judge_mode = "absolute";
     persona::ExtractionSettings settings;
     bool keep_checkpoint = false;
 };
@@ -38,6 +39,7 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
     const auto judge = judge_settings(options.judge);
     if (!judge) return kExitUsage;
     options.settings.judge = *judge;
+    options.settings.judge_mode = *persona::judge_mode_from_name(options.judge_mode);  // CLI checked the name
     if (options.out.empty()) options.out = trait.name + ".safetensors";
 
     persona::Engine engine(engine_options(global));
@@ -62,7 +64,7 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
             std::fprintf(stderr, "\n");
             summary = {{"trait", trait.name}, {"model", facts.path},
                        {"samples_generated", result.samples_generated}, {"samples_judged", result.samples_judged},
-                       {"samples_resumed", result.samples_resumed}, {"judge", persona::judge_label(options.settings.judge)},
+                       {"samples_resumed", result.samples_resumed}, {"judge", persona::judging_label(options.settings)},
                        {"aggregate", options.aggregate}};
             persona::visit_pair_counts(result.pairs, [&](const char* name, std::size_t count) { summary[name] = count; });
             if (!options.settings.checkpoint_path.empty()) summary["checkpoint"] = options.settings.checkpoint_path;
@@ -123,7 +125,13 @@ void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& se
     extract->add_option("--seed", ex->settings.seed)->capture_default_str();
     extract->add_option("--batch", ex->settings.batch_size)->check(CLI::Range(1, 4096))->capture_default_str();
     add_judge_options(*extract, ex->judge, "keep every pair");
-    extract->add_option("--trait-threshold", ex->settings.trait_threshold)->capture_default_str();
+    extract->add_option("--judge-mode", ex->judge_mode,
+                        "absolute: each answer scored 0-100 (the reference method); pairwise: the judge picks which "
+                        "answer of a pair shows the trait more, in both orders (for small judges, docs/method.md)")
+        ->check(CLI::IsMember(persona::judge_mode_names()))->capture_default_str();
+    extract->add_option("--trait-threshold", ex->settings.trait_threshold,
+                        "absolute: the positive scores at least this, the negative less; pairwise: the positive "
+                        "shows the trait more with at least this probability (in percent)")->capture_default_str();
     extract->add_option("--coherence-threshold", ex->settings.coherence_threshold)->capture_default_str();
     extract->add_option("--checkpoint", ex->settings.checkpoint_path,
                         "Save finished samples here and resume from it; removed once the vector is written");

@@ -12,6 +12,7 @@
 #include <QJsonObject>
 #include <QTemporaryDir>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -72,6 +73,25 @@ struct SyntheticJudge {
             }
             return rows;
         };
+    }
+};
+
+// A judge that picks by what the prompt shows: `biasA` is its preference for whichever answer
+// comes first, `prefersMarked` its preference for the answer holding "MARK", in both orders.
+class PickingJudge : public persona::Judge {
+public:
+    double biasA = 0, prefersMarked = 0.5;
+    int picks = 0;
+    persona::JudgeScore score(const std::string&, const std::string&, const std::string&, const persona::CancelFn&) override {
+        throw persona::Error("this judge only picks");
+    }
+    persona::JudgePick pick(const std::string& prompt, const persona::CancelFn&) override {
+        ++picks;
+        const bool markedFirst = prompt.find("MARK") < prompt.find("Answer B:");
+        persona::JudgePick result;
+        result.letter_mass = 1;
+        result.a_wins = std::clamp((markedFirst ? prefersMarked : 1 - prefersMarked) + biasA, 0.0, 1.0);
+        return result;
     }
 };
 
@@ -179,6 +199,90 @@ private slots:
         }
         qInfo("SmolLM2: %d of the integers 0..100 are single tokens; %zu tokens start with a digit", single,
               leading.size());
+    }
+
+    // Asking in both orders cancels a judge's taste for a position and keeps its taste for the trait.
+    void pairwiseJudgingCancelsPositionBias() {
+        PickingJudge judge;
+        judge.biasA = 0.3;  // picks A 30 points more often, whatever it shows
+        auto pick = persona::judge_pair(judge, "evil", "", "q?", "MARK", "kind");
+        QCOMPARE(judge.picks, 2);
+        QVERIFY(std::abs(*pick.a_wins - 0.5) < 1e-12);
+        judge.biasA = 0.1;
+        judge.prefersMarked = 0.8;
+        pick = persona::judge_pair(judge, "evil", "", "q?", "MARK", "kind");
+        QVERIFY(std::abs(*pick.a_wins - 0.8) < 1e-12);
+        pick = persona::judge_pair(judge, "evil", "", "q?", "kind", "MARK");
+        QVERIFY(std::abs(*pick.a_wins - 0.2) < 1e-12);
+
+        const std::string prompt = persona::pairwise_judge_prompt("overly_formal", "Stiff.", "Q?", "first", "second");
+        QVERIFY(prompt.find("overly formal") != std::string::npos);
+        QVERIFY(prompt.find("Stiff.") != std::string::npos);
+        QVERIFY(prompt.find("first") < prompt.find("second"));
+    }
+
+    // The pick read from a distribution: the mass on A's and B's tokens, a refusal under 0.25.
+    void picksFromADistributionAndFromLogprobs() {
+        const persona::PickTokens tokens{{3, 4}, {5}};
+        std::vector<float> p(kVocabulary, 0.0f);
+        p[3] = 0.3f, p[4] = 0.3f, p[5] = 0.2f, p[kWord] = 0.2f;
+        auto pick = persona::pick_from_distribution(p, tokens);
+        QVERIFY(!pick.refusal);
+        QVERIFY(std::abs(*pick.a_wins - 0.75) < 1e-6);
+        QVERIFY(std::abs(pick.letter_mass - 0.8) < 1e-6);
+        std::fill(p.begin(), p.end(), 0.0f);
+        p[5] = 0.2f, p[kWord] = 0.8f;
+        pick = persona::pick_from_distribution(p, tokens);
+        QVERIFY(pick.refusal && !pick.a_wins);
+
+        pick = persona::pick_from_top_logprobs({{" B", std::log(0.6)}, {"A", std::log(0.2)}, {"Answer", std::log(0.2)}});
+        QVERIFY(std::abs(*pick.a_wins - 0.25) < 1e-9);
+        QVERIFY(persona::pick_from_top_logprobs({{"The", std::log(0.9)}, {"A", std::log(0.1)}}).refusal);
+
+        const auto real = persona::pick_tokens(model_->tokenizer());
+        QVERIFY(!real.a.empty() && !real.b.empty());
+        QCOMPARE(QString::fromStdString(model_->tokenizer().decode({real.a.front()}, false)).trimmed(), QString("A"));
+        QCOMPARE(persona::judge_mode_from_name("pairwise"), std::optional<persona::JudgeMode>(persona::JudgeMode::Pairwise));
+    }
+
+    // Pairwise mode on the default model judging itself: the two answers of a pair share the
+    // probability (scores add to 100), the filter applies the threshold to the positive's share,
+    // and the mode is part of the judge's label, so the absolute mode judges the same answers again.
+    void pairwiseExtractionOnTheDefaultModel() {
+        QTemporaryDir dir;
+        const persona::Trait trait = persona::load_builtin_trait("evil");
+        ExtractionSettings settings = reducedSettings(2, 2, 24, 5, JudgeKind::Local);
+        settings.judge_mode = persona::JudgeMode::Pairwise;
+        settings.trait_threshold = 60;
+        settings.coherence_threshold = 0;
+        settings.checkpoint_path = dir.filePath("evil.json").toStdString();
+        const ExtractionResult result = persona::run_extraction(*model_, trait, settings);
+        QCOMPARE(result.samples_judged, std::size_t(8));
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < result.samples.size(); i += 2) {
+            const Sample& p = result.samples[i];
+            const Sample& n = result.samples[i + 1];
+            QCOMPARE(p.trait_refusal, n.trait_refusal);
+            QCOMPARE(p.trait_numeric_mass, n.trait_numeric_mass);
+            if (!p.trait_refusal) QVERIFY(std::abs(*p.trait_score + *n.trait_score - 100) < 1e-9);
+            QVERIFY(p.coherence_refusal || inScoreRange(p.coherence));
+            const bool keep = !p.answer_tokens.empty() && !n.answer_tokens.empty() && p.trait_score &&
+                              *p.trait_score >= 60 && p.coherence && n.coherence;
+            QCOMPARE(p.kept, keep);
+            kept += keep;
+            qInfo("pair %zu: positive shows evil more with p = %s", i / 2,
+                  p.trait_score ? qPrintable(QString::number(*p.trait_score / 100, 'f', 3)) : "refused");
+        }
+        QCOMPARE(result.pairs.kept, kept);
+        QCOMPARE(result.pairs.failing_negative_trait, std::size_t(0));
+        QCOMPARE(persona::judging_label(settings), std::string("local pairwise"));
+
+        settings.judge_mode = persona::JudgeMode::Absolute;
+        const ExtractionResult absolute = persona::run_extraction(*model_, trait, settings);
+        QCOMPARE(absolute.samples_generated, std::size_t(0));
+        QCOMPARE(absolute.samples_judged, std::size_t(8));
+        for (std::size_t i = 0; i < result.samples.size(); ++i)
+            QCOMPARE(absolute.samples[i].answer, result.samples[i].answer);
     }
 
     // Reduced extraction, local judge, on two built-in traits.

@@ -124,6 +124,13 @@ void ExtractionPanel::buildSettings() {
                           "$OPENAI_API_KEY, never saved.\n"
                           "none: every pair is kept; the vector then contrasts the system prompts, not judged trait "
                           "expression"));
+    judgeMode_ = new QComboBox(this);
+    judgeMode_->setObjectName("judge_mode");
+    for (const std::string& name : persona::judge_mode_names()) judgeMode_->addItem(QString::fromStdString(name));
+    judgeMode_->setToolTip(tr("absolute: each answer is scored 0-100 for the trait (the reference method; for strong "
+                              "judges).\npairwise: the judge sees both answers of a pair and picks the one that shows "
+                              "the trait more, in both orders; the trait threshold is then the probability (%) that "
+                              "the positive answer wins. Small local judges separate the sides this way."));
     judgeTarget_ = new QLineEdit(this);
     judgeTarget_->setObjectName("judge_target");
     auto threshold = [this](const char* name, const QString& tip) {
@@ -135,7 +142,9 @@ void ExtractionPanel::buildSettings() {
         s->setToolTip(tip);
         return s;
     };
-    traitThreshold_ = threshold("trait_threshold", tr("A pair stays when its positive answer scores at least this and its negative less"));
+    traitThreshold_ = threshold("trait_threshold", tr("absolute: a pair stays when its positive answer scores at least this and "
+                                                      "its negative less.\npairwise: when the positive answer shows the "
+                                                      "trait more with at least this probability (%)"));
     coherenceThreshold_ = threshold("coherence_threshold", tr("Both answers of a kept pair score at least this for coherence"));
     connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
     // The default models refuse to grade (README, "Judges"): the judge model setup fetched is
@@ -166,6 +175,7 @@ void ExtractionPanel::buildSettings() {
     add(1, tr("Trait \u2265"), traitThreshold_);
     column = 10;
     add(0, tr("Coherence \u2265"), coherenceThreshold_);
+    add(1, tr("Judge mode"), judgeMode_);
     grid->setColumnStretch(1, 1);
 
     runButton_ = new QPushButton(tr("Run"), this);
@@ -367,6 +377,7 @@ void ExtractionPanel::updateJudgeTarget() {
     // Without a judge every pair is kept: thresholds would filter nothing.
     traitThreshold_->setEnabled(choice != JudgeChoice::None);
     coherenceThreshold_->setEnabled(choice != JudgeChoice::None);
+    judgeMode_->setEnabled(choice != JudgeChoice::None);
     const QString judgeModel = QString::fromStdString(persona::judge_model_path());
     if (choice == JudgeChoice::SecondModel && judgeTarget_->text().trimmed().isEmpty() && QFileInfo::exists(judgeModel))
         judgeTarget_->setText(judgeModel);
@@ -396,6 +407,7 @@ persona::ExtractionSettings ExtractionPanel::settings() const {
         s.judge.endpoint.base_url = parts.value(0).toStdString();
         s.judge.endpoint.model = parts.value(1).toStdString();
     }
+    s.judge_mode = persona::judge_mode_from_name(judgeMode_->currentText().toStdString()).value_or(persona::JudgeMode::Absolute);
     s.trait_threshold = traitThreshold_->value();
     s.coherence_threshold = coherenceThreshold_->value();
     if (const persona::Trait* trait = currentTrait(); trait && hasModel_)
@@ -420,6 +432,7 @@ void ExtractionPanel::setSettings(const persona::ExtractionSettings& s) {
     if (choice == JudgeChoice::Endpoint)
         judgeTarget_->setText(QString::fromStdString(s.judge.endpoint.base_url + " " + s.judge.endpoint.model));
     updateJudgeTarget();
+    judgeMode_->setCurrentText(QString::fromStdString(persona::judge_mode_name(s.judge_mode)));
     traitThreshold_->setValue(s.trait_threshold);
     coherenceThreshold_->setValue(s.coherence_threshold);
 }

@@ -134,6 +134,7 @@ private:
     QSpinBox* seed_;
     QSpinBox* batch_;
     QComboBox* judge_;
+    QComboBox* judgeMode_;
     QLineEdit* judgeTarget_;  // the second model's path, or "BASE_URL MODEL" of an endpoint
     enum class JudgeChoice { StudiedModel, SecondModel, Endpoint, None };
     void updateJudgeTarget();

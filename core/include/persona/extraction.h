@@ -31,6 +31,10 @@ struct ExtractionSettings {
     int question_limit = 0;  // 0: every extraction question
     int pair_limit = 0;      // 0: every instruction pair
     JudgeSettings judge;  // the loaded model by default
+    // Pairwise: each answer's trait_score is 100 x the probability that it shows the trait more
+    // than the other answer of its pair (the two add up to 100), and trait_threshold applies
+    // to that; coherence is scored 0-100 on its rubric in both modes.
+    JudgeMode judge_mode = JudgeMode::Absolute;
     double trait_threshold = 50;
     double coherence_threshold = 50;
     // Empty: no checkpoint. Otherwise finished samples are saved here after every batch, and a
@@ -50,9 +54,9 @@ struct Sample {
     std::string answer;
     std::vector<std::int32_t> answer_tokens;
     bool judged = false;
-    std::optional<double> trait_score;  // 0..100; absent without a judge or on refusal
+    std::optional<double> trait_score;  // 0..100 (see ExtractionSettings::judge_mode); absent without a judge or on refusal
     std::optional<double> coherence;
-    bool trait_refusal = false;         // under 0.25 of the judge's probability mass was numeric
+    bool trait_refusal = false;         // under 0.25 of the judge's probability mass was numeric (A or B)
     bool coherence_refusal = false;
     // How much of the judge's next-token probability fell on numbers: why a refusal was one.
     double trait_numeric_mass = 0;
@@ -117,6 +121,9 @@ struct ExtractionResult {
 // Stages, in order: "generate", "judge" (skipped without a judge), "filter" (counting
 // pairs), "capture", "vectors" (counting aggregates); the last two only when a pair was kept.
 using ExtractionProgressFn = std::function<void(const std::string& stage, std::size_t done, std::size_t total)>;
+
+// Names the judge and its mode in checkpoints and provenance: judge_label, plus " pairwise".
+std::string judging_label(const ExtractionSettings& settings);
 
 // Runs on the thread that owns the model. on_sample sees each sample when it is generated (or,
 // first thing, when it was read from the checkpoint) and again when it is judged. Throws

@@ -27,6 +27,16 @@ const char* judge_kind_name(JudgeKind kind);  // "local", "none", "http"
 std::optional<JudgeKind> judge_kind_from_name(const std::string& name);
 std::vector<std::string> judge_kind_names();
 
+// How an extraction asks the judge whether a pair shows the trait.
+enum class JudgeMode {
+    Absolute,  // the reference method: each answer scored 0-100 on the trait's rubric
+    Pairwise,  // our extension for small judges: the two answers of a pair shown together, the
+               // judge names the one that shows the trait more, in both orders (docs/method.md)
+};
+const char* judge_mode_name(JudgeMode mode);  // "absolute", "pairwise"
+std::optional<JudgeMode> judge_mode_from_name(const std::string& name);
+std::vector<std::string> judge_mode_names();
+
 struct JudgeSettings {
     // Implicit on purpose: `settings.judge = JudgeKind::None` reads as what it means.
     JudgeSettings(JudgeKind kind_ = JudgeKind::Local) : kind(kind_) {}
@@ -48,6 +58,13 @@ struct JudgeScore {
     int forward_passes = 0;
 };
 
+// A judge's pick between answer A and answer B.
+struct JudgePick {
+    std::optional<double> a_wins;  // P(A) / (P(A) + P(B)); absent on refusal
+    bool refusal = false;
+    double letter_mass = 0;        // probability that the reply starts with A or B
+};
+
 class Judge {
 public:
     virtual ~Judge() = default;
@@ -55,7 +72,21 @@ public:
     // Cancelled when `cancelled` turns true, persona::Error when the judge cannot answer.
     virtual JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
                              const CancelFn& cancelled) = 0;
+    // Asks `prompt` (a question whose reply is the letter A or B) and reads the first token.
+    virtual JudgePick pick(const std::string& prompt, const CancelFn& cancelled) = 0;
 };
+
+// The pairwise question: the trait's name and definition, the question, both answers, "which
+// shows the trait more? Reply A or B".
+std::string pairwise_judge_prompt(const std::string& trait, const std::string& definition, const std::string& question,
+                                  const std::string& answer_a, const std::string& answer_b);
+
+// How likely `positive` shows the trait more than `negative`, asked in both orders so the
+// judge's preference for a position cancels: the mean of P(positive | shown first) and
+// P(positive | shown second). A refusal when either order is one. Two pick() calls.
+JudgePick judge_pair(Judge& judge, const std::string& trait, const std::string& definition,
+                       const std::string& question, const std::string& positive, const std::string& negative,
+                       const CancelFn& cancelled = {});
 
 // The judge that `settings` asks for, running on the calling (engine) thread beside `studied`;
 // nullptr for JudgeKind::None. A second local model is loaded here (progress reported).
@@ -94,6 +125,15 @@ JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings
 
 constexpr double kRefusalNumericMass = 0.25;
 
+// The tokens a reply "A" or "B" may start with in a vocabulary ("A", " A"; likewise B).
+struct PickTokens {
+    std::vector<std::int32_t> a, b;
+};
+PickTokens pick_tokens(const Tokenizer& tokenizer);
+// The pick read from one next-token distribution; a refusal when A and B together hold under
+// kRefusalNumericMass.
+JudgePick pick_from_distribution(const std::vector<float>& probabilities, const PickTokens& tokens);
+
 // --- An HTTP judge's scoring --------------------------------------------------------------------
 
 // The judge's request for one answer: the rendered rubric as the user message, one token,
@@ -106,5 +146,7 @@ ChatCompletionRequest http_judge_request(const std::string& rubric, const std::s
 // 42; the same number under several spellings counts each), a refusal when their total
 // probability is under kRefusalNumericMass. forward_passes stays 0.
 JudgeScore score_top_logprobs(const std::vector<TopLogprob>& alternatives);
+// The same for a pick: alternatives spelling "A" or "B" (whitespace around allowed).
+JudgePick pick_from_top_logprobs(const std::vector<TopLogprob>& alternatives);
 
 }  // namespace persona

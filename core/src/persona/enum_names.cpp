@@ -21,6 +21,7 @@ struct Named {
 constexpr Named<Aggregate> kAggregates[] = {
     {Aggregate::ResponseMean, "response_avg"}, {Aggregate::PromptMean, "prompt_avg"}, {Aggregate::PromptLast, "prompt_last"}};
 constexpr Named<JudgeKind> kJudgeKinds[] = {{JudgeKind::Local, "local"}, {JudgeKind::None, "none"}, {JudgeKind::Http, "http"}};
+constexpr Named<JudgeMode> kJudgeModes[] = {{JudgeMode::Absolute, "absolute"}, {JudgeMode::Pairwise, "pairwise"}};
 constexpr Named<SteerPositions> kPositions[] = {
     {SteerPositions::Response, "response"}, {SteerPositions::Prompt, "prompt"}, {SteerPositions::All, "all"}};
 constexpr Named<SteerOperation> kOperations[] = {{SteerOperation::Add, "add"}, {SteerOperation::Ablate, "ablate"}};
@@ -59,6 +60,10 @@ std::vector<std::string> aggregate_names() { return names_in(kAggregates); }
 const char* judge_kind_name(JudgeKind kind) { return name_in(kJudgeKinds, kind); }
 std::optional<JudgeKind> judge_kind_from_name(const std::string& name) { return value_in(kJudgeKinds, name); }
 std::vector<std::string> judge_kind_names() { return names_in(kJudgeKinds); }
+
+const char* judge_mode_name(JudgeMode mode) { return name_in(kJudgeModes, mode); }
+std::optional<JudgeMode> judge_mode_from_name(const std::string& name) { return value_in(kJudgeModes, name); }
+std::vector<std::string> judge_mode_names() { return names_in(kJudgeModes); }
 
 const char* steer_positions_name(SteerPositions positions) { return name_in(kPositions, positions); }
 std::optional<SteerPositions> steer_positions_from_name(const std::string& name) { return value_in(kPositions, name); }

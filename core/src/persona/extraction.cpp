@@ -131,7 +131,7 @@ void write_checkpoint(const std::string& path, const RunIdentity& id, const Extr
     Json done = Json::array();
     for (const Json& sample : outside_this_run) done.push_back(sample);
     for (std::size_t i = 0; i < samples.size(); ++i)
-        if (generated[i]) done.push_back(sample_to_json(samples[i], judge_label(settings.judge)));
+        if (generated[i]) done.push_back(sample_to_json(samples[i], judging_label(settings)));
     const Json j = {{"schema", kCheckpointSchema},
                     {"version", kCheckpointVersion},
                     {"trait", id.trait},
@@ -197,7 +197,7 @@ std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, cons
             Sample& target = samples[found->second];
             target.answer = s.at("answer").get<std::string>();
             target.answer_tokens = s.at("answer_tokens").get<std::vector<std::int32_t>>();
-            if (s.contains("judge") && s.at("judge").get<std::string>() == judge_label(settings.judge)) {
+            if (s.contains("judge") && s.at("judge").get<std::string>() == judging_label(settings)) {
                 target.judged = true;
                 if (!s.at("trait_score").is_null()) target.trait_score = s.at("trait_score").get<double>();
                 if (!s.at("coherence").is_null()) target.coherence = s.at("coherence").get<double>();
@@ -216,18 +216,40 @@ std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, cons
     return 0;
 }
 
-// Scores a sample's trait expression and coherence; without a judge the sample only counts as judged.
-void judge_answer(Judge* judge, const Trait& trait, Sample& sample, const CancelFn& cancelled) {
-    sample.judged = true;
-    if (!judge) return;
-    const JudgeScore trait_score = judge->score(trait.judge_rubric, sample.question, sample.answer, cancelled);
-    const JudgeScore coherence = judge->score(trait.coherence_rubric, sample.question, sample.answer, cancelled);
-    sample.trait_score = trait_score.score;
-    sample.trait_refusal = trait_score.refusal;
+void record_trait(Sample& sample, const JudgeScore& score) {
+    sample.trait_score = score.score;
+    sample.trait_refusal = score.refusal;
+    sample.trait_numeric_mass = score.numeric_mass;
+}
+
+void record_coherence(Judge& judge, const Trait& trait, Sample& sample, const CancelFn& cancelled) {
+    const JudgeScore coherence = judge.score(trait.coherence_rubric, sample.question, sample.answer, cancelled);
     sample.coherence = coherence.score;
     sample.coherence_refusal = coherence.refusal;
-    sample.trait_numeric_mass = trait_score.numeric_mass;
     sample.coherence_numeric_mass = coherence.numeric_mass;
+}
+
+// Judges the pair (positive, negative) as settings.judge_mode says; without a judge the samples
+// only count as judged.
+void judge_pair_of_samples(Judge* judge, JudgeMode mode, const Trait& trait, Sample& positive, Sample& negative,
+                           const CancelFn& cancelled) {
+    positive.judged = negative.judged = true;
+    if (!judge) return;
+    if (mode == JudgeMode::Absolute) {
+        for (Sample* sample : {&positive, &negative})
+            record_trait(*sample, judge->score(trait.judge_rubric, sample->question, sample->answer, cancelled));
+    } else {
+        const JudgePick pick =
+            judge_pair(*judge, trait.name, trait.definition, positive.question, positive.answer, negative.answer, cancelled);
+        JudgeScore score;
+        score.refusal = pick.refusal;
+        score.numeric_mass = pick.letter_mass;
+        if (pick.a_wins) score.score = 100 * *pick.a_wins;
+        record_trait(positive, score);
+        if (pick.a_wins) score.score = 100 - *score.score;
+        record_trait(negative, score);
+    }
+    for (Sample* sample : {&positive, &negative}) record_coherence(*judge, trait, *sample, cancelled);
 }
 
 std::string settings_summary(const ExtractionSettings& s) {
@@ -235,6 +257,12 @@ std::string settings_summary(const ExtractionSettings& s) {
 }
 
 }  // namespace
+
+std::string judging_label(const ExtractionSettings& settings) {
+    const std::string label = judge_label(settings.judge);
+    return settings.judge_mode == JudgeMode::Pairwise && settings.judge.kind != JudgeKind::None ? label + " pairwise"
+                                                                                                : label;
+}
 
 const char* side_name(Side side) { return side == Side::Positive ? "positive" : "negative"; }
 
@@ -331,27 +359,32 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         report(kStageGenerate, done, samples.size());
     }
 
-    // Judging: a forward pass or a few per rubric and answer, checkpointed per batch.
+    // Judging: a forward pass or a few per rubric and answer, a pair at a time (the pairwise
+    // mode needs both answers), checkpointed per batch.
     std::unique_ptr<Judge> local;
     {
-        std::vector<std::size_t> unjudged;
-        for (std::size_t i = 0; i < samples.size(); ++i)
-            if (!samples[i].judged) unjudged.push_back(i);
-        std::size_t judged = samples.size() - unjudged.size();
+        std::vector<std::size_t> unjudged_pairs;  // index of the positive sample
+        for (std::size_t i = 0; i + 1 < samples.size(); i += 2)
+            if (!samples[i].judged || !samples[i + 1].judged) unjudged_pairs.push_back(i);
+        std::size_t judged = samples.size() - 2 * unjudged_pairs.size();
         // A second judge model is loaded only when there is something left to judge.
         const bool judging = settings.judge.kind != JudgeKind::None;
-        if (judging && !unjudged.empty()) local = make_judge(model, settings.judge, {}, cancelled);
+        if (judging && !unjudged_pairs.empty()) local = make_judge(model, settings.judge, {}, cancelled);
         if (judging) report(kStageJudge, judged, samples.size());
-        for (std::size_t k = 0; k < unjudged.size(); ++k) {
+        for (std::size_t k = 0; k < unjudged_pairs.size(); ++k) {
             check_cancelled(cancelled);
-            Sample& sample = samples[unjudged[k]];
-            judge_answer(local.get(), trait, sample, cancelled);
+            Sample& positive = samples[unjudged_pairs[k]];
+            Sample& negative = samples[unjudged_pairs[k] + 1];
+            judge_pair_of_samples(local.get(), settings.judge_mode, trait, positive, negative, cancelled);
             if (local) {
-                ++result.samples_judged;
-                if (on_sample) on_sample(sample);
+                result.samples_judged += 2;
+                if (on_sample) {
+                    on_sample(positive);
+                    on_sample(negative);
+                }
             }
-            ++judged;
-            if ((k + 1) % std::size_t(settings.batch_size) == 0 || k + 1 == unjudged.size()) {
+            judged += 2;
+            if ((k + 1) % std::max<std::size_t>(1, std::size_t(settings.batch_size) / 2) == 0 || k + 1 == unjudged_pairs.size()) {
                 save();
                 if (judging) report(kStageJudge, judged, samples.size());
             }
@@ -360,7 +393,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
 
     // Filter (docs/method.md step 4): a pair of answers to the same question, instruction pair and
     // sample index stays only if the positive shows the trait, the negative does not and both
-    // are coherent. Without a judge every pair stays. An empty answer has no response tokens to
+    // are coherent (pairwise: the positive shows it more, with probability >= the threshold). Without a judge every pair stays. An empty answer has no response tokens to
     // average, so its pair goes either way.
     std::vector<std::size_t> positives, negatives;
     report(kStageFilter, 0, samples.size() / 2);
@@ -378,7 +411,9 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
                 ++result.pairs.failing_positive_trait;
                 keep = false;
             }
-            if (!negative.trait_score || *negative.trait_score >= settings.trait_threshold) {
+            // Pairwise, the negative's share is the rest of the positive's: one test decides.
+            if (settings.judge_mode == JudgeMode::Absolute &&
+                (!negative.trait_score || *negative.trait_score >= settings.trait_threshold)) {
                 ++result.pairs.failing_negative_trait;
                 keep = false;
             }
@@ -443,7 +478,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         provenance["method"] = "mean difference of kept positive and negative samples";
         provenance["pairs_kept"] = std::to_string(result.pairs.kept);
         provenance["pairs_total"] = std::to_string(result.pairs.total);
-        provenance["judge"] = judge_label(settings.judge);
+        provenance["judge"] = judging_label(settings);
         provenance["trait_threshold"] = std::to_string(settings.trait_threshold);
         provenance["coherence_threshold"] = std::to_string(settings.coherence_threshold);
         provenance["generation"] = settings_summary(settings);

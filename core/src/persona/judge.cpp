@@ -25,7 +25,7 @@ public:
     // `owned` is set when the judge is a second model rather than the one being studied.
     LocalJudge(Model& m, std::unique_ptr<Model> owned = {})
         : owned_(std::move(owned)), model(m), spellings(spell_judge_numbers(m.tokenizer())),
-          digit_leading(digit_leading_tokens(m.tokenizer())) {}
+          digit_leading(digit_leading_tokens(m.tokenizer())), letters(pick_tokens(m.tokenizer())) {}
 
     // docs/method.md: the rubric as a user message, chat template and generation prompt, then the
     // next-token distribution, no sampling.
@@ -39,11 +39,18 @@ public:
         });
     }
 
+    JudgePick pick(const std::string& prompt, const CancelFn& cancelled) override {
+        check_cancelled(cancelled);
+        const auto state = model.prefill(model.encode_chat({{"user", prompt}}, true), cancelled);
+        return pick_from_distribution(model.next_token_probabilities(*state, {}, cancelled).front(), letters);
+    }
+
 private:
     std::unique_ptr<Model> owned_;
     Model& model;
     std::vector<NumberSpelling> spellings;
     std::vector<std::int32_t> digit_leading;
+    PickTokens letters;
 };
 
 // Asks an OpenAI-compatible endpoint for the first token's top logprobs, one request per
@@ -58,16 +65,37 @@ public:
         return score_top_logprobs(completion.top_logprobs.front());  // complete() saw one token at least
     }
 
+    JudgePick pick(const std::string& prompt, const CancelFn& cancelled) override {
+        ChatCompletionRequest request;
+        request.messages = {{"user", prompt}};
+        request.max_tokens = 1;
+        request.temperature = 0;
+        request.top_logprobs = 20;
+        return pick_from_top_logprobs(client_.complete(request, cancelled).top_logprobs.front());
+    }
+
 private:
     ChatClient client_;
 };
 
+// The text between surrounding whitespace.
+std::string trimmed(const std::string& text) {
+    const auto first = text.find_first_not_of(" \t\n\r");
+    if (first == std::string::npos) return {};
+    return text.substr(first, text.find_last_not_of(" \t\n\r") - first + 1);
+}
+
+JudgePick pick_from_masses(double a, double b) {
+    JudgePick result;
+    result.letter_mass = a + b;
+    result.refusal = result.letter_mass < kRefusalNumericMass;
+    if (!result.refusal) result.a_wins = a / result.letter_mass;
+    return result;
+}
+
 // An integer 0..100 written plainly, perhaps with whitespace around it ("42", " 7"); nothing else.
 std::optional<int> judge_number(const std::string& token) {
-    const auto first = token.find_first_not_of(" \t\n\r");
-    if (first == std::string::npos) return std::nullopt;
-    const auto last = token.find_last_not_of(" \t\n\r");
-    const std::string digits = token.substr(first, last - first + 1);
+    const std::string digits = trimmed(token);
     if (digits.empty() || digits.size() > 3) return std::nullopt;
     for (char c : digits)
         if (c < '0' || c > '9') return std::nullopt;
@@ -104,6 +132,53 @@ std::unique_ptr<Judge> make_http_judge(const ChatEndpoint& endpoint) {
     if (endpoint.model.empty())
         throw Error("the HTTP judge at " + endpoint.base_url + " needs a model name (--judge-model-name)");
     return std::make_unique<HttpJudge>(endpoint);
+}
+
+std::string pairwise_judge_prompt(const std::string& trait, const std::string& definition, const std::string& question,
+                                  const std::string& answer_a, const std::string& answer_b) {
+    std::string name = trait;
+    std::replace(name.begin(), name.end(), '_', ' ');
+    std::string prompt = "You are comparing two answers to the same question for one trait: " + name + ".\n";
+    if (!definition.empty()) prompt += "Definition of " + name + ": " + definition + "\n";
+    prompt += "\nQuestion:\n" + question + "\n\nAnswer A:\n" + answer_a + "\n\nAnswer B:\n" + answer_b +
+              "\n\nWhich answer shows the trait \"" + name + "\" more strongly? Judge only the trait, not how "
+              "helpful, correct or well written the answers are. Reply with one letter: A or B.";
+    return prompt;
+}
+
+JudgePick judge_pair(Judge& judge, const std::string& trait, const std::string& definition, const std::string& question,
+                     const std::string& positive, const std::string& negative, const CancelFn& cancelled) {
+    const JudgePick first = judge.pick(pairwise_judge_prompt(trait, definition, question, positive, negative), cancelled);
+    const JudgePick second = judge.pick(pairwise_judge_prompt(trait, definition, question, negative, positive), cancelled);
+    JudgePick result;
+    result.letter_mass = std::min(first.letter_mass, second.letter_mass);
+    result.refusal = first.refusal || second.refusal;
+    if (!result.refusal) result.a_wins = (*first.a_wins + (1.0 - *second.a_wins)) / 2;
+    return result;
+}
+
+PickTokens pick_tokens(const Tokenizer& tokenizer) {
+    PickTokens tokens;
+    for (const char* spelling : {"A", " A"}) {
+        const auto ids = tokenizer.encode(spelling, false, false);
+        if (ids.size() == 1) tokens.a.push_back(ids.front());
+    }
+    for (const char* spelling : {"B", " B"}) {
+        const auto ids = tokenizer.encode(spelling, false, false);
+        if (ids.size() == 1) tokens.b.push_back(ids.front());
+    }
+    if (tokens.a.empty() || tokens.b.empty()) throw Error("the judge's vocabulary has no single token for A or B");
+    return tokens;
+}
+
+JudgePick pick_from_distribution(const std::vector<float>& probabilities, const PickTokens& tokens) {
+    const auto mass = [&](const std::vector<std::int32_t>& ids) {
+        double total = 0;
+        for (std::int32_t id : ids)
+            if (id >= 0 && std::size_t(id) < probabilities.size()) total += probabilities[std::size_t(id)];
+        return total;
+    };
+    return pick_from_masses(mass(tokens.a), mass(tokens.b));
 }
 
 std::vector<NumberSpelling> spell_judge_numbers(const Tokenizer& tokenizer) {
@@ -241,6 +316,16 @@ JudgeScore score_top_logprobs(const std::vector<TopLogprob>& alternatives) {
     result.refusal = result.numeric_mass < kRefusalNumericMass;
     if (!result.refusal) result.score = weighted / result.numeric_mass;
     return result;
+}
+
+JudgePick pick_from_top_logprobs(const std::vector<TopLogprob>& alternatives) {
+    double a = 0, b = 0;
+    for (const TopLogprob& alternative : alternatives) {
+        const std::string letter = trimmed(alternative.token);
+        if (letter == "A") a += std::exp(alternative.logprob);
+        if (letter == "B") b += std::exp(alternative.logprob);
+    }
+    return pick_from_masses(a, b);
 }
 
 }  // namespace persona

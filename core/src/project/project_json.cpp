@@ -87,6 +87,7 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
     if (s.judge.kind == JudgeKind::Http)
         json["judge_endpoint"] = {{"base_url", s.judge.endpoint.base_url}, {"model", s.judge.endpoint.model},
                                   {"api_key_env", s.judge.endpoint.api_key_env}};
+    json["judge_mode"] = judge_mode_name(s.judge_mode);
     json["trait_threshold"] = s.trait_threshold;
     json["coherence_threshold"] = s.coherence_threshold;
     return json;
@@ -115,6 +116,8 @@ ExtractionSettings extraction_settings_from(JsonObjectReader& r) {
         s.judge.endpoint.api_key_env = endpoint.string("api_key_env");
         endpoint.finish(kUnknownKeyHint);
     }
+    // Absent in projects written before the pairwise mode: they judged absolutely.
+    if (r.has("judge_mode")) s.judge_mode = enum_from(r, "judge_mode", judge_mode_from_name, judge_mode_names);
     s.trait_threshold = r.number("trait_threshold");
     s.coherence_threshold = r.number("coherence_threshold");
     return s;
