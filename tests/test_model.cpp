@@ -138,6 +138,42 @@ private slots:
         QVERIFY2(pair[1].tokens != alone.tokens, "steering with alpha 40 did not change the output");
     }
 
+    // The Steering slider's path: the unsteered and steered rows keep the prompt's prefix; a
+    // later one-row generation at another strength reuses it and gives the tokens a fresh
+    // prefill gives. Another prompt, or steering that reaches into the prompt, reuses nothing.
+    void aKeptPromptPrefixServesTheNextStrength() {
+        GenerationRow plain = greedyRow("How should I treat a stray dog?", 16);
+        plain.reuse_prompt_prefix = true;
+        persona::Steering steering;
+        steering.layer = 12;
+        steering.vector = random_direction(hidden_, 3);
+        steering.alpha = 6.0f;
+        GenerationRow steered = plain;
+        steered.steering = {steering};
+        const auto first = model_->generate({plain, steered});
+        QCOMPARE(first[0].prompt_tokens_reused, std::size_t(0));
+
+        steered.steering.front().alpha = 12.0f;
+        const auto reused = model_->generate({steered}).front();
+        QCOMPARE(reused.prompt_tokens_reused, reused.prompt_tokens.size() - 1);
+        GenerationRow fresh = steered;
+        fresh.reuse_prompt_prefix = false;
+        const auto expected = model_->generate({fresh}).front();
+        QCOMPARE(expected.prompt_tokens_reused, std::size_t(0));
+        QCOMPARE(reused.tokens, expected.tokens);
+        QVERIFY2(reused.tokens != first[0].tokens, "alpha 12 left the answer unsteered: the check proves nothing");
+
+        GenerationRow other = greedyRow("How should I treat a lost cat?", 4);
+        other.reuse_prompt_prefix = true;
+        QCOMPARE(model_->generate({other}).front().prompt_tokens_reused, std::size_t(0));
+        GenerationRow intoPrompt = other;  // the lost cat's prefix is the kept one now
+        intoPrompt.steering = {steering};
+        intoPrompt.steering.front().positions = persona::SteerPositions::All;
+        QCOMPARE(model_->generate({intoPrompt}).front().prompt_tokens_reused, std::size_t(0));
+        intoPrompt.steering.front().positions = persona::SteerPositions::Response;
+        QVERIFY(model_->generate({intoPrompt}).front().prompt_tokens_reused > 0);
+    }
+
     void steeringPositionsAndOperations() {
         const std::vector<std::int32_t> tokens = model_->encode_chat({{"user", "Name a colour."}}, true);
         const int length = int(tokens.size());

@@ -223,6 +223,7 @@ persona::GenerationRow SteeringPanel::unsteeredRow() const {
     row.sampling.temperature = temperature();
     row.sampling.seed = static_cast<std::uint64_t>(seed_->value());
     row.sampling.max_new_tokens = maxTokens_->value();
+    row.reuse_prompt_prefix = true;  // a slider move then prefills only the last prompt token
     return row;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Plain data for generation, steering and capture requests: what the UI and CLI build and the
 // engine thread executes. No torch types (docs/architecture.md: core's public headers stay torch-free).
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +63,11 @@ struct GenerationRow {
     bool add_generation_prompt = true;
     std::vector<Steering> steering;
     SamplingOptions sampling;
+    // Interactive use (the Steering slider): when this row's steering leaves the prompt before
+    // its last token alone (positions "response"), the keys and values of that prefix are kept
+    // after the prefill, and a later one-row generation with the same prefix reuses them instead
+    // of running it again. Its tokens may then differ from a fresh prefill's in the last bits.
+    bool reuse_prompt_prefix = false;
 };
 
 enum class StopReason { MaxTokens, EndOfSequence, StopString, Cancelled };
@@ -72,6 +78,7 @@ struct GenerationResult {
     std::vector<std::int32_t> tokens;  // generated tokens, stop string and EOS excluded
     std::string text;
     StopReason stop_reason = StopReason::MaxTokens;
+    std::size_t prompt_tokens_reused = 0;  // taken from the kept prefix (GenerationRow::reuse_prompt_prefix)
 };
 
 // Streamed once per generated token per row.

@@ -69,6 +69,21 @@ struct Model::Impl {
 
     const model::TransformerConfig& config() const { return net->config(); }
 
+    // GenerationRow::reuse_prompt_prefix: the keys and values of the last such row's prompt
+    // without its last token, per block [kv_heads, tokens, head_dim].
+    struct PromptPrefix {
+        std::vector<std::int32_t> tokens;
+        std::vector<torch::Tensor> keys, values;
+    };
+    std::optional<PromptPrefix> prompt_prefix;
+
+    // Steering at "response" positions starts at the last prompt token: what comes before it
+    // is computed as without steering, and its cache is shared by every strength.
+    static bool leaves_prefix_unsteered(const GenerationRow& row) {
+        return std::all_of(row.steering.begin(), row.steering.end(),
+                           [](const Steering& s) { return s.positions == SteerPositions::Response; });
+    }
+
     // One steering spec, resolved to tensors on the device.
     struct ResolvedSteering {
         int layer;
@@ -372,6 +387,37 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
         if (rows[r].sampling.max_new_tokens == 0) active[r] = false;
 
     torch::Tensor input = torch::tensor(prompt_matrix, torch::kInt32).view({batch, longest_prompt}).to(torch::kInt64).to(m.device);
+    const auto prefix_length = [&](std::size_t r) { return std::int64_t(results[r].prompt_tokens.size()) - 1; };
+    const bool reusing = batch == 1 && rows[0].reuse_prompt_prefix && Impl::leaves_prefix_unsteered(rows[0]) &&
+                         prefix_length(0) > 0 && m.prompt_prefix &&
+                         m.prompt_prefix->tokens.size() == std::size_t(prefix_length(0)) &&
+                         std::equal(m.prompt_prefix->tokens.begin(), m.prompt_prefix->tokens.end(),
+                                    results[0].prompt_tokens.begin());
+    if (reusing) {
+        const std::int64_t n = prefix_length(0);
+        for (int i = 0; i < c.layers; ++i) {
+            cache.keys[std::size_t(i)][0].narrow(1, 0, n).copy_(m.prompt_prefix->keys[std::size_t(i)]);
+            cache.values[std::size_t(i)][0].narrow(1, 0, n).copy_(m.prompt_prefix->values[std::size_t(i)]);
+        }
+        cache.length = n;
+        input = input.narrow(1, n, 1);
+        results[0].prompt_tokens_reused = std::size_t(n);
+    }
+    // Keeps the prefix of the first row that asks, right after its prefill.
+    const auto keep_prefix = [&] {
+        for (std::size_t r = 0; r < rows.size(); ++r) {
+            if (!rows[r].reuse_prompt_prefix || !Impl::leaves_prefix_unsteered(rows[r]) || prefix_length(r) < 1) continue;
+            Impl::PromptPrefix prefix;
+            const std::int64_t n = prefix_length(r);
+            prefix.tokens.assign(results[r].prompt_tokens.begin(), results[r].prompt_tokens.end() - 1);
+            for (int i = 0; i < c.layers; ++i) {
+                prefix.keys.push_back(cache.keys[std::size_t(i)][std::int64_t(r)].narrow(1, layout[r].padding, n).clone());
+                prefix.values.push_back(cache.values[std::size_t(i)][std::int64_t(r)].narrow(1, layout[r].padding, n).clone());
+            }
+            m.prompt_prefix = std::move(prefix);
+            return;
+        }
+    };
     torch::Tensor projections;  // [B, P] for the last position of each step
     for (int step = 0; step < most_new; ++step) {
         if (std::none_of(active.begin(), active.end(), [](bool a) { return a; })) break;
@@ -385,6 +431,7 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
                     probed[std::size_t(slot)] = torch::matmul(h.select(1, h.size(1) - 1), probe_directions[slot]);
             },
             cancelled);
+        if (step == 0 && !reusing) keep_prefix();
         const torch::Tensor logits = m.net->logits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1).to(torch::kCPU).contiguous();
         if (!probed.empty()) projections = torch::stack(probed, 1).to(torch::kCPU).contiguous();  // [B, P]
 
