@@ -183,6 +183,8 @@ void TestProjectsUi::newModifySaveAndReopen() {
     QVERIFY(!projects->isDirty());
     QVERIFY(!window.isWindowModified());
     QVERIFY2(window.windowTitle().startsWith("mine[*]"), qPrintable(window.windowTitle()));
+    QVERIFY2(window.windowTitle().contains(QDir::toNativeSeparators(QFileInfo(pathIn("mine.persona")).fileName()) + " — "),
+             qPrintable(window.windowTitle()));  // the folder, not the name alone
 
     // Another change, saved in place this time.
     projects->setDescription("second version");
@@ -208,6 +210,23 @@ void TestProjectsUi::newModifySaveAndReopen() {
     QVERIFY(recent->actions().first()->text().startsWith("mine.persona — "));
     QVERIFY(recent->actions().first()->text().endsWith(QDir::toNativeSeparators(projects->path())));
     QCOMPARE(window.welcomePanel()->recentList()->item(0)->data(Qt::UserRole).toString(), projects->path());
+
+    // File > Close Project: an unsaved change is asked about first; Cancel keeps the project.
+    auto* close = window.findChild<QAction*>("action_close_project");
+    QVERIFY(close);
+    projects->setDescription("third version");
+    answers.saveChanges = ProjectController::Answer::Cancel;
+    const int asked = answers.saveQuestions;
+    close->trigger();
+    QCOMPARE(answers.saveQuestions, asked + 1);
+    QVERIFY(projects->path().endsWith("mine.persona"));
+    answers.saveChanges = ProjectController::Answer::Discard;
+    close->trigger();
+    QVERIFY(projects->path().isEmpty());
+    QVERIFY(window.windowTitle().startsWith("untitled[*]"));
+    QCOMPARE(window.findChild<QTabWidget*>("panels")->currentWidget(), window.welcomePanel());
+    QVERIFY(reopened.openProject(pathIn("mine.persona")));
+    QCOMPARE(reopened.project().description, std::string("second version"));  // the discarded edit is gone
 }
 
 void TestProjectsUi::welcomeScreenOpensAnExample() {

@@ -190,11 +190,12 @@ void ExtractionPanel::buildSettings() {
     message_ = new QLabel(tr("Load a model to extract a persona vector."), this);
     message_->setObjectName("extraction_message");
     message_->setWordWrap(true);
+    // Room for three lines, the buttons at the top: a longer message must not move them under the mouse.
+    message_->setMinimumHeight(3 * message_->fontMetrics().lineSpacing());
+    message_->setAlignment(Qt::AlignLeft | Qt::AlignTop);
     auto* messageRow = new QHBoxLayout;
     messageRow->addWidget(message_, 1);
-    messageRow->addWidget(runButton_);
-    messageRow->addWidget(cancelButton_);
-    messageRow->addWidget(discardButton_);
+    for (QPushButton* button : {runButton_, cancelButton_, discardButton_}) messageRow->addWidget(button, 0, Qt::AlignTop);
     static_cast<QVBoxLayout*>(layout())->addLayout(messageRow);
 
     connect(runButton_, &QPushButton::clicked, this, &ExtractionPanel::run);

@@ -226,6 +226,11 @@ void MainWindow::buildFileMenu() {
     open->setObjectName("action_open_project");
     recentMenu_ = file->addMenu(tr("Open &Recent"));
     recentMenu_->setObjectName("recent_menu");
+    auto* close = file->addAction(tr("&Close Project"), this, [this] {
+        if (projects_->newProject()) panels_->setCurrentWidget(welcomePanel_);
+    });
+    close->setShortcut(QKeySequence::Close);
+    close->setObjectName("action_close_project");
     auto* save = file->addAction(tr("&Save"), projects_, &ProjectController::save);
     save->setShortcut(QKeySequence::Save);
     save->setObjectName("action_save_project");
@@ -272,9 +277,17 @@ void MainWindow::refreshRecentMenu() {
     }
 }
 
-// "evil[*] — Persona Workbench — SmolLM2": Qt shows the [*] as "*" while the window is modified.
+// "evil[*] — ~/studies/evil.persona — Persona Workbench — SmolLM2": Qt shows the [*] as "*"
+// while the window is modified; the folder tells two projects of one name apart.
 void MainWindow::updateTitle() {
-    QString title = projects_->displayName() + "[*] — " + tr("Persona Workbench");
+    QString title = projects_->displayName() + "[*] — ";
+    if (!projects_->path().isEmpty()) {
+        QString folder = QDir::toNativeSeparators(projects_->path());
+        const QString home = QDir::toNativeSeparators(QDir::homePath());
+        if (folder.startsWith(home + QDir::separator())) folder = "~" + folder.mid(home.size());
+        title += folder + " — ";
+    }
+    title += tr("Persona Workbench");
     if (!modelName_.isEmpty()) title += " — " + modelName_;
     setWindowTitle(title);
     setWindowModified(projects_->isDirty());
