@@ -4,9 +4,14 @@
 #include "persona/engine.h"
 #include "persona/errors.h"
 #include "persona/model.h"
+#include "persona/tokenizer.h"
+#include "hf_fixture.h"
 #include "test_support.h"
 
+#include <QTemporaryDir>
 #include <QtTest>
+
+#include <fstream>
 
 #include <atomic>
 #include <chrono>
@@ -252,6 +257,43 @@ private slots:
         QCOMPARE(ending(next), JobState::finished);
         QCOMPARE(afterCancel.at(0).tokens, undisturbed.at(0).tokens);
         QCOMPARE(int(undisturbed.at(0).tokens.size()), 24);
+    }
+
+    // A model whose tokenizer has no chat template loads all the same: the typical residual
+    // norms (measured on chat prompts) are left out, so the Steering slider offers the raw
+    // coefficient, and raw token prompts generate.
+    void aModelWithoutAChatTemplateStillLoads() {
+        QTemporaryDir dir;
+        const std::string folder = dir.filePath("no-template").toStdString();
+        QVERIFY(QDir().mkpath(QString::fromStdString(folder)));
+        {
+            const auto file = persona::GgufFile::open(persona_test::defaultModelPath().toStdString());
+            hf_fixture::write_smollm_checkpoint(*file, folder, 1, false, 2);
+        }
+        nlohmann::json config = nlohmann::json::parse(std::ifstream(folder + "/tokenizer_config.json"));
+        QVERIFY(config.erase("chat_template") == 1);
+        std::ofstream(folder + "/tokenizer_config.json") << config.dump();
+
+        persona::Engine engine;
+        std::optional<persona::ModelFacts> facts;
+        std::string error;
+        persona::Engine::LoadCallbacks callbacks;
+        callbacks.loaded = [&](const persona::ModelFacts& loaded) { facts = loaded; };
+        callbacks.failed = [&](const std::string& message) { error = message; };
+        QCOMPARE(ending(engine.load_model(folder, callbacks)), JobState::finished);
+        QVERIFY2(facts, error.c_str());
+        QVERIFY(!facts->has_chat_template);
+        QVERIFY(facts->typical_residual_norms.empty());
+        std::size_t generated = 0;
+        QCOMPARE(ending(engine.submit([&](persona::Model& model, const persona::JobContext& job) {
+                     persona::GenerationRow row;
+                     row.prompt_tokens = model.tokenizer().encode("Once upon a time", true, false);
+                     row.sampling.max_new_tokens = 4;
+                     row.sampling.stop_at_eos = false;
+                     generated = model.generate({row}, {}, nullptr, job.cancelled).front().tokens.size();
+                 })),
+                 JobState::finished);
+        QCOMPARE(generated, std::size_t(4));
     }
 
     void withoutAModelAJobFails() {
