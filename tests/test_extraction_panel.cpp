@@ -111,6 +111,15 @@ private slots:
         QCOMPARE(panel_->settings().judge.kind, persona::JudgeKind::Http);
         QCOMPARE(persona::judge_label(panel_->settings().judge), persona::judge_label(settings.judge));
         QVERIFY(panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
+        auto* mode = panel_->findChild<QComboBox*>("judge_mode");
+        QVERIFY(mode && mode->isEnabled());
+        QCOMPARE(panel_->settings().judge_mode, persona::JudgeMode::Absolute);
+        settings.judge_mode = persona::JudgeMode::Pairwise;
+        panel_->setSettings(settings);
+        QCOMPARE(mode->currentText(), QString("pairwise"));
+        QCOMPARE(panel_->settings().judge_mode, persona::JudgeMode::Pairwise);
+        QCOMPARE(persona::judging_label(panel_->settings()), persona::judge_label(settings.judge) + " pairwise");
+        settings.judge_mode = persona::JudgeMode::Absolute;
         settings.judge = persona::JudgeKind::None;
         panel_->setSettings(settings);
         QVERIFY(target->isHidden());
@@ -118,6 +127,7 @@ private slots:
         // Without a judge there is nothing to threshold.
         QVERIFY(!panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
         QVERIFY(!panel_->findChild<QDoubleSpinBox*>("coherence_threshold")->isEnabled());
+        QVERIFY(!mode->isEnabled());
     }
 
     void tinyExtractionFillsTableStagesAndPlots() {
