@@ -38,7 +38,7 @@ void ScreenshotTour::start() {
     }
     QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
         if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "chat" &&
-                        panelName_ != "extraction" && panelName_ != "heatmaps")) {
+                        panelName_ != "sweep" && panelName_ != "extraction" && panelName_ != "heatmaps")) {
             grabAndExit(loaded);
             return;
         }
@@ -90,6 +90,8 @@ void ScreenshotTour::start() {
         if (panelName_ == "chat") {
             steering->setChatMode(true);
             steering->sendChatMessage("Hello! Who are you?");
+        } else if (panelName_ == "sweep") {
+            steering->sweep();
         } else {
             steering->generate();
         }
