@@ -158,15 +158,15 @@ JudgePick judge_pair(Judge& judge, const std::string& trait, const std::string& 
 }
 
 PickTokens pick_tokens(const Tokenizer& tokenizer) {
-    PickTokens tokens;
-    for (const char* spelling : {"A", " A"}) {
-        const auto ids = tokenizer.encode(spelling, false, false);
-        if (ids.size() == 1) tokens.a.push_back(ids.front());
-    }
-    for (const char* spelling : {"B", " B"}) {
-        const auto ids = tokenizer.encode(spelling, false, false);
-        if (ids.size() == 1) tokens.b.push_back(ids.front());
-    }
+    const auto single_tokens = [&](const std::string& letter) {
+        std::vector<std::int32_t> ids;
+        for (const std::string& spelling : {letter, " " + letter}) {
+            const auto encoded = tokenizer.encode(spelling, false, false);
+            if (encoded.size() == 1) ids.push_back(encoded.front());
+        }
+        return ids;
+    };
+    const PickTokens tokens{single_tokens("A"), single_tokens("B")};
     if (tokens.a.empty() || tokens.b.empty()) throw Error("the judge's vocabulary has no single token for A or B");
     return tokens;
 }
