@@ -7,6 +7,7 @@
 #include "persona/model.h"
 #include "persona/paths.h"
 #include "persona/persona_vector.h"
+#include "persona/trait.h"
 #include "persona/vector_files.h"
 
 #include <chrono>
@@ -34,6 +35,16 @@ struct ExtractOptions {
 
 int run_extract(const GlobalOptions& global, ExtractOptions options) {
     const persona::Trait trait = load_trait(options.trait);
+    // A trait with errors would fail part-way, or give a vector of nothing: refuse it first.
+    const auto problems = persona::validate(trait);
+    if (persona::has_errors(problems)) {
+        for (const auto& problem : problems)
+            if (problem.severity == persona::TraitProblemSeverity::Error)
+                std::fprintf(stderr, "persona-cli: trait '%s' %s: %s\n", trait.name.c_str(), problem.field.c_str(),
+                             problem.message.c_str());
+        std::fprintf(stderr, "persona-cli: fix the trait first (persona-cli traits validate FILE lists every problem)\n");
+        return kExitFailed;
+    }
     const auto aggregate = persona::aggregate_from_name(options.aggregate);
     if (!aggregate) throw persona::Error("unknown aggregate '" + options.aggregate + "'");
     const auto judge = judge_settings(options.judge);

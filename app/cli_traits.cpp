@@ -1,11 +1,12 @@
-// persona-cli traits: list the built-in traits, show one (built-in or a file) as JSON, or
-// validate a trait file. `traits draft` lives in cli_traits_draft.cpp.
+// persona-cli traits: list the built-in traits, show one (built-in or a file) as JSON,
+// validate a trait file, or import the reference code's pair of trait files. `traits draft` lives in cli_traits_draft.cpp.
 #include "cli_commands.h"
 
 #include "persona/errors.h"
 #include "persona/trait.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@ struct TraitsOptions {
     bool json = false;
     std::string show_name;
     std::string validate_path;
+    std::string import_extract, import_eval, import_out, import_name, import_definition;
 };
 
 nlohmann::json trait_counts(const persona::Trait& trait) {
@@ -46,14 +48,9 @@ int run_traits_show(const std::string& name_or_file) {
     return kExitOk;
 }
 
-int run_traits_validate(const std::string& path) {
+// Prints the problems on stderr and a report on stdout; exit 1 when one is an error.
+int report_problems(const std::string& path, const std::vector<persona::TraitProblem>& problems) {
     nlohmann::json report = {{"file", path}};
-    std::vector<persona::TraitProblem> problems;
-    try {
-        problems = persona::validate(persona::read_trait_file(path));
-    } catch (const persona::FileError& e) {
-        problems.push_back({"", e.problem(), persona::TraitProblemSeverity::Error});
-    }
     nlohmann::json listed = nlohmann::json::array();
     for (const auto& problem : problems) {
         const bool error = problem.severity == persona::TraitProblemSeverity::Error;
@@ -68,11 +65,44 @@ int run_traits_validate(const std::string& path) {
     return valid ? kExitOk : kExitFailed;
 }
 
+int run_traits_validate(const std::string& path) {
+    std::vector<persona::TraitProblem> problems;
+    try {
+        problems = persona::validate(persona::read_trait_file(path));
+    } catch (const persona::FileError& e) {
+        problems.push_back({"", e.problem(), persona::TraitProblemSeverity::Error});
+    }
+    return report_problems(path, problems);
+}
+
+// The trait is written even when it is not ready (a definition to add, say): the report says
+// what is missing, and the exit code whether it can be used as it is.
+int run_traits_import(const TraitsOptions& options) {
+    const std::string name =
+        options.import_name.empty() ? std::filesystem::path(options.import_extract).stem().string() : options.import_name;
+    // The reference keeps evaluation questions, which must differ from the extraction ones, in a
+    // second file of the same layout.
+    const std::string eval = options.import_eval.empty() ? options.import_extract : options.import_eval;
+    persona::Trait trait = persona::import_paper_trait(name, options.import_extract, eval);
+    if (options.import_eval.empty()) {
+        trait.evaluation_questions.clear();
+        std::fprintf(stderr, "persona-cli: no evaluation file given: the trait has no evaluation questions yet "
+                             "(the reference keeps them in trait_data_eval/%s.json)\n", name.c_str());
+    }
+    if (!options.import_definition.empty()) trait.definition = options.import_definition;
+    persona::write_trait_file(options.import_out, trait);
+    if (trait.definition.empty())
+        std::fprintf(stderr, "persona-cli: %s has no definition of '%s': give one with --definition, or write it into "
+                             "the file's \"definition\"\n",
+                     options.import_out.c_str(), name.c_str());
+    return report_problems(options.import_out, persona::validate(trait));
+}
+
 }  // namespace
 
 void add_traits_command(CLI::App& app, const GlobalOptions& global, Command& selected) {
     auto options = std::make_shared<TraitsOptions>();
-    auto* traits = app.add_subcommand("traits", "List the built-in traits; show or validate one");
+    auto* traits = app.add_subcommand("traits", "List the built-in traits; show, validate or import one");
     traits->add_flag("--json", options->json, "Print the list as JSON");
     traits->require_subcommand(0, 1);
     auto* traits_show = traits->add_subcommand("show", "Print a trait (built-in name or file) as JSON");
@@ -83,6 +113,18 @@ void add_traits_command(CLI::App& app, const GlobalOptions& global, Command& sel
     traits_validate->callback([&selected, options] {
         selected = [options] { return run_traits_validate(options->validate_path); };
     });
+    auto* traits_import = traits->add_subcommand(
+        "import", "Import the reference code's trait files (instruction, questions, eval_prompt) as a trait file");
+    traits_import->add_option("extract", options->import_extract, "The extraction file (trait_data_extract/NAME.json)")
+        ->required();
+    traits_import->add_option("eval", options->import_eval,
+                              "The evaluation file (trait_data_eval/NAME.json); without it the trait has no evaluation "
+                              "questions yet");
+    traits_import->add_option("--out,-o", options->import_out, "Trait file to write")->required();
+    traits_import->add_option("--name", options->import_name, "The trait's name (default: the extraction file's name)");
+    traits_import->add_option("--definition", options->import_definition,
+                              "What the trait means, in a sentence or two (the reference files carry none)");
+    traits_import->callback([&selected, options] { selected = [options] { return run_traits_import(*options); }; });
     add_traits_draft_command(*traits, global, selected);
     // Only a bare `traits` lists: show, validate and draft set `selected` in their own callbacks,
     // and asking CLI11 which subcommand was given does not depend on the order it runs those in.

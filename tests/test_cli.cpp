@@ -127,6 +127,50 @@ private slots:
         QVERIFY2(r.err.contains("exceeds the model's context of 8192"), r.err.constData());
     }
 
+    // The reference code's trait files through the CLI: imported with its own coherence rubric,
+    // a missing definition named (and the trait then refused by extract before any model loads),
+    // a definition given on the command line makes it valid.
+    void importsTheReferenceTraitFiles() {
+        QTemporaryDir dir;
+        const auto write = [&](const QString& name, const QByteArray& text) {
+            QFile file(dir.filePath(name));
+            QVERIFY(file.open(QIODevice::WriteOnly));
+            file.write(text);
+        };
+        QByteArray instructions = "[";
+        for (int i = 0; i < 5; ++i)
+            instructions += QByteArray(i ? "," : "") + "{\"pos\": \"Be grumpy " + QByteArray::number(i) +
+                            ".\", \"neg\": \"Be cheerful " + QByteArray::number(i) + ".\"}";
+        instructions += "]";
+        QByteArray questions = "[";
+        for (int i = 0; i < 20; ++i) questions += QByteArray(i ? "," : "") + "\"Question " + QByteArray::number(i) + "?\"";
+        questions += "]";
+        write("grumpy.json", "{\"instruction\": " + instructions + ", \"questions\": " + questions +
+                                 ", \"eval_prompt\": \"Q: {question} A: {answer} Score {{0-100}}.\", "
+                                 "\"coherence_prompt\": \"Coherent? {question} {answer}\"}");
+        write("grumpy-eval.json", "{\"questions\": " + QByteArray(questions).replace("Question", "Evaluation") + "}");
+        const QString out = dir.filePath("grumpy.trait.json");
+
+        const Run bare = run(PERSONA_CLI_PATH, {"traits", "import", dir.filePath("grumpy.json"), dir.filePath("grumpy-eval.json"), "-o", out});
+        QCOMPARE(bare.exitCode, 1);
+        QVERIFY2(bare.err.contains("no definition of 'grumpy'") && bare.err.contains("--definition"), bare.err.constData());
+        QVERIFY(QFile::exists(out));  // written, so it can be finished by hand
+        const Run refused = run(PERSONA_CLI_PATH, {"extract", "--trait", out, "--judge", "none"});
+        QCOMPARE(refused.exitCode, 1);
+        QVERIFY2(refused.err.contains("trait 'grumpy' definition"), refused.err.constData());
+
+        const Run defined = run(PERSONA_CLI_PATH, {"traits", "import", dir.filePath("grumpy.json"), dir.filePath("grumpy-eval.json"),
+                                                   "-o", out, "--definition", "Complains about everything."});
+        QVERIFY2(defined.exitCode == 0, defined.err.constData());
+        QVERIFY(QJsonDocument::fromJson(defined.out).object()["valid"].toBool());
+        const Run shown = run(PERSONA_CLI_PATH, {"traits", "show", out});
+        const QJsonObject trait = QJsonDocument::fromJson(shown.out).object();
+        QCOMPARE(trait["coherence_rubric"].toString(), QString("Coherent? {question} {answer}"));
+        QCOMPARE(trait["judge_rubric"].toString(), QString("Q: {question} A: {answer} Score {0-100}."));
+        QCOMPARE(trait["definition"].toString(), QString("Complains about everything."));
+        QCOMPARE(run(PERSONA_CLI_PATH, {"traits", "validate", out}).exitCode, 0);
+    }
+
     void benchPrintsItsFigures() {
         const Run r = run(PERSONA_CLI_PATH, {"bench", "--json", "--prompt-tokens", "16", "--new-tokens", "4", "--batch", "1",
                                              "--batch", "2", "--steering-prompt-tokens", "16", "--steering-rounds", "3"});

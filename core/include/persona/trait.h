@@ -95,7 +95,7 @@ Trait trait_from_json(const nlohmann::json& json, const std::string& source);
 // "questions": [...], "eval_prompt": "...{question}...{answer}..."}. Instructions and the judge
 // rubric come from the extraction file; only "questions" is required of the evaluation file.
 // The definition is taken from an optional "definition" string, else left empty; the coherence
-// rubric is ours. Throws FileError naming the file and the missing or mistyped key.
+// rubric from an optional "coherence_prompt" of the extraction file, else ours. Throws FileError naming the file and the missing or mistyped key.
 Trait import_paper_trait(const std::string& name, const std::string& extract_path, const std::string& eval_path);
 
 std::string default_coherence_rubric();

@@ -350,7 +350,10 @@ Trait import_paper_trait(const std::string& name, const std::string& extract_pat
     // The paper's files carry no definition; one added by hand is kept, the extraction file's first.
     if (extract.has("definition")) trait.definition = extract.string("definition");
     else if (evaluate.has("definition")) trait.definition = evaluate.string("definition");
-    trait.coherence_rubric = default_coherence_rubric();
+    // The reference judges coherence with a rubric of its own code, not of its files; a file that
+    // carries one ("coherence_prompt", like "eval_prompt") keeps its scores comparable.
+    trait.coherence_rubric = extract.has("coherence_prompt") ? unescape_python_format(extract.string("coherence_prompt"))
+                                                             : default_coherence_rubric();
     return trait;
 }
 
