@@ -141,8 +141,11 @@ void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& se
                         "answer of a pair shows the trait more, in both orders (for small judges, docs/method.md)")
         ->check(CLI::IsMember(persona::judge_mode_names()))->capture_default_str();
     extract->add_option("--trait-threshold", ex->settings.trait_threshold,
-                        "absolute: the positive scores at least this, the negative less; pairwise: the positive "
-                        "shows the trait more with at least this probability (in percent)")->capture_default_str();
+                        "absolute mode: the positive answer scores at least this, the negative less")
+        ->capture_default_str();
+    extract->add_option("--pairwise-threshold", ex->settings.pairwise_threshold,
+                        "pairwise mode: the positive answer shows the trait more with at least this probability, in %")
+        ->check(CLI::Range(0.0, 100.0))->capture_default_str();
     extract->add_option("--coherence-threshold", ex->settings.coherence_threshold)->capture_default_str();
     extract->add_option("--checkpoint", ex->settings.checkpoint_path,
                         "Save finished samples here and resume from it; removed once the vector is written");

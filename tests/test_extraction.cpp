@@ -253,7 +253,8 @@ private slots:
         const persona::Trait trait = persona::load_builtin_trait("evil");
         ExtractionSettings settings = reducedSettings(2, 2, 24, 5, JudgeKind::Local);
         settings.judge_mode = persona::JudgeMode::Pairwise;
-        settings.trait_threshold = 60;
+        settings.pairwise_threshold = 60;
+        settings.trait_threshold = 99;  // the absolute mode's, not used by this one
         settings.coherence_threshold = 0;
         settings.checkpoint_path = dir.filePath("evil.json").toStdString();
         const ExtractionResult result = persona::run_extraction(*model_, trait, settings);

@@ -119,6 +119,10 @@ private slots:
         QCOMPARE(mode->currentText(), QString("pairwise"));
         QCOMPARE(panel_->settings().judge_mode, persona::JudgeMode::Pairwise);
         QCOMPARE(persona::judging_label(panel_->settings()), persona::judge_label(settings.judge) + " pairwise");
+        // Each mode's threshold is enabled with its mode.
+        QVERIFY(panel_->findChild<QDoubleSpinBox*>("pairwise_threshold")->isEnabled());
+        QVERIFY(!panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
+        QCOMPARE(panel_->settings().pairwise_threshold, 70.0);
         settings.judge_mode = persona::JudgeMode::Absolute;
         settings.judge = persona::JudgeKind::None;
         panel_->setSettings(settings);
@@ -128,6 +132,7 @@ private slots:
         QVERIFY(!panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
         QVERIFY(!panel_->findChild<QDoubleSpinBox*>("coherence_threshold")->isEnabled());
         QVERIFY(!mode->isEnabled());
+        QVERIFY(!panel_->findChild<QDoubleSpinBox*>("pairwise_threshold")->isEnabled());
     }
 
     void tinyExtractionFillsTableStagesAndPlots() {

@@ -63,8 +63,9 @@ void ExtractionPanel::buildSettings() {
     for (const std::string& name : persona::judge_mode_names()) judgeMode_->addItem(QString::fromStdString(name));
     judgeMode_->setToolTip(tr("absolute: each answer is scored 0-100 for the trait (the reference method; for strong "
                               "judges).\npairwise: the judge sees both answers of a pair and picks the one that shows "
-                              "the trait more, in both orders; the trait threshold is then the probability (%) that "
-                              "the positive answer wins. Small local judges separate the sides this way."));
+                              "the trait more, in both orders; 'Wins \u2265' is the probability (%) with which the "
+                              "positive answer must win. For judges that score both sides alike; the fetched 1.5B "
+                              "judge barely leans either way on most traits (README, \"Judge\")."));
     judgeTarget_ = new QLineEdit(this);
     judgeTarget_->setObjectName("judge_target");
     auto threshold = [this](const char* name, const QString& tip) {
@@ -76,11 +77,15 @@ void ExtractionPanel::buildSettings() {
         s->setToolTip(tip);
         return s;
     };
-    traitThreshold_ = threshold("trait_threshold", tr("absolute: a pair stays when its positive answer scores at least this and "
-                                                      "its negative less.\npairwise: when the positive answer shows the "
-                                                      "trait more with at least this probability (%)"));
+    traitThreshold_ = threshold("trait_threshold", tr("A pair stays when its positive answer scores at least this and its "
+                                                      "negative less (absolute judge mode)"));
+    pairwiseThreshold_ = threshold("pairwise_threshold", tr("A pair stays when the judge finds the positive answer shows the "
+                                                            "trait more with at least this probability, in % (pairwise "
+                                                            "judge mode)"));
+    pairwiseThreshold_->setValue(70);
     coherenceThreshold_ = threshold("coherence_threshold", tr("Both answers of a kept pair score at least this for coherence"));
     connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
+    connect(judgeMode_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
     // The default models refuse to grade (README, "Judges"): the judge model setup fetched is
     // the choice that keeps pairs, so it is the default when it is there.
     if (QFileInfo::exists(QString::fromStdString(persona::judge_model_path())))
@@ -94,7 +99,7 @@ void ExtractionPanel::buildSettings() {
     };
     add(0, tr("Trait"), trait_);
     add(1, tr("Judge"), judge_);
-    grid->addWidget(judgeTarget_, 2, 0, 1, 12);
+    grid->addWidget(judgeTarget_, 2, 0, 1, 14);
     column = 2;
     add(0, tr("Questions"), questions_);
     add(1, tr("Pairs"), pairs_);
@@ -110,6 +115,8 @@ void ExtractionPanel::buildSettings() {
     column = 10;
     add(0, tr("Coherence \u2265"), coherenceThreshold_);
     add(1, tr("Judge mode"), judgeMode_);
+    column = 12;
+    add(0, tr("Wins \u2265"), pairwiseThreshold_);
     grid->setColumnStretch(1, 1);
 
     runButton_ = new QPushButton(tr("Run"), this);
@@ -190,7 +197,9 @@ void ExtractionPanel::updateJudgeTarget() {
     const auto choice = static_cast<JudgeChoice>(judge_->currentData().toInt());
     judgeTarget_->setVisible(choice == JudgeChoice::SecondModel || choice == JudgeChoice::Endpoint);
     // Without a judge every pair is kept: thresholds would filter nothing.
-    traitThreshold_->setEnabled(choice != JudgeChoice::None);
+    const bool pairwise = judgeMode_->currentText() == QLatin1String(persona::judge_mode_name(persona::JudgeMode::Pairwise));
+    traitThreshold_->setEnabled(choice != JudgeChoice::None && !pairwise);
+    pairwiseThreshold_->setEnabled(choice != JudgeChoice::None && pairwise);
     coherenceThreshold_->setEnabled(choice != JudgeChoice::None);
     judgeMode_->setEnabled(choice != JudgeChoice::None);
     const QString judgeModel = QString::fromStdString(persona::judge_model_path());
@@ -223,6 +232,7 @@ persona::ExtractionSettings ExtractionPanel::settings() const {
         s.judge.endpoint.model = parts.value(1).toStdString();
     }
     s.judge_mode = persona::judge_mode_from_name(judgeMode_->currentText().toStdString()).value_or(persona::JudgeMode::Absolute);
+    s.pairwise_threshold = pairwiseThreshold_->value();
     s.trait_threshold = traitThreshold_->value();
     s.coherence_threshold = coherenceThreshold_->value();
     if (const persona::Trait* trait = currentTrait(); trait && hasModel_)
@@ -249,5 +259,6 @@ void ExtractionPanel::setSettings(const persona::ExtractionSettings& s) {
     updateJudgeTarget();
     judgeMode_->setCurrentText(QString::fromStdString(persona::judge_mode_name(s.judge_mode)));
     traitThreshold_->setValue(s.trait_threshold);
+    pairwiseThreshold_->setValue(s.pairwise_threshold);
     coherenceThreshold_->setValue(s.coherence_threshold);
 }

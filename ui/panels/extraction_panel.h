@@ -135,6 +135,7 @@ private:
     QSpinBox* batch_;
     QComboBox* judge_;
     QComboBox* judgeMode_;
+    QDoubleSpinBox* pairwiseThreshold_;
     QLineEdit* judgeTarget_;  // the second model's path, or "BASE_URL MODEL" of an endpoint
     enum class JudgeChoice { StudiedModel, SecondModel, Endpoint, None };
     void updateJudgeTarget();

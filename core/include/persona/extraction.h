@@ -32,9 +32,11 @@ struct ExtractionSettings {
     int pair_limit = 0;      // 0: every instruction pair
     JudgeSettings judge;  // the loaded model by default
     // Pairwise: each answer's trait_score is 100 x the probability that it shows the trait more
-    // than the other answer of its pair (the two add up to 100), and trait_threshold applies
-    // to that; coherence is scored 0-100 on its rubric in both modes.
+    // than the other answer of its pair (the two add up to 100), and a pair stays when the
+    // positive's is at least pairwise_threshold; coherence is scored 0-100 on its rubric in both
+    // modes. 50 would keep half the pairs of a judge that guesses: the default asks for 70.
     JudgeMode judge_mode = JudgeMode::Absolute;
+    double pairwise_threshold = 70;
     double trait_threshold = 50;
     double coherence_threshold = 50;
     // Empty: no checkpoint. Otherwise finished samples are saved here after every batch, and a

@@ -407,7 +407,9 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             keep = false;
         }
         if (settings.judge.kind != JudgeKind::None) {
-            if (!positive.trait_score || *positive.trait_score < settings.trait_threshold) {
+            const double threshold =
+                settings.judge_mode == JudgeMode::Pairwise ? settings.pairwise_threshold : settings.trait_threshold;
+            if (!positive.trait_score || *positive.trait_score < threshold) {
                 ++result.pairs.failing_positive_trait;
                 keep = false;
             }
@@ -480,6 +482,8 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         provenance["pairs_total"] = std::to_string(result.pairs.total);
         provenance["judge"] = judging_label(settings);
         provenance["trait_threshold"] = std::to_string(settings.trait_threshold);
+        if (settings.judge_mode == JudgeMode::Pairwise)
+            provenance["pairwise_threshold"] = std::to_string(settings.pairwise_threshold);
         provenance["coherence_threshold"] = std::to_string(settings.coherence_threshold);
         provenance["generation"] = settings_summary(settings);
         provenance["questions"] = std::to_string(questions);

@@ -88,6 +88,7 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
         json["judge_endpoint"] = {{"base_url", s.judge.endpoint.base_url}, {"model", s.judge.endpoint.model},
                                   {"api_key_env", s.judge.endpoint.api_key_env}};
     json["judge_mode"] = judge_mode_name(s.judge_mode);
+    json["pairwise_threshold"] = s.pairwise_threshold;
     json["trait_threshold"] = s.trait_threshold;
     json["coherence_threshold"] = s.coherence_threshold;
     return json;
@@ -118,6 +119,7 @@ ExtractionSettings extraction_settings_from(JsonObjectReader& r) {
     }
     // Absent in projects written before the pairwise mode: they judged absolutely.
     if (r.has("judge_mode")) s.judge_mode = enum_from(r, "judge_mode", judge_mode_from_name, judge_mode_names);
+    if (r.has("pairwise_threshold")) s.pairwise_threshold = r.number("pairwise_threshold", 0, 100);
     s.trait_threshold = r.number("trait_threshold");
     s.coherence_threshold = r.number("coherence_threshold");
     return s;
