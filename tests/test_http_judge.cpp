@@ -150,6 +150,27 @@ private slots:
         QCOMPARE(server_.requests().back().authorization, std::string());  // no key, no header
     }
 
+    // The pairwise question over HTTP: the letters' probabilities from top_logprobs, both orders
+    // asked, the server's taste for "A" cancelled.
+    void picksBetweenTwoAnswersOverHttp() {
+        server_.set_handler([&](const nlohmann::json& body, int) {
+            const std::string prompt = persona_test::user_message(body);
+            const bool markedFirst = prompt.find("MARK") < prompt.find("Answer B:");
+            // Prefers the marked answer 0.7 to 0.3, plus 0.2 for whatever comes first.
+            const double a = markedFirst ? 0.9 : 0.5;
+            return ServerReply{200, logprob_completion({{"A", a * 0.9}, {" B", (1 - a) * 0.9}, {"The", 0.1}})};
+        });
+        auto judge = makeHttpJudge(httpJudge(server_));
+        const persona::JudgePick pick = persona::judge_pair(*judge, "evil", "Harms.", "Q?", "MARK", "plain");
+        QVERIFY(!pick.refusal);
+        QVERIFY2(std::abs(*pick.a_wins - 0.7) < 1e-9, qPrintable(QString::number(*pick.a_wins)));
+        QVERIFY(std::abs(pick.letter_mass - 0.9) < 1e-9);
+        QCOMPARE(int(server_.requests().size()), 2);
+        QCOMPARE(server_.requests().front().body.at("max_tokens").get<int>(), 1);
+        QCOMPARE(persona_test::user_message(server_.requests().front().body),
+                 persona::pairwise_judge_prompt("evil", "Harms.", "Q?", "MARK", "plain"));
+    }
+
     void refusesUnderAQuarterOfNumericMass() {
         double numericShare = 0.2;
         server_.set_handler([&](const nlohmann::json&, int) {
