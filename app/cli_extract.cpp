@@ -138,7 +138,7 @@ void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& se
     add_judge_options(*extract, ex->judge, "keep every pair");
     extract->add_option("--judge-mode", ex->judge_mode,
                         "absolute: each answer scored 0-100 (the reference method); pairwise: the judge picks which "
-                        "answer of a pair shows the trait more, in both orders (for small judges, docs/method.md)")
+                        "answer of a pair shows the trait more, in both orders (our extension, docs/method.md)")
         ->check(CLI::IsMember(persona::judge_mode_names()))->capture_default_str();
     extract->add_option("--trait-threshold", ex->settings.trait_threshold,
                         "absolute mode: the positive answer scores at least this, the negative less")

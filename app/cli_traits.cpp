@@ -1,5 +1,6 @@
 // persona-cli traits: list the built-in traits, show one (built-in or a file) as JSON,
-// validate a trait file, or import the reference code's pair of trait files. `traits draft` lives in cli_traits_draft.cpp.
+// validate a trait file, or import the reference code's pair of trait files. `traits draft`
+// lives in cli_traits_draft.cpp.
 #include "cli_commands.h"
 
 #include "persona/errors.h"
