@@ -52,6 +52,8 @@ public:
     std::string dtype() const;
 
     std::vector<std::int32_t> encode_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+    // False when encode_chat would throw: no chat template, or one of a format we do not know.
+    bool can_encode_chat() const;
 
     // Batched generation; rows may differ in prompt, steering and sampling. on_token runs on
     // the calling thread after every step for every row still generating.

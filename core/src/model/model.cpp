@@ -144,6 +144,8 @@ std::vector<std::int32_t> Model::encode_chat(const std::vector<ChatMessage>& mes
     return impl_->chat->encode(*impl_->tokenizer, messages, add_generation_prompt);
 }
 
+bool Model::can_encode_chat() const { return impl_->chat.has_value(); }
+
 std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& rows,
                                               const std::function<void(const TokenEvent&)>& on_token,
                                               const ProjectionProbe* probe, const CancelFn& cancelled) {
