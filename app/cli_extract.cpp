@@ -88,7 +88,10 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
             }
             const auto& chosen = result.aggregate(*aggregate);
             persona::write_vector_file(options.out, chosen.vector);
-            summary["suggested_layer"] = chosen.suggested_layer;
+            if (chosen.suggested_layer >= 0) summary["suggested_layer"] = chosen.suggested_layer;
+            if (!result.warnings.empty()) summary["warnings"] = result.warnings;
+            for (const std::string& warning : result.warnings)
+                std::fprintf(stderr, "persona-cli: warning: %s\n", warning.c_str());
             summary["layers"] = diagnostics_json(chosen.diagnostics);
             summary["vector"] = options.out;
             summary["vector_shape"] = {chosen.vector.layer_count, chosen.vector.hidden_size};
@@ -141,12 +144,18 @@ void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& se
                         "answer of a pair shows the trait more, in both orders (our extension, docs/method.md)")
         ->check(CLI::IsMember(persona::judge_mode_names()))->capture_default_str();
     extract->add_option("--trait-threshold", ex->settings.trait_threshold,
-                        "absolute mode: the positive answer scores at least this, the negative less")
-        ->capture_default_str();
+                        "absolute mode: the positive answer scores at least this")
+        ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+    extract->add_option_function<double>(
+               "--negative-threshold", [ex](double value) { ex->settings.negative_threshold = value; },
+               "absolute mode: the negative answer scores less than this (default: 100 - trait threshold, "
+               "the reference method's rule)")
+        ->check(CLI::Range(0.0, 100.0));
     extract->add_option("--pairwise-threshold", ex->settings.pairwise_threshold,
                         "pairwise mode: the positive answer shows the trait more with at least this probability, in %")
         ->check(CLI::Range(0.0, 100.0))->capture_default_str();
-    extract->add_option("--coherence-threshold", ex->settings.coherence_threshold)->capture_default_str();
+    extract->add_option("--coherence-threshold", ex->settings.coherence_threshold)
+        ->check(CLI::Range(0.0, 100.0))->capture_default_str();
     extract->add_option("--checkpoint", ex->settings.checkpoint_path,
                         "Save finished samples here and resume from it; removed once the vector is written");
     extract->add_flag("--keep-checkpoint", ex->keep_checkpoint, "Keep the checkpoint after a successful run");

@@ -100,6 +100,8 @@ persona::RunResult run_from_summary(const std::string& summary_path, const std::
     if (!judge) throw persona::FileError(summary_path, "unknown judge '" + summary.value("judge", "") + "'");
     s.judge = *judge;
     s.trait_threshold = std::stod(provenance(vector, "trait_threshold", "50"));
+    if (const std::string negative = provenance(vector, "negative_threshold"); !negative.empty())
+        s.negative_threshold = std::stod(negative);
     s.coherence_threshold = std::stod(provenance(vector, "coherence_threshold", "50"));
     s.question_limit = std::stoi(provenance(vector, "questions", "0"));
     s.pair_limit = std::stoi(provenance(vector, "instruction_pairs", "0"));

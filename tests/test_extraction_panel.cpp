@@ -111,6 +111,17 @@ private slots:
         QCOMPARE(panel_->settings().judge.kind, persona::JudgeKind::Http);
         QCOMPARE(persona::judge_label(panel_->settings().judge), persona::judge_label(settings.judge));
         QVERIFY(panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
+        // The negative side's threshold: "auto" (100 - trait threshold) unless one is set.
+        auto* negative = panel_->findChild<QDoubleSpinBox*>("negative_threshold");
+        QVERIFY(negative && negative->isEnabled());
+        QCOMPARE(negative->text(), QString("auto"));
+        QVERIFY(!panel_->settings().negative_threshold);
+        settings.negative_threshold = 35;
+        panel_->setSettings(settings);
+        QCOMPARE(panel_->settings().negative_threshold, std::optional<double>(35));
+        settings.negative_threshold.reset();
+        panel_->setSettings(settings);
+        QVERIFY(!panel_->settings().negative_threshold);
         auto* mode = panel_->findChild<QComboBox*>("judge_mode");
         QVERIFY(mode && mode->isEnabled());
         QCOMPARE(panel_->settings().judge_mode, persona::JudgeMode::Absolute);
@@ -122,6 +133,7 @@ private slots:
         // Each mode's threshold is enabled with its mode.
         QVERIFY(panel_->findChild<QDoubleSpinBox*>("pairwise_threshold")->isEnabled());
         QVERIFY(!panel_->findChild<QDoubleSpinBox*>("trait_threshold")->isEnabled());
+        QVERIFY(!negative->isEnabled());
         QCOMPARE(panel_->settings().pairwise_threshold, 70.0);
         settings.judge_mode = persona::JudgeMode::Absolute;
         settings.judge = persona::JudgeKind::None;
@@ -136,9 +148,9 @@ private slots:
     }
 
     void tinyExtractionFillsTableStagesAndPlots() {
-        panel_->setSettings(tiny(2, 2, 12, 3));
+        panel_->setSettings(tiny(3, 2, 12, 3));
         const persona::ExtractionSettings settings = panel_->settings();
-        QCOMPARE(settings.question_limit, 2);
+        QCOMPARE(settings.question_limit, 3);
         QCOMPARE(settings.judge.kind, persona::JudgeKind::None);
         QVERIFY(QString::fromStdString(settings.checkpoint_path).startsWith(checkpoints_.path()));
 
@@ -164,14 +176,14 @@ private slots:
 
         const persona::ExtractionResult* result = panel_->result();
         QVERIFY(result);
-        QCOMPARE(result->samples.size(), std::size_t(4));  // 2 questions x 1 pair x 2 sides
-        QCOMPARE(result->pairs.kept, std::size_t(2));
-        QCOMPARE(result->samples_generated, std::size_t(4));
+        QCOMPARE(result->samples.size(), std::size_t(6));  // 3 questions x 1 pair x 2 sides
+        QCOMPARE(result->pairs.kept, std::size_t(3));  // enough to suggest a layer
+        QCOMPARE(result->samples_generated, std::size_t(6));
 
         // The table: one row per sample, answers as generated, every pair kept (no judge).
         QTableWidget* table = panel_->sampleTable();
-        QCOMPARE(table->rowCount(), 4);
-        for (int row = 0; row < 4; ++row) {
+        QCOMPARE(table->rowCount(), 6);
+        for (int row = 0; row < 6; ++row) {
             const persona::Sample& sample = result->samples[static_cast<std::size_t>(row)];
             QCOMPARE(table->item(row, ExtractionPanel::QuestionColumn)->text(), QString::fromStdString(sample.question));
             QCOMPARE(table->item(row, ExtractionPanel::SideColumn)->text(),
@@ -187,7 +199,7 @@ private slots:
             QVERIFY(bar);
             QCOMPARE(bar->value(), bar->maximum());
         }
-        QCOMPARE(panel_->stageBar("generate")->maximum(), 4);
+        QCOMPARE(panel_->stageBar("generate")->maximum(), 6);
         QVERIFY(panel_->stageBar("judge")->format().contains("skipped"));
         QVERIFY2(panel_->stageEta("generate").startsWith("done in"), qPrintable(panel_->stageEta("generate")));
         QVERIFY(progress.count() >= 5);
@@ -287,6 +299,10 @@ private slots:
         QCOMPARE(panel_->sampleTable()->rowCount(), 4);  // resumed samples are listed too
         QCOMPARE(result->pairs.kept, std::size_t(2));
         QVERIFY(!QFile::exists(checkpoint));
+        // Two pairs are too few to tell layers apart: the message says so and no layer is marked.
+        QVERIFY2(panel_->message().contains("no layer is suggested"), qPrintable(panel_->message()));
+        QCOMPARE(result->aggregate(persona::Aggregate::ResponseMean).suggested_layer, -1);
+        QCOMPARE(panel_->markedLayer(), -1);
     }
 
     void discardingSavedProgressStartsAfresh() {

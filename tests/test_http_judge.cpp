@@ -10,6 +10,7 @@
 #include "persona/judge.h"
 #include "persona/model.h"
 #include "persona/trait.h"
+#include "persona/vector_files.h"
 #include "cli_runner.h"
 #include "test_support.h"
 
@@ -355,8 +356,13 @@ private slots:
         QCOMPARE(result.pairs.failing_negative_trait, std::size_t(0));
         QCOMPARE(result.pairs.failing_coherence, std::size_t(1));
         QCOMPARE(result.pairs.kept, std::size_t(1));
-        QCOMPARE(result.aggregate(persona::Aggregate::ResponseMean).vector.provenance.at("judge"),
-                 "http:" + server_.base_url() + "#test-judge");
+        const persona::AggregateResult& kept = result.aggregate(persona::Aggregate::ResponseMean);
+        QCOMPARE(kept.vector.provenance.at("judge"), "http:" + server_.base_url() + "#test-judge");
+        // One pair separates perfectly at every layer: the run says so and suggests no layer.
+        QCOMPARE(result.warnings.size(), std::size_t(1));
+        QVERIFY2(result.warnings[0].find("only 1 of 3 pairs kept") != std::string::npos, result.warnings[0].c_str());
+        QCOMPARE(kept.suggested_layer, -1);
+        QVERIFY(!kept.vector.provenance.count("suggested_layer"));
     }
 
     // The CLI's flags reach the judge; the key comes from the variable --judge-key-env names.
@@ -389,6 +395,32 @@ private slots:
         QVERIFY(checkpoint.open(QIODevice::ReadOnly));
         QVERIFY(!checkpoint.readAll().contains("sk-from-cli"));
         QVERIFY(!out.contains("sk-from-cli"));
+
+        // The same judged answers again, from the checkpoint, under the reference method's
+        // negative-side rule: with a trait threshold of 25 the negative must score under
+        // 100 - 25 = 75, so 70 passes (a rule of "under the trait threshold" would drop it)...
+        const QStringList again = {"extract", "--trait", "optimistic", "--questions", "1", "--pairs", "1", "-n", "8",
+                                   "--judge", "http", "--judge-url", QString::fromStdString(server_.base_url()),
+                                   "--judge-model-name", "test-judge", "--judge-key-env", "MY_JUDGE_KEY",
+                                   "--checkpoint", dir.filePath("run.ckpt.json"), "--keep-checkpoint",
+                                   "--out", dir.filePath("v.safetensors"), "--trait-threshold", "25"};
+        // ... unless a negative threshold of its own says otherwise.
+        const persona_test::CliRun strict = persona_test::runCli(again + QStringList{"--negative-threshold", "70"}, 120000, environment);
+        QCOMPARE(strict.exitCode, 1);
+        QCOMPARE(nlohmann::json::parse(strict.out.toStdString()).at("pairs_failing_negative_trait").get<int>(), 1);
+        const persona_test::CliRun reference = persona_test::runCli(again, 120000, environment);
+        QVERIFY2(reference.exitCode == 0, reference.err.constData());
+        const auto kept = nlohmann::json::parse(reference.out.toStdString());
+        QCOMPARE(kept.at("pairs_kept").get<int>(), 1);
+        QCOMPARE(kept.at("samples_resumed").get<int>(), 2);
+        QCOMPARE(int(server_.requests().size()), 4);  // nothing judged twice
+        // One kept pair: a warning, and no layer to suggest.
+        QVERIFY(!kept.contains("suggested_layer"));
+        QCOMPARE(kept.at("warnings").size(), std::size_t(1));
+        QVERIFY2(reference.err.contains("warning: only 1 of 1 pairs kept"), reference.err.constData());
+        const persona::PersonaVector vector = persona::read_vector_file(dir.filePath("v.safetensors").toStdString());
+        QCOMPARE(vector.provenance.at("negative_threshold"), std::string("75.000000"));
+        QVERIFY(!vector.provenance.count("suggested_layer"));
 
         const persona_test::CliRun missing = persona_test::runCli({"extract", "--trait", "optimistic", "--judge", "http"}, 60000);
         QCOMPARE(missing.exitCode, 2);

@@ -76,6 +76,7 @@ persona::Project sample_project() {
     project.settings.extraction.judge_mode = persona::JudgeMode::Pairwise;
     project.settings.extraction.pairwise_threshold = 75;
     project.settings.extraction.trait_threshold = 62.5;
+    project.settings.extraction.negative_threshold = 30;
     project.settings.extraction_aggregate = persona::Aggregate::PromptMean;
 
     persona::RunResult run;
@@ -205,7 +206,7 @@ void TestProject::vectorsAreBitExactAndSelfDescribing() {
              "project.json is pretty-printed and starts with its schema");
     for (const char* needle : {"\"layer_convention\": \"hidden_states: index 0 = embeddings, l = output of block l-1\"",
                                "\"sign_convention\": \"positive minus negative", "\"sha256\": \"aaaa",
-                               "\"trait_threshold\": 62.5", "\"judge_mode\": \"pairwise\"", "\"pairwise_threshold\": 75", "\"positive_samples\": 31", "\"aggregate\": \"prompt_avg\"",
+                               "\"trait_threshold\": 62.5", "\"judge_mode\": \"pairwise\"", "\"pairwise_threshold\": 75", "\"negative_threshold\": 30", "\"positive_samples\": 31", "\"aggregate\": \"prompt_avg\"",
                                "\"effect_size\": \"Infinity\"", "\"effect_size\": null", "\"created\": \"20"}) {
         QVERIFY2(text.find(needle) != std::string::npos, needle);
     }

@@ -83,6 +83,13 @@ void ExtractionPanel::buildSettings() {
                                                             "trait more with at least this probability, in % (pairwise "
                                                             "judge mode)"));
     pairwiseThreshold_->setValue(70);
+    negativeThreshold_ = threshold("negative_threshold", tr("A pair stays when its negative answer scores less than this "
+                                                            "(absolute judge mode); auto: 100 minus 'Trait \u2265', "
+                                                            "the reference method's rule"));
+    // The minimum stands for "no value of its own".
+    negativeThreshold_->setRange(-1, 100);
+    negativeThreshold_->setSpecialValueText(tr("auto"));
+    negativeThreshold_->setValue(-1);
     coherenceThreshold_ = threshold("coherence_threshold", tr("Both answers of a kept pair score at least this for coherence"));
     connect(judge_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
     connect(judgeMode_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { updateJudgeTarget(); });
@@ -117,6 +124,7 @@ void ExtractionPanel::buildSettings() {
     add(1, tr("Judge mode"), judgeMode_);
     column = 12;
     add(0, tr("Wins \u2265"), pairwiseThreshold_);
+    add(1, tr("Negative <"), negativeThreshold_);
     grid->setColumnStretch(1, 1);
 
     runButton_ = new QPushButton(tr("Run"), this);
@@ -199,6 +207,7 @@ void ExtractionPanel::updateJudgeTarget() {
     // Without a judge every pair is kept: thresholds would filter nothing.
     const bool pairwise = judgeMode_->currentText() == QLatin1String(persona::judge_mode_name(persona::JudgeMode::Pairwise));
     traitThreshold_->setEnabled(choice != JudgeChoice::None && !pairwise);
+    negativeThreshold_->setEnabled(choice != JudgeChoice::None && !pairwise);
     pairwiseThreshold_->setEnabled(choice != JudgeChoice::None && pairwise);
     coherenceThreshold_->setEnabled(choice != JudgeChoice::None);
     judgeMode_->setEnabled(choice != JudgeChoice::None);
@@ -234,6 +243,7 @@ persona::ExtractionSettings ExtractionPanel::settings() const {
     s.judge_mode = persona::judge_mode_from_name(judgeMode_->currentText().toStdString()).value_or(persona::JudgeMode::Absolute);
     s.pairwise_threshold = pairwiseThreshold_->value();
     s.trait_threshold = traitThreshold_->value();
+    if (negativeThreshold_->value() >= 0) s.negative_threshold = negativeThreshold_->value();
     s.coherence_threshold = coherenceThreshold_->value();
     if (const persona::Trait* trait = currentTrait(); trait && hasModel_)
         s.checkpoint_path = persona::extraction_checkpoint_file(checkpointDirectory_.toStdString(), *trait, s, facts_);
@@ -259,6 +269,7 @@ void ExtractionPanel::setSettings(const persona::ExtractionSettings& s) {
     updateJudgeTarget();
     judgeMode_->setCurrentText(QString::fromStdString(persona::judge_mode_name(s.judge_mode)));
     traitThreshold_->setValue(s.trait_threshold);
+    negativeThreshold_->setValue(s.negative_threshold.value_or(-1));
     pairwiseThreshold_->setValue(s.pairwise_threshold);
     coherenceThreshold_->setValue(s.coherence_threshold);
 }

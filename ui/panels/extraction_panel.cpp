@@ -435,8 +435,11 @@ void ExtractionPanel::onFinished(const persona::ExtractionResult& result) {
                    .arg(result.pairs.failing_coherence)
                    .arg(result.pairs.with_empty_answer)
                    .arg(counts));
-    else
-        settle(tr("Done. %1").arg(counts));
+    else {
+        QString message = tr("Done. %1").arg(counts);
+        for (const std::string& warning : result.warnings) message += tr(" Warning: %1.").arg(QString::fromStdString(warning));
+        settle(message);
+    }
     showPlots();
     emit extractionFinished(resultTrait_, *result_);
     if (const persona::AggregateResult* chosen = currentAggregate()) emit vectorChosen(chosen->vector, chosen->suggested_layer);
@@ -543,6 +546,8 @@ bool ExtractionPanel::saveVector(const QString& path) {
         message_->setText(tr("Could not save the vector: %1").arg(QString::fromUtf8(e.what())));
         return false;
     }
-    message_->setText(tr("Saved %1 (%2, suggested layer %3).").arg(path, aggregate_->currentText()).arg(chosen->suggested_layer));
+    message_->setText(chosen->suggested_layer >= 0
+                          ? tr("Saved %1 (%2, suggested layer %3).").arg(path, aggregate_->currentText()).arg(chosen->suggested_layer)
+                          : tr("Saved %1 (%2, no suggested layer: too few pairs kept).").arg(path, aggregate_->currentText()));
     return true;
 }

@@ -140,6 +140,7 @@ private:
     enum class JudgeChoice { StudiedModel, SecondModel, Endpoint, None };
     void updateJudgeTarget();
     QDoubleSpinBox* traitThreshold_;
+    QDoubleSpinBox* negativeThreshold_;
     QDoubleSpinBox* coherenceThreshold_;
     QPushButton* runButton_;
     QPushButton* cancelButton_;

@@ -38,6 +38,9 @@ struct ExtractionSettings {
     JudgeMode judge_mode = JudgeMode::Absolute;
     double pairwise_threshold = 70;
     double trait_threshold = 50;
+    // Absolute mode: a pair's negative answer must score under this. Absent: 100 - trait_threshold,
+    // the reference method's rule (the same as trait_threshold only at 50).
+    std::optional<double> negative_threshold;
     double coherence_threshold = 50;
     // Empty: no checkpoint. Otherwise finished samples are saved here after every batch, and a
     // run that finds a matching checkpoint continues from it.
@@ -104,6 +107,13 @@ void visit_pair_counts(Counts& counts, Visit&& visit) {
     visit("pairs_with_empty_answer", counts.with_empty_answer);
 }
 
+// Under this many kept pairs the layer diagnostics rest on too few samples to pick a layer (one
+// pair separates perfectly at every layer): the run warns and suggests none.
+constexpr std::size_t kMinKeptPairsToSuggestLayer = 3;
+
+// The negative side's threshold in effect: negative_threshold, or 100 - trait_threshold.
+double effective_negative_threshold(const ExtractionSettings& settings);
+
 struct ExtractionResult {
     std::string trait;
     std::vector<Sample> samples;  // every sample, kept or not
@@ -115,6 +125,8 @@ struct ExtractionResult {
     std::size_t samples_generated = 0;
     std::size_t samples_judged = 0;
     std::size_t samples_resumed = 0;
+    // What a reader of the result must know before trusting it (too few kept pairs, ...).
+    std::vector<std::string> warnings;
 
     // Throws persona::Error when no pair was kept.
     const AggregateResult& aggregate(Aggregate which) const;

@@ -393,8 +393,10 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
 
     // Filter (docs/method.md step 4): a pair of answers to the same question, instruction pair and
     // sample index stays only if the positive shows the trait, the negative does not and both
-    // are coherent (pairwise: the positive shows it more, with probability >= the threshold). Without a judge every pair stays. An empty answer has no response tokens to
-    // average, so its pair goes either way.
+    // are coherent (pairwise: the positive shows it more, with probability >= the threshold).
+    // Without a judge every pair stays. An empty answer has no response tokens to average, so
+    // its pair goes either way.
+    const double negative_threshold = effective_negative_threshold(settings);
     std::vector<std::size_t> positives, negatives;
     report(kStageFilter, 0, samples.size() / 2);
     for (std::size_t i = 0; i + 1 < samples.size(); i += 2) {
@@ -415,7 +417,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             }
             // Pairwise, the negative's share is the rest of the positive's: one test decides.
             if (settings.judge_mode == JudgeMode::Absolute &&
-                (!negative.trait_score || *negative.trait_score >= settings.trait_threshold)) {
+                (!negative.trait_score || *negative.trait_score >= negative_threshold)) {
                 ++result.pairs.failing_negative_trait;
                 keep = false;
             }
@@ -433,6 +435,13 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
     }
     report(kStageFilter, samples.size() / 2, samples.size() / 2);
     if (result.pairs.kept == 0) return result;
+    const bool too_few_pairs = result.pairs.kept < kMinKeptPairsToSuggestLayer;
+    if (too_few_pairs)
+        result.warnings.push_back("only " + std::to_string(result.pairs.kept) + " of " +
+                                  std::to_string(result.pairs.total) + " pairs kept (fewer than " +
+                                  std::to_string(kMinKeptPairsToSuggestLayer) +
+                                  "): too few to tell layers apart, so no layer is suggested; choose one, "
+                                  "or extract with more samples or questions");
 
     // Activations of the kept answers, teacher-forced after the same prompt they were generated from.
     std::vector<std::size_t> kept = positives;
@@ -484,6 +493,8 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         provenance["trait_threshold"] = std::to_string(settings.trait_threshold);
         if (settings.judge_mode == JudgeMode::Pairwise)
             provenance["pairwise_threshold"] = std::to_string(settings.pairwise_threshold);
+        else
+            provenance["negative_threshold"] = std::to_string(negative_threshold);
         provenance["coherence_threshold"] = std::to_string(settings.coherence_threshold);
         provenance["generation"] = settings_summary(settings);
         provenance["questions"] = std::to_string(questions);
@@ -500,9 +511,12 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             }
             entry.sample_projections.push_back(std::move(projections));
         }
-        entry.suggested_layer = suggest_layer(entry.diagnostics);
-        // The Steering panel preselects this layer when the vector file is opened.
-        entry.vector.provenance["suggested_layer"] = std::to_string(entry.suggested_layer);
+        // The Steering panel preselects this layer when the vector file is opened; without one
+        // the commands that need a layer ask for it.
+        if (!too_few_pairs) {
+            entry.suggested_layer = suggest_layer(entry.diagnostics);
+            entry.vector.provenance["suggested_layer"] = std::to_string(entry.suggested_layer);
+        }
         result.aggregates.push_back(std::move(entry));
         report(kStageVectors, result.aggregates.size(), 3);
     }
@@ -513,6 +527,10 @@ bool PairCounts::operator==(const PairCounts& other) const {
     return total == other.total && kept == other.kept && failing_positive_trait == other.failing_positive_trait &&
            failing_negative_trait == other.failing_negative_trait && failing_coherence == other.failing_coherence &&
            with_empty_answer == other.with_empty_answer;
+}
+
+double effective_negative_threshold(const ExtractionSettings& settings) {
+    return settings.negative_threshold.value_or(100 - settings.trait_threshold);
 }
 
 std::string extraction_checkpoint_file(const std::string& directory, const Trait& trait,

@@ -95,7 +95,7 @@ bool same_extraction_settings(const ExtractionSettings& a, const ExtractionSetti
            a.temperature == b.temperature && a.top_p == b.top_p && a.seed == b.seed && a.batch_size == b.batch_size &&
            a.question_limit == b.question_limit && a.pair_limit == b.pair_limit && judge_label(a.judge) == judge_label(b.judge) &&
            a.judge_mode == b.judge_mode && a.pairwise_threshold == b.pairwise_threshold &&
-           a.trait_threshold == b.trait_threshold &&
+           a.trait_threshold == b.trait_threshold && a.negative_threshold == b.negative_threshold &&
            a.coherence_threshold == b.coherence_threshold;
 }
 

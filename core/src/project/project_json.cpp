@@ -90,6 +90,7 @@ OrderedJson extraction_settings_json(const ExtractionSettings& s) {
     json["judge_mode"] = judge_mode_name(s.judge_mode);
     json["pairwise_threshold"] = s.pairwise_threshold;
     json["trait_threshold"] = s.trait_threshold;
+    if (s.negative_threshold) json["negative_threshold"] = *s.negative_threshold;
     json["coherence_threshold"] = s.coherence_threshold;
     return json;
 }
@@ -120,8 +121,10 @@ ExtractionSettings extraction_settings_from(JsonObjectReader& r) {
     // Absent in projects written before the pairwise mode: they judged absolutely.
     if (r.has("judge_mode")) s.judge_mode = enum_from(r, "judge_mode", judge_mode_from_name, judge_mode_names);
     if (r.has("pairwise_threshold")) s.pairwise_threshold = r.number("pairwise_threshold", 0, 100);
-    s.trait_threshold = r.number("trait_threshold");
-    s.coherence_threshold = r.number("coherence_threshold");
+    s.trait_threshold = r.number("trait_threshold", 0, 100);
+    // Absent: 100 - trait_threshold, the rule every project before this key used at 50.
+    if (r.has("negative_threshold")) s.negative_threshold = r.number("negative_threshold", 0, 100);
+    s.coherence_threshold = r.number("coherence_threshold", 0, 100);
     return s;
 }
 
