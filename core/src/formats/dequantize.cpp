@@ -334,6 +334,13 @@ constexpr std::size_t kElementsPerChunk = std::size_t{1} << 16;
 
 float half_to_float(std::uint16_t half_bits) { return decode_half(half_bits); }
 
+float bfloat16_to_float(std::uint16_t bfloat16_bits) {
+    const std::uint32_t bits = std::uint32_t(bfloat16_bits) << 16;
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
 bool can_dequantize(std::uint32_t ggml_type) {
     return find_decoder(ggml_type) != nullptr && ggml_type_traits(ggml_type).has_value();
 }

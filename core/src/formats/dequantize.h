@@ -11,6 +11,8 @@ struct GgufTensorInfo;
 
 // IEEE binary16 bits to float, exact for every input (subnormals, infinities, NaN payloads).
 float half_to_float(std::uint16_t half_bits);
+// bfloat16 bits to float: the upper half of a float's bits.
+float bfloat16_to_float(std::uint16_t bfloat16_bits);
 
 // True for the GgmlType numbers dequantize_row can decode: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
 // Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.

@@ -1,5 +1,6 @@
 #include "formats/safetensors.h"
 
+#include "formats/dequantize.h"
 #include "io/atomic_file.h"
 #include "io/json_file.h"
 #include "persona/errors.h"
@@ -50,32 +51,6 @@ std::optional<std::uint64_t> checked_byte_size(const std::vector<std::int64_t>& 
     const auto count = checked_element_count(shape);
     if (!count || *count > std::numeric_limits<std::uint64_t>::max() / element_bytes) return std::nullopt;
     return *count * element_bytes;
-}
-
-float half_to_float(std::uint16_t half) {
-    const std::uint32_t sign = static_cast<std::uint32_t>(half & 0x8000u) << 16;
-    const std::uint32_t exponent = (half >> 10) & 0x1fu;
-    const std::uint32_t mantissa = half & 0x3ffu;
-    std::uint32_t bits;
-    if (exponent == 0x1f) {
-        bits = sign | 0x7f800000u | (mantissa << 13);  // infinity or NaN, payload kept
-    } else if (exponent != 0) {
-        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-    } else {
-        // Zero or subnormal: mantissa * 2^-24 is exact in float.
-        const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-        return sign ? -magnitude : magnitude;
-    }
-    float value;
-    std::memcpy(&value, &bits, sizeof value);
-    return value;
-}
-
-float bfloat16_to_float(std::uint16_t bf16) {
-    const std::uint32_t bits = static_cast<std::uint32_t>(bf16) << 16;
-    float value;
-    std::memcpy(&value, &bits, sizeof value);
-    return value;
 }
 
 // Records the first duplicate key and any nesting past kMaxJsonDepth while nlohmann parses:
