@@ -7,6 +7,8 @@
 #include "persona/persona_vector.h"
 #include "persona/vector_files.h"
 
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -30,6 +32,20 @@ struct ImportOptions {
 
 int run_export(const std::string& vector_path, const std::string& out, double coefficient, std::string model_hint) {
     const persona::PersonaVector vector = persona::read_vector_file(vector_path);
+    const bool torch = persona::is_torch_vector_path(out);
+    if (torch || std::filesystem::path(out).extension() == ".safetensors") {
+        // These hold the vector as it is: a coefficient would change it silently.
+        if (coefficient != 1.0) {
+            std::fprintf(stderr, "persona-cli export: --coefficient applies to control vectors (.gguf) only\n");
+            return kExitUsage;
+        }
+        if (torch) persona::export_torch_vector(out, vector);
+        else persona::write_vector_file(out, vector);
+        std::cout << nlohmann::json{{"vector", vector_path}, {"out", out}, {"shape", {vector.layer_count, vector.hidden_size}}}
+                         .dump(2)
+                  << "\n";
+        return kExitOk;
+    }
     if (model_hint.empty()) {
         const auto found = vector.provenance.find("model");
         if (found != vector.provenance.end()) model_hint = found->second;
@@ -58,10 +74,12 @@ int run_import(const std::string& control_vector, const std::string& out, const 
 
 void add_export_command(CLI::App& app, const GlobalOptions&, Command& selected) {
     auto options = std::make_shared<ExportOptions>();
-    auto* export_cmd = app.add_subcommand("export", "Write a vector as a llama.cpp control vector (GGUF)");
-    export_cmd->add_option("--vector", options->vector, "Vector file (safetensors)")->required();
-    export_cmd->add_option("--out,-o", options->out, "Control vector to write (.gguf)")->required();
-    export_cmd->add_option("--coefficient", options->coefficient, "Scale baked into the directions")->capture_default_str();
+    auto* export_cmd = app.add_subcommand("export", "Write a vector in the format OUT's extension names: a llama.cpp "
+                                                    "control vector (.gguf), a PyTorch tensor for the persona_vectors "
+                                                    "scripts (.pt), or our vector file (.safetensors)");
+    export_cmd->add_option("--vector", options->vector, "Vector file (safetensors, or .pt from persona_vectors)")->required();
+    export_cmd->add_option("--out,-o", options->out, "File to write (.pt, .pth, .safetensors; any other name: a GGUF control vector)")->required();
+    export_cmd->add_option("--coefficient", options->coefficient, "Scale baked into a .gguf's directions")->capture_default_str();
     export_cmd->add_option("--model-hint", options->hint, "controlvector.model_hint (default: the vector's model)");
     export_cmd->callback([&selected, options] {
         selected = [options] { return run_export(options->vector, options->out, options->coefficient, options->hint); };

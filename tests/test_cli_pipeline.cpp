@@ -121,6 +121,14 @@ private slots:
         QVERIFY2(again.exitCode == 0, again.err.constData());
         QCOMPARE(QJsonDocument::fromJson(again.out).object()["tokens"], QJsonDocument::fromJson(steered.out).object()["tokens"]);
 
+        // The persona_vectors repository's format: a .pt export steers exactly as the original.
+        const QString pt = dir.filePath("evil_response_avg_diff.pt");
+        const Run torchExport = run({"export", "--vector", vector, "--out", pt});
+        QVERIFY2(torchExport.exitCode == 0, torchExport.err.constData());
+        const Run fromTorch = run(base + QStringList{"--steer", QString("%1:%2:%3").arg(pt).arg(layer).arg(12)});
+        QVERIFY2(fromTorch.exitCode == 0, fromTorch.err.constData());
+        QCOMPARE(QJsonDocument::fromJson(fromTorch.out).object()["tokens"], QJsonDocument::fromJson(steered.out).object()["tokens"]);
+
         const Run notAVector = run({"export", "--vector", gguf, "--out", dir.filePath("x.gguf")});
         QCOMPARE(notAVector.exitCode, 1);
         QVERIFY2(notAVector.err.contains(gguf.toUtf8()), notAVector.err.constData());

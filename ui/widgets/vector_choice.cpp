@@ -159,7 +159,7 @@ void VectorChoice::indexChanged(int index) {
 
 void VectorChoice::chooseFile() {
     const QString path = QFileDialog::getOpenFileName(this, tr("Open Vector"), QString(),
-                                                      tr("Persona vectors (*.safetensors);;All files (*)"));
+                                                      tr("Persona vectors (*.safetensors *.pt *.pth);;All files (*)"));
     if (path.isEmpty() || !opener_ || !opener_(path)) {
         const QSignalBlocker blocker(this);
         setCurrentIndex(previousIndex_);

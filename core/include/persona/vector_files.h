@@ -1,5 +1,6 @@
 #pragma once
-// Persona vectors on disk: our own safetensors file, and llama.cpp / repeng control-vector GGUFs.
+// Persona vectors on disk: our own safetensors file, llama.cpp / repeng control-vector GGUFs, and
+// the persona_vectors repository's PyTorch .pt files.
 #include "persona/persona_vector.h"
 
 #include <string>
@@ -28,9 +29,21 @@ void write_vector_file(const std::string& path, const PersonaVector& vector);
 // persona_vectors' torch.save output converted to safetensors): then the aggregate is taken
 // from a name like "evil_prompt_last_diff" (response_avg when the name says nothing), the trait
 // from the file name, and provenance["source"] says so. F16 and BF16 tensors are widened.
+// A file named *.pt or *.pth is read as the persona_vectors repository writes its vectors:
+// torch.save of one [L+1, hidden] tensor (float32, bfloat16, float16 or float64), read
+// without executing its pickle: anything but a saved tensor is refused (docs/formats.md).
 // Throws FileError naming the file for a wrong shape or dtype, several unnamed tensors, a
 // newer schema version, an unknown aggregate, or another layer convention.
 PersonaVector read_vector_file(const std::string& path);
+
+// The vector as torch.save writes a float32 tensor of shape [L+1, hidden], atomically:
+// torch.load(path, weights_only=True) gives the same values bit for bit, so the
+// persona_vectors scripts can steer and project with it. Provenance is not kept (a .pt file
+// holds the tensor only). Throws FileError naming the file when it cannot be written.
+void export_torch_vector(const std::string& path, const PersonaVector& vector);
+
+// True for a path read and written as a PyTorch file: *.pt or *.pth, in any case.
+bool is_torch_vector_path(const std::string& path);
 
 // --- Control vectors (llama.cpp / repeng GGUF) ---------------------------------------------------
 // llama.cpp adds tensor direction.N to the output of 0-based block N, which is hidden_states[N+1].

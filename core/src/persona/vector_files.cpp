@@ -5,8 +5,10 @@
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "formats/safetensors.h"
+#include "formats/torch_file.h"
 #include "io/shape_text.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -57,6 +59,32 @@ const SafetensorsTensorInfo& the_vector_tensor(const SafetensorsFile& file) {
                                      " tensors; a vector file holds one (or one named 'vector')");
 }
 
+// An empty vector of a file's [layers + 1, hidden] shape, after checking it is one.
+PersonaVector vector_of_shape(const std::string& path, const std::string& tensor, const std::vector<std::int64_t>& shape) {
+    if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1)
+        throw FileError(path, tensor + " has shape " + shape_text(shape) +
+                                  "; a persona vector has one row per layer: [layers + 1, hidden]");
+    if (shape[0] > (1 << 20) || shape[1] > (1 << 24))
+        throw FileError(path, tensor + " shape " + shape_text(shape) + " is too large for a persona vector");
+    PersonaVector vector;
+    vector.layer_count = int(shape[0]);
+    vector.hidden_size = int(shape[1]);
+    return vector;
+}
+
+// torch.save output holds the bare tensor: names come from the file name, as for a bare
+// safetensors file.
+PersonaVector read_torch_vector(const std::string& path) {
+    TorchFloatTensor tensor = read_torch_tensor(path);
+    PersonaVector vector = vector_of_shape(path, "its tensor", tensor.shape);
+    vector.values = std::move(tensor.values);
+    infer_from_file_name(path, vector);
+    vector.provenance["source"] = "PyTorch file (torch.save) without persona-workbench metadata: trait and aggregate "
+                                  "taken from the file name";
+    if (tensor.storage_type != "FloatStorage") vector.provenance["source_storage"] = tensor.storage_type;
+    return vector;
+}
+
 // Parses the N of "direction.N"; nullopt for any other name.
 std::optional<int> direction_index(const std::string& name) {
     const std::size_t prefix = std::strlen(kDirectionPrefix);
@@ -88,34 +116,37 @@ void write_vector_file(const std::string& path, const PersonaVector& vector) {
 }
 
 std::vector<float> read_layer_vector(const std::string& path, int layer, int layer_count, int hidden_size) {
-    const auto file = SafetensorsFile::open(path);
-    const SafetensorsTensorInfo* tensor = &the_vector_tensor(*file);
     if (layer < 0 || layer > layer_count)
         throw FileError(path, "layer " + std::to_string(layer) + " is outside 0.." + std::to_string(layer_count));
-    const auto& shape = tensor->shape;
-    const std::vector<float> values = file->read_floats(*tensor);
+    std::vector<std::int64_t> shape;
+    std::vector<float> values;
+    std::string name;
+    if (is_torch_vector_path(path)) {
+        TorchFloatTensor tensor = read_torch_tensor(path);
+        shape = std::move(tensor.shape);
+        values = std::move(tensor.values);
+        name = "its tensor";
+    } else {
+        const auto file = SafetensorsFile::open(path);
+        const SafetensorsTensorInfo& tensor = the_vector_tensor(*file);
+        shape = tensor.shape;
+        values = file->read_floats(tensor);
+        name = "tensor '" + tensor.name + "'";
+    }
     if (shape.size() == 2 && shape[0] == layer_count + 1 && shape[1] == hidden_size)
         return std::vector<float>(values.begin() + static_cast<std::ptrdiff_t>(layer) * hidden_size,
                                   values.begin() + static_cast<std::ptrdiff_t>(layer + 1) * hidden_size);
     if (shape.size() == 1 && shape[0] == hidden_size) return values;
-    throw FileError(path, "tensor '" + tensor->name + "' has shape " + shape_text(shape) + "; this model needs [" +
+    throw FileError(path, name + " has shape " + shape_text(shape) + "; this model needs [" +
                               std::to_string(layer_count + 1) + ", " + std::to_string(hidden_size) + "] or [" +
                               std::to_string(hidden_size) + "]");
 }
 
 PersonaVector read_vector_file(const std::string& path) {
+    if (is_torch_vector_path(path)) return read_torch_vector(path);
     const auto file = SafetensorsFile::open(path);
     const SafetensorsTensorInfo& tensor = the_vector_tensor(*file);
-    const auto& shape = tensor.shape;
-    if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1)
-        throw FileError(path, "tensor '" + tensor.name + "' has shape " + shape_text(shape) +
-                                  "; a persona vector has one row per layer: [layers + 1, hidden]");
-    if (shape[0] > (1 << 20) || shape[1] > (1 << 24))
-        throw FileError(path, "tensor '" + tensor.name + "' shape " + shape_text(shape) + " is too large for a persona vector");
-
-    PersonaVector vector;
-    vector.layer_count = int(shape[0]);
-    vector.hidden_size = int(shape[1]);
+    PersonaVector vector = vector_of_shape(path, "tensor '" + tensor.name + "'", tensor.shape);
     vector.values = file->read_floats(tensor);
 
     const auto& metadata = file->metadata();
@@ -159,6 +190,17 @@ PersonaVector read_vector_file(const std::string& path) {
     for (const auto& [key, value] : metadata)
         if (key.size() > prefix && key.compare(0, prefix, kProvenancePrefix) == 0) vector.provenance[key.substr(prefix)] = value;
     return vector;
+}
+
+bool is_torch_vector_path(const std::string& path) {
+    std::string extension = std::filesystem::path(path).extension().string();
+    for (char& c : extension) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return extension == ".pt" || extension == ".pth";
+}
+
+void export_torch_vector(const std::string& path, const PersonaVector& vector) {
+    vector.check_shape();
+    write_torch_tensor(path, {vector.layer_count, vector.hidden_size}, vector.values.data());
 }
 
 void export_control_vector(const std::string& path, const PersonaVector& vector, double coefficient,
