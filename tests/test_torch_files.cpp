@@ -153,6 +153,8 @@ private slots:
         // A recall of a memo entry never stored, an opcode a tensor does not use (INST).
         QVERIFY_THROWS_EXCEPTION(persona::Error, parse(std::string("\x80\x02h\x05.", 5)));
         QVERIFY_THROWS_EXCEPTION(persona::Error, parse(std::string("\x80\x02iposix\nsystem\n.", 17)));
+        // Found by tests/fuzz: TUPLE2 reaching under a MARK, then TUPLE closing that mark.
+        QVERIFY_THROWS_EXCEPTION(persona::Error, parse(std::string("\x80\x02(K\x01K\x02K\x03((\x86t.", 14)));
     }
 
     void exportsFromTheCli() {

@@ -91,14 +91,9 @@ public:
                 break;
             case 't': push(tuple(pop_mark())); break;  // TUPLE
             case ')': push(tuple({})); break;          // EMPTY_TUPLE
-            case 0x85: case 0x86: case 0x87: {        // TUPLE1, TUPLE2, TUPLE3
-                const std::size_t count = std::size_t(op - 0x84);
-                if (stack_.size() < count) fail("builds a tuple from an empty stack");
-                std::vector<ValuePtr> items(stack_.end() - std::ptrdiff_t(count), stack_.end());
-                stack_.resize(stack_.size() - count);
-                push(tuple(std::move(items)));
+            case 0x85: case 0x86: case 0x87:  // TUPLE1, TUPLE2, TUPLE3
+                push(tuple(pop_n(std::size_t(op - 0x84))));
                 break;
-            }
             case 'X': push_string(little_endian(4)); break;  // BINUNICODE
             case 0x8c: push_string(byte()); break;           // SHORT_BINUNICODE
             case 'K': push_int(byte()); break;               // BININT1
@@ -185,6 +180,7 @@ private:
         if (stack_.size() >= kMaxStack) fail("grows its stack past " + std::to_string(kMaxStack));
         stack_.push_back(std::move(value));
     }
+    // Never below the innermost mark: a mark above the stack would make pop_mark's range invalid.
     ValuePtr pop() {
         if (stack_.empty() || (!marks_.empty() && marks_.back() == stack_.size())) fail("pops an empty stack");
         ValuePtr value = std::move(stack_.back());
