@@ -32,15 +32,13 @@ struct ImportOptions {
 
 int run_export(const std::string& vector_path, const std::string& out, double coefficient, std::string model_hint) {
     const persona::PersonaVector vector = persona::read_vector_file(vector_path);
-    const bool torch = persona::is_torch_vector_path(out);
-    if (torch || std::filesystem::path(out).extension() == ".safetensors") {
+    if (persona::is_torch_vector_path(out) || std::filesystem::path(out).extension() == ".safetensors") {
         // These hold the vector as it is: a coefficient would change it silently.
         if (coefficient != 1.0) {
             std::fprintf(stderr, "persona-cli export: --coefficient applies to control vectors (.gguf) only\n");
             return kExitUsage;
         }
-        if (torch) persona::export_torch_vector(out, vector);
-        else persona::write_vector_file(out, vector);
+        persona::write_vector_file(out, vector);
         std::cout << nlohmann::json{{"vector", vector_path}, {"out", out}, {"shape", {vector.layer_count, vector.hidden_size}}}
                          .dump(2)
                   << "\n";

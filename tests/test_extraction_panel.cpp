@@ -245,6 +245,9 @@ private slots:
         QCOMPARE(saved.aggregate, persona::Aggregate::PromptLast);
         QCOMPARE(saved.values, last.vector.values);
         QCOMPARE(saved.provenance.at("suggested_layer"), std::to_string(last.suggested_layer));
+        // Named .pt, the same values as torch.save would hold them, for the reference scripts.
+        QVERIFY(panel_->saveVector(dir.filePath("evil_prompt_last_diff.pt")));
+        QCOMPARE(persona::read_vector_file(dir.filePath("evil_prompt_last_diff.pt").toStdString()).values, last.vector.values);
         QVERIFY(!panel_->saveVector(dir.filePath("no/such/folder/v.safetensors")));
         QVERIFY(panel_->message().contains("no/such/folder"));
         panel_->setAggregate(persona::Aggregate::ResponseMean);

@@ -105,7 +105,7 @@ private slots:
         vector.values[5] = -0.0f;
         QTemporaryDir dir;
         const std::string out = dir.filePath("evil_prompt_avg_diff.pt").toStdString();
-        persona::export_torch_vector(out, vector);
+        persona::write_vector_file(out, vector);
         const persona::PersonaVector back = persona::read_vector_file(out);
         QVERIFY(same_bits(back.values, vector.values));
         QCOMPARE(back.layer_count, 31);
@@ -181,7 +181,7 @@ private slots:
         vector.hidden_size = 7;
         for (int i = 0; i < 35; ++i) vector.values.push_back(std::ldexp(float(i) - 17.25f, i % 9 - 4));
         const QString pt = dir.filePath("ours.pt");
-        persona::export_torch_vector(pt.toStdString(), vector);
+        persona::write_vector_file(pt.toStdString(), vector);
         QFile expectation(dir.filePath("ours.json"));
         QVERIFY(expectation.open(QIODevice::WriteOnly));
         expectation.write(QByteArray::fromStdString(nlohmann::json{{"shape", {5, 7}}, {"values", vector.values}}.dump()));

@@ -530,7 +530,7 @@ void ExtractionPanel::chooseVectorFile() {
     const QString suggestion = QStringLiteral("%1_%2.safetensors")
                                    .arg(QString::fromStdString(chosen->vector.trait), aggregate_->currentText());
     const QString path = QFileDialog::getSaveFileName(this, tr("Save Vector"), suggestion,
-                                                      tr("Persona vectors (*.safetensors);;All files (*)"));
+                                                      tr("Persona vectors (*.safetensors);;PyTorch tensor for the reference scripts (*.pt);;All files (*)"));
     if (!path.isEmpty()) saveVector(path);
 }
 

@@ -21,8 +21,12 @@ constexpr const char* kVectorSchema = "persona-workbench/vector";
 constexpr int kVectorSchemaVersion = 1;
 constexpr const char* kVectorLayerConvention = "hidden_states: index 0 = embeddings, l = output of block l-1";
 
-// Atomic (temporary file, fsync, rename). Throws persona::Error for a malformed vector and
-// FileError naming `path` for I/O failures.
+// Atomic (temporary file, fsync, rename). A path ending in .pt or .pth gets the PyTorch format
+// instead: what torch.save writes for a float32 [L+1, hidden] tensor, so that
+// torch.load(path, weights_only=True) gives the same values bit for bit and the persona_vectors
+// scripts can steer and project with it; a .pt file holds the tensor only (no trait, aggregate
+// or provenance). Throws persona::Error for a malformed vector and FileError naming `path` for
+// I/O failures.
 void write_vector_file(const std::string& path, const PersonaVector& vector);
 
 // Reads our files, and also a bare [L+1, hidden] tensor without our metadata (e.g.
@@ -35,12 +39,6 @@ void write_vector_file(const std::string& path, const PersonaVector& vector);
 // Throws FileError naming the file for a wrong shape or dtype, several unnamed tensors, a
 // newer schema version, an unknown aggregate, or another layer convention.
 PersonaVector read_vector_file(const std::string& path);
-
-// The vector as torch.save writes a float32 tensor of shape [L+1, hidden], atomically:
-// torch.load(path, weights_only=True) gives the same values bit for bit, so the
-// persona_vectors scripts can steer and project with it. Provenance is not kept (a .pt file
-// holds the tensor only). Throws FileError naming the file when it cannot be written.
-void export_torch_vector(const std::string& path, const PersonaVector& vector);
 
 // True for a path read and written as a PyTorch file: *.pt or *.pth, in any case.
 bool is_torch_vector_path(const std::string& path);

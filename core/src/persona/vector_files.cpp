@@ -100,6 +100,10 @@ std::optional<int> direction_index(const std::string& name) {
 
 void write_vector_file(const std::string& path, const PersonaVector& vector) {
     vector.check_shape();
+    if (is_torch_vector_path(path)) {
+        write_torch_tensor(path, {vector.layer_count, vector.hidden_size}, vector.values.data());
+        return;
+    }
     std::map<std::string, std::string> metadata;
     for (const auto& [key, value] : vector.provenance) {
         if (key.empty()) throw Error(vector.description() + " has a provenance entry with an empty key");
@@ -198,10 +202,6 @@ bool is_torch_vector_path(const std::string& path) {
     return extension == ".pt" || extension == ".pth";
 }
 
-void export_torch_vector(const std::string& path, const PersonaVector& vector) {
-    vector.check_shape();
-    write_torch_tensor(path, {vector.layer_count, vector.hidden_size}, vector.values.data());
-}
 
 void export_control_vector(const std::string& path, const PersonaVector& vector, double coefficient,
                            const std::string& model_hint) {
