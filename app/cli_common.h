@@ -34,6 +34,7 @@ struct GlobalOptions {
     std::string device = "auto";
     std::string dtype = "auto";
     int threads = 0;
+    bool thinking = false;
 };
 
 persona::EngineOptions engine_options(const GlobalOptions& global);

@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
     app.add_option("--dtype", global.dtype, "Weight dtype (auto: bf16 on a GPU or an AVX512-BF16 CPU, else f32)")->check(CLI::IsMember(persona::dtype_names()))
         ->capture_default_str();
     app.add_option("--threads", global.threads, "CPU threads for the model (0: one per core)")->capture_default_str();
+    app.add_flag("--thinking", global.thinking,
+                 "Let models with a thinking switch (Qwen3) reason in a <think> block before answering; off by default, "
+                 "since extraction and steering read the answer");
 
     // The order here is the order `persona-cli --help` lists the commands in.
     add_monitor_command(app, global, selected);

@@ -599,11 +599,11 @@ private slots:
     }
 
     void unsupportedModelType() {
-        const std::string dir = link_copy(sharded_, "phi");
+        const std::string dir = link_copy(sharded_, "neox");
         json config = read_json(dir + "/config.json");
-        config["model_type"] = "phi3";
+        config["model_type"] = "gpt_neox";
         replace_json(dir + "/config.json", config);
-        QCOMPARE(expect_file_error(dir + "/config.json", {"phi3", "not supported", "gemma3_text"}, [&] { Model::load(dir); }),
+        QCOMPARE(expect_file_error(dir + "/config.json", {"gpt_neox", "not supported", "gemma3_text"}, [&] { Model::load(dir); }),
                  QString());
         // A multimodal Gemma 3 nests its language model; that is said plainly.
         replace_json(dir + "/config.json", {{"model_type", "gemma3"}, {"text_config", {{"hidden_size", 640}}}});

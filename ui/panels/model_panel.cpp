@@ -2,6 +2,7 @@
 
 #include "shell/engine_client.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
 #include <QDragEnterEvent>
@@ -100,6 +101,12 @@ QWidget* ModelPanel::buildOpenBox() {
     }
     form->addRow(tr("Device:"), device_);
     form->addRow(tr("Weights dtype:"), dtype_);
+    thinking_ = new QCheckBox(tr("Let the model think before answering (Qwen3)"), box);
+    thinking_->setObjectName("thinking_choice");
+    thinking_->setToolTip(tr("Off: answers start right away, after an empty <think> block, which extraction and "
+                             "steering need (a reasoning block would be averaged into the answer). Applies on the "
+                             "next load."));
+    form->addRow(tr("Thinking:"), thinking_);
     layout->addLayout(form);
 
     auto* actions = new QHBoxLayout;
@@ -185,7 +192,8 @@ QLabel* ModelPanel::addFact(QFormLayout* form, const QString& label, const QStri
 }
 
 persona::ModelLoadOptions ModelPanel::loadOptions() const {
-    return {device_->currentData().toString().toStdString(), dtype_->currentData().toString().toStdString()};
+    return {device_->currentData().toString().toStdString(), dtype_->currentData().toString().toStdString(),
+            thinking_->isChecked()};
 }
 
 void ModelPanel::setLoadOptions(const persona::ModelLoadOptions& options) {
@@ -201,6 +209,7 @@ void ModelPanel::setLoadOptions(const persona::ModelLoadOptions& options) {
     };
     select(device_, QString::fromStdString(options.device));
     select(dtype_, QString::fromStdString(options.dtype));
+    thinking_->setChecked(options.thinking);
 }
 
 bool ModelPanel::looksLikeModel(const QString& path) {
@@ -399,7 +408,9 @@ void ModelPanel::showFacts(const persona::ModelFacts& f) {
                                .arg(QString::fromStdString(persona::human_bytes(f.file_bytes))));
     context_->setText(QString::number(f.context_length));
     tokenizer_->setText(QString::fromStdString(f.tokenizer_model));
-    chatTemplate_->setText(f.has_chat_template ? tr("present") : tr("absent"));
+    chatTemplate_->setText(!f.chat_format.empty() ? QString::fromStdString(f.chat_format)
+                           : f.has_chat_template ? tr("present, in a format this version does not render")
+                                                 : tr("absent"));
     deviceFact_->setText(QStringLiteral("%1, %2").arg(QString::fromStdString(f.device), QString::fromStdString(f.dtype)));
     memory_->setText(tr("weights %1, process %2")
                          .arg(QString::fromStdString(persona::human_bytes(f.weight_bytes)))

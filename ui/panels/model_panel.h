@@ -6,6 +6,7 @@
 #include <QWidget>
 
 class EngineClient;
+class QCheckBox;
 class QComboBox;
 class QFormLayout;
 class QLabel;
@@ -83,6 +84,7 @@ private:
 
     QComboBox* device_;
     QComboBox* dtype_;
+    QCheckBox* thinking_;
     QPushButton* openFile_;
     QPushButton* openFolder_;
     QPushButton* reload_;

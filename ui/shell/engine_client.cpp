@@ -16,7 +16,9 @@ EngineClient::~EngineClient() { engine_.reset(); }
 
 QString EngineClient::device() const { return QString::fromStdString(engine_->device()); }
 
-persona::ModelLoadOptions EngineClient::defaultLoadOptions() const { return {options_.device, options_.dtype}; }
+persona::ModelLoadOptions EngineClient::defaultLoadOptions() const {
+    return {options_.device, options_.dtype, options_.thinking};
+}
 
 void EngineClient::jobQueued() {
     if (jobsInFlight_++ == 0) {

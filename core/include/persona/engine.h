@@ -16,6 +16,7 @@ struct EngineOptions {
     int threads = 0;             // torch intra-op threads; 0 = one per core
     std::string device = "auto"; // "auto", "cpu" or "cuda"
     std::string dtype = "auto";  // "auto", "f32", "bf16", "f16"
+    bool thinking = false;       // ModelLoadOptions::thinking for models loaded with these options
 };
 
 enum class JobState { queued, running, finished, cancelled, failed };

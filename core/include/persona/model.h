@@ -30,6 +30,9 @@ std::vector<std::string> dtype_names();
 struct ModelLoadOptions {
     std::string device = "auto";  // a device_names() entry
     std::string dtype = "auto";   // a dtype_names() entry
+    // Models whose template has a thinking switch (Qwen3): let them reason in a <think> block
+    // before answering. Off by default: extraction and steering read the answer's activations.
+    bool thinking = false;
 };
 
 // A loaded transformer: weights on a device, its tokenizer and chat template. Not thread-safe:

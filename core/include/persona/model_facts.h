@@ -35,6 +35,7 @@ struct ModelFacts {
     std::map<std::string, int> tensor_types;       // quantization type -> number of tensors
     std::string tokenizer_model;                   // GGUF tokenizer.ggml.model, e.g. "gpt2"
     bool has_chat_template = false;
+    std::string chat_format;                       // the family Model::load renders, e.g. "Llama 3"; empty: none
     std::string device;                            // where the weights live, e.g. "cpu"
     std::string dtype;                             // compute dtype, e.g. "bf16"
     std::uint64_t weight_bytes = 0;                // bytes of weights held by the engine

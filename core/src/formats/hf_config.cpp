@@ -99,6 +99,8 @@ HfConfig read_hf_config(const std::string& path) {
     config.sliding_window_pattern = keys.optional_integer("sliding_window_pattern");
     if (keys.has("layer_types")) config.layer_types = keys.strings("layer_types");
     config.use_sliding_window = keys.optional_boolean("use_sliding_window");
+    config.original_max_position_embeddings = keys.optional_integer("original_max_position_embeddings");
+    config.partial_rotary_factor = keys.optional_number("partial_rotary_factor");
     return config;
 }
 

@@ -34,6 +34,8 @@ struct HfConfig {
     std::optional<std::int64_t> sliding_window_pattern;  // Gemma 3 (older configs): every Nth layer is global
     std::vector<std::string> layer_types;                // "sliding_attention" / "full_attention" per layer
     std::optional<bool> use_sliding_window;              // Qwen2: false means sliding_window is unused
+    std::optional<std::int64_t> original_max_position_embeddings;  // Phi-3: the context longrope extends
+    std::optional<double> partial_rotary_factor;         // Phi-4-mini: RoPE on part of each head
 };
 
 // Throws FileError naming the file and the key when a required key is missing or any key has

@@ -252,7 +252,8 @@ Engine::~Engine() {
 }
 
 JobHandle Engine::load_model(const std::string& path, LoadCallbacks callbacks) {
-    return load_model(path, ModelLoadOptions{impl_->options.device, impl_->options.dtype}, std::move(callbacks));
+    return load_model(path, ModelLoadOptions{impl_->options.device, impl_->options.dtype, impl_->options.thinking},
+                      std::move(callbacks));
 }
 
 JobHandle Engine::load_model(const std::string& path, const ModelLoadOptions& options, LoadCallbacks callbacks) {

@@ -75,6 +75,15 @@ TransformerConfig read_gguf_config(const GgufFile& file) {
         const torch::Tensor values = dequantized(file, *factors, {c.head_dim / 2});
         c.rope_freq_factors.assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
     }
+    // Phi-3 longrope: the short divisors while a sequence fits the original context, to which the
+    // usable context is limited (as for Hugging Face checkpoints, hf_model.cpp says why).
+    if (const GgufTensorInfo* factors = file.find_tensor("rope_factors_short.weight")) {
+        const torch::Tensor values = dequantized(file, *factors, {c.head_dim / 2});
+        c.rope_freq_factors.assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
+        if (const auto original = file.find_int(a + ".rope.scaling.original_context_length"); original && *original > 0)
+            c.context = static_cast<int>(std::min<std::int64_t>(c.context, *original));
+    }
+    c.rope_attention_factor = file.find_float(a + ".rope.scaling.attn_factor").value_or(1.0);
     return c;
 }
 

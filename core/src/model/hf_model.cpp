@@ -32,10 +32,11 @@ bool is_file(const fs::path& path) {
 
 // Our architecture names (GGUF's), from config.json's model_type.
 std::string architecture_of(const HfConfig& hf, const std::string& config_path) {
-    if (hf.model_type == "llama" || hf.model_type == "mistral" || hf.model_type == "qwen2") return hf.model_type;
+    for (const char* same : {"llama", "mistral", "qwen2", "qwen3", "phi3"})
+        if (hf.model_type == same) return hf.model_type;
     if (hf.model_type == "gemma3_text") return "gemma3";
     throw FileError(config_path, "model_type '" + hf.model_type +
-                                     "' is not supported (supported: llama, mistral, qwen2, gemma3_text)");
+                                     "' is not supported (supported: llama, mistral, qwen2, qwen3, phi3, gemma3_text)");
 }
 
 constexpr double kPi = 3.14159265358979323846;
@@ -66,6 +67,35 @@ std::vector<float> llama3_rope_factors(const nlohmann::json& scaling, int head_d
         }
     }
     return factors;
+}
+
+// Phi-3's "longrope": per-frequency divisors, the short ones while a sequence fits the original
+// context and the long ones beyond it, and a factor on cos and sin. transformers switches to the
+// long divisors mid-sequence, which leaves the keys already cached rotated by the short ones;
+// rather than reproduce that, the usable context stops at the original one (4096 for Phi-3.5 and
+// Phi-4-mini), which is far more than extraction and steering prompts use.
+void apply_longrope(const nlohmann::json& scaling, const HfConfig& hf, TransformerConfig& c, const std::string& path) {
+    std::optional<std::int64_t> original = hf.original_max_position_embeddings;
+    if (const auto it = scaling.find("original_max_position_embeddings"); it != scaling.end() && it->is_number_integer())
+        original = it->get<std::int64_t>();
+    if (!original || *original <= 0)
+        throw FileError(path, "rope_scaling of type longrope needs a positive original_max_position_embeddings");
+    const auto short_factor = scaling.find("short_factor");
+    if (short_factor == scaling.end() || !short_factor->is_array() ||
+        short_factor->size() != static_cast<std::size_t>(c.head_dim / 2))
+        throw FileError(path, "rope_scaling of type longrope needs a short_factor list of " +
+                                  std::to_string(c.head_dim / 2) + " numbers (half the head size)");
+    for (const auto& value : *short_factor) {
+        if (!value.is_number()) throw FileError(path, "rope_scaling short_factor holds a non-number: " + value.dump());
+        c.rope_freq_factors.push_back(value.get<float>());
+    }
+    const double factor = static_cast<double>(c.context) / static_cast<double>(*original);
+    const auto attention_factor = scaling.find("attention_factor");
+    if (attention_factor != scaling.end() && attention_factor->is_number())
+        c.rope_attention_factor = attention_factor->get<double>();
+    else if (factor > 1)
+        c.rope_attention_factor = std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(*original)));
+    c.context = static_cast<int>(std::min<std::int64_t>(c.context, *original));
 }
 
 TransformerConfig read_transformer_config(const HfConfig& hf, const std::string& path) {
@@ -125,15 +155,19 @@ TransformerConfig read_transformer_config(const HfConfig& hf, const std::string&
             for (int i = 0; i < c.layers; ++i)
                 c.sliding_layer[static_cast<std::size_t>(i)] = c.sliding_window > 0 && (i + 1) % pattern != 0;
         }
-    } else if (hf.model_type == "mistral") {
+    } else if (hf.model_type == "mistral" || hf.model_type == "phi3") {
         // Mistral 7B v0.1 attends to the last 4096 positions in every block (later versions set
-        // null). llama.cpp ignores it; it changes nothing until a sequence outgrows the window.
+        // null), Phi-3-mini-4k to the last 2047. llama.cpp ignores it; it changes nothing until a
+        // sequence outgrows the window.
         c.sliding_window = hf.sliding_window ? size(*hf.sliding_window, "sliding_window") : 0;
         c.sliding_layer.assign(static_cast<std::size_t>(c.layers), c.sliding_window > 0);
     } else if (hf.use_sliding_window.value_or(false)) {
         throw FileError(path, "use_sliding_window is set, which this version does not support for " + hf.model_type);
     }
 
+    if (hf.partial_rotary_factor && *hf.partial_rotary_factor != 1.0)
+        throw FileError(path, "partial_rotary_factor " + std::to_string(*hf.partial_rotary_factor) +
+                                  " (RoPE on part of each head, as in Phi-4-mini) is not supported yet");
     if (!hf.rope_scaling_json.empty()) {
         const auto scaling = nlohmann::json::parse(hf.rope_scaling_json);
         std::string type = scaling.value("rope_type", std::string());
@@ -145,8 +179,10 @@ TransformerConfig read_transformer_config(const HfConfig& hf, const std::string&
             c.rope_linear_factor = factor->get<double>();
         } else if (type == "llama3") {
             c.rope_freq_factors = llama3_rope_factors(scaling, c.head_dim, c.rope_base, path);
+        } else if (type == "longrope") {
+            apply_longrope(scaling, hf, c, path);
         } else if (!type.empty() && type != "default") {
-            throw FileError(path, "rope_scaling type '" + type + "' is not supported (supported: linear, llama3)");
+            throw FileError(path, "rope_scaling type '" + type + "' is not supported (supported: linear, llama3, longrope)");
         }
     }
     return c;
@@ -174,6 +210,7 @@ std::string hf_tensor_name(const std::string& gguf_name, const std::string& arch
         {"attn_q", "self_attn.q_proj"},
         {"attn_k", "self_attn.k_proj"},
         {"attn_v", "self_attn.v_proj"},
+        {"attn_qkv", "self_attn.qkv_proj"},
         {"attn_output", "self_attn.o_proj"},
         {"attn_q_norm", "self_attn.q_norm"},
         {"attn_k_norm", "self_attn.k_norm"},
@@ -186,6 +223,8 @@ std::string hf_tensor_name(const std::string& gguf_name, const std::string& arch
     std::string hf_part;
     if (part == "ffn_norm")  // the norm before the feed-forward: Gemma has one after attention too
         hf_part = gemma3 ? "pre_feedforward_layernorm" : "post_attention_layernorm";
+    else if (part == "ffn_up" && architecture == "phi3")  // gate and up in one matrix, as in GGUF
+        hf_part = "mlp.gate_up_proj";
     else if (const auto it = kParts.find(part); it != kParts.end())
         hf_part = it->second;
     else

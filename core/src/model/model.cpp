@@ -79,6 +79,12 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
     impl->tokenizer = std::move(files.tokenizer);
     impl->chat = std::move(files.chat);
     impl->chat_error = std::move(files.chat_error);
+    if (impl->chat) {
+        impl->chat->set_thinking(options.thinking);
+        impl->facts.chat_format = chat_family_name(impl->chat->family());
+        if (impl->chat->family() == ChatFamily::Qwen3) impl->facts.chat_format += options.thinking ? ", thinking on" : ", thinking off";
+        if (impl->chat->dated_system_turn()) impl->facts.chat_format += ", dated system turn";
+    }
 
     const auto join = [](const std::vector<std::string>& names) {
         std::string text;

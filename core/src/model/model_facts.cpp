@@ -102,6 +102,7 @@ nlohmann::json to_json(const ModelFacts& f) {
         {"tensor_types", f.tensor_types},
         {"tokenizer_model", f.tokenizer_model},
         {"has_chat_template", f.has_chat_template},
+        {"chat_format", f.chat_format},
         {"device", f.device},
         {"dtype", f.dtype},
         {"weight_bytes", f.weight_bytes},

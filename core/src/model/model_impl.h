@@ -147,6 +147,10 @@ struct Model::Impl {
             const torch::Tensor angles = positions.unsqueeze(-1) * inv_freq;  // [B, T, D/2]
             cos = angles.cos().unsqueeze(2);
             sin = angles.sin().unsqueeze(2);
+            if (c.rope_attention_factor != 1.0) {
+                cos = cos * c.rope_attention_factor;
+                sin = sin * c.rope_attention_factor;
+            }
         };
         tables(net->global_inv_freq(), step.global_cos, step.global_sin);
         if (c.sliding_window > 0) tables(net->local_inv_freq(), step.local_cos, step.local_sin);

@@ -159,6 +159,7 @@ void check_config_numbers(const TransformerConfig& c, const std::string& path) {
     positive(c.rope_base, "the RoPE base");
     positive(c.local_rope_base, "the sliding-window RoPE base");
     positive(c.rope_linear_factor, "the RoPE scaling factor");
+    positive(c.rope_attention_factor, "the RoPE attention factor");
     for (const float factor : c.rope_freq_factors) positive(factor, "a RoPE frequency factor");
 }
 
@@ -169,9 +170,11 @@ std::unique_ptr<Transformer> build_transformer(WeightLoader& loader) {
     const std::string& architecture = loader.config().architecture;
     if (architecture == "llama" || architecture == "mistral") return build_llama(loader);
     if (architecture == "qwen2") return build_qwen2(loader);
+    if (architecture == "qwen3") return build_qwen3(loader);
+    if (architecture == "phi3") return build_phi3(loader);
     if (architecture == "gemma3") return build_gemma3(loader);
     throw FileError(loader.source().path(), "unsupported architecture '" + architecture +
-                                                "' (supported: llama, mistral, qwen2, gemma3)");
+                                                "' (supported: llama, mistral, qwen2, qwen3, phi3, gemma3)");
 }
 
 }  // namespace persona::model

@@ -28,7 +28,8 @@ struct TransformerConfig {
     double rope_base = 10000.0;             // RoPE base of global-attention blocks
     double rope_linear_factor = 1.0;        // linear RoPE scaling of global blocks: frequencies divided by it
     double local_rope_base = 10000.0;       // RoPE base of sliding-window blocks
-    std::vector<float> rope_freq_factors;   // per-frequency divisors (Llama 3.1 scaling); empty: none
+    std::vector<float> rope_freq_factors;   // per-frequency divisors (Llama 3.1, Phi-3 longrope); empty: none
+    double rope_attention_factor = 1.0;     // multiplies RoPE's cos and sin (Phi-3 longrope)
 };
 
 // Keys and values of every block, preallocated for the whole generation.
@@ -148,6 +149,8 @@ torch::Tensor rope_inverse_frequencies(int head_dim, double base);
 std::unique_ptr<Transformer> build_transformer(WeightLoader& loader);
 std::unique_ptr<Transformer> build_llama(WeightLoader& loader);
 std::unique_ptr<Transformer> build_qwen2(WeightLoader& loader);
+std::unique_ptr<Transformer> build_qwen3(WeightLoader& loader);
+std::unique_ptr<Transformer> build_phi3(WeightLoader& loader);
 std::unique_ptr<Transformer> build_gemma3(WeightLoader& loader);
 
 }  // namespace persona::model

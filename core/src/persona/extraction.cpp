@@ -486,6 +486,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         provenance["model_fingerprint"] = facts.fingerprint;
         provenance["dtype"] = facts.dtype;
         provenance["device"] = facts.device;
+        if (!facts.chat_format.empty()) provenance["chat_format"] = facts.chat_format;
         provenance["method"] = "mean difference of kept positive and negative samples";
         provenance["pairs_kept"] = std::to_string(result.pairs.kept);
         provenance["pairs_total"] = std::to_string(result.pairs.total);

@@ -12,6 +12,11 @@ namespace {
 
 constexpr std::string_view kImStart = "<|im_start|>";
 constexpr std::string_view kImEnd = "<|im_end|>";
+// Llama 3.1 and 3.2 open every prompt with a system turn holding these. 3.2's template dates it
+// today when the renderer offers strftime_now (transformers does); a fixed date keeps prompts,
+// and so vectors and monitoring scores, the same from one day to the next, and is what the
+// template itself writes without one.
+constexpr const char* kLlama3KnowledgeDates = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
 
 // Code point at `position` and its length, or nullopt for bytes that are not UTF-8.
 std::optional<std::pair<std::uint32_t, std::size_t>> code_point_at(std::string_view text, std::size_t position) {
@@ -97,14 +102,64 @@ void require_alternating_turns(const std::vector<ChatMessage>& messages, std::si
     }
 }
 
+std::string strip_newlines(std::string_view text, bool left, bool right) {
+    std::size_t begin = 0, end = text.size();
+    while (left && begin < end && text[begin] == '\n') ++begin;
+    while (right && end > begin && text[end - 1] == '\n') --end;
+    return std::string(text.substr(begin, end - begin));
+}
+
+// Qwen3's template, minus tools: answers after the last user turn carry their reasoning in a
+// <think> block (an empty one for the final answer), earlier answers lose theirs.
+std::string render_qwen3(const std::vector<ChatMessage>& messages, bool add_generation_prompt, bool thinking) {
+    std::size_t last_query = messages.empty() ? 0 : messages.size() - 1;
+    for (std::size_t i = messages.size(); i-- > 0;)
+        if (messages[i].role == "user") {
+            last_query = i;
+            break;
+        }
+    std::string prompt;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        const ChatMessage& message = messages[i];
+        if (message.role == "user" || message.role == "system") {
+            prompt += std::string(kImStart) + message.role + "\n" + message.content + std::string(kImEnd) + "\n";
+        } else if (message.role == "assistant") {
+            std::string content = message.content, reasoning;
+            if (const std::size_t close = content.rfind("</think>"); close != std::string::npos) {
+                std::string before = strip_newlines(content.substr(0, content.find("</think>")), false, true);
+                if (const std::size_t open = before.rfind("<think>"); open != std::string::npos)
+                    before = before.substr(open + 7);
+                reasoning = strip_newlines(before, true, false);
+                content = strip_newlines(std::string_view(content).substr(close + 8), true, false);
+            }
+            prompt += std::string(kImStart) + "assistant\n";
+            if (i > last_query && (i + 1 == messages.size() || !reasoning.empty()))
+                prompt += "<think>\n" + strip_newlines(reasoning, true, true) + "\n</think>\n\n" +
+                          strip_newlines(content, true, false);
+            else
+                prompt += content;
+            prompt += std::string(kImEnd) + "\n";
+        } else {
+            throw Error("Qwen3 chat: role '" + message.role + "' is not supported (system, user, assistant)");
+        }
+    }
+    if (add_generation_prompt) {
+        prompt += std::string(kImStart) + "assistant\n";
+        if (!thinking) prompt += "<think>\n\n</think>\n\n";
+    }
+    return prompt;
+}
+
 }  // namespace
 
 const char* chat_family_name(ChatFamily family) {
     switch (family) {
         case ChatFamily::ChatML: return "ChatML";
+        case ChatFamily::Qwen3: return "Qwen3 (ChatML with thinking)";
         case ChatFamily::Llama3: return "Llama 3";
         case ChatFamily::Llama2: return "Llama 2";
         case ChatFamily::Gemma: return "Gemma";
+        case ChatFamily::Phi3: return "Phi-3";
     }
     return "unknown";
 }
@@ -112,35 +167,44 @@ const char* chat_family_name(ChatFamily family) {
 ChatTemplate ChatTemplate::detect(const std::string& template_text, const std::string& architecture,
                                   const std::string& bos_text, const std::string& eos_text, const std::string& source) {
     ChatTemplate chat;
-    if (template_text.find(kImStart) != std::string::npos) {
+    if (template_text.find(kImStart) != std::string::npos && template_text.find("enable_thinking") != std::string::npos) {
+        chat.family_ = ChatFamily::Qwen3;
+    } else if (template_text.find(kImStart) != std::string::npos) {
         chat.family_ = ChatFamily::ChatML;
         chat.default_system_prompt_ = literal_default_system_prompt(template_text);
     } else if (template_text.find("<|start_header_id|>") != std::string::npos) {
         chat.family_ = ChatFamily::Llama3;
+        chat.dated_system_turn_ = template_text.find("Cutting Knowledge Date") != std::string::npos;
     } else if (template_text.find("<start_of_turn>") != std::string::npos) {
         chat.family_ = ChatFamily::Gemma;
+    } else if (template_text.find("<|system|>") != std::string::npos && template_text.find("<|user|>") != std::string::npos &&
+               template_text.find("<|end|>") != std::string::npos) {
+        // The first Phi-3-mini revisions wrote no system turn and BOS first; only the later form is rendered.
+        chat.family_ = ChatFamily::Phi3;
     } else if (template_text.find("[INST]") != std::string::npos) {
         chat.family_ = ChatFamily::Llama2;
     } else if (template_text.empty() && architecture.rfind("gemma", 0) == 0) {
         chat.family_ = ChatFamily::Gemma;
     } else if (template_text.empty()) {
         throw FileError(source, "has no chat template (tokenizer.chat_template) and architecture '" + architecture +
-                                    "' has no built-in one; supported: ChatML, Llama 3, Llama 2 [INST], Gemma");
+                                    "' has no built-in one; supported: ChatML, Llama 3, Llama 2 [INST], Gemma, Phi-3");
     } else {
         throw FileError(source, "chat template is not one of the supported families (ChatML, Llama 3, "
-                                "Llama 2 [INST], Gemma); it begins: " + template_text.substr(0, 120));
+                                "Llama 2 [INST], Gemma, Phi-3); it begins: " + template_text.substr(0, 120));
     }
     const auto or_default = [](const std::string& text, const char* fallback) {
         return text.empty() ? std::string(fallback) : text;
     };
     switch (chat.family_) {
-        case ChatFamily::ChatML: break;
+        case ChatFamily::ChatML:
+        case ChatFamily::Qwen3: break;
         case ChatFamily::Llama3: chat.bos_text_ = or_default(bos_text, "<|begin_of_text|>"); break;
         case ChatFamily::Llama2:
             chat.bos_text_ = or_default(bos_text, "<s>");
             chat.eos_text_ = or_default(eos_text, "</s>");
             break;
         case ChatFamily::Gemma: chat.bos_text_ = or_default(bos_text, "<bos>"); break;
+        case ChatFamily::Phi3: chat.eos_text_ = or_default(eos_text, "<|endoftext|>"); break;
     }
     return chat;
 }
@@ -175,9 +239,16 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
             if (add_generation_prompt) prompt += std::string(kImStart) + "assistant\n";
             break;
         }
+        case ChatFamily::Qwen3: prompt = render_qwen3(messages, add_generation_prompt, thinking_); break;
         case ChatFamily::Llama3: {
-            for (std::size_t i = 0; i < messages.size(); ++i) {
-                if (i == 0) prompt += bos_text_;
+            std::size_t first = 0;
+            if (dated_system_turn_) {
+                prompt += bos_text_ + "<|start_header_id|>system<|end_header_id|>\n\n" + kLlama3KnowledgeDates;
+                if (starts_with_system) prompt += trim(messages[first++].content);
+                prompt += "<|eot_id|>";
+            }
+            for (std::size_t i = first; i < messages.size(); ++i) {
+                if (i == 0 && !dated_system_turn_) prompt += bos_text_;
                 prompt += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n" +
                           trim(messages[i].content) + "<|eot_id|>";
             }
@@ -210,6 +281,16 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
                 prompt += trim(messages[i].content) + "<end_of_turn>\n";
             }
             if (add_generation_prompt) prompt += "<start_of_turn>model\n";
+            break;
+        }
+        case ChatFamily::Phi3: {
+            for (const auto& message : messages) {
+                if (message.role == "system" && message.content.empty()) continue;
+                if (message.role == "system" || message.role == "user" || message.role == "assistant")
+                    prompt += "<|" + message.role + "|>\n" + message.content + "<|end|>\n";
+            }
+            // Without a generation prompt the template closes the conversation with EOS.
+            prompt += add_generation_prompt ? std::string("<|assistant|>\n") : eos_text_;
             break;
         }
     }

@@ -16,9 +16,11 @@ class Tokenizer;
 // directly (tests check the result against real Jinja renderings character for character).
 enum class ChatFamily {
     ChatML,  // <|im_start|>role\n...<|im_end|>\n  (SmolLM2, Qwen2)
+    Qwen3,   // ChatML whose answers open with a <think> block, and its enable_thinking switch
     Llama3,  // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
     Llama2,  // <s>[INST] <<SYS>>...<</SYS>> ... [/INST] answer </s>  (Llama 2, Mistral-style)
     Gemma,   // <start_of_turn>user\n...<end_of_turn>\n<start_of_turn>model\n
+    Phi3,    // <|user|>\n...<|end|>\n<|assistant|>\n  (Phi-3.5, later Phi-3 revisions)
 };
 const char* chat_family_name(ChatFamily family);
 
@@ -41,6 +43,14 @@ public:
     // carry that text here, read from the template; empty when there is none.
     const std::string& default_system_prompt() const { return default_system_prompt_; }
 
+    // Qwen3's enable_thinking. Off by default: extraction and steering average the answer's
+    // activations, and a <think> block would be averaged in with it. Off, the generation prompt
+    // ends in an empty <think></think>, as Qwen3's template writes it for enable_thinking=false.
+    void set_thinking(bool thinking) { thinking_ = thinking; }
+    bool thinking() const { return thinking_; }
+    // Llama 3.1 / 3.2: every prompt opens with a system turn giving a knowledge cutoff and a date.
+    bool dated_system_turn() const { return dated_system_turn_; }
+
     // The prompt text, exactly as the model's Jinja template renders it (BOS included where
     // the template writes it: Gemma, Llama 2 and 3). Llama 2 and Gemma throw persona::Error
     // when user and assistant turns do not alternate, as their templates do. Llama 2's template
@@ -58,6 +68,8 @@ private:
     std::string default_system_prompt_;
     std::string bos_text_;
     std::string eos_text_;
+    bool thinking_ = false;
+    bool dated_system_turn_ = false;
 };
 
 }  // namespace persona

@@ -1,4 +1,5 @@
-// Llama family: Llama 2/3, Mistral, TinyLlama, SmolLM2 (and Qwen2, which adds QKV biases).
+// Llama family: Llama 2/3, Mistral, TinyLlama, SmolLM2, and the relatives that differ in a detail
+// (LlamaOptions): Qwen2's QKV biases, Qwen3's query/key norms, Phi-3's fused projections.
 // Pre-norm blocks: x += Wo.attn(rope(q), rope(k), v) of rms_norm(x); x += W2(silu(W1 h) * W3 h).
 #include "model/arch/llama.h"
 
@@ -40,22 +41,32 @@ Llama::Llama(WeightLoader& loader, const LlamaOptions& options) {
         const std::string p = "blk." + std::to_string(i) + ".";
         Layer layer;
         layer.attn_norm = loader.vector(p + "attn_norm.weight", c.hidden);
-        torch::Tensor q = loader.matrix_f32(p + "attn_q.weight", q_rows, c.hidden);
-        torch::Tensor k = loader.matrix_f32(p + "attn_k.weight", kv_rows, c.hidden);
-        if (options.gguf_permuted_qk && loader.source().llama_qk_rows_permuted()) {
-            q = unpermute_rows(q, c.heads);
-            k = unpermute_rows(k, c.kv_heads);
+        if (options.fused_projections) {
+            layer.qkv = loader.matrix(p + "attn_qkv.weight", q_rows + 2 * kv_rows, c.hidden);
+        } else {
+            torch::Tensor q = loader.matrix_f32(p + "attn_q.weight", q_rows, c.hidden);
+            torch::Tensor k = loader.matrix_f32(p + "attn_k.weight", kv_rows, c.hidden);
+            if (options.gguf_permuted_qk && loader.source().llama_qk_rows_permuted()) {
+                q = unpermute_rows(q, c.heads);
+                k = unpermute_rows(k, c.kv_heads);
+            }
+            const torch::Tensor v = loader.matrix_f32(p + "attn_v.weight", kv_rows, c.hidden);
+            // One fused projection: batch-1 decode pays ~2 us per op (docs/platform-notes.md).
+            layer.qkv = loader.to_compute(torch::cat({q, k, v}, 0));
         }
-        const torch::Tensor v = loader.matrix_f32(p + "attn_v.weight", kv_rows, c.hidden);
-        // One fused projection: batch-1 decode pays ~2 us per op (docs/platform-notes.md).
-        layer.qkv = loader.to_compute(torch::cat({q, k, v}, 0));
         if (options.qkv_bias)
             layer.qkv_bias = torch::cat({loader.vector(p + "attn_q.bias", q_rows), loader.vector(p + "attn_k.bias", kv_rows),
                                          loader.vector(p + "attn_v.bias", kv_rows)});
+        if (options.qk_norm) {
+            layer.q_norm = loader.vector(p + "attn_q_norm.weight", c.head_dim);
+            layer.k_norm = loader.vector(p + "attn_k_norm.weight", c.head_dim);
+        }
         layer.out = loader.matrix(p + "attn_output.weight", c.hidden, q_rows);
         layer.ffn_norm = loader.vector(p + "ffn_norm.weight", c.hidden);
-        layer.gate_up = loader.to_compute(torch::cat({loader.matrix_f32(p + "ffn_gate.weight", c.feed_forward, c.hidden),
-                                                      loader.matrix_f32(p + "ffn_up.weight", c.feed_forward, c.hidden)}, 0));
+        layer.gate_up = options.fused_projections
+                            ? loader.matrix(p + "ffn_up.weight", 2 * std::int64_t{c.feed_forward}, c.hidden)
+                            : loader.to_compute(torch::cat({loader.matrix_f32(p + "ffn_gate.weight", c.feed_forward, c.hidden),
+                                                            loader.matrix_f32(p + "ffn_up.weight", c.feed_forward, c.hidden)}, 0));
         layer.down = loader.matrix(p + "ffn_down.weight", c.hidden, c.feed_forward);
         layers_.push_back(std::move(layer));
     }
@@ -77,6 +88,10 @@ torch::Tensor Llama::block(int index, const torch::Tensor& x, StepContext& step)
     torch::Tensor q = qkv.narrow(-1, 0, q_width).view({batch, steps, c.heads, c.head_dim});
     torch::Tensor k = qkv.narrow(-1, q_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
     const torch::Tensor v = qkv.narrow(-1, q_width + kv_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
+    if (layer.q_norm.defined()) {
+        q = rms_norm(q, layer.q_norm, c.rms_eps);
+        k = rms_norm(k, layer.k_norm, c.rms_eps);
+    }
     q = apply_rope(q, step.global_cos, step.global_sin);
     k = apply_rope(k, step.global_cos, step.global_sin);
     // Mistral's sliding window (every block or none); RoPE is the same either way.
@@ -94,7 +109,9 @@ torch::Tensor Llama::logits(const torch::Tensor& hidden) const {
 }
 
 std::unique_ptr<Transformer> build_llama(WeightLoader& loader) {
-    return std::make_unique<Llama>(loader, LlamaOptions{/*gguf_permuted_qk=*/true, /*qkv_bias=*/false});
+    LlamaOptions options;
+    options.gguf_permuted_qk = true;
+    return std::make_unique<Llama>(loader, options);
 }
 
 }  // namespace persona::model

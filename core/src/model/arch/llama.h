@@ -6,6 +6,8 @@ namespace persona::model {
 struct LlamaOptions {
     bool gguf_permuted_qk = true;  // llama-architecture GGUFs store Q/K rows permuted (where the source says so)
     bool qkv_bias = false;         // Qwen2
+    bool qk_norm = false;          // Qwen3: RMSNorm on each query and key head before RoPE
+    bool fused_projections = false;  // Phi-3: one attn_qkv matrix, and ffn_up holding gate and up
 };
 
 class Llama : public Transformer {
@@ -17,7 +19,7 @@ public:
 
 private:
     struct Layer {
-        torch::Tensor attn_norm, qkv, qkv_bias, out, ffn_norm, gate_up, down;
+        torch::Tensor attn_norm, qkv, qkv_bias, q_norm, k_norm, out, ffn_norm, gate_up, down;
     };
     torch::Tensor embedding_, output_, output_norm_;
     std::vector<Layer> layers_;
