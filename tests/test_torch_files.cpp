@@ -125,6 +125,7 @@ private slots:
         QTest::newRow("3-D") << "three_dimensions.pt" << "[2, 2, 3]";
         QTest::newRow("short storage") << "short_storage.pt" << "holds 40 bytes";
         QTest::newRow("view outside storage") << "view_outside_storage.pt" << "reaches outside its storage";
+        QTest::newRow("legacy format") << "legacy_format.pt" << "legacy format";
     }
     void refusesWhatIsNotASavedFloatTensor() {
         QFETCH(QString, file);

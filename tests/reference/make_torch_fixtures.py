@@ -150,6 +150,10 @@ def write_fixtures():
     archive(OUTPUT / "short_storage.pt", pickled(Tensor(storage, 0, [4, 3], [3, 1])), [storage])
     storage = Storage("FloatStorage", "0", float32_bytes(values(12)), 12)
     archive(OUTPUT / "view_outside_storage.pt", pickled(Tensor(storage, 4, [4, 3], [3, 1])), [storage])
+    # The legacy (pre-1.6, non-zip) format opens with these pickles: torch's magic number and
+    # protocol version 1001.
+    (OUTPUT / "legacy_format.pt").write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) +
+                                              pickle.dumps(1001, protocol=2))
 
 
 def check_with_torch(extra):

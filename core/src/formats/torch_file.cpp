@@ -124,6 +124,12 @@ TorchFloatTensor read_archive(const std::string& path, const MappedFile& file) {
 
 TorchFloatTensor read_torch_tensor(const std::string& path) {
     const MappedFile file(path);
+    // torch.save before PyTorch 1.6, or with _use_new_zipfile_serialization=False, writes bare
+    // pickles (protocol 2: 0x80 0x02) instead of a zip archive.
+    if (file.size() >= 2 && file.data()[0] == 0x80 && file.data()[1] <= 5)
+        throw FileError(path, "is in PyTorch's legacy format (torch.save before 1.6, or "
+                              "_use_new_zipfile_serialization=False), which is not read; load it in Python and "
+                              "torch.save it again");
     try {
         return read_archive(path, file);
     } catch (const FileError&) {
