@@ -157,6 +157,7 @@ MODELS = {
                    "num_key_value_heads": 4, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
                    "max_position_embeddings": 1024, "original_max_position_embeddings": 64,
                    "tie_word_embeddings": False, "hidden_act": "silu", "sliding_window": None,
+                   "pad_token_id": None,  # Phi3Config's default, 32000, lies outside this vocabulary
                    "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.3, 2.1, 3.7],
                                     "long_factor": [1.2, 4.0, 9.5, 30.0]}},
         "specials": ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
