@@ -13,7 +13,7 @@ Usage: python tests/reference/make_tiny_architectures.py   (needs numpy, gguf an
 Each model has the traits of its family that the engine must get right: Qwen3's per-head
 query/key RMSNorm with a head size that is not hidden/heads, tied embeddings; Llama 3.2's tied
 embeddings and Llama 3's RoPE scaling (a head size of 16 puts frequencies in all three of its
-bands); Phi-3's fused QKV and gate/up projections and longrope scaling. Weights are drawn from a
+bands); Phi-3's fused QKV and gate/up projections, longrope scaling and a sliding window shorter than the prompt. Weights are drawn from a
 seeded generator and rounded to bfloat16, so the checkpoint holds exactly what the reference used.
 """
 import json
@@ -156,7 +156,8 @@ MODELS = {
                    "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4,
                    "num_key_value_heads": 4, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
                    "max_position_embeddings": 1024, "original_max_position_embeddings": 64,
-                   "tie_word_embeddings": False, "hidden_act": "silu", "sliding_window": None,
+                   "tie_word_embeddings": False, "hidden_act": "silu",
+                   "sliding_window": 16,  # shorter than the prompt, as Phi-3-mini-4k's 2047 is than its context
                    "pad_token_id": None,  # Phi3Config's default, 32000, lies outside this vocabulary
                    "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.3, 2.1, 3.7],
                                     "long_factor": [1.2, 4.0, 9.5, 30.0]}},
@@ -336,6 +337,8 @@ def write_gguf(path, name, spec, weights, tokens, vocab_rows):
     if scaling.get("rope_type") == "llama3":  # the converter stores the divisors as rope_freqs
         inv = c["rope_theta"] ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
         add("rope_freqs.weight", (inv / ref.llama3_inv_freq(inv, scaling)).astype(np.float32))
+    if c.get("sliding_window"):
+        w.add_sliding_window(c["sliding_window"])
     if scaling.get("type") == "longrope":  # as llama.cpp's Phi-3 converter writes it
         original = c["original_max_position_embeddings"]
         add("rope_factors_long.weight", np.asarray(scaling["long_factor"], dtype=np.float32))

@@ -71,10 +71,12 @@ def rope_rotate_half(x, cos, sin):
     return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
 
 
-def causal_attention(q, k, v, scale):
+def causal_attention(q, k, v, scale, window=None):
+    """window: key j is visible to query i iff i - j < window (transformers' sliding window)."""
     T, n_head, _ = q.shape
     group = n_head // k.shape[1]
-    mask = np.arange(T)[None, :] <= np.arange(T)[:, None]
+    i, j = np.arange(T)[:, None], np.arange(T)[None, :]
+    mask = (j <= i) & ((i - j < window) if window else True)
     out = np.empty((T, n_head, v.shape[-1]))
     for h in range(n_head):
         s = np.where(mask, (q[:, h] @ k[:, h // group].T) * scale, -np.inf)
@@ -113,7 +115,8 @@ def forward(weights, config, ids):
             q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), eps)
             k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), eps)
         q, k = rope_rotate_half(q, cos, sin), rope_rotate_half(k, cos, sin)
-        a = causal_attention(q, k, v, 1.0 / math.sqrt(hd)).reshape(T, n_head * hd)
+        window = config.get("sliding_window") if kind in ("mistral", "phi3") else None
+        a = causal_attention(q, k, v, 1.0 / math.sqrt(hd), window).reshape(T, n_head * hd)
         x = x + a @ w(p + "self_attn.o_proj.weight").T
 
         h = rmsnorm(x, w(p + "post_attention_layernorm.weight"), eps)

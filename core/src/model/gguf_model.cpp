@@ -70,6 +70,9 @@ TransformerConfig read_gguf_config(const GgufFile& file) {
         for (int i = 0; i < c.layers; ++i)
             c.sliding_layer[static_cast<std::size_t>(i)] = c.sliding_window > 0 && (i + 1) % kGemma3SlidingPattern != 0;
         c.local_rope_base = kGemma3LocalRopeBase;
+    } else if (a == "phi3") {  // Phi-3-mini-4k: every block attends to the last 2047 positions
+        c.sliding_window = static_cast<int>(file.find_int("phi3.attention.sliding_window").value_or(0));
+        c.sliding_layer.assign(static_cast<std::size_t>(c.layers), c.sliding_window > 0);
     }
     if (const GgufTensorInfo* factors = file.find_tensor("rope_freqs.weight")) {  // Llama 3.1 long context
         const torch::Tensor values = dequantized(file, *factors, {c.head_dim / 2});
