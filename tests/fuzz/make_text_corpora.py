@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Seed corpora for fuzz_tokenizer_json and fuzz_chat_template, from the repository's own test
+data: the tiny models' tokenizer.json files with a text each, and every chat template the
+tokenizer and architecture goldens hold with a conversation. Standard library only.
+
+Usage: python3 tests/fuzz/make_text_corpora.py
+"""
+import json
+import pathlib
+
+HERE = pathlib.Path(__file__).resolve().parent
+DATA = HERE.parent / "data"
+CONVERSATION = [("system", "Be brief."), ("user", "Hi <think>x</think>"), ("assistant", "<think>\nhm\n</think>\n\nHello"),
+                ("user", " What is 2+2? ")]
+
+
+def main():
+    tokenizers = HERE / "corpus" / "tokenizer_json"
+    templates = HERE / "corpus" / "chat_template"
+    for folder in (tokenizers, templates):
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            old.unlink()
+    tiny = json.loads((DATA / "tiny_models" / "goldens.json").read_text())
+    chat = []
+    for name in ("qwen3", "llama3", "phi3"):
+        text = tiny[name]["prompt"].encode()
+        (tokenizers / name).write_bytes((DATA / "tiny_models" / name / "tokenizer.json").read_bytes() + b"\0" + text)
+        config = json.loads((DATA / "tiny_models" / name / "tokenizer_config.json").read_text())
+        chat.append(("tiny_" + name, config["chat_template"], name, config.get("bos_token") or "", config["eos_token"]))
+    for name, entry in json.loads((DATA / "tokenizer_goldens.json").read_text())["chat_templates"].items():
+        chat.append((name, entry["template"], entry["architecture"], entry["bos_token"], entry["eos_token"]))
+    for name, template, architecture, bos, eos in chat:
+        fields = [template, architecture, bos, eos] + [part for message in CONVERSATION for part in message]
+        (templates / name).write_bytes(b"\0".join(field.encode() for field in fields))
+
+
+if __name__ == "__main__":
+    main()
