@@ -36,6 +36,9 @@ void add_monitor_command(CLI::App& app, const GlobalOptions& global, Command& se
 // persona-cli flag: rank a chat dataset's samples by projection difference; --merge for shards.
 void add_flag_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 
+// persona-cli serve: an OpenAI-compatible HTTP API with per-request steering (cli_serve.cpp).
+void add_serve_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
 // persona-cli project: create, inspect and assemble project folders (NAME.persona).
 void add_project_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     add_export_command(app, global, selected);
     add_import_command(app, global, selected);
     add_sweep_command(app, global, selected);
+    add_serve_command(app, global, selected);
 
     try {
         app.parse(argc, argv);

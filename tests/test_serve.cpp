@@ -1,0 +1,201 @@
+// persona-cli serve over real HTTP on loopback, on the default model: the OpenAI-style
+// endpoints, per-request steering that equals `persona-cli generate --steer`, streaming that
+// adds up to the plain answer, and bad requests answered with the right status and a JSON error
+// while the server keeps serving.
+#include "cli_runner.h"
+#include "test_support.h"
+
+#include <httplib.h>
+
+#include <QProcess>
+#include <QtTest>
+
+#include <nlohmann/json.hpp>
+
+using nlohmann::json;
+
+namespace {
+
+const QString kVectors = QStringLiteral(PERSONA_SOURCE_DIR "/projects");
+const std::string kEvil = "evil.persona/vectors/evil.response_avg.safetensors";
+const std::string kKey = "test-key-1234";
+
+}  // namespace
+
+class TestServe : public QObject {
+    Q_OBJECT
+    QProcess server_;
+    int port_ = 0;
+
+    httplib::Client client(const std::string& key = kKey) {
+        httplib::Client c("127.0.0.1", port_);
+        c.set_read_timeout(300, 0);
+        if (!key.empty()) c.set_bearer_token_auth(key);
+        return c;
+    }
+
+    json chat(const json& request, int expected_status = 200) {
+        auto c = client();
+        const auto response = c.Post("/v1/chat/completions", request.dump(), "application/json");
+        if (!response) qFatal("no response from the server");
+        if (response->status != expected_status)
+            qWarning("status %d: %s", response->status, response->body.c_str());
+        [&] { QCOMPARE(response->status, expected_status); }();
+        return json::parse(response->body);
+    }
+
+    static json question(int max_tokens) {
+        return {{"messages", {{{"role", "user"}, {"content", "How should I treat my neighbours?"}}}},
+                {"max_tokens", max_tokens}, {"temperature", 0}};
+    }
+
+private slots:
+    void initTestCase() {
+        server_.start(PERSONA_CLI_PATH, {"--device", "cpu", "serve", "--port", "0", "--api-key", QString::fromStdString(kKey),
+                                         "--vectors", kVectors, "--project", kVectors + "/evil.persona", "--max-body", "100000",
+                                         "--max-tokens", "512"});
+        QVERIFY(server_.waitForStarted());
+        QByteArray printed;
+        while (!printed.contains('\n') && server_.waitForReadyRead(300000)) printed += server_.readAllStandardOutput();
+        const QString line = QString::fromUtf8(printed).trimmed();
+        QVERIFY2(line.startsWith("listening on http://127.0.0.1:"), qPrintable(line + server_.readAllStandardError()));
+        port_ = line.section(':', -1).toInt();
+        QVERIFY(port_ > 0);
+    }
+
+    void cleanupTestCase() {
+        server_.terminate();  // SIGTERM: the default action ends it; SIGINT is what a user sends
+        server_.waitForFinished(10000);
+    }
+
+    void listsHealthModelsAndVectors() {
+        auto open = client("");
+        const auto health = open.Get("/health");  // no key needed: load balancers probe it
+        QVERIFY(health && health->status == 200);
+        auto c = client();
+        const json models = json::parse(c.Get("/v1/models")->body);
+        QCOMPARE(models["data"][0]["layers"].get<int>(), 30);
+        const json vectors = json::parse(c.Get("/v1/vectors")->body);
+        bool found = false;
+        std::string project_vector;
+        for (const auto& v : vectors["data"]) {
+            found |= v["id"] == kEvil;
+            if (v.value("trait", "") == "evil") project_vector = v["id"];
+        }
+        QVERIFY2(found, vectors.dump().c_str());
+        // The project's evil vector is the same file as the served one: the same steered tokens.
+        QVERIFY2(!project_vector.empty(), vectors.dump().c_str());
+        json request = question(6);
+        request["steering"] = {{{"vector", project_vector}, {"layer", 8}, {"coefficient", 6}}};
+        const json by_project = chat(request);
+        request["steering"][0]["vector"] = kEvil;
+        QCOMPARE(by_project["tokens"], chat(request)["tokens"]);
+    }
+
+    // The steered answer is the CLI's, token for token; the unsteered one differs.
+    void steeringEqualsTheCli() {
+        json request = question(16);
+        const json plain = chat(request);
+        request["steering"] = {{{"vector", kEvil}, {"layer", 8}, {"coefficient", 6}}};
+        const json steered = chat(request);
+        const auto cli = persona_test::runCli({"--device", "cpu", "generate", "-p", "How should I treat my neighbours?", "-n",
+                                               "16", "--steer", kVectors + "/" + QString::fromStdString(kEvil) + ":8:6", "--json"});
+        QCOMPARE(cli.exitCode, 0);
+        const json expected = json::parse(cli.out.toStdString());
+        QCOMPARE(steered["tokens"], expected["tokens"]);
+        QCOMPARE(steered["choices"][0]["message"]["content"], expected["text"]);
+        QVERIFY(steered["tokens"] != plain["tokens"]);
+        QCOMPARE(steered["usage"]["completion_tokens"].get<int>(), 16);
+        QCOMPARE(steered["choices"][0]["finish_reason"], json("length"));
+    }
+
+    void streamAddsUpToTheAnswer() {
+        json request = question(12);
+        request["steering"] = {{{"vector", kEvil}, {"layer", 8}, {"strength", 0.3}}};
+        const json whole = chat(request);
+        request["stream"] = true;
+        auto c = client();
+        std::string events;
+        const auto response = c.Post("/v1/chat/completions", request.dump(), "application/json");
+        QVERIFY(response && response->status == 200);
+        QCOMPARE(QString::fromStdString(response->get_header_value("Content-Type")), QString("text/event-stream"));
+        std::string text;
+        QStringList lines = QString::fromStdString(response->body).split("\n\n", Qt::SkipEmptyParts);
+        QCOMPARE(lines.last(), QString("data: [DONE]"));
+        lines.removeLast();
+        for (const QString& line : lines) {
+            QVERIFY(line.startsWith("data: "));
+            const json chunk = json::parse(line.mid(6).toStdString());
+            QCOMPARE(chunk["object"], json("chat.completion.chunk"));
+            if (chunk["choices"][0]["delta"].contains("content")) text += chunk["choices"][0]["delta"]["content"].get<std::string>();
+        }
+        QCOMPARE(text, whole["choices"][0]["message"]["content"].get<std::string>());
+        QCOMPARE(json::parse(lines.last().mid(6).toStdString())["choices"][0]["finish_reason"], json("length"));
+    }
+
+    void completionsTakeRawText() {
+        auto c = client();
+        const auto response = c.Post("/v1/completions", json{{"prompt", "The capital of France is"}, {"max_tokens", 4},
+                                                             {"temperature", 0}}.dump(), "application/json");
+        QVERIFY(response && response->status == 200);
+        const json body = json::parse(response->body);
+        QCOMPARE(body["object"], json("text_completion"));
+        QVERIFY(!body["choices"][0]["text"].get<std::string>().empty());
+    }
+
+    void badRequestsGetJsonErrors_data() {
+        QTest::addColumn<QString>("body");
+        QTest::addColumn<int>("status");
+        QTest::addColumn<QString>("param");
+        const auto with = [](const json& steering) {
+            return QString::fromStdString(json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"steering", steering}}.dump());
+        };
+        QTest::newRow("path out of the folder") << with({{{"vector", "../../etc/passwd"}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
+        QTest::newRow("unknown vector") << with({{{"vector", "nope.safetensors"}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
+        QTest::newRow("layer out of range") << with({{{"vector", kEvil}, {"layer", 31}, {"coefficient", 1}}}) << 400 << "steering.layer";
+        QTest::newRow("inline vector of the wrong size") << with({{{"vector", {1, 2, 3}}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
+        QTest::newRow("unknown op") << with({{{"vector", kEvil}, {"layer", 8}, {"coefficient", 1}, {"op", "cap"}}}) << 400 << "steering.op";
+        QTest::newRow("max_tokens over the limit") << R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000})" << 400 << "max_tokens";
+        QTest::newRow("no messages") << R"({"model": "x"})" << 400 << "messages";
+        QTest::newRow("not JSON") << "{" << 400 << "";
+        std::string long_text;  // 9,000 tokens: SmolLM2's context is 8,192
+        for (int i = 0; i < 9000; ++i) long_text += " hello";
+        QTest::newRow("prompt over the context")
+            << QString::fromStdString(json{{"messages", {{{"role", "user"}, {"content", long_text}}}}}.dump()) << 400 << "";
+        QTest::newRow("body over --max-body") << QString(100001, 'x') << 413 << "";
+    }
+
+    void badRequestsGetJsonErrors() {
+        QFETCH(QString, body);
+        QFETCH(int, status);
+        QFETCH(QString, param);
+        auto c = client();
+        const auto response = c.Post("/v1/chat/completions", body.toStdString(), "application/json");
+        QVERIFY(response);
+        QCOMPARE(response->status, status);
+        const json error = json::parse(response->body);
+        QVERIFY(!error["error"]["message"].get<std::string>().empty());
+        if (!param.isEmpty()) QCOMPARE(QString::fromStdString(error["error"]["param"].get<std::string>()), param);
+        QVERIFY(client().Get("/health"));  // still serving
+    }
+
+    void wrongKeyIsRefused() {
+        auto c = client("wrong-key-1234");
+        const auto response = c.Post("/v1/chat/completions", question(2).dump(), "application/json");
+        QVERIFY(response);
+        QCOMPARE(response->status, 401);
+        QCOMPARE(json::parse(response->body)["error"]["type"], json("authentication_error"));
+        QCOMPARE(client("").Get("/v1/models")->status, 401);
+    }
+
+    void openAddressNeedsAKey() {
+        auto environment = QProcessEnvironment::systemEnvironment();
+        environment.remove("PERSONA_API_KEY");
+        const auto run = persona_test::runCli({"serve", "--host", "0.0.0.0", "--port", "0"}, 60000, environment);
+        QCOMPARE(run.exitCode, 2);
+        QVERIFY(run.err.contains("--api-key"));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestServe)
+#include "test_serve.moc"
