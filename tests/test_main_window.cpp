@@ -71,7 +71,7 @@ private slots:
         QVERIFY(fact(window, "fact_parameters").startsWith("134.5 M"));
         QVERIFY(fact(window, "fact_quantization").startsWith("Q4_1"));
         QCOMPARE(fact(window, "fact_context"), QString("8192"));
-        QCOMPARE(fact(window, "fact_chat_template"), QString("present"));
+        QCOMPARE(fact(window, "fact_chat_template"), QString("ChatML"));  // the format the model is prompted in
         QVERIFY(fact(window, "fact_device").startsWith("cpu"));
         QVERIFY(fact(window, "fact_memory").contains("MB"));
         QVERIFY(fact(window, "model_badge").contains("Smollm2"));
