@@ -179,6 +179,28 @@ private slots:
             QCOMPARE(persona::Model::load(kModels + path, persona::ModelLoadOptions{"cpu", "f32"})->context_length(), original);
     }
 
+    // The same refusal for a GGUF: rope.dimension_count smaller than the head (Phi-4-mini's 96 of 128).
+    void partialRotaryGgufIsRefused() {
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("phi4.gguf").toStdString();
+        std::ifstream in(kModels + "/phi3.gguf", std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::string key = "phi3.rope.dimension_count";
+        const std::size_t at = bytes.find(key);
+        QVERIFY(at != std::string::npos);
+        const std::size_t value = at + key.size() + 4;  // after the key, its uint32 type tag
+        QCOMPARE(int(bytes[value]), 8);                   // head size 8 in the tiny Phi-3
+        bytes[value] = 6;
+        std::ofstream(path, std::ios::binary) << bytes;
+        try {
+            persona::Model::load(path);
+            QFAIL("loaded");
+        } catch (const persona::FileError& e) {
+            QCOMPARE(QString::fromStdString(e.path()), QString::fromStdString(path));
+            QVERIFY2(QString(e.what()).contains("rope.dimension_count"), e.what());
+        }
+    }
+
     void unsupportedRopeVariantsAreRefused_data() {
         QTest::addColumn<QString>("key");
         QTest::addColumn<QString>("value");

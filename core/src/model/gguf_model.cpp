@@ -59,6 +59,12 @@ TransformerConfig read_gguf_config(const GgufFile& file) {
     c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
     c.sliding_layer.assign(static_cast<std::size_t>(c.layers), false);
 
+    // Phi-4-mini (and Phi-2, StableLM) rotate only part of each head; every architecture here
+    // rotates all of it, so a file saying otherwise would run with the wrong positions.
+    if (const auto rotated = file.find_int(a + ".rope.dimension_count"); rotated && *rotated != c.head_dim)
+        throw FileError(file.path(), "RoPE on " + std::to_string(*rotated) + " of each head's " +
+                                         std::to_string(c.head_dim) + " dimensions (" + a +
+                                         ".rope.dimension_count; Phi-4-mini's partial rotary embedding) is not supported yet");
     const bool gemma3 = a == "gemma3";
     c.rope_base = file.find_float(a + ".rope.freq_base").value_or(gemma3 ? 1e6 : 10000.0);
     const auto scaling_type = file.find_string(a + ".rope.scaling.type");

@@ -1,6 +1,7 @@
-// Phi-3 / Phi-3.5 / Phi-4-mini: the Llama block with Q, K and V in one matrix and the
-// feed-forward's gate and up halves in another (gate first), as both Hugging Face and GGUF store
-// them. "longrope" scaling arrives as per-frequency divisors and a cos/sin factor in the config.
+// Phi-3 / Phi-3.5: the Llama block with Q, K and V in one matrix and the feed-forward's gate and
+// up halves in another (gate first), as both Hugging Face and GGUF store them. "longrope" scaling
+// arrives as per-frequency divisors and a cos/sin factor in the config. Phi-4-mini shares the
+// block but rotates only part of each head, which the loaders refuse for now.
 #include "model/arch/llama.h"
 
 namespace persona::model {
