@@ -113,7 +113,8 @@ public:
         for (const auto& root : roots_)
             for (const auto& entry : fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied)) {
                 const std::string extension = entry.path().extension().string();
-                if (entry.is_regular_file() && (extension == ".safetensors" || persona::is_torch_vector_path(entry.path().string())))
+                if (!entry.is_symlink() && entry.is_regular_file() &&
+                    (extension == ".safetensors" || persona::is_torch_vector_path(entry.path().string())))
                     out.push_back({{"id", fs::relative(entry.path(), root).string()}, {"file", true}});
             }
         return out;

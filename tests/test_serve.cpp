@@ -7,7 +7,9 @@
 
 #include <httplib.h>
 
+#include <QFile>
 #include <QProcess>
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +28,7 @@ class TestServe : public QObject {
     Q_OBJECT
     QProcess server_;
     int port_ = 0;
+    QTemporaryDir outside_;  // a served folder holding a link to a file outside it
 
     httplib::Client client(const std::string& key = kKey) {
         httplib::Client c("127.0.0.1", port_);
@@ -51,8 +54,9 @@ class TestServe : public QObject {
 
 private slots:
     void initTestCase() {
+        QVERIFY(QFile::link(kVectors + "/" + QString::fromStdString(kEvil), outside_.filePath("escape.safetensors")));
         server_.start(PERSONA_CLI_PATH, {"--device", "cpu", "serve", "--port", "0", "--api-key", QString::fromStdString(kKey),
-                                         "--vectors", kVectors, "--project", kVectors + "/evil.persona", "--max-body", "100000",
+                                         "--vectors", kVectors, "--vectors", outside_.path(), "--project", kVectors + "/evil.persona", "--max-body", "100000",
                                          "--max-tokens", "512"});
         QVERIFY(server_.waitForStarted());
         QByteArray printed;
@@ -80,6 +84,7 @@ private slots:
         std::string project_vector;
         for (const auto& v : vectors["data"]) {
             found |= v["id"] == kEvil;
+            QVERIFY(v["id"] != "escape.safetensors");  // a link out of its folder is not offered
             if (v.value("trait", "") == "evil") project_vector = v["id"];
         }
         QVERIFY2(found, vectors.dump().c_str());
@@ -151,6 +156,7 @@ private slots:
             return QString::fromStdString(json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"steering", steering}}.dump());
         };
         QTest::newRow("path out of the folder") << with({{{"vector", "../../etc/passwd"}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
+        QTest::newRow("symlink out of the folder") << with({{{"vector", "escape.safetensors"}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
         QTest::newRow("unknown vector") << with({{{"vector", "nope.safetensors"}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
         QTest::newRow("layer out of range") << with({{{"vector", kEvil}, {"layer", 31}, {"coefficient", 1}}}) << 400 << "steering.layer";
         QTest::newRow("inline vector of the wrong size") << with({{{"vector", {1, 2, 3}}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
