@@ -7,6 +7,7 @@
 #include "persona/model.h"
 #include "persona/model_facts.h"
 #include "persona/tokenizer.h"
+#include "io/json_file.h"
 #include "tokenizer/chat_template.h"
 #include "test_support.h"
 
@@ -30,17 +31,7 @@ const std::string kModels = PERSONA_TEST_DATA_DIR "/tiny_models";
 constexpr double kHiddenRelative = 1e-5;
 constexpr double kLogitsAbsolute = 1e-4;
 
-json read_json(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) qFatal("cannot read %s", path.c_str());
-    return json::parse(in);
-}
-
-double l2(const float* v, int n) {
-    double s = 0;
-    for (int i = 0; i < n; ++i) s += double(v[i]) * v[i];
-    return std::sqrt(s);
-}
+json read_json(const std::string& path) { return persona::detail::read_json_file(path); }
 
 }  // namespace
 
@@ -84,10 +75,10 @@ private slots:
             const float* states = trace.hidden_states.data() + std::size_t(layer) * length * hidden;
             for (int p = 0; p < length; ++p) {
                 const double expected = golden["hidden_norms"][layer][p];
-                worst = std::max(worst, std::abs(l2(states + std::size_t(p) * hidden, hidden) - expected) / expected);
+                worst = std::max(worst, std::abs(persona_test::l2(states + std::size_t(p) * hidden, hidden) - expected) / expected);
             }
             const float* last = states + std::size_t(length - 1) * hidden;
-            const double scale = l2(last, hidden);
+            const double scale = persona_test::l2(last, hidden);
             for (int i = 0; i < hidden; ++i)
                 worst = std::max(worst, std::abs(last[i] - golden["hidden_last_position"][layer][i].get<double>()) / scale);
         }

@@ -22,12 +22,6 @@ json readGolden(const char* name) {
 
 std::vector<std::int32_t> ids(const json& array) { return array.get<std::vector<std::int32_t>>(); }
 
-double l2(const float* v, int n) {
-    double s = 0;
-    for (int i = 0; i < n; ++i) s += double(v[i]) * v[i];
-    return std::sqrt(s);
-}
-
 }  // namespace
 
 class TestReference : public QObject {
@@ -55,11 +49,11 @@ class TestReference : public QObject {
         for (int layer = 0; layer <= layers; ++layer) {
             for (int p = 0; p < length; ++p) {
                 const double expected = golden["hidden_states"]["norm"][layer][p];
-                worst = std::max(worst, std::abs(l2(state(layer, p), hidden) - expected) / expected);
+                worst = std::max(worst, std::abs(persona_test::l2(state(layer, p), hidden) - expected) / expected);
             }
             for (const auto& [key, position] : {std::pair{"last_pos_first16", length - 1}, std::pair{"pos0_first16", 0}}) {
                 const auto& expected = golden["hidden_states"][key][layer];
-                const double scale = l2(state(layer, position), hidden);
+                const double scale = persona_test::l2(state(layer, position), hidden);
                 for (int i = 0; i < 16; ++i)
                     worst = std::max(worst, std::abs(state(layer, position)[i] - expected[i].get<double>()) / scale);
             }
@@ -106,7 +100,7 @@ class TestReference : public QObject {
             for (int layer = 0; layer <= layers; ++layer) {
                 const double expected = longContext["last_pos_hidden_norm"][layer];
                 const float* h = longTrace.hidden_states.data() + (std::size_t(layer) * n + n - 1) * hidden;
-                QVERIFY(std::abs(l2(h, hidden) - expected) / expected < hiddenRel);
+                QVERIFY(std::abs(persona_test::l2(h, hidden) - expected) / expected < hiddenRel);
             }
         }
     }

@@ -7,6 +7,7 @@
 #include <QString>
 #include <QStringList>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 #include <QtTest>
@@ -40,6 +41,13 @@ inline QString ids_text(const std::vector<std::int32_t>& ids) {
     QStringList parts;
     for (const auto id : ids) parts << QString::number(id);
     return "[" + parts.join(", ") + "]";
+}
+
+// L2 norm of n floats, accumulated in double (hidden states against float64 goldens).
+inline double l2(const float* v, int n) {
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += double(v[i]) * v[i];
+    return std::sqrt(s);
 }
 
 inline QByteArray readPrefix(const QString& path, qint64 bytes) {
