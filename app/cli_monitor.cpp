@@ -2,9 +2,9 @@
 // monitoring), and the last prompt token's projection as a predictor of the trait.
 #include "cli_commands.h"
 
+#include "persona/chat_jsonl.h"
 #include "persona/errors.h"
 #include "persona/files.h"
-#include "persona/flagging.h"
 #include "persona/model.h"
 #include "persona/monitoring.h"
 #include "persona/paths.h"

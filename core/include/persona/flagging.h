@@ -20,6 +20,7 @@
 // Sharding: shard i of N takes the lines whose 0-based line index satisfies index % N == i
 // (interleaved, so every shard sees a similar mix of lengths); every line, bad ones included,
 // belongs to exactly one shard.
+#include "persona/chat_jsonl.h"
 #include "persona/generation.h"
 #include "persona/persona_vector.h"
 #include "persona/progress.h"
@@ -50,23 +51,6 @@ struct FlagSettings {
     int shard_count = 1;
     bool skip_bad_lines = false;  // false: a bad line is an error before any model work
 };
-
-// One input line: the prompt and the dataset's answer.
-struct ChatSample {
-    std::size_t line = 0;  // 1-based
-    std::vector<ChatMessage> prompt;
-    std::string answer;
-};
-
-// Parses one line of chat JSONL into its messages (also what persona-cli monitor --input reads).
-// Throws FileError naming `path` and the line for text that is not JSON, no "messages" array, a
-// message without string role and content, or an unknown role.
-std::vector<ChatMessage> parse_chat_messages(const std::string& text, const std::string& path, std::size_t line);
-
-// Parses one line of the dataset. Throws FileError naming `path` and the line for text that is
-// not JSON, no "messages" array, a message without string role and content, an unknown role,
-// no assistant turn, a last message that is not the assistant's, or no user turn before it.
-ChatSample parse_chat_line(const std::string& text, const std::string& path, std::size_t line);
 
 struct FlagRecord {
     std::size_t line = 0;                     // 1-based line in the input

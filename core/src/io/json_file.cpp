@@ -23,6 +23,8 @@ std::string json_error_text(const nlohmann::json::exception& error) {
     return text;
 }
 
+std::string jsonl_line_prefix(std::size_t line) { return "line " + std::to_string(line) + ": "; }
+
 nlohmann::json read_json_file(const std::string& path, std::uint64_t max_bytes) {
     const std::string text = read_file_bytes(path, max_bytes);
     try {

@@ -2,6 +2,7 @@
 // JSON files and JSON error text for core's format readers (safetensors headers, HF configs).
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -10,6 +11,9 @@ namespace persona::detail {
 // The library's message without its "[json.exception.parse_error.101] " prefix, which means
 // nothing to a user.
 std::string json_error_text(const nlohmann::json::exception& error);
+
+// "line N: ", how errors in a JSON Lines file say where (N is 1-based).
+std::string jsonl_line_prefix(std::size_t line);
 
 // Reads and parses a whole JSON file. Throws FileError naming the file when it cannot be read,
 // is larger than max_bytes (likely the wrong file) or is not valid JSON.

@@ -24,8 +24,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string line_text(std::size_t line) { return "line " + std::to_string(line) + ": "; }
-
 bool is_blank(const std::string& text) {
     return std::all_of(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
 }
@@ -99,53 +97,6 @@ std::optional<double> number_or_null(const Json& json, const char* key) {
 
 }  // namespace
 
-std::vector<ChatMessage> parse_chat_messages(const std::string& text, const std::string& path, std::size_t line) {
-    const std::string at = line_text(line);
-    Json json;
-    try {
-        json = Json::parse(text);
-    } catch (const Json::exception& e) {
-        // parse_error, and out_of_range for a number no double holds (1e400): both are a bad line.
-        throw FileError(path, at + "not JSON: " + detail::json_error_text(e));
-    }
-    if (!json.is_object() || !json.contains("messages") || !json["messages"].is_array())
-        throw FileError(path, at + "no \"messages\" array (expected {\"messages\":[{\"role\":..,\"content\":..},...]})");
-    std::vector<ChatMessage> messages;
-    std::size_t index = 0;
-    for (const auto& message : json["messages"]) {
-        ++index;
-        const std::string which = at + "message " + std::to_string(index) + " ";
-        if (!message.is_object() || !message.contains("role") || !message["role"].is_string())
-            throw FileError(path, which + "has no \"role\" string");
-        const std::string role = message["role"].get<std::string>();
-        if (role != "system" && role != "user" && role != "assistant")
-            throw FileError(path, which + "has the unknown role '" + role + "' (system, user or assistant)");
-        if (!message.contains("content") || !message["content"].is_string())
-            throw FileError(path, which + "has no \"content\" string");
-        messages.push_back({role, message["content"].get<std::string>()});
-    }
-    return messages;
-}
-
-ChatSample parse_chat_line(const std::string& text, const std::string& path, std::size_t line) {
-    const std::string at = line_text(line);
-    std::vector<ChatMessage> messages = parse_chat_messages(text, path, line);
-    if (messages.empty()) throw FileError(path, at + "the \"messages\" array is empty");
-    if (std::none_of(messages.begin(), messages.end(), [](const ChatMessage& m) { return m.role == "assistant"; }))
-        throw FileError(path, at + "no assistant turn: there is no answer to flag");
-    if (messages.back().role != "assistant")
-        throw FileError(path, at + "the last message is the " + messages.back().role +
-                                  "'s; it must be the assistant's answer to flag");
-    ChatSample sample;
-    sample.line = line;
-    sample.answer = messages.back().content;
-    messages.pop_back();
-    if (std::none_of(messages.begin(), messages.end(), [](const ChatMessage& m) { return m.role == "user"; }))
-        throw FileError(path, at + "no user turn before the assistant's answer");
-    sample.prompt = std::move(messages);
-    return sample;
-}
-
 Json to_json(const FlagRecord& record) {
     Json json = {{"line", record.line},
                  {"difference", optional_number(record.difference)},
@@ -201,11 +152,11 @@ std::vector<FlagRecord> read_flag_results(const std::string& path) {
         try {
             records.push_back(flag_record_from_json(Json::parse(text)));
         } catch (const Json::parse_error& e) {
-            throw FileError(path, line_text(line) + "not JSON: " + detail::json_error_text(e));
+            throw FileError(path, detail::jsonl_line_prefix(line) + "not JSON: " + detail::json_error_text(e));
         } catch (const Json::exception& e) {
-            throw FileError(path, line_text(line) + "not a flagging result: " + detail::json_error_text(e));
+            throw FileError(path, detail::jsonl_line_prefix(line) + "not a flagging result: " + detail::json_error_text(e));
         } catch (const Error& e) {
-            throw FileError(path, line_text(line) + "not a flagging result: " + e.what());
+            throw FileError(path, detail::jsonl_line_prefix(line) + "not a flagging result: " + e.what());
         }
     }
     if (in.bad()) throw FileError(path, "cannot read");
@@ -379,7 +330,7 @@ FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const FlagIn
             in.clear();
             in.seekg(pending[k].offset);
             std::string text;
-            if (!std::getline(in, text)) throw FileError(input_path, line_text(pending[k].line) + "cannot be read again (did the file change?)");
+            if (!std::getline(in, text)) throw FileError(input_path, detail::jsonl_line_prefix(pending[k].line) + "cannot be read again (did the file change?)");
             strip_carriage_return(text);
             const ChatSample sample = parse_chat_line(text, input_path, pending[k].line);
 
