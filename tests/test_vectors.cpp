@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <random>
 
 using persona::Aggregate;
@@ -402,6 +403,31 @@ private slots:
             QCOMPARE(QString::fromStdString(e.path()), path);
             QVERIFY2(QString(e.what()).contains(expected), e.what());
         }
+    }
+
+    // A NaN or infinity would turn every steered activation into NaN: each reader refuses the
+    // file and says where the value is, safetensors and .pt (whole and one layer) and GGUF.
+    void nonFiniteValuesAreRefused() {
+        QTemporaryDir dir;
+        PersonaVector v = numbered_vector(3, 4);
+        v.values[5] = std::numeric_limits<float>::quiet_NaN();
+        for (const char* name : {"nan.safetensors", "nan.pt"}) {
+            const std::string path = dir.filePath(name).toStdString();
+            persona::write_vector_file(path, v);
+            for (const auto& read : std::vector<std::function<void()>>{
+                     [&] { persona::read_vector_file(path); }, [&] { persona::read_layer_vector(path, 2, 2, 4); }}) {
+                const QString message = errorOf(read);
+                QVERIFY2(message.contains(QString::fromStdString(path)) && message.contains("holds nan at row 1, element 1"),
+                         qPrintable(message));
+            }
+        }
+        const std::string gguf = dir.filePath("inf.gguf").toStdString();
+        persona::GgufWriter writer;
+        writer.add_string("general.architecture", "controlvector");
+        writer.add_f32_tensor("direction.1", {4}, {1, 2, -std::numeric_limits<float>::infinity(), 4});
+        writer.write(gguf);
+        const QString message = errorOf([&] { persona::import_control_vector(gguf, 4); });
+        QVERIFY2(message.contains("holds -inf at row 2, element 2"), qPrintable(message));
     }
 
     void writingAMalformedVectorFails() {

@@ -8,6 +8,7 @@
 #include "formats/torch_file.h"
 #include "io/shape_text.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -72,12 +73,24 @@ PersonaVector vector_of_shape(const std::string& path, const std::string& tensor
     return vector;
 }
 
+// A NaN or infinity in a direction turns every steered or projected activation into NaN, far
+// from the file that caused it: refuse the file, saying where the first one is.
+void check_finite(const std::string& path, const std::vector<float>& values, int hidden_size) {
+    const auto bad = std::find_if(values.begin(), values.end(), [](float value) { return !std::isfinite(value); });
+    if (bad == values.end()) return;
+    const auto index = std::size_t(bad - values.begin());
+    throw FileError(path, "holds " + number_text(*bad) + " at row " + std::to_string(index / std::size_t(hidden_size)) +
+                              ", element " + std::to_string(index % std::size_t(hidden_size)) +
+                              "; a vector's values must be finite numbers");
+}
+
 // torch.save output holds the bare tensor: names come from the file name, as for a bare
 // safetensors file.
 PersonaVector read_torch_vector(const std::string& path) {
     TorchFloatTensor tensor = read_torch_tensor(path);
     PersonaVector vector = vector_of_shape(path, "its tensor", tensor.shape);
     vector.values = std::move(tensor.values);
+    check_finite(path, vector.values, vector.hidden_size);
     infer_from_file_name(path, vector);
     vector.provenance["source"] = "PyTorch file (torch.save) without persona-workbench metadata: trait and aggregate "
                                   "taken from the file name";
@@ -137,10 +150,15 @@ std::vector<float> read_layer_vector(const std::string& path, int layer, int lay
         values = file->read_floats(tensor);
         name = "tensor '" + tensor.name + "'";
     }
-    if (shape.size() == 2 && shape[0] == layer_count + 1 && shape[1] == hidden_size)
+    if (shape.size() == 2 && shape[0] == layer_count + 1 && shape[1] == hidden_size) {
+        check_finite(path, values, hidden_size);
         return std::vector<float>(values.begin() + static_cast<std::ptrdiff_t>(layer) * hidden_size,
                                   values.begin() + static_cast<std::ptrdiff_t>(layer + 1) * hidden_size);
-    if (shape.size() == 1 && shape[0] == hidden_size) return values;
+    }
+    if (shape.size() == 1 && shape[0] == hidden_size) {
+        check_finite(path, values, hidden_size);
+        return values;
+    }
     throw FileError(path, name + " has shape " + shape_text(shape) + "; this model needs [" +
                               std::to_string(layer_count + 1) + ", " + std::to_string(hidden_size) + "] or [" +
                               std::to_string(hidden_size) + "]");
@@ -152,6 +170,7 @@ PersonaVector read_vector_file(const std::string& path) {
     const SafetensorsTensorInfo& tensor = the_vector_tensor(*file);
     PersonaVector vector = vector_of_shape(path, "tensor '" + tensor.name + "'", tensor.shape);
     vector.values = file->read_floats(tensor);
+    check_finite(path, vector.values, vector.hidden_size);
 
     const auto& metadata = file->metadata();
     const auto find = [&](const std::string& key) -> const std::string* {
@@ -284,6 +303,7 @@ PersonaVector import_control_vector(const std::string& path, int expected_hidden
         std::memcpy(vector.values.data() + std::size_t(block + 1) * std::size_t(expected_hidden),
                     file->tensor_data(tensor), std::size_t(expected_hidden) * sizeof(float));
     }
+    check_finite(path, vector.values, expected_hidden);
 
     vector.trait = file->find_string(std::string(kWorkbenchPrefix) + "trait").value_or(file_stem(path));
     if (const auto aggregate = file->find_string(std::string(kWorkbenchPrefix) + "aggregate")) {
