@@ -355,6 +355,7 @@ private slots:
     // layer_types. The tokenizer does not matter for the weights, so the directory gets the tiny
     // SentencePiece model, which also loads a model's tokenizer.model through the module.
     void gemma3MatchesTheGguf() {
+        PERSONA_SKIP_WITHOUT_SENTENCEPIECE();
         const auto gemma_file = GgufFile::open(persona_test::secondModelPath().toStdString());
         const std::string dir = make_dir("gemma3");
         write_weights(dir, gemma_tensors(*gemma_file), 1);
@@ -761,6 +762,7 @@ private slots:
     // A tokenizer.json that is not byte-level gives way to a tokenizer.model beside it, which
     // takes over its added tokens.
     void sentencePieceBesideTokenizerJson() {
+        PERSONA_SKIP_WITHOUT_SENTENCEPIECE();
         const std::string dir = write_tiny("spm-beside", 482);
         json tokenizer = read_json(dir + "/tokenizer.json");
         tokenizer["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}};

@@ -45,6 +45,7 @@ class TestSentencePiece : public QObject {
 
 private slots:
     void initTestCase() {
+        PERSONA_SKIP_WITHOUT_SENTENCEPIECE();
         std::ifstream in(data_path("sentencepiece_goldens.json"));
         QVERIFY(in.good());
         goldens_ = nlohmann::json::parse(in);

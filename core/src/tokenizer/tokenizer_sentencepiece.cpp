@@ -75,6 +75,12 @@ void bind(void* handle, const std::string& path, const char* name, Function& fun
 }
 
 Library open_library() {
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer aborts the process on any RTLD_DEEPBIND dlopen, and without DEEPBIND the
+    // module's protobuf binds to libtorch's: the sanitizer build has no SentencePiece.
+    throw Error("SentencePiece tokenizer.model files cannot be read in the AddressSanitizer build (it refuses "
+                "the RTLD_DEEPBIND load the module needs); use a regular build");
+#endif
     std::string tried;
     for (const auto& path : candidate_paths()) {
         std::error_code error;
