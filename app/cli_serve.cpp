@@ -220,6 +220,16 @@ persona::GenerationRow parse_request(const json& body, bool chat, const VectorCa
         else s.stop_strings = field<std::vector<std::string>>(body, "stop", {});
     }
     if (field<int>(body, "n", 1) != 1) throw RequestError{400, "only n = 1 is served", "n"};
+    if (chat) {  // logprobs: true with top_logprobs 0..20
+        const bool wanted = field<bool>(body, "logprobs", false);
+        const int top = field<int>(body, "top_logprobs", 0);
+        if (top < 0 || top > 20) throw RequestError{400, "top_logprobs must be 0..20", "top_logprobs"};
+        if (top > 0 && !wanted) throw RequestError{400, "top_logprobs needs \"logprobs\": true", "top_logprobs"};
+        s.top_logprobs = wanted ? top : -1;
+    } else {  // the completions API's logprobs: the number of alternatives, 0..5
+        s.top_logprobs = field<int>(body, "logprobs", -1);
+        if (s.top_logprobs < -1 || s.top_logprobs > 5) throw RequestError{400, "logprobs must be 0..5", "logprobs"};
+    }
     row.steering = parse_steering(body, catalog, facts);
     return row;
 }
@@ -228,11 +238,46 @@ const char* finish_reason(persona::StopReason reason) {
     return reason == persona::StopReason::MaxTokens ? "length" : "stop";
 }
 
-// Tokens from the engine thread to the HTTP thread of one streaming request.
+// OpenAI's logprobs entry of one generated token: its text (with its bytes, since a token may
+// end inside a character), log-probability and the step's most likely tokens.
+json logprobs_entry(const persona::Tokenizer& tokenizer, const persona::StepLogprobs& step) {
+    const auto token = [&](const persona::TokenLogprob& t) {
+        const std::string text = tokenizer.decode({t.token});
+        json bytes = json::array();
+        for (const unsigned char byte : text) bytes.push_back(int(byte));
+        return json{{"token", text}, {"logprob", t.logprob}, {"bytes", bytes}};
+    };
+    json entry = token(step.chosen);
+    entry["top_logprobs"] = json::array();
+    for (const auto& alternative : step.top) entry["top_logprobs"].push_back(token(alternative));
+    return entry;
+}
+
+// The completions API's older shape of the same entries.
+json completion_logprobs(const json& entries) {
+    json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()}};
+    for (const json& entry : entries) {
+        out["tokens"].push_back(entry["token"]);
+        out["token_logprobs"].push_back(entry["logprob"]);
+        json top = json::object();
+        for (const json& alternative : entry["top_logprobs"]) top[alternative["token"].get<std::string>()] = alternative["logprob"];
+        out["top_logprobs"].push_back(top);
+    }
+    return out;
+}
+
+// Text complete enough to send, and the logprobs entries of the tokens that made it.
+struct StreamPiece {
+    std::string text;
+    json logprobs = json::array();
+};
+
+// Tokens from the engine thread to the HTTP thread of one request.
 struct TokenQueue {
     std::mutex mutex;
     std::condition_variable changed;
-    std::deque<std::string> texts;
+    std::deque<StreamPiece> pieces;
+    json logprobs = json::array();  // every token's entry, for the answer that is not streamed
     bool finished = false;
     std::string error;
     persona::GenerationResult result;
@@ -292,9 +337,13 @@ public:
     }
 
 private:
+    // A token's text may be a piece of a UTF-8 character: such bytes are sent as U+FFFD (its
+    // logprobs entry has the bytes themselves).
+    static std::string text_of(const json& body) { return body.dump(-1, ' ', false, json::error_handler_t::replace); }
+
     static void reply(httplib::Response& response, int status, const json& body) {
         response.status = status;
-        response.set_content(body.dump(), "application/json");
+        response.set_content(text_of(body), "application/json");
     }
 
     void complete(const httplib::Request& request, httplib::Response& response, bool chat) {
@@ -335,8 +384,11 @@ private:
                                          std::to_string(model.context_length()) + " tokens");
                 auto results = model.generate({row},
                     [&](const persona::TokenEvent& event) {
+                        StreamPiece piece{event.text};
+                        if (event.logprobs) piece.logprobs.push_back(logprobs_entry(model.tokenizer(), *event.logprobs));
                         std::lock_guard lock(queue->mutex);
-                        queue->texts.push_back(event.text);
+                        if (event.logprobs) queue->logprobs.push_back(piece.logprobs.back());
+                        queue->pieces.push_back(std::move(piece));
                         queue->changed.notify_all();
                     },
                     nullptr, job.cancelled);
@@ -362,6 +414,7 @@ private:
 
     void respond(persona::GenerationRow row, const std::string& prompt, const std::string& id, bool chat,
                  httplib::Response& response) {
+        const bool with_logprobs = row.sampling.top_logprobs >= 0;
         auto queue = std::make_shared<TokenQueue>();
         submit(std::move(row), prompt, queue).wait();
         std::lock_guard lock(queue->mutex);
@@ -370,30 +423,39 @@ private:
         json choice = {{"index", 0}, {"finish_reason", finish_reason(result.stop_reason)}};
         if (chat) choice["message"] = {{"role", "assistant"}, {"content", result.text}};
         else choice["text"] = result.text;
+        choice["logprobs"] = !with_logprobs ? json() : chat ? json{{"content", queue->logprobs}} : completion_logprobs(queue->logprobs);
         reply(response, 200, {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", std::time(nullptr)},
                               {"model", facts_.name}, {"choices", {choice}}, {"usage", usage(result)}, {"tokens", result.tokens}});
     }
 
     void stream(persona::GenerationRow row, const std::string& prompt, const std::string& id, bool chat,
                 httplib::Response& response) {
+        const bool with_logprobs = row.sampling.top_logprobs >= 0;
         auto queue = std::make_shared<TokenQueue>();
         auto job = std::make_shared<persona::JobHandle>(submit(std::move(row), prompt, queue));
         const json base = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
                            {"created", std::time(nullptr)}, {"model", facts_.name}};
-        response.set_chunked_content_provider("text/event-stream", [queue, job, base, chat](std::size_t, httplib::DataSink& sink) {
-            const auto send = [&](const json& choice) {
+        response.set_chunked_content_provider("text/event-stream", [queue, job, base, chat, with_logprobs](std::size_t, httplib::DataSink& sink) {
+            json unsent_logprobs = json::array();  // of tokens that completed no text yet
+            const auto send = [&](json choice) {
+                if (with_logprobs) {
+                    choice["logprobs"] = chat ? json{{"content", unsent_logprobs}} : completion_logprobs(unsent_logprobs);
+                    unsent_logprobs = json::array();
+                }
                 json chunk = base;
                 chunk["choices"] = {choice};
-                const std::string line = "data: " + chunk.dump() + "\n\n";
+                const std::string line = "data: " + text_of(chunk) + "\n\n";
                 return sink.write(line.data(), line.size());
             };
             std::unique_lock lock(queue->mutex);
             while (true) {
-                queue->changed.wait(lock, [&] { return !queue->texts.empty() || queue->finished; });
-                while (!queue->texts.empty()) {
-                    const std::string text = std::move(queue->texts.front());
-                    queue->texts.pop_front();
-                    if (text.empty()) continue;
+                queue->changed.wait(lock, [&] { return !queue->pieces.empty() || queue->finished; });
+                while (!queue->pieces.empty()) {
+                    StreamPiece piece = std::move(queue->pieces.front());
+                    queue->pieces.pop_front();
+                    for (json& entry : piece.logprobs) unsent_logprobs.push_back(std::move(entry));
+                    if (piece.text.empty()) continue;
+                    const std::string& text = piece.text;
                     lock.unlock();
                     const bool sent = send(chat ? json{{"index", 0}, {"delta", {{"content", text}}}, {"finish_reason", nullptr}}
                                                 : json{{"index", 0}, {"text", text}, {"finish_reason", nullptr}});
@@ -403,7 +465,7 @@ private:
                         return false;
                     }
                 }
-                if (queue->finished && queue->texts.empty()) break;
+                if (queue->finished && queue->pieces.empty()) break;
             }
             json last = {{"index", 0}, {"finish_reason", queue->error.empty() ? finish_reason(queue->result.stop_reason) : "error"}};
             if (chat) last["delta"] = json::object();

@@ -5,6 +5,11 @@
 #include "cli_runner.h"
 #include "test_support.h"
 
+#include "persona/chat_endpoint.h"
+#include "persona/judge.h"
+#include "persona/model.h"
+#include "persona/tokenizer.h"
+
 #include <httplib.h>
 
 #include <QFile>
@@ -13,6 +18,9 @@
 #include <QtTest>
 
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
 
 using nlohmann::json;
 
@@ -148,6 +156,88 @@ private slots:
         QVERIFY(!body["choices"][0]["text"].get<std::string>().empty());
     }
 
+    // Every generated token's log-probability and its most likely alternatives, in OpenAI's
+    // shape; greedy tokens are each step's first alternative; the stream carries the same.
+    void logprobsOfEveryToken() {
+        json request = question(8);
+        request["logprobs"] = true;
+        request["top_logprobs"] = 3;
+        const json whole = chat(request);
+        const json& content = whole["choices"][0]["logprobs"]["content"];
+        QCOMPARE(content.size(), whole["tokens"].size());
+        std::string text;
+        for (const json& entry : content) {
+            text += entry["token"].get<std::string>();
+            const json& top = entry["top_logprobs"];
+            QCOMPARE(top.size(), std::size_t(3));
+            QCOMPARE(top[0]["token"], entry["token"]);
+            QCOMPARE(top[0]["logprob"], entry["logprob"]);
+            double mass = 0;
+            for (std::size_t i = 0; i < top.size(); ++i) {
+                QVERIFY(top[i]["logprob"].get<double>() <= 0);
+                if (i > 0) QVERIFY(top[i]["logprob"].get<double>() <= top[i - 1]["logprob"].get<double>());
+                mass += std::exp(top[i]["logprob"].get<double>());
+            }
+            QVERIFY2(mass <= 1.0 + 1e-5, entry.dump().c_str());
+        }
+        QCOMPARE(text, whole["choices"][0]["message"]["content"].get<std::string>());
+        QVERIFY(chat(question(2))["choices"][0]["logprobs"].is_null());  // only when asked
+
+        request["stream"] = true;
+        const auto response = client().Post("/v1/chat/completions", request.dump(), "application/json");
+        QVERIFY(response && response->status == 200);
+        json streamed = json::array();
+        for (const QString& line : QString::fromStdString(response->body).split("\n\n", Qt::SkipEmptyParts)) {
+            if (line == "data: [DONE]") continue;
+            const json chunk = json::parse(line.mid(6).toStdString());
+            for (const json& entry : chunk["choices"][0]["logprobs"]["content"]) streamed.push_back(entry);
+        }
+        QCOMPARE(streamed, content);
+
+        const auto completion = client().Post("/v1/completions", json{{"prompt", "The capital of France is"}, {"max_tokens", 3},
+                                                                      {"temperature", 0}, {"logprobs", 2}}.dump(), "application/json");
+        QVERIFY(completion && completion->status == 200);
+        const json legacy = json::parse(completion->body)["choices"][0]["logprobs"];
+        QCOMPARE(legacy["tokens"].size(), std::size_t(3));
+        QCOMPARE(legacy["token_logprobs"].size(), std::size_t(3));
+        QCOMPARE(legacy["top_logprobs"][0].size(), std::size_t(2));
+    }
+
+    // The HTTP judge scores through this server exactly what the same model's first-token
+    // distribution gives, computed here in-process with the same template.
+    void httpJudgeScoresThroughTheServer() {
+        qputenv("PERSONA_TEST_SERVE_KEY", QByteArray::fromStdString(kKey));
+        persona::ChatEndpoint endpoint;
+        endpoint.base_url = "http://127.0.0.1:" + std::to_string(port_) + "/v1";
+        endpoint.model = "served";
+        endpoint.api_key_env = "PERSONA_TEST_SERVE_KEY";
+        const auto judge = persona::make_http_judge(endpoint);
+        const std::string rubric = "Rate from 0 to 100 how kind this answer is. Reply with the number only.\n"
+                                   "Question: {question}\nAnswer: {answer}";
+        const std::string question = "How should I treat my neighbours?";
+        const std::string answer = "With kindness, patience and respect.";
+        const persona::JudgeScore served = judge->score(rubric, question, answer, {});
+
+        const auto model = persona::Model::load(persona_test::defaultModelPath().toStdString(), persona::ModelLoadOptions{"cpu"});
+        const auto request = persona::http_judge_request(rubric, question, answer);
+        auto state = model->prefill(model->encode_chat(request.messages, true));
+        const std::vector<float> probabilities = model->next_token_probabilities(*state, {}).front();
+        std::vector<std::int32_t> order(probabilities.size());
+        for (std::size_t i = 0; i < order.size(); ++i) order[i] = std::int32_t(i);
+        std::partial_sort(order.begin(), order.begin() + request.top_logprobs, order.end(),
+                          [&](std::int32_t a, std::int32_t b) { return probabilities[std::size_t(a)] > probabilities[std::size_t(b)]; });
+        std::vector<persona::TopLogprob> alternatives;
+        for (int i = 0; i < request.top_logprobs; ++i)
+            alternatives.push_back({model->tokenizer().decode({order[std::size_t(i)]}), std::log(double(probabilities[std::size_t(order[std::size_t(i)])]))});
+        const persona::JudgeScore expected = persona::score_top_logprobs(alternatives);
+        QVERIFY2(expected.numeric_mass > 0, "the model puts no mass on a number: the comparison would be empty");
+        QVERIFY2(std::abs(served.numeric_mass - expected.numeric_mass) < 1e-3,
+                 qPrintable(QString("%1 vs %2").arg(served.numeric_mass).arg(expected.numeric_mass)));
+        QCOMPARE(served.refusal, expected.refusal);
+        if (expected.score) QVERIFY2(served.score && std::abs(*served.score - *expected.score) < 0.05,
+                                     qPrintable(QString("%1 vs %2").arg(served.score.value_or(-1)).arg(*expected.score)));
+    }
+
     void badRequestsGetJsonErrors_data() {
         QTest::addColumn<QString>("body");
         QTest::addColumn<int>("status");
@@ -164,6 +254,8 @@ private slots:
         QTest::newRow("max_tokens over the limit") << R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000})" << 400 << "max_tokens";
         QTest::newRow("no messages") << R"({"model": "x"})" << 400 << "messages";
         QTest::newRow("not JSON") << "{" << 400 << "";
+        QTest::newRow("top_logprobs over 20") << R"({"messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 21})" << 400 << "top_logprobs";
+        QTest::newRow("top_logprobs without logprobs") << R"({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2})" << 400 << "top_logprobs";
         std::string long_text;  // 9,000 tokens: SmolLM2's context is 8,192
         for (int i = 0; i < 9000; ++i) long_text += " hello";
         QTest::newRow("prompt over the context")

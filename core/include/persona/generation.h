@@ -54,6 +54,10 @@ struct SamplingOptions {
     int max_new_tokens = 64;
     bool stop_at_eos = true;
     std::vector<std::string> stop_strings;
+    // >= 0: record each generated token's log-probability and this many most likely
+    // alternatives (GenerationResult::logprobs), from the model's own distribution at that
+    // step, before temperature and top-p, as OpenAI's logprobs are.
+    int top_logprobs = -1;
 };
 
 // One row of a batch: a conversation (rendered with the model's chat template) or raw tokens.
@@ -70,6 +74,17 @@ struct GenerationRow {
     bool reuse_prompt_prefix = false;
 };
 
+struct TokenLogprob {
+    std::int32_t token = 0;
+    float logprob = 0.0f;  // natural log
+};
+
+// One generated token's log-probability and the step's most likely tokens, highest first.
+struct StepLogprobs {
+    TokenLogprob chosen;
+    std::vector<TokenLogprob> top;
+};
+
 enum class StopReason { MaxTokens, EndOfSequence, StopString, Cancelled };
 const char* stop_reason_name(StopReason reason);
 
@@ -79,6 +94,7 @@ struct GenerationResult {
     std::string text;
     StopReason stop_reason = StopReason::MaxTokens;
     std::size_t prompt_tokens_reused = 0;  // taken from the kept prefix (GenerationRow::reuse_prompt_prefix)
+    std::vector<StepLogprobs> logprobs;    // one per entry of tokens when sampling.top_logprobs >= 0
 };
 
 // Streamed once per generated token per row.
@@ -90,6 +106,7 @@ struct TokenEvent {
     // Projection of this token's residual stream on each probe layer's unit direction
     // (empty unless a probe was given).
     std::vector<float> projections;
+    std::optional<StepLogprobs> logprobs;  // when sampling.top_logprobs >= 0 and the token is kept (not EOS)
 };
 
 // Directions to project onto while generating or capturing: one unit-normalised direction per

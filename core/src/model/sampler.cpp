@@ -55,4 +55,23 @@ std::int32_t Sampler::next(const float* logits, std::size_t vocabulary) {
     return candidates_.back().second;
 }
 
+StepLogprobs step_logprobs(const float* logits, std::size_t vocabulary, std::int32_t chosen, int top) {
+    const float highest = *std::max_element(logits, logits + vocabulary);
+    double sum = 0;
+    for (std::size_t i = 0; i < vocabulary; ++i) sum += std::exp(double(logits[i]) - highest);
+    const double log_normaliser = highest + std::log(sum);
+    const auto logprob = [&](std::int32_t token) {
+        return TokenLogprob{token, static_cast<float>(double(logits[std::size_t(token)]) - log_normaliser)};
+    };
+    StepLogprobs step;
+    step.chosen = logprob(chosen);
+    std::vector<std::int32_t> order(vocabulary);
+    for (std::size_t i = 0; i < vocabulary; ++i) order[i] = static_cast<std::int32_t>(i);
+    const auto count = std::min<std::size_t>(std::size_t(std::max(top, 0)), vocabulary);
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(count), order.end(),
+                      [&](std::int32_t a, std::int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    for (std::size_t i = 0; i < count; ++i) step.top.push_back(logprob(order[i]));
+    return step;
+}
+
 }  // namespace persona::model

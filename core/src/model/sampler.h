@@ -21,4 +21,7 @@ private:
     std::vector<std::pair<float, std::int32_t>> candidates_;
 };
 
+// The log-softmax of one row's logits at `chosen` and at the `top` most likely tokens.
+StepLogprobs step_logprobs(const float* logits, std::size_t vocabulary, std::int32_t chosen, int top);
+
 }  // namespace persona::model
