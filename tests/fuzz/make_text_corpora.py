@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Seed corpora for fuzz_tokenizer_json and fuzz_chat_template, from the repository's own test
-data: the tiny models' tokenizer.json files with a text each, and every chat template the
-tokenizer and architecture goldens hold with a conversation. Standard library only.
+"""Seed corpora for the targets that read text, from the repository's own files: the tiny models'
+tokenizer.json files with a text each, every chat template the tokenizer and architecture
+goldens hold with a conversation, the built-in traits, and chat JSONL lines. Standard library
+only.
 
 Usage: python3 tests/fuzz/make_text_corpora.py
 """
@@ -10,6 +11,7 @@ import pathlib
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
+ROOT = HERE.parent.parent
 CONVERSATION = [("system", "Be brief."), ("user", "Hi <think>x</think>"), ("assistant", "<think>\nhm\n</think>\n\nHello"),
                 ("user", " What is 2+2? ")]
 
@@ -17,7 +19,9 @@ CONVERSATION = [("system", "Be brief."), ("user", "Hi <think>x</think>"), ("assi
 def main():
     tokenizers = HERE / "corpus" / "tokenizer_json"
     templates = HERE / "corpus" / "chat_template"
-    for folder in (tokenizers, templates):
+    traits = HERE / "corpus" / "trait_json"
+    chat_lines = HERE / "corpus" / "chat_jsonl"
+    for folder in (tokenizers, templates, traits, chat_lines):
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.iterdir():
             old.unlink()
@@ -33,6 +37,13 @@ def main():
     for name, template, architecture, bos, eos in chat:
         fields = [template, architecture, bos, eos] + [part for message in CONVERSATION for part in message]
         (templates / name).write_bytes(b"\0".join(field.encode() for field in fields))
+    for trait in sorted((ROOT / "resources" / "traits").glob("*.json")):
+        (traits / trait.stem).write_bytes(trait.read_bytes())
+    messages = [{"role": role, "content": content} for role, content in CONVERSATION]
+    (chat_lines / "conversation").write_text(json.dumps({"messages": messages + [
+        {"role": "assistant", "content": "4"}]}))
+    (chat_lines / "one_turn").write_text(json.dumps({"messages": messages[1:2] + [
+        {"role": "assistant", "content": "Hello \u00e9"}], "id": 3}))
 
 
 if __name__ == "__main__":

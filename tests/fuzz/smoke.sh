@@ -21,9 +21,12 @@ for corpus in "$here"/corpus/*/; do
     work="$probe/$target"
     mkdir -p "$work"
     cp "$corpus"/* "$work"/
+    # Inputs may grow to the largest seed (a built-in trait is ~10 kB), at least 4 kB.
+    largest=$(stat -c %s "$corpus"/* | sort -n | tail -n 1)
+    max_len=$(( largest > 4096 ? largest : 4096 ))
     echo "fuzz_$target: $runs runs"
     # -max_total_time bounds the slow targets (tokenizer_json builds a tokenizer per input).
-    if ! "$build/fuzz_$target" -runs="$runs" -max_total_time=90 -seed=1 -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 "$work" \
+    if ! "$build/fuzz_$target" -runs="$runs" -max_total_time=90 -seed=1 -max_len=$max_len -rss_limit_mb=2048 -print_final_stats=1 "$work" \
         > "$work.log" 2>&1; then
         tail -n 80 "$work.log"
         exit 1
