@@ -47,6 +47,7 @@ struct ServeOptions {
     std::vector<std::string> vector_dirs;  // vector files under these folders, by relative path
     std::size_t max_body_bytes = 1 << 20;
     int max_tokens = 2048;
+    int max_queue = 16;  // requests queued on the engine or generating; more get 429
 };
 
 // A request error: the HTTP status, the message and the request field it concerns.
@@ -57,7 +58,8 @@ struct RequestError {
 };
 
 json error_body(const RequestError& e) {
-    return {{"error", {{"message", e.message}, {"type", e.status == 401 ? "authentication_error" : "invalid_request_error"},
+    const char* type = e.status == 401 ? "authentication_error" : e.status == 429 ? "rate_limit_error" : "invalid_request_error";
+    return {{"error", {{"message", e.message}, {"type", type},
                        {"param", e.param.empty() ? json(nullptr) : json(e.param)}}}};
 }
 
@@ -276,8 +278,7 @@ struct StreamPiece {
 struct TokenQueue {
     std::mutex mutex;
     std::condition_variable changed;
-    std::deque<StreamPiece> pieces;
-    json logprobs = json::array();  // every token's entry, for the answer that is not streamed
+    std::deque<StreamPiece> pieces;  // all of them, for an answer that is not streamed
     bool finished = false;
     std::string error;
     persona::GenerationResult result;
@@ -357,7 +358,8 @@ private:
                 if (prompt.empty()) throw RequestError{400, "'prompt' must be a non-empty string", "prompt"};
             }
             const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(++request_count_);
-            if (field<bool>(body, "stream", false)) stream(std::move(row), prompt, id, chat, response);
+            auto admission = admit();
+            if (field<bool>(body, "stream", false)) stream(std::move(row), prompt, id, chat, std::move(admission), response);
             else respond(std::move(row), prompt, id, chat, response);
         } catch (const RequestError& e) {
             reply(response, e.status, error_body(e));
@@ -366,6 +368,22 @@ private:
         } catch (const persona::Error& e) {
             reply(response, 400, error_body({400, e.what(), "steering.vector"}));
         }
+    }
+
+    // Holds one of --max-queue places from a request's admission until its answer is written.
+    struct Admission {
+        explicit Admission(std::atomic<int>& count) : in_flight(count) {}
+        Admission(const Admission&) = delete;
+        Admission& operator=(const Admission&) = delete;
+        ~Admission() { --in_flight; }
+        std::atomic<int>& in_flight;
+    };
+    std::shared_ptr<Admission> admit() {
+        if (++in_flight_ > options_.max_queue) {
+            --in_flight_;
+            throw RequestError{429, std::to_string(options_.max_queue) + " requests are queued or generating (--max-queue); retry later", ""};
+        }
+        return std::make_shared<Admission>(in_flight_);
     }
 
     // Runs the row on the engine thread; on_text sees each token's text as it comes.
@@ -387,7 +405,6 @@ private:
                         StreamPiece piece{event.text};
                         if (event.logprobs) piece.logprobs.push_back(logprobs_entry(model.tokenizer(), *event.logprobs));
                         std::lock_guard lock(queue->mutex);
-                        if (event.logprobs) queue->logprobs.push_back(piece.logprobs.back());
                         queue->pieces.push_back(std::move(piece));
                         queue->changed.notify_all();
                     },
@@ -423,20 +440,24 @@ private:
         json choice = {{"index", 0}, {"finish_reason", finish_reason(result.stop_reason)}};
         if (chat) choice["message"] = {{"role", "assistant"}, {"content", result.text}};
         else choice["text"] = result.text;
-        choice["logprobs"] = !with_logprobs ? json() : chat ? json{{"content", queue->logprobs}} : completion_logprobs(queue->logprobs);
+        json logprobs = json::array();
+        for (const StreamPiece& piece : queue->pieces) logprobs.insert(logprobs.end(), piece.logprobs.begin(), piece.logprobs.end());
+        choice["logprobs"] = !with_logprobs ? json() : chat ? json{{"content", logprobs}} : completion_logprobs(logprobs);
         reply(response, 200, {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", std::time(nullptr)},
                               {"model", facts_.name}, {"choices", {choice}}, {"usage", usage(result)}, {"tokens", result.tokens}});
     }
 
+    // The admission is released when the stream ends, however it ends.
     void stream(persona::GenerationRow row, const std::string& prompt, const std::string& id, bool chat,
-                httplib::Response& response) {
+                std::shared_ptr<Admission> admission, httplib::Response& response) {
         const bool with_logprobs = row.sampling.top_logprobs >= 0;
         auto queue = std::make_shared<TokenQueue>();
         auto job = std::make_shared<persona::JobHandle>(submit(std::move(row), prompt, queue));
         const json base = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
                            {"created", std::time(nullptr)}, {"model", facts_.name}};
-        response.set_chunked_content_provider("text/event-stream", [queue, job, base, chat, with_logprobs](std::size_t, httplib::DataSink& sink) {
+        response.set_chunked_content_provider("text/event-stream", [queue, job, base, chat, with_logprobs, admission, id](std::size_t, httplib::DataSink& sink) {
             json unsent_logprobs = json::array();  // of tokens that completed no text yet
+            std::size_t tokens = 0;
             const auto send = [&](json choice) {
                 if (with_logprobs) {
                     choice["logprobs"] = chat ? json{{"content", unsent_logprobs}} : completion_logprobs(unsent_logprobs);
@@ -453,6 +474,7 @@ private:
                 while (!queue->pieces.empty()) {
                     StreamPiece piece = std::move(queue->pieces.front());
                     queue->pieces.pop_front();
+                    ++tokens;
                     for (json& entry : piece.logprobs) unsent_logprobs.push_back(std::move(entry));
                     if (piece.text.empty()) continue;
                     const std::string& text = piece.text;
@@ -462,6 +484,8 @@ private:
                     lock.lock();
                     if (!sent) {  // the client went away: its job stops at the next step
                         job->cancel();
+                        std::fprintf(stderr, "persona-cli serve: %s: the client went away after %zu tokens; generation cancelled\n",
+                                     id.c_str(), tokens);
                         return false;
                     }
                 }
@@ -477,6 +501,10 @@ private:
             sink.write(done.data(), done.size());
             sink.done();
             return true;
+        },
+        // A connection that closed before the provider ran (or between its calls) ends the job too.
+        [job](bool success) {
+            if (!success) job->cancel();
         });
     }
 
@@ -488,6 +516,7 @@ private:
     std::thread stop_watcher_;
     std::atomic<bool> http_stopped_{false};
     std::atomic<std::uint64_t> request_count_{0};
+    std::atomic<int> in_flight_{0};
 };
 
 int run_serve(const GlobalOptions& global, ServeOptions options) {
@@ -522,6 +551,8 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, Command& sele
     serve->add_option("--project", options->projects, "Serve this project's vectors as PROJECT/KEY; repeatable");
     serve->add_option("--vectors", options->vector_dirs, "Serve the vector files under this folder by relative path; repeatable");
     serve->add_option("--max-body", options->max_body_bytes, "Largest request body in bytes")->capture_default_str();
+    serve->add_option("--max-queue", options->max_queue, "Requests queued or generating at once; more are answered 429")
+        ->check(CLI::Range(1, 1 << 16))->capture_default_str();
     serve->add_option("--max-tokens", options->max_tokens, "Largest max_tokens a request may ask for")->check(CLI::Range(1, 1 << 20))
         ->capture_default_str();
     serve->callback([&global, &selected, options] { selected = [&global, options] { return run_serve(global, *options); }; });

@@ -14,6 +14,8 @@
 
 #include <QFile>
 #include <QProcess>
+#include <QRegularExpression>
+#include <QThread>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -236,6 +238,62 @@ private slots:
         QCOMPARE(served.refusal, expected.refusal);
         if (expected.score) QVERIFY2(served.score && std::abs(*served.score - *expected.score) < 0.05,
                                      qPrintable(QString("%1 vs %2").arg(served.score.value_or(-1)).arg(*expected.score)));
+    }
+
+    // With --max-queue 1, a request that comes while another streams gets 429; a client that
+    // hangs up mid-stream has its generation cancelled (the server says after how many tokens)
+    // and its place freed for the next request.
+    void queueLimitAndClientsThatHangUp() {
+        QProcess server;
+        server.start(PERSONA_CLI_PATH, {"--device", "cpu", "serve", "--port", "0", "--max-queue", "1", "--max-tokens", "512"});
+        QVERIFY(server.waitForStarted());
+        QByteArray printed;
+        while (!printed.contains('\n') && server.waitForReadyRead(300000)) printed += server.readAllStandardOutput();
+        const int port = QString::fromUtf8(printed).trimmed().section(':', -1).toInt();
+        QVERIFY2(port > 0, printed.constData());
+
+        json body = question(512);
+        body["stream"] = true;
+        httplib::Request streaming;
+        streaming.method = "POST";
+        streaming.path = "/v1/chat/completions";
+        streaming.body = body.dump();
+        streaming.set_header("Content-Type", "application/json");
+        int chunks = 0;
+        int refused_status = 0;
+        json refused;
+        streaming.content_receiver = [&](const char*, std::size_t, std::uint64_t, std::uint64_t) {
+            if (++chunks == 1) {  // the stream holds the only place now
+                httplib::Client other("127.0.0.1", port);
+                other.set_read_timeout(300, 0);
+                if (const auto response = other.Post("/v1/chat/completions", question(1).dump(), "application/json")) {
+                    refused_status = response->status;
+                    refused = json::parse(response->body);
+                }
+            }
+            return chunks < 3;  // then hang up
+        };
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(300, 0);
+        c.send(streaming);
+        QCOMPARE(refused_status, 429);
+        QCOMPARE(refused["error"]["type"], json("rate_limit_error"));
+
+        int status = 0;
+        for (int attempt = 0; attempt < 600 && status != 200; ++attempt) {  // once the server has seen the hang-up
+            httplib::Client next("127.0.0.1", port);
+            next.set_read_timeout(300, 0);
+            const auto response = next.Post("/v1/chat/completions", question(1).dump(), "application/json");
+            status = response ? response->status : 0;
+            if (status != 200) QThread::msleep(100);
+        }
+        QCOMPARE(status, 200);
+        server.terminate();
+        server.waitForFinished(10000);
+        const QString log = QString::fromUtf8(server.readAllStandardError());
+        const auto gone = QRegularExpression("the client went away after (\\d+) tokens").match(log);
+        QVERIFY2(gone.hasMatch(), qPrintable(log));
+        QVERIFY2(gone.captured(1).toInt() < 512, qPrintable(log));
     }
 
     void badRequestsGetJsonErrors_data() {
