@@ -48,6 +48,7 @@ struct ServeOptions {
     std::size_t max_body_bytes = 1 << 20;
     int max_tokens = 2048;
     int max_queue = 16;  // requests queued on the engine or generating; more get 429
+    int request_timeout_seconds = 600;  // from arrival, waiting included; then the generation stops
 };
 
 // A request error: the HTTP status, the message and the request field it concerns.
@@ -58,7 +59,10 @@ struct RequestError {
 };
 
 json error_body(const RequestError& e) {
-    const char* type = e.status == 401 ? "authentication_error" : e.status == 429 ? "rate_limit_error" : "invalid_request_error";
+    const char* type = e.status == 401   ? "authentication_error"
+                       : e.status == 408 ? "timeout_error"
+                       : e.status == 429 ? "rate_limit_error"
+                                         : "invalid_request_error";
     return {{"error", {{"message", e.message}, {"type", type},
                        {"param", e.param.empty() ? json(nullptr) : json(e.param)}}}};
 }
@@ -280,6 +284,7 @@ struct TokenQueue {
     std::condition_variable changed;
     std::deque<StreamPiece> pieces;  // all of them, for an answer that is not streamed
     bool finished = false;
+    bool timed_out = false;
     std::string error;
     persona::GenerationResult result;
 };
@@ -391,8 +396,16 @@ private:
         persona::JobEndings endings;
         endings.failed = [queue](const std::string& error) { finish(*queue, error); };
         endings.cancelled = [queue] { finish(*queue, "cancelled"); };
+        const int timeout = options_.request_timeout_seconds;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
         return engine_.submit(
-            [row = std::move(row), prompt, queue](persona::Model& model, const persona::JobContext& job) mutable {
+            [row = std::move(row), prompt, queue, timeout, deadline](persona::Model& model, const persona::JobContext& job) mutable {
+                const persona::CancelFn stop = [&] {
+                    if (std::chrono::steady_clock::now() < deadline) return job.cancelled && job.cancelled();
+                    std::lock_guard lock(queue->mutex);
+                    queue->timed_out = true;
+                    return true;
+                };
                 row.prompt_tokens = prompt.empty() ? model.encode_chat(row.messages, true)
                                                    : model.tokenizer().encode(prompt, true, false);
                 if (row.prompt_tokens.size() + static_cast<std::size_t>(row.sampling.max_new_tokens) >
@@ -400,7 +413,9 @@ private:
                     throw persona::Error("the prompt (" + std::to_string(row.prompt_tokens.size()) +
                                          " tokens) and max_tokens exceed the context of " +
                                          std::to_string(model.context_length()) + " tokens");
-                auto results = model.generate({row},
+                std::vector<persona::GenerationResult> results;
+                try {
+                    results = model.generate({row},
                     [&](const persona::TokenEvent& event) {
                         StreamPiece piece{event.text};
                         if (event.logprobs) piece.logprobs.push_back(logprobs_entry(model.tokenizer(), *event.logprobs));
@@ -408,7 +423,14 @@ private:
                         queue->pieces.push_back(std::move(piece));
                         queue->changed.notify_all();
                     },
-                    nullptr, job.cancelled);
+                    nullptr, stop);
+                } catch (const persona::Cancelled&) {
+                    std::lock_guard lock(queue->mutex);
+                    if (!queue->timed_out) throw;
+                }
+                if (results.empty())
+                    throw persona::Error("the request ran longer than --request-timeout (" + std::to_string(timeout) +
+                                         " s) and was stopped");
                 std::lock_guard lock(queue->mutex);
                 queue->result = std::move(results.front());
                 queue->finished = true;
@@ -435,7 +457,7 @@ private:
         auto queue = std::make_shared<TokenQueue>();
         submit(std::move(row), prompt, queue).wait();
         std::lock_guard lock(queue->mutex);
-        if (!queue->error.empty()) throw RequestError{400, queue->error, ""};
+        if (!queue->error.empty()) throw RequestError{queue->timed_out ? 408 : 400, queue->error, ""};
         const auto& result = queue->result;
         json choice = {{"index", 0}, {"finish_reason", finish_reason(result.stop_reason)}};
         if (chat) choice["message"] = {{"role", "assistant"}, {"content", result.text}};
@@ -553,6 +575,9 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, Command& sele
     serve->add_option("--max-body", options->max_body_bytes, "Largest request body in bytes")->capture_default_str();
     serve->add_option("--max-queue", options->max_queue, "Requests queued or generating at once; more are answered 429")
         ->check(CLI::Range(1, 1 << 16))->capture_default_str();
+    serve->add_option("--request-timeout", options->request_timeout_seconds,
+                      "Seconds a request may take from its arrival, waiting included; then it stops (408)")
+        ->check(CLI::Range(1, 1 << 24))->capture_default_str();
     serve->add_option("--max-tokens", options->max_tokens, "Largest max_tokens a request may ask for")->check(CLI::Range(1, 1 << 20))
         ->capture_default_str();
     serve->callback([&global, &selected, options] { selected = [&global, options] { return run_serve(global, *options); }; });

@@ -242,10 +242,11 @@ private slots:
 
     // With --max-queue 1, a request that comes while another streams gets 429; a client that
     // hangs up mid-stream has its generation cancelled (the server says after how many tokens)
-    // and its place freed for the next request.
-    void queueLimitAndClientsThatHangUp() {
+    // and its place freed for the next request; a request longer than --request-timeout gets 408.
+    void queueLimitTimeoutAndClientsThatHangUp() {
         QProcess server;
-        server.start(PERSONA_CLI_PATH, {"--device", "cpu", "serve", "--port", "0", "--max-queue", "1", "--max-tokens", "512"});
+        server.start(PERSONA_CLI_PATH, {"--device", "cpu", "serve", "--port", "0", "--max-queue", "1", "--max-tokens", "512",
+                                        "--request-timeout", "1"});
         QVERIFY(server.waitForStarted());
         QByteArray printed;
         while (!printed.contains('\n') && server.waitForReadyRead(300000)) printed += server.readAllStandardOutput();
@@ -288,6 +289,15 @@ private slots:
             if (status != 200) QThread::msleep(100);
         }
         QCOMPARE(status, 200);
+        httplib::Client slow("127.0.0.1", port);  // 512 tokens take seconds on a CPU
+        slow.set_read_timeout(300, 0);
+        const auto timed_out = slow.Post("/v1/chat/completions", question(512).dump(), "application/json");
+        QVERIFY(timed_out);
+        QCOMPARE(timed_out->status, 408);
+        const json timeout_error = json::parse(timed_out->body)["error"];
+        QCOMPARE(timeout_error["type"], json("timeout_error"));
+        QVERIFY2(timeout_error["message"].get<std::string>().find("--request-timeout (1 s)") != std::string::npos,
+                 timed_out->body.c_str());
         server.terminate();
         server.waitForFinished(10000);
         const QString log = QString::fromUtf8(server.readAllStandardError());
