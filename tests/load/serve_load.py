@@ -11,6 +11,7 @@ line; exits 1 on any failure or mismatch. Standard library only.
   tests/load/serve_load.py --url http://127.0.0.1:8080 --api-key KEY           # a running one
 """
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -161,17 +162,23 @@ def main():
         if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
             parser.error("the load test runs on loopback only")
         return run(args.url.rstrip("/"), args.api_key, args)
-    command = [args.serve, "--device", "cpu", "serve", "--port", "0", "--max-queue", str(max(16, args.clients))]
-    if args.model:
-        command += ["--model", args.model]
-    if args.vectors:
-        command += ["--vectors", args.vectors]
+    options = ["--max-queue", str(max(16, args.clients))] + (["--model", args.model] if args.model else [])
+    with started_server(args.serve, args.vectors, options) as url:
+        return run(url, None, args)
+
+
+@contextlib.contextmanager
+def started_server(persona_cli, vectors=None, options=()):
+    """persona-cli serve on a free loopback port, on the CPU; yields its URL, stops it after."""
+    command = [persona_cli, "--device", "cpu", "serve", "--port", "0"] + list(options)
+    if vectors:
+        command += ["--vectors", vectors]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline().strip()
         if not line.startswith("listening on http://"):
-            sys.exit(f"serve_load: the server did not start ({line!r})")
-        return run(line[len("listening on "):], None, args)
+            sys.exit(f"the server did not start ({line!r})")
+        yield line[len("listening on "):]
     finally:
         server.terminate()
         server.wait(timeout=30)
