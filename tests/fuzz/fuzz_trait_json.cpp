@@ -1,18 +1,11 @@
 // Any bytes as a trait file: a trait that validates and writes back to JSON that reads as the
 // same trait, or a persona::Error.
-#include "persona/builtin_traits.h"
 #include "persona/errors.h"
 #include "persona/trait.h"
 
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
-
-// core embeds resources/traits at build time; the parser under test never looks at them.
-const std::vector<persona::detail::EmbeddedTextFile>& persona::detail::builtin_trait_files() {
-    static const std::vector<EmbeddedTextFile> none;
-    return none;
-}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const auto json = nlohmann::json::parse(data, data + size, nullptr, false);

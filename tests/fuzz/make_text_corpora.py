@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Seed corpora for the targets that read text, from the repository's own files: the tiny models'
 tokenizer.json files with a text each, every chat template the tokenizer and architecture
-goldens hold with a conversation, the built-in traits, and chat JSONL lines. Standard library
-only.
+goldens hold with a conversation, the built-in traits, the example projects' and the schema 1
+test project's project.json, and chat JSONL lines. Standard library only.
 
 Usage: python3 tests/fuzz/make_text_corpora.py
 """
@@ -20,8 +20,9 @@ def main():
     tokenizers = HERE / "corpus" / "tokenizer_json"
     templates = HERE / "corpus" / "chat_template"
     traits = HERE / "corpus" / "trait_json"
+    projects = HERE / "corpus" / "project_json"
     chat_lines = HERE / "corpus" / "chat_jsonl"
-    for folder in (tokenizers, templates, traits, chat_lines):
+    for folder in (tokenizers, templates, traits, projects, chat_lines):
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.iterdir():
             old.unlink()
@@ -39,6 +40,8 @@ def main():
         (templates / name).write_bytes(b"\0".join(field.encode() for field in fields))
     for trait in sorted((ROOT / "resources" / "traits").glob("*.json")):
         (traits / trait.stem).write_bytes(trait.read_bytes())
+    for project in sorted(ROOT.glob("projects/*.persona")) + [DATA / "project_v1.persona"]:
+        (projects / project.stem).write_bytes((project / "project.json").read_bytes())
     messages = [{"role": role, "content": content} for role, content in CONVERSATION]
     (chat_lines / "conversation").write_text(json.dumps({"messages": messages + [
         {"role": "assistant", "content": "4"}]}))

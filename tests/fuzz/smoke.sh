@@ -21,7 +21,7 @@ for corpus in "$here"/corpus/*/; do
     work="$probe/$target"
     mkdir -p "$work"
     cp "$corpus"/* "$work"/
-    # Inputs may grow to the largest seed (a built-in trait is ~10 kB), at least 4 kB.
+    # Inputs may grow to the largest seed (an example project.json is ~50 kB), at least 4 kB.
     largest=$(stat -c %s "$corpus"/* | sort -n | tail -n 1)
     max_len=$(( largest > 4096 ? largest : 4096 ))
     echo "fuzz_$target: $runs runs"

@@ -129,7 +129,12 @@ struct Project {
     // Key: the file's path inside the project folder, "vectors/NAME.safetensors".
     std::map<std::string, PersonaVector> vectors;
 
-    const Trait* find_trait(const std::string& name) const;
+    // Defined here so that project.json's reader (and its fuzz target) needs none of project.cpp.
+    const Trait* find_trait(const std::string& name) const {
+        for (const Trait& trait : traits)
+            if (trait.name == name) return &trait;
+        return nullptr;
+    }
     // The newest run of a trait, nullptr when there is none.
     const RunResult* latest_run(const std::string& trait) const;
     // Stores the vector under a free file name made from its trait and aggregate, points the

@@ -47,12 +47,6 @@ Prompt Prompt::single_turn(const std::string& name, const std::string& system, c
     return prompt;
 }
 
-const Trait* Project::find_trait(const std::string& trait_name) const {
-    for (const Trait& trait : traits)
-        if (trait.name == trait_name) return &trait;
-    return nullptr;
-}
-
 const RunResult* Project::latest_run(const std::string& trait) const {
     for (auto it = runs.rbegin(); it != runs.rend(); ++it)
         if (it->trait == trait) return &*it;
