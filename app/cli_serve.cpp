@@ -416,14 +416,14 @@ private:
                 std::vector<persona::GenerationResult> results;
                 try {
                     results = model.generate({row},
-                    [&](const persona::TokenEvent& event) {
-                        StreamPiece piece{event.text};
-                        if (event.logprobs) piece.logprobs.push_back(logprobs_entry(model.tokenizer(), *event.logprobs));
-                        std::lock_guard lock(queue->mutex);
-                        queue->pieces.push_back(std::move(piece));
-                        queue->changed.notify_all();
-                    },
-                    nullptr, stop);
+                        [&](const persona::TokenEvent& event) {
+                            StreamPiece piece{event.text};
+                            if (event.logprobs) piece.logprobs.push_back(logprobs_entry(model.tokenizer(), *event.logprobs));
+                            std::lock_guard lock(queue->mutex);
+                            queue->pieces.push_back(std::move(piece));
+                            queue->changed.notify_all();
+                        },
+                        nullptr, stop);
                 } catch (const persona::Cancelled&) {
                     std::lock_guard lock(queue->mutex);
                     if (!queue->timed_out) throw;
