@@ -54,8 +54,8 @@ struct SamplingOptions {
     int max_new_tokens = 64;
     bool stop_at_eos = true;
     std::vector<std::string> stop_strings;
-    // >= 0: record each generated token's log-probability and this many most likely
-    // alternatives (GenerationResult::logprobs), from the model's own distribution at that
+    // >= 0: give each generated token's log-probability and this many most likely
+    // alternatives with its TokenEvent (TokenEvent::logprobs), from the model's own distribution at that
     // step, before temperature and top-p, as OpenAI's logprobs are.
     int top_logprobs = -1;
 };
@@ -94,7 +94,6 @@ struct GenerationResult {
     std::string text;
     StopReason stop_reason = StopReason::MaxTokens;
     std::size_t prompt_tokens_reused = 0;  // taken from the kept prefix (GenerationRow::reuse_prompt_prefix)
-    std::vector<StepLogprobs> logprobs;    // one per entry of tokens when sampling.top_logprobs >= 0
 };
 
 // Streamed once per generated token per row.

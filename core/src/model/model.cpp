@@ -291,12 +291,9 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
                 result.text += decoders[r].finish();
             } else {
                 result.tokens.push_back(token);
-                if (options.top_logprobs >= 0) {
-                    result.logprobs.push_back(model::step_logprobs(logits[static_cast<std::int64_t>(r)].data_ptr<float>(),
-                                                                   static_cast<std::size_t>(c.vocabulary), token,
-                                                                   options.top_logprobs));
-                    event.logprobs = result.logprobs.back();
-                }
+                if (options.top_logprobs >= 0)
+                    event.logprobs = model::step_logprobs(logits[static_cast<std::int64_t>(r)].data_ptr<float>(),
+                                                          static_cast<std::size_t>(c.vocabulary), token, options.top_logprobs);
                 result.text += decoders[r].push(token);
                 if (static_cast<int>(result.tokens.size()) >= options.max_new_tokens) {
                     result.text += decoders[r].finish();
