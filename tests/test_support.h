@@ -1,5 +1,6 @@
 #pragma once
 // Helpers shared by the suites: where the real models are, and temporary copies to damage.
+#include "persona/errors.h"
 #include "persona/paths.h"
 
 #include <QFile>
@@ -9,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 #include <QtTest>
 
@@ -62,6 +64,18 @@ inline QByteArray readPrefix(const QString& path, qint64 bytes) {
     QFile file(path);
     if (!file.open(QIODevice::ReadOnly)) qFatal("cannot read %s", qPrintable(path));
     return file.read(bytes);
+}
+
+// The message of the persona::Error that `action` throws, or a marker saying what went wrong.
+inline QString errorOf(const std::function<void()>& action) {
+    try {
+        action();
+    } catch (const persona::Error& e) {
+        return QString::fromStdString(e.what());
+    } catch (const std::exception& e) {
+        return QStringLiteral("WRONG EXCEPTION TYPE: ") + e.what();
+    }
+    return QStringLiteral("NO ERROR");
 }
 
 }  // namespace persona_test
