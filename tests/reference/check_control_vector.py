@@ -1,10 +1,10 @@
 """Reads a control vector written by export_control_vector with the reference `gguf` package and
 checks it the way llama.cpp's loader does, and that direction.N holds hidden_states[N+1].
 
-test_vectors copies the file it exports in controlVectorLayerMapping to
+test_vector_files copies the file it exports in controlVectorLayerMapping to
 $PERSONA_CONTROL_VECTOR_SAMPLE and the source vector to $PERSONA_CONTROL_VECTOR_SAMPLE.vector.safetensors:
 
-    PERSONA_CONTROL_VECTOR_SAMPLE=/tmp/ours.gguf build/tests/test_vectors controlVectorLayerMapping
+    PERSONA_CONTROL_VECTOR_SAMPLE=/tmp/ours.gguf build/tests/test_vector_files controlVectorLayerMapping
     venv/bin/python tests/reference/check_control_vector.py /tmp/ours.gguf
 """
 import importlib.metadata
