@@ -2,7 +2,9 @@
 """Seed corpora for the targets that read text, from the repository's own files: the tiny models'
 tokenizer.json files with a text each, every chat template the tokenizer and architecture
 goldens hold with a conversation, the built-in traits, the example projects' and the schema 1
-test project's project.json, and chat JSONL lines. Standard library only.
+test project's project.json, and chat JSONL lines; and for the control-vector import the GGUF
+corpus's control vector behind its two parameter bytes (hidden size 3; block count from the file
+or 3). Standard library only.
 
 Usage: python3 tests/fuzz/make_text_corpora.py
 """
@@ -22,7 +24,8 @@ def main():
     traits = HERE / "corpus" / "trait_json"
     projects = HERE / "corpus" / "project_json"
     chat_lines = HERE / "corpus" / "chat_jsonl"
-    for folder in (tokenizers, templates, traits, projects, chat_lines):
+    control_vectors = HERE / "corpus" / "control_vector"
+    for folder in (tokenizers, templates, traits, projects, chat_lines, control_vectors):
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.iterdir():
             old.unlink()
@@ -47,6 +50,9 @@ def main():
         {"role": "assistant", "content": "4"}]}))
     (chat_lines / "one_turn").write_text(json.dumps({"messages": messages[1:2] + [
         {"role": "assistant", "content": "Hello \u00e9"}], "id": 3}))
+    control_vector = (HERE / "corpus" / "gguf" / "control_vector.gguf").read_bytes()
+    for name, blocks in (("blocks_from_file", 0), ("three_blocks", 3)):
+        (control_vectors / name).write_bytes(bytes([3, blocks]) + control_vector)
 
 
 if __name__ == "__main__":

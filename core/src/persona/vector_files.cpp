@@ -1,17 +1,15 @@
 #include "persona/vector_files.h"
 
 #include "persona/errors.h"
-#include "formats/ggml_types.h"
-#include "formats/gguf.h"
+#include "formats/control_vector.h"
 #include "formats/gguf_writer.h"
 #include "formats/safetensors.h"
 #include "formats/torch_file.h"
+#include "formats/vector_values.h"
 #include "io/shape_text.h"
 
-#include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -20,19 +18,7 @@ namespace persona {
 namespace {
 
 constexpr const char* kProvenancePrefix = "provenance.";
-constexpr const char* kControlVectorArchitecture = "controlvector";
-constexpr const char* kDirectionPrefix = "direction.";
-constexpr const char* kWorkbenchPrefix = "persona_workbench.";
-constexpr const char* kControlVectorProvenancePrefix = "persona_workbench.provenance.";
 constexpr const char* kWriter = "persona-workbench " PERSONA_VERSION;
-constexpr const char* kControlVectorLayerConvention =
-    "direction.N is added to the output of block N (0-based), i.e. hidden_states[N+1]";
-
-std::string number_text(double value) {
-    char buffer[32];
-    std::snprintf(buffer, sizeof buffer, "%.9g", value);
-    return buffer;
-}
 
 std::string file_stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
 
@@ -73,40 +59,18 @@ PersonaVector vector_of_shape(const std::string& path, const std::string& tensor
     return vector;
 }
 
-// A NaN or infinity in a direction turns every steered or projected activation into NaN, far
-// from the file that caused it: refuse the file, saying where the first one is.
-void check_finite(const std::string& path, const std::vector<float>& values, int hidden_size) {
-    const auto bad = std::find_if(values.begin(), values.end(), [](float value) { return !std::isfinite(value); });
-    if (bad == values.end()) return;
-    const auto index = std::size_t(bad - values.begin());
-    throw FileError(path, "holds " + number_text(*bad) + " at row " + std::to_string(index / std::size_t(hidden_size)) +
-                              ", element " + std::to_string(index % std::size_t(hidden_size)) +
-                              "; a vector's values must be finite numbers");
-}
-
 // torch.save output holds the bare tensor: names come from the file name, as for a bare
 // safetensors file.
 PersonaVector read_torch_vector(const std::string& path) {
     TorchFloatTensor tensor = read_torch_tensor(path);
     PersonaVector vector = vector_of_shape(path, "its tensor", tensor.shape);
     vector.values = std::move(tensor.values);
-    check_finite(path, vector.values, vector.hidden_size);
+    check_finite_vector_values(path, vector.values, vector.hidden_size);
     infer_from_file_name(path, vector);
     vector.provenance["source"] = "PyTorch file (torch.save) without persona-workbench metadata: trait and aggregate "
                                   "taken from the file name";
     if (tensor.storage_type != "FloatStorage") vector.provenance["source_storage"] = tensor.storage_type;
     return vector;
-}
-
-// Parses the N of "direction.N"; nullopt for any other name.
-std::optional<int> direction_index(const std::string& name) {
-    const std::size_t prefix = std::strlen(kDirectionPrefix);
-    if (name.compare(0, prefix, kDirectionPrefix) != 0) return std::nullopt;
-    const std::string digits = name.substr(prefix);
-    if (digits.empty() || digits.size() > 6) return std::nullopt;
-    for (char c : digits)
-        if (c < '0' || c > '9') return std::nullopt;
-    return std::stoi(digits);
 }
 
 }  // namespace
@@ -151,12 +115,12 @@ std::vector<float> read_layer_vector(const std::string& path, int layer, int lay
         name = "tensor '" + tensor.name + "'";
     }
     if (shape.size() == 2 && shape[0] == layer_count + 1 && shape[1] == hidden_size) {
-        check_finite(path, values, hidden_size);
+        check_finite_vector_values(path, values, hidden_size);
         return std::vector<float>(values.begin() + static_cast<std::ptrdiff_t>(layer) * hidden_size,
                                   values.begin() + static_cast<std::ptrdiff_t>(layer + 1) * hidden_size);
     }
     if (shape.size() == 1 && shape[0] == hidden_size) {
-        check_finite(path, values, hidden_size);
+        check_finite_vector_values(path, values, hidden_size);
         return values;
     }
     throw FileError(path, name + " has shape " + shape_text(shape) + "; this model needs [" +
@@ -170,7 +134,7 @@ PersonaVector read_vector_file(const std::string& path) {
     const SafetensorsTensorInfo& tensor = the_vector_tensor(*file);
     PersonaVector vector = vector_of_shape(path, "tensor '" + tensor.name + "'", tensor.shape);
     vector.values = file->read_floats(tensor);
-    check_finite(path, vector.values, vector.hidden_size);
+    check_finite_vector_values(path, vector.values, vector.hidden_size);
 
     const auto& metadata = file->metadata();
     const auto find = [&](const std::string& key) -> const std::string* {
@@ -229,18 +193,18 @@ void export_control_vector(const std::string& path, const PersonaVector& vector,
     if (blocks < 2)
         throw Error(vector.description() + " covers " + std::to_string(blocks) +
                     " block(s); llama.cpp steers blocks 1 and up, so a control vector needs at least 2");
-    if (!std::isfinite(coefficient)) throw Error("control-vector coefficient " + number_text(coefficient) + " is not finite");
+    if (!std::isfinite(coefficient)) throw Error("control-vector coefficient " + exact_number_text(coefficient) + " is not finite");
 
     GgufWriter writer;
     writer.add_string("general.architecture", kControlVectorArchitecture);
     writer.add_string(std::string(kControlVectorArchitecture) + ".model_hint", model_hint);
     writer.add_uint32(std::string(kControlVectorArchitecture) + ".layer_count", std::uint32_t(blocks - 1));
-    writer.add_string(std::string(kWorkbenchPrefix) + "trait", vector.trait);
-    writer.add_string(std::string(kWorkbenchPrefix) + "aggregate", aggregate_name(vector.aggregate));
-    writer.add_float32(std::string(kWorkbenchPrefix) + "coefficient", static_cast<float>(coefficient));
-    writer.add_uint32(std::string(kWorkbenchPrefix) + "block_count", std::uint32_t(blocks));
-    writer.add_string(std::string(kWorkbenchPrefix) + "layer_convention", kControlVectorLayerConvention);
-    writer.add_string(std::string(kWorkbenchPrefix) + "writer", kWriter);
+    writer.add_string(std::string(kControlVectorKeyPrefix) + "trait", vector.trait);
+    writer.add_string(std::string(kControlVectorKeyPrefix) + "aggregate", aggregate_name(vector.aggregate));
+    writer.add_float32(std::string(kControlVectorKeyPrefix) + "coefficient", static_cast<float>(coefficient));
+    writer.add_uint32(std::string(kControlVectorKeyPrefix) + "block_count", std::uint32_t(blocks));
+    writer.add_string(std::string(kControlVectorKeyPrefix) + "layer_convention", kControlVectorLayerConvention);
+    writer.add_string(std::string(kControlVectorKeyPrefix) + "writer", kWriter);
     for (const auto& [key, value] : vector.provenance) {
         if (key.empty()) throw Error(vector.description() + " has a provenance entry with an empty key");
         writer.add_string(kControlVectorProvenancePrefix + key, value);
@@ -254,80 +218,6 @@ void export_control_vector(const std::string& path, const PersonaVector& vector,
         writer.add_f32_tensor(kDirectionPrefix + std::to_string(block), {std::uint64_t(hidden)}, std::move(direction));
     }
     writer.write(path);
-}
-
-PersonaVector import_control_vector(const std::string& path, int expected_hidden, int expected_block_count) {
-    if (expected_hidden < 1) throw Error("cannot import " + path + ": the expected hidden size must be positive");
-    const auto file = GgufFile::open(path);
-    const auto architecture = file->find_string("general.architecture");
-    if (!architecture)
-        throw FileError(path, "has no general.architecture; a control vector says \"controlvector\"");
-    if (*architecture != kControlVectorArchitecture)
-        throw FileError(path, "general.architecture is '" + *architecture + "', not '" + kControlVectorArchitecture +
-                                  "': this is not a control vector");
-    if (file->tensors().empty()) throw FileError(path, "holds no direction tensors");
-
-    int highest = -1;
-    for (const auto& tensor : file->tensors()) {
-        const auto block = direction_index(tensor.name);
-        if (!block) throw FileError(path, "tensor '" + tensor.name + "' is not named direction.<block number>");
-        if (tensor.type != static_cast<std::uint32_t>(GgmlType::F32))
-            throw FileError(path, "tensor '" + tensor.name + "' is " + ggml_type_name(tensor.type) +
-                                      "; control-vector directions are F32");
-        if (tensor.shape.size() != 1)
-            throw FileError(path, "tensor '" + tensor.name + "' has " + std::to_string(tensor.shape.size()) +
-                                      " dimensions; a direction is 1-D");
-        if (tensor.shape[0] != std::uint64_t(expected_hidden))
-            throw FileError(path, "tensor '" + tensor.name + "' has " + std::to_string(tensor.shape[0]) +
-                                      " values; the model's hidden size is " + std::to_string(expected_hidden));
-        highest = std::max(highest, *block);
-    }
-
-    const auto recorded_blocks = file->find_int(std::string(kWorkbenchPrefix) + "block_count");
-    if (expected_block_count > 0 && recorded_blocks && *recorded_blocks != expected_block_count)
-        throw FileError(path, "was exported for a model with " + std::to_string(*recorded_blocks) +
-                                  " blocks; this model has " + std::to_string(expected_block_count));
-    const int blocks = expected_block_count > 0 ? expected_block_count
-                       : recorded_blocks && *recorded_blocks > 0 && *recorded_blocks < (1 << 20) ? int(*recorded_blocks)
-                                                                                                 : highest + 1;
-    if (highest >= blocks)
-        throw FileError(path, "direction." + std::to_string(highest) + " steers block " + std::to_string(highest) +
-                                  ", but the model has blocks 0.." + std::to_string(blocks - 1));
-
-    PersonaVector vector;
-    vector.layer_count = blocks + 1;
-    vector.hidden_size = expected_hidden;
-    vector.values.assign(std::size_t(vector.layer_count) * std::size_t(expected_hidden), 0.0f);
-    for (const auto& tensor : file->tensors()) {
-        const int block = *direction_index(tensor.name);
-        std::memcpy(vector.values.data() + std::size_t(block + 1) * std::size_t(expected_hidden),
-                    file->tensor_data(tensor), std::size_t(expected_hidden) * sizeof(float));
-    }
-    check_finite(path, vector.values, expected_hidden);
-
-    vector.trait = file->find_string(std::string(kWorkbenchPrefix) + "trait").value_or(file_stem(path));
-    if (const auto aggregate = file->find_string(std::string(kWorkbenchPrefix) + "aggregate")) {
-        const auto parsed = aggregate_from_name(*aggregate);
-        if (!parsed)
-            throw FileError(path, "persona_workbench.aggregate '" + *aggregate +
-                                      "' is not response_avg, prompt_avg or prompt_last");
-        vector.aggregate = *parsed;
-    }
-    const std::string provenance_prefix = kControlVectorProvenancePrefix;
-    for (const auto& [key, value] : file->metadata())
-        if (key.size() > provenance_prefix.size() && key.compare(0, provenance_prefix.size(), provenance_prefix) == 0 &&
-            value.type() == GgufValueType::String)
-            vector.provenance[key.substr(provenance_prefix.size())] = value.as_string();
-    vector.provenance["source"] = "control vector " + std::filesystem::path(path).filename().string() +
-                                  " (values are coefficient * vector; hidden_states[0] and layers without a "
-                                  "direction tensor are zero)";
-    if (const auto hint = file->find_string(std::string(kControlVectorArchitecture) + ".model_hint"))
-        vector.provenance["model_hint"] = *hint;
-    if (const auto coefficient = file->find_float(std::string(kWorkbenchPrefix) + "coefficient"))
-        vector.provenance["coefficient"] = number_text(*coefficient);
-    if (file->find_tensor(std::string(kDirectionPrefix) + "0"))
-        vector.provenance["warning"] = "the file holds direction.0, which llama.cpp refuses to load";
-    return vector;
 }
 
 }  // namespace persona
