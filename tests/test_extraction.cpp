@@ -122,6 +122,36 @@ private slots:
         QCOMPARE(QString(persona::judge_kind_name(JudgeKind::None)), QString("none"));
     }
 
+    // What judging_label writes into summaries and vectors reads back as the same judge and mode
+    // (persona-cli project add-run reads it); anything else is refused and changes nothing.
+    void judgingLabelsReadBack() {
+        std::vector<ExtractionSettings> judges(5);
+        judges[1].judge = JudgeKind::None;
+        judges[2].judge.model_path = "judge.gguf";
+        judges[3].judge = JudgeKind::Http;
+        judges[3].judge.endpoint.base_url = "http://127.0.0.1:8080/v1";
+        judges[3].judge.endpoint.model = "qwen:7b#2";
+        judges[3].judge_mode = persona::JudgeMode::Pairwise;
+        judges[4].judge.model_path = "judge.gguf";
+        judges[4].judge_mode = persona::JudgeMode::Pairwise;
+        for (const ExtractionSettings& written : judges) {
+            ExtractionSettings read;
+            read.judge = JudgeKind::None;
+            QVERIFY2(persona::apply_judging_label(persona::judging_label(written), read), persona::judging_label(written).c_str());
+            QCOMPARE(persona::judging_label(read), persona::judging_label(written));
+            QCOMPARE(read.judge.model_path, written.judge.model_path);
+            QCOMPARE(read.judge.endpoint.base_url, written.judge.endpoint.base_url);
+            QCOMPARE(read.judge.endpoint.model, written.judge.endpoint.model);
+            QCOMPARE(read.judge_mode, written.judge_mode);
+        }
+        for (const std::string bad : {"gpt", "local:", "none pairwise", "none:x", "http:no-model", ""}) {
+            ExtractionSettings read;
+            QVERIFY2(!persona::apply_judging_label(bad, read), bad.c_str());
+            QCOMPARE(read.judge.kind, JudgeKind::Local);
+            QCOMPARE(read.judge_mode, persona::JudgeMode::Absolute);
+        }
+    }
+
     // A number that fills one token is scored from the first distribution alone.
     void scoresASingleDigitAnswer() {
         SyntheticJudge judge;

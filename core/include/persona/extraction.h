@@ -138,6 +138,10 @@ using ExtractionProgressFn = std::function<void(const std::string& stage, std::s
 
 // Names the judge and its mode in checkpoints and provenance: judge_label, plus " pairwise".
 std::string judging_label(const ExtractionSettings& settings);
+// The inverse, for summaries and vectors read back: sets settings.judge (its kind, the local
+// judge's file name or the HTTP endpoint's URL and model) and settings.judge_mode. False, and
+// settings untouched, for a label judging_label never writes.
+bool apply_judging_label(const std::string& label, ExtractionSettings& settings);
 
 // Runs on the thread that owns the model. on_sample sees each sample when it is generated (or,
 // first thing, when it was read from the checkpoint) and again when it is judged. Throws

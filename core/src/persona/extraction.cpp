@@ -264,6 +264,32 @@ std::string judging_label(const ExtractionSettings& settings) {
                                                                                                 : label;
 }
 
+bool apply_judging_label(const std::string& label, ExtractionSettings& settings) {
+    const std::string pairwise_suffix = " pairwise";
+    const bool pairwise = label.size() > pairwise_suffix.size() &&
+                          label.compare(label.size() - pairwise_suffix.size(), pairwise_suffix.size(), pairwise_suffix) == 0;
+    const std::string judge = pairwise ? label.substr(0, label.size() - pairwise_suffix.size()) : label;
+    const auto colon = judge.find(':');
+    const auto kind = judge_kind_from_name(judge.substr(0, colon));
+    if (!kind) return false;
+    JudgeSettings read(*kind);
+    const std::string detail = colon == std::string::npos ? "" : judge.substr(colon + 1);
+    if (*kind == JudgeKind::Local) {
+        if (colon != std::string::npos && detail.empty()) return false;
+        read.model_path = detail;
+    } else if (*kind == JudgeKind::Http) {
+        const auto hash = detail.find('#');
+        if (hash == std::string::npos) return false;
+        read.endpoint.base_url = detail.substr(0, hash);
+        read.endpoint.model = detail.substr(hash + 1);
+    } else if (colon != std::string::npos || pairwise) {
+        return false;
+    }
+    settings.judge = read;
+    settings.judge_mode = pairwise ? JudgeMode::Pairwise : JudgeMode::Absolute;
+    return true;
+}
+
 const char* side_name(Side side) { return side == Side::Positive ? "positive" : "negative"; }
 
 const AggregateResult& ExtractionResult::aggregate(Aggregate which) const {
