@@ -3,6 +3,7 @@
 #include "cli_commands.h"
 
 #include "persona/errors.h"
+#include "persona/extraction.h"
 #include "persona/files.h"
 #include "persona/fingerprint.h"
 #include "persona/model_facts.h"
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 namespace persona_cli {
 
@@ -33,6 +35,9 @@ struct ProjectOptions {
     std::string system;
     std::string user;
     std::string summary;
+    std::string sweep;
+    std::optional<int> sweep_layer;
+    std::optional<double> sweep_strength;
     std::string model = persona::default_model_path();
     bool steer = false;
     double coefficient = 4.0;
@@ -59,17 +64,21 @@ std::string timestamp_of(std::time_t when) {
     return text;
 }
 
+// A JSON report another persona-cli command printed; `what` names that command's output.
+nlohmann::json read_report(const std::string& path, const std::string& what) {
+    // A report is kilobytes of JSON (a sweep's with examples, a few megabytes); far more is the wrong file.
+    const std::string text = persona::read_file_bytes(path, 50'000'000);
+    try {
+        return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception&) {
+        throw persona::FileError(path, "not " + what);
+    }
+}
+
 // `extract`'s stdout summary plus its vector file -> a RunResult and the vector to store.
 persona::RunResult run_from_summary(const std::string& summary_path, const std::string& model_path,
                                     persona::PersonaVector& vector) {
-    // A summary is a few kilobytes of JSON; far more is the wrong file.
-    const std::string text = persona::read_file_bytes(summary_path, 50'000'000);
-    nlohmann::json summary;
-    try {
-        summary = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception&) {
-        throw persona::FileError(summary_path, "not the JSON summary that persona-cli extract prints");
-    }
+    const nlohmann::json summary = read_report(summary_path, "the JSON summary that persona-cli extract prints");
     if (!summary.is_object() || !summary.contains("vector") || !summary.contains("layers"))
         throw persona::FileError(summary_path, "not an extract summary with a vector (no \"vector\" or \"layers\")");
     std::string vector_path = summary.at("vector").get<std::string>();
@@ -96,10 +105,11 @@ persona::RunResult run_from_summary(const std::string& summary_path, const std::
     }
 
     persona::ExtractionSettings& s = run.settings;
-    const auto judge = persona::judge_kind_from_name(summary.value("judge", "local"));
-    if (!judge) throw persona::FileError(summary_path, "unknown judge '" + summary.value("judge", "") + "'");
-    s.judge = *judge;
+    const std::string judge = summary.value("judge", "local");
+    if (!persona::apply_judging_label(judge, s)) throw persona::FileError(summary_path, "unknown judge '" + judge + "'");
     s.trait_threshold = std::stod(provenance(vector, "trait_threshold", "50"));
+    if (const std::string pairwise = provenance(vector, "pairwise_threshold"); !pairwise.empty())
+        s.pairwise_threshold = std::stod(pairwise);
     if (const std::string negative = provenance(vector, "negative_threshold"); !negative.empty())
         s.negative_threshold = std::stod(negative);
     s.coherence_threshold = std::stod(provenance(vector, "coherence_threshold", "50"));
@@ -129,6 +139,52 @@ persona::RunResult run_from_summary(const std::string& summary_path, const std::
     run.finished = timestamp_of(finished);
     run.started = timestamp_of(finished - std::time_t(std::lround(summary.value("seconds", 0.0))));
     return run;
+}
+
+// The steering preset a sweep of this run's vector measured (`persona-cli sweep`'s report): its
+// recommendation, or the cell at `layer` and calibrated `strength` when both are given (for a
+// trait the judge cannot see, whose recommendation means nothing). A report of another trait or
+// vector, or without that cell or recommendation, is refused: a coefficient only means something
+// for the vector it was swept with.
+void steer_from_sweep(const std::string& report_path, const persona::RunResult& run, const persona::PersonaVector& vector,
+                      std::optional<int> layer, std::optional<double> strength, persona::SteeringSettings& steering) {
+    const nlohmann::json report = read_report(report_path, "the JSON report that persona-cli sweep prints");
+    if (!report.is_object() || !report.contains("recommendation") || !report.value("cells", nlohmann::json()).is_array() ||
+        !report.value("trait", nlohmann::json()).is_string() || !report.value("vector", nlohmann::json()).is_string())
+        throw persona::FileError(report_path, "not a sweep report (no \"trait\", \"vector\", \"cells\" or \"recommendation\")");
+    const std::string trait = report.at("trait").get<std::string>();
+    if (trait != run.trait)
+        throw persona::FileError(report_path, "is a sweep of trait '" + trait + "', not of '" + run.trait + "'");
+    std::string swept = report.at("vector").get<std::string>();
+    if (fs::path(swept).is_relative() && !fs::exists(swept)) swept = (fs::path(report_path).parent_path() / swept).string();
+    if (!fs::exists(swept))
+        throw persona::FileError(report_path, "names the vector file '" + swept + "', which is not there to compare with the run's");
+    if (persona::read_vector_file(swept).values != vector.values)
+        throw persona::FileError(report_path, "is a sweep of " + swept + ", whose values differ from the run's vector");
+    const auto field = [](const nlohmann::json& object, const char* key) {
+        return object.is_object() && object.contains(key) ? number_or_nan(object.at(key))
+                                                          : std::numeric_limits<double>::quiet_NaN();
+    };
+    if (layer && strength) {
+        for (const auto& cell : report.at("cells"))
+            if (field(cell, "layer") == *layer && std::abs(field(cell, "calibrated_strength") - *strength) < 1e-9 &&
+                std::isfinite(field(cell, "coefficient"))) {
+                steering.layer = *layer;
+                steering.coefficient = field(cell, "coefficient");
+                return;
+            }
+        throw persona::FileError(report_path, "has no cell at layer " + std::to_string(*layer) + ", strength " +
+                                                  nlohmann::json(*strength).dump());
+    }
+    const nlohmann::json& recommended = report.at("recommendation");
+    const double recommended_layer = field(recommended, "layer"), coefficient = field(recommended, "coefficient");
+    if (!(recommended_layer >= 0 && recommended_layer < (1 << 20)) || !std::isfinite(coefficient))
+        throw persona::FileError(report_path, "recommends nothing: " + (recommended.is_object() && recommended.contains("reason") &&
+                                                                                recommended.at("reason").is_string()
+                                                                            ? recommended.at("reason").get<std::string>()
+                                                                            : std::string("no reason given")));
+    steering.layer = int(recommended_layer);
+    steering.coefficient = coefficient;
 }
 
 nlohmann::json overview(const persona::Project& project, const std::string& folder) {
@@ -176,6 +232,7 @@ int run_project(const std::string& action, ProjectOptions o) {
             project.settings.steering.vector = key;
             project.settings.steering.layer = run.suggested_layer;
             project.settings.steering.coefficient = o.coefficient;
+            if (!o.sweep.empty()) steer_from_sweep(o.sweep, run, vector, o.sweep_layer, o.sweep_strength, project.settings.steering);
         }
     }
     persona::write_project(folder, project);
@@ -210,8 +267,17 @@ void add_project_command(CLI::App& app, const GlobalOptions&, Command& selected)
     auto* run = add("add-run", "Add an extract run: its JSON summary (stdout of extract) and the vector it wrote");
     run->add_option("--summary", options->summary, "File holding extract's stdout")->required();
     run->add_option("--model,-m", options->model, "The model the run used: a GGUF file or a Hugging Face checkpoint folder (hashed)")->capture_default_str();
-    run->add_flag("--steer", options->steer, "Also make this vector the Steering panel's, at its suggested layer");
-    run->add_option("--coefficient", options->coefficient, "Steering coefficient with --steer")->capture_default_str();
+    auto* steer = run->add_flag("--steer", options->steer, "Also make this vector the Steering panel's, at its suggested layer");
+    auto* coefficient = run->add_option("--coefficient", options->coefficient, "Steering coefficient with --steer");
+    coefficient->capture_default_str()->needs(steer);
+    auto* sweep = run->add_option("--sweep", options->sweep,
+                    "With --steer: take the layer and coefficient from this sweep report's recommendation (persona-cli sweep's stdout)")
+        ->needs(steer)
+        ->excludes(coefficient);
+    auto* layer = run->add_option("--layer", options->sweep_layer, "With --sweep: the swept cell at this layer instead of the recommendation");
+    auto* strength = run->add_option("--strength", options->sweep_strength, "With --sweep and --layer: that cell's calibrated strength");
+    layer->needs(sweep)->needs(strength);
+    strength->needs(layer);
 }
 
 }  // namespace persona_cli

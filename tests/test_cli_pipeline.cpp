@@ -2,6 +2,10 @@
 #include "cli_runner.h"
 #include "test_support.h"
 
+#include "persona/project.h"
+#include "persona/vector_files.h"
+
+#include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -135,8 +139,9 @@ private slots:
     }
 
     // A tiny sweep of an extracted vector: its default layers come from the vector's suggested
-    // layer, the JSON holds every cell with examples and calibrated units, the table is on stderr.
-    void sweepReportsCellsAndARecommendation() {
+    // layer, the JSON holds every cell with examples and calibrated units, the table is on stderr;
+    // a project's steering preset can be taken from it.
+    void sweepReportsCellsAndARecommendationAProjectTakes() {
         QTemporaryDir dir;
         const QString vector = dir.filePath("optimistic.safetensors");
         const Run extracted = run({"extract", "--trait", "optimistic", "--judge", "none", "--questions", "3", "--pairs", "1",
@@ -168,6 +173,62 @@ private slots:
         QVERIFY(recommendation["basis"].toString() == "projection" || recommendation["basis"].toString() == "none");
         QVERIFY2(recommendation["reason"].toString().contains("no recommendation can be made from judge scores"), r.out.constData());
         QVERIFY2(r.err.contains("read-back") && r.err.contains("recommendation") && r.err.contains("cells"), r.err.constData());
+
+        // A project takes its steering preset from the report's recommendation, and only from a
+        // report of this trait and this vector that recommends something.
+        const auto writeFile = [&](const QString& name, const QByteArray& bytes) {
+            QFile file(dir.filePath(name));
+            QVERIFY(file.open(QIODevice::WriteOnly) && file.write(bytes) == bytes.size());
+        };
+        const auto writeReport = [&](const QString& name, const QJsonObject& changes) {
+            QJsonObject edited = report;
+            for (auto it = changes.begin(); it != changes.end(); ++it) edited[it.key()] = it.value();
+            writeFile(name, QJsonDocument(edited).toJson());
+        };
+        writeFile("summary.json", extracted.out);
+        writeReport("recommends.json", {{"recommendation", QJsonObject{{"basis", "scores"}, {"layer", 9}, {"coefficient", 2.5}}}});
+        writeReport("evil.json", {{"trait", "evil"}, {"recommendation", QJsonObject{{"basis", "scores"}, {"layer", 9}, {"coefficient", 2.5}}}});
+        writeReport("none.json", {{"recommendation", QJsonObject{{"basis", "none"}, {"reason", "no cell kept coherence"}}}});
+        const QString other = dir.filePath("other.safetensors");
+        persona::PersonaVector otherVector = persona::read_vector_file(vector.toStdString());
+        otherVector.values[600] += 1.0f;
+        persona::write_vector_file(other.toStdString(), otherVector);
+        writeReport("other.json", {{"vector", other}, {"recommendation", QJsonObject{{"basis", "scores"}, {"layer", 9}, {"coefficient", 2.5}}}});
+        const QString project = dir.filePath("preset.persona");
+        QCOMPARE(run({"project", "new", project}).exitCode, 0);
+        const auto addRun = [&](const QString& sweepReport) {
+            return run({"project", "add-run", project, "--summary", dir.filePath("summary.json"), "--steer", "--sweep",
+                        dir.filePath(sweepReport)});
+        };
+        for (const auto& [file, problem] : std::vector<std::pair<QString, QByteArray>>{
+                 {"evil.json", "is a sweep of trait 'evil', not of 'optimistic'"},
+                 {"none.json", "recommends nothing: no cell kept coherence"},
+                 {"other.json", "whose values differ from the run's vector"}}) {
+            const Run refused = addRun(file);
+            QCOMPARE(refused.exitCode, 1);
+            QVERIFY2(refused.err.contains(file.toUtf8()) && refused.err.contains(problem), refused.err.constData());
+        }
+        QVERIFY(persona::read_project(project.toStdString()).runs.empty());  // nothing half-added
+        const Run added = addRun("recommends.json");
+        QVERIFY2(added.exitCode == 0, added.err.constData());
+        const persona::Project withPreset = persona::read_project(project.toStdString());
+        QCOMPARE(withPreset.settings.steering.layer, 9);
+        QCOMPARE(withPreset.settings.steering.coefficient, 2.5);
+        QCOMPARE(withPreset.settings.steering.vector, withPreset.runs.at(0).vector);
+        QCOMPARE(run({"project", "add-run", project, "--summary", dir.filePath("summary.json"), "--sweep",
+                      dir.filePath("recommends.json")}).exitCode, 2);  // --sweep sets the preset: it needs --steer
+        // Or a cell the sweep measured, by layer and calibrated strength, instead of its recommendation.
+        const QJsonObject cell = cells.at(cells.size() - 1).toObject();
+        const QStringList pickCell{"project", "add-run", project, "--summary", dir.filePath("summary.json"), "--steer",
+                                   "--sweep", dir.filePath("recommends.json"), "--layer", QString::number(cell["layer"].toInt())};
+        const Run picked = run(pickCell + QStringList{"--strength", QString::number(cell["calibrated_strength"].toDouble(), 'g', 17)});
+        QVERIFY2(picked.exitCode == 0, picked.err.constData());
+        const persona::SteeringSettings pickedPreset = persona::read_project(project.toStdString()).settings.steering;
+        QCOMPARE(pickedPreset.layer, cell["layer"].toInt());
+        QCOMPARE(pickedPreset.coefficient, cell["coefficient"].toDouble());
+        const Run noCell = run(pickCell + QStringList{"--strength", "0.123"});
+        QCOMPARE(noCell.exitCode, 1);
+        QVERIFY2(noCell.err.contains("has no cell at layer"), noCell.err.constData());
 
         // A layer the model does not have is bad input (exit 1, named); a missing vector file is a
         // bad command line (exit 2).
