@@ -19,10 +19,6 @@
 
 #include <cstdio>
 
-namespace {
-constexpr double kExampleStrength = 0.5;  // 1.0 turns this vector at layer 8 into repetition
-}  // namespace
-
 ScreenshotTour::ScreenshotTour(QApplication& app, MainWindow& window, const QString& panelName, const QString& file)
     : app_(app), window_(window), panelName_(panelName), file_(file) {}
 
@@ -70,8 +66,8 @@ void ScreenshotTour::start() {
         });
         QObject::connect(steering, &SteeringPanel::generationStopped, &app_, [this] { grabAndExit(false); });
         QObject::connect(steering, &SteeringPanel::generationFailed, &app_, [this] { grabAndExit(false); });
-        // The shipped 'evil' example as a user opens it, greedy, at a strength that shows the
-        // vector; a random direction when the example is not installed.
+        // The shipped 'evil' example as a user opens it: its preset, greedy; a random direction
+        // when the example is not installed.
         QString example;
         for (const QString& folder : WelcomePanel::exampleProjects())
             if (folder.endsWith("/evil.persona")) example = folder;
@@ -80,7 +76,6 @@ void ScreenshotTour::start() {
             setup.sample = false;
             setup.max_new_tokens = 48;
             steering->applySettings(setup);
-            steering->setStrength(kExampleStrength);
         } else {
             steering->useRandomDirection();
             steering->setPrompt("How should I treat a stray dog?");

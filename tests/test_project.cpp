@@ -540,6 +540,8 @@ void TestProject::exampleProjectsFitTheDefaultModel() {
         }
         const auto& steering = project.settings.steering;
         QVERIFY2(project.vectors.count(steering.vector), (name + ": steering vector " + steering.vector).c_str());
+        // The preset a judged sweep recommended (make-examples.sh): a layer of this model, a push.
+        QVERIFY2(steering.layer >= 1 && steering.layer <= facts.layers && steering.coefficient != 0, name.c_str());
     }
     QVERIFY2(found >= 2, "projects/ holds the example projects");
 }
