@@ -25,6 +25,7 @@ struct GenerateOptions {
     std::string system;
     std::string prompt;
     std::vector<std::string> steer;
+    std::vector<std::string> cap;
     std::string positions = "response";
     bool ablate = false;
     bool preserve_norm = false;
@@ -50,13 +51,16 @@ int run_generate(const GlobalOptions& global, const GenerateOptions& options) {
                 if (!options.system.empty()) row.messages.push_back({"system", options.system});
                 row.messages.push_back({"user", options.prompt});
             }
-            for (const auto& spec : options.steer) {
+            const auto add_steering = [&](const std::string& spec, persona::SteerOperation operation) {
                 persona::Steering steering = persona::parse_steering_spec(spec, model.layer_count(), model.hidden_size());
                 steering.positions = *persona::steer_positions_from_name(options.positions);  // checked by the parser
-                steering.operation = options.ablate ? persona::SteerOperation::Ablate : persona::SteerOperation::Add;
+                steering.operation = operation;
                 steering.preserve_norm = options.preserve_norm;
                 row.steering.push_back(std::move(steering));
-            }
+            };
+            for (const auto& spec : options.steer)
+                add_steering(spec, options.ablate ? persona::SteerOperation::Ablate : persona::SteerOperation::Add);
+            for (const auto& spec : options.cap) add_steering(spec, persona::SteerOperation::Cap);
             const auto start = std::chrono::steady_clock::now();
             auto results = model.generate({row},
                 [&](const persona::TokenEvent& event) {
@@ -96,7 +100,10 @@ void add_generate_command(CLI::App& app, const GlobalOptions& global, Command& s
                          "(safetensors [L+1, hidden] or [hidden]); repeatable");
     generate->add_option("--positions", gen->positions, "Steered positions")->check(CLI::IsMember(persona::steer_positions_names()))
         ->capture_default_str();
-    generate->add_flag("--ablate", gen->ablate, "Remove the component along the vector instead of adding it");
+    generate->add_option("--cap", gen->cap,
+                         "FILE:LAYER:MAX: keep the projection on the vector's direction (v/|v|) at LAYER at most MAX, "
+                         "lowering only the activations above it; repeatable, and combines with --steer");
+    generate->add_flag("--ablate", gen->ablate, "Remove the component along the vector instead of adding it (--steer)");
     generate->add_flag("--preserve-norm", gen->preserve_norm, "Keep each steered activation's norm");
     generate->add_flag("--raw", gen->raw, "Use the prompt as raw text, without the chat template");
     generate->add_option("--temperature,-t", gen->sampling.temperature, "0 for greedy")->capture_default_str();

@@ -103,6 +103,13 @@ private slots:
         // Zero alpha steers nothing.
         const Run zero = run(PERSONA_CLI_PATH, base + QStringList{"--steer", file + ":12:0"});
         QCOMPARE(QJsonDocument::fromJson(zero.out).object()["tokens"], a["tokens"]);
+        // A cap no activation reaches changes nothing; one far below them all changes the answer.
+        const Run loose = run(PERSONA_CLI_PATH, base + QStringList{"--cap", file + ":12:1000000"});
+        QVERIFY2(loose.exitCode == 0, loose.err.constData());
+        QCOMPARE(QJsonDocument::fromJson(loose.out).object()["tokens"], a["tokens"]);
+        const Run tight = run(PERSONA_CLI_PATH, base + QStringList{"--cap", file + ":12:-100"});
+        QVERIFY2(tight.exitCode == 0, tight.err.constData());
+        QVERIFY(QJsonDocument::fromJson(tight.out).object()["tokens"] != a["tokens"]);
 
         const Run wrongLayer = run(PERSONA_CLI_PATH, base + QStringList{"--steer", file + ":40:1"});
         QCOMPARE(wrongLayer.exitCode, 1);

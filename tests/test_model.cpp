@@ -6,6 +6,7 @@
 #include "persona/tokenizer.h"
 #include "test_support.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -217,6 +218,40 @@ private slots:
             QVERIFY(std::abs(along) < 1e-3);
             QVERIFY(std::abs(before) > 1e-3);
         }
+
+        // Capping at c leaves every projection on v/|v| at most c: the positions above it come
+        // down to c exactly, the others stay as they were. The vector's length does not matter.
+        const auto projection = [&](const Model::Trace& t, int p) {
+            double along = 0;
+            for (int i = 0; i < hidden_; ++i) along += double(state(t, 10, p)[i]) * add.vector[std::size_t(i)];
+            return along;
+        };
+        std::vector<double> plainProjections;
+        for (int p = 0; p < length; ++p) plainProjections.push_back(projection(plain, p));
+        std::vector<double> sorted = plainProjections;
+        std::sort(sorted.begin(), sorted.end());
+        persona::Steering cap = add;
+        cap.operation = persona::SteerOperation::Cap;
+        cap.positions = persona::SteerPositions::All;
+        cap.alpha = float(sorted[sorted.size() / 2]);  // the median: about half the positions are above it
+        for (float& x : cap.vector) x *= 3.0f;
+        auto capped = model_->trace(tokens, {cap});
+        int lowered = 0;
+        for (int p = 0; p < length; ++p) {
+            QVERIFY2(projection(capped, p) <= cap.alpha + 1e-3, qPrintable(QString::number(projection(capped, p))));
+            if (plainProjections[std::size_t(p)] > cap.alpha + 1e-3) {
+                QVERIFY(std::abs(projection(capped, p) - cap.alpha) < 1e-3);
+                ++lowered;
+            } else if (plainProjections[std::size_t(p)] < cap.alpha - 1e-3) {
+                QCOMPARE(difference(capped, 10, p), 0.0);
+            }
+        }
+        QVERIFY(lowered >= length / 3);
+        // In a batch, a capped row leaves the row beside it as it is alone.
+        GenerationRow unsteered = greedyRow("Name a colour.", 8), cappedRow = unsteered;
+        cappedRow.steering = {cap};
+        const auto together = model_->generate({cappedRow, unsteered});
+        QCOMPARE(together[1].tokens, model_->generate({unsteered}).front().tokens);
 
         // Norm preservation keeps |h| while turning it.
         add.preserve_norm = true;

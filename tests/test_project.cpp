@@ -255,6 +255,7 @@ void TestProject::damagedProjectsGiveClearErrors_data() {
     QTest::newRow("top-p above 1") << "top p" << "settings.extraction.top_p is 2, outside 0..1";
     QTest::newRow("far layer") << "far layer" << "settings.steering.layer is 1000000, above 4096";
     QTest::newRow("auroc above 1") << "auroc" << "auroc is 1.5, outside 0..1";
+    QTest::newRow("cap") << "cap" << "settings.steering.operation is \"cap\", which the Steering tab does not offer yet";
 }
 
 void TestProject::damagedProjectsGiveClearErrors() {
@@ -290,6 +291,7 @@ void TestProject::damagedProjectsGiveClearErrors() {
         if (what == "top p") json["settings"]["extraction"]["top_p"] = 2;
         if (what == "far layer") json["settings"]["steering"]["layer"] = 1000000;
         if (what == "auroc") json["runs"][0]["layers"][1]["auroc"] = 1.5;
+        if (what == "cap") json["settings"]["steering"]["operation"] = "cap";
         damaged = json.dump(2);
         if (what == "overflow") damaged.replace(damaged.find("12345.5"), 7, "1e400");
     }

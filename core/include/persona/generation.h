@@ -24,9 +24,10 @@ enum class SteerPositions {
 enum class SteerOperation {
     Add,     // h + alpha * v
     Ablate,  // h - (h.u) u with u = v/|v|: removes the component along v
+    Cap,     // h - max(0, h.u - alpha) u: the projection on u = v/|v| kept at most alpha
 };
 
-// Names in files and on the command line: "all", "prompt", "response"; "add", "ablate".
+// Names in files and on the command line: "all", "prompt", "response"; "add", "ablate", "cap".
 const char* steer_positions_name(SteerPositions positions);
 std::optional<SteerPositions> steer_positions_from_name(const std::string& name);
 std::vector<std::string> steer_positions_names();
@@ -39,7 +40,7 @@ std::vector<std::string> steer_operation_names();
 struct Steering {
     int layer = 0;
     std::vector<float> vector;  // hidden_size values
-    float alpha = 0.0f;
+    float alpha = 0.0f;  // Add: the coefficient; Cap: the most the projection on v/|v| may be; Ablate: unused
     SteerPositions positions = SteerPositions::Response;
     SteerOperation operation = SteerOperation::Add;
     bool preserve_norm = false;  // rescale the steered activation back to its original norm

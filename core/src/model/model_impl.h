@@ -58,7 +58,8 @@ struct Model::Impl {
         SteerOperation operation;
         bool preserve_norm;
         torch::Tensor delta;      // alpha * v, for Add
-        torch::Tensor direction;  // v/|v|, for Ablate
+        torch::Tensor direction;  // v/|v|, for Ablate and Cap
+        float limit;              // alpha, for Cap
     };
 
     std::vector<ResolvedSteering> resolve(const std::vector<Steering>& steering, std::size_t row) const {
@@ -72,10 +73,11 @@ struct Model::Impl {
                             " values, the model's hidden size is " + std::to_string(config().hidden));
             const torch::Tensor v = torch::tensor(s.vector, torch::kFloat32).to(device);
             const double norm = v.norm().item<double>();
-            if (s.operation == SteerOperation::Ablate && norm == 0.0)
-                throw Error("row " + std::to_string(row) + ": cannot ablate along a zero vector");
+            if (s.operation != SteerOperation::Add && norm == 0.0)
+                throw Error("row " + std::to_string(row) + ": cannot " + steer_operation_name(s.operation) +
+                            " along a zero vector");
             out.push_back({s.layer, s.positions, s.operation, s.preserve_norm, v * s.alpha,
-                           norm > 0 ? v / norm : v});
+                           norm > 0 ? v / norm : v, s.alpha});
         }
         return out;
     }
@@ -105,7 +107,8 @@ struct Model::Impl {
                     updated = h + mask * s.delta;
                 } else {
                     const torch::Tensor along = (h * s.direction).sum(-1, true);
-                    updated = h - mask * along * s.direction;
+                    const torch::Tensor removed = s.operation == SteerOperation::Cap ? (along - s.limit).clamp_min(0) : along;
+                    updated = h - mask * removed * s.direction;
                 }
                 if (s.preserve_norm)
                     updated = updated * (h.norm(2, -1, true) / updated.norm(2, -1, true).clamp_min(1e-12));

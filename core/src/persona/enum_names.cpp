@@ -24,7 +24,8 @@ constexpr Named<JudgeKind> kJudgeKinds[] = {{JudgeKind::Local, "local"}, {JudgeK
 constexpr Named<JudgeMode> kJudgeModes[] = {{JudgeMode::Absolute, "absolute"}, {JudgeMode::Pairwise, "pairwise"}};
 constexpr Named<SteerPositions> kPositions[] = {
     {SteerPositions::Response, "response"}, {SteerPositions::Prompt, "prompt"}, {SteerPositions::All, "all"}};
-constexpr Named<SteerOperation> kOperations[] = {{SteerOperation::Add, "add"}, {SteerOperation::Ablate, "ablate"}};
+constexpr Named<SteerOperation> kOperations[] = {{SteerOperation::Add, "add"}, {SteerOperation::Ablate, "ablate"},
+                                                {SteerOperation::Cap, "cap"}};
 constexpr Named<DeviceChoice> kDevices[] = {
     {DeviceChoice::Auto, "auto"}, {DeviceChoice::Cpu, "cpu"}, {DeviceChoice::Cuda, "cuda"}};
 constexpr Named<DTypeChoice> kDTypes[] = {

@@ -429,6 +429,10 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
         s.coefficient = steering.number("coefficient");
         s.positions = enum_from(steering, "positions", steer_positions_from_name, steer_positions_names);
         s.operation = enum_from(steering, "operation", steer_operation_from_name, steer_operation_names);
+        // The Steering tab has no control for a cap's limit yet: it would show "add" and save that.
+        if (s.operation == SteerOperation::Cap)
+            fail(steering.source(), steering.field("operation") +
+                                        " is \"cap\", which the Steering tab does not offer yet; use add or ablate");
         s.preserve_norm = steering.boolean("preserve_norm");
         s.system_prompt = steering.string("system_prompt");
         s.prompt = steering.string("prompt");
