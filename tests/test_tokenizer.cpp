@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 using persona::ChatFamily;
@@ -264,6 +265,29 @@ private slots:
         QCOMPARE(ids_text(tokenizer->encode(golden["text"].get<std::string>(), false, true)), ids_text(expected));
         QCOMPARE(QString::fromStdString(tokenizer->decode(expected, true)),
                  QString::fromStdString(golden["decoded"].get<std::string>()));
+    }
+
+    // A tokenizer.json of a few kilobytes that names an id near INT32_MAX made its reader pad the
+    // vocabulary to it: a 4 GB allocation (found by fuzz_tokenizer_json). It is refused, naming
+    // the file and the id; a few gaps, as real vocabularies have, are still padding.
+    void unnamedIdsAreBounded() {
+        nlohmann::json file = read_data_json("metaspace_tokenizer.json");
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("tokenizer.json").toStdString();
+        file["model"]["vocab"]["far"] = 133333333;
+        std::ofstream(path) << file.dump();
+        QVERIFY(std::filesystem::file_size(path) < 100000);
+        try {
+            persona::read_hf_tokenizer_json(path, {});
+            QFAIL("a vocabulary padded to id 133333333 was read");
+        } catch (const persona::FileError& e) {
+            QVERIFY2(std::string(e.what()).find(path) == 0 && std::string(e.what()).find("token id 133333333 leaves") != std::string::npos,
+                     e.what());
+        }
+        file["model"]["vocab"]["far"] = int(file["model"]["vocab"].size()) + 500;
+        std::ofstream(path) << file.dump();
+        const persona::HfTokenizerJson parsed = persona::read_hf_tokenizer_json(path, {});
+        QCOMPARE(parsed.vocabulary.tokens.back(), std::string("far"));
     }
 
     void decodesLikeReference_data() { add_case_rows(); }

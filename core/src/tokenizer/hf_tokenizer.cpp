@@ -17,6 +17,9 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Ids below the highest that no vocabulary entry or added token names (docs/formats.md, limits).
+constexpr std::size_t kMaxUnnamedTokenIds = std::size_t(1) << 20;
+
 // Short JSON text of a configuration for error messages.
 std::string brief(const Json& value) {
     std::string text = value.dump();
@@ -265,6 +268,14 @@ HfTokenizerJson read_hf_tokenizer_json(const std::string& path, const HfTokenize
     std::int32_t last = by_id.empty() ? -1 : by_id.rbegin()->first;
     if (!added.empty()) last = std::max(last, added.rbegin()->first);
     if (last < 0) throw FileError(path, "its vocabulary is empty");
+    // Every unnamed id below the highest becomes a padding token: a few bytes of file naming id
+    // 2,000,000,000 would otherwise ask for gigabytes. Real vocabularies leave a few hundred gaps.
+    std::size_t named = by_id.size();
+    for (const auto& [id, token] : added) named += by_id.count(id) == 0 ? 1 : 0;
+    if (std::size_t(last) + 1 - named > kMaxUnnamedTokenIds)
+        throw FileError(path, "token id " + std::to_string(last) + " leaves " + std::to_string(std::size_t(last) + 1 - named) +
+                                  " ids below it unnamed (at most " + std::to_string(kMaxUnnamedTokenIds) +
+                                  "); a vocabulary numbers its tokens 0..N-1 with few gaps");
     // Ids nothing names become unused padding, as llama.cpp's converter does.
     v.tokens.resize(static_cast<std::size_t>(last) + 1);
     v.types.assign(v.tokens.size(), TokenType::Unused);
