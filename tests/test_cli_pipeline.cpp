@@ -186,47 +186,46 @@ private slots:
             writeFile(name, QJsonDocument(edited).toJson());
         };
         writeFile("summary.json", extracted.out);
-        writeReport("recommends.json", {{"recommendation", QJsonObject{{"basis", "scores"}, {"layer", 9}, {"coefficient", 2.5}}}});
-        writeReport("evil.json", {{"trait", "evil"}, {"recommendation", QJsonObject{{"basis", "scores"}, {"layer", 9}, {"coefficient", 2.5}}}});
+        const QJsonObject recommends{{"basis", "scores"}, {"layer", 9}, {"coefficient", 2.5}};
+        writeReport("recommends.json", {{"recommendation", recommends}});
+        writeReport("evil.json", {{"trait", "evil"}, {"recommendation", recommends}});
         writeReport("none.json", {{"recommendation", QJsonObject{{"basis", "none"}, {"reason", "no cell kept coherence"}}}});
         const QString other = dir.filePath("other.safetensors");
         persona::PersonaVector otherVector = persona::read_vector_file(vector.toStdString());
         otherVector.values[600] += 1.0f;
         persona::write_vector_file(other.toStdString(), otherVector);
-        writeReport("other.json", {{"vector", other}, {"recommendation", QJsonObject{{"basis", "scores"}, {"layer", 9}, {"coefficient", 2.5}}}});
+        writeReport("other.json", {{"vector", other}, {"recommendation", recommends}});
         const QString project = dir.filePath("preset.persona");
         QCOMPARE(run({"project", "new", project}).exitCode, 0);
-        const auto addRun = [&](const QString& sweepReport) {
-            return run({"project", "add-run", project, "--summary", dir.filePath("summary.json"), "--steer", "--sweep",
-                        dir.filePath(sweepReport)});
+        const auto addRun = [&](const QStringList& options) {
+            return run(QStringList{"project", "add-run", project, "--summary", dir.filePath("summary.json")} + options);
         };
         for (const auto& [file, problem] : std::vector<std::pair<QString, QByteArray>>{
                  {"evil.json", "is a sweep of trait 'evil', not of 'optimistic'"},
                  {"none.json", "recommends nothing: no cell kept coherence"},
                  {"other.json", "whose values differ from the run's vector"}}) {
-            const Run refused = addRun(file);
+            const Run refused = addRun({"--steer", "--sweep", dir.filePath(file)});
             QCOMPARE(refused.exitCode, 1);
             QVERIFY2(refused.err.contains(file.toUtf8()) && refused.err.contains(problem), refused.err.constData());
         }
         QVERIFY(persona::read_project(project.toStdString()).runs.empty());  // nothing half-added
-        const Run added = addRun("recommends.json");
+        const Run added = addRun({"--steer", "--sweep", dir.filePath("recommends.json")});
         QVERIFY2(added.exitCode == 0, added.err.constData());
         const persona::Project withPreset = persona::read_project(project.toStdString());
         QCOMPARE(withPreset.settings.steering.layer, 9);
         QCOMPARE(withPreset.settings.steering.coefficient, 2.5);
         QCOMPARE(withPreset.settings.steering.vector, withPreset.runs.at(0).vector);
-        QCOMPARE(run({"project", "add-run", project, "--summary", dir.filePath("summary.json"), "--sweep",
-                      dir.filePath("recommends.json")}).exitCode, 2);  // --sweep sets the preset: it needs --steer
+        QCOMPARE(addRun({"--sweep", dir.filePath("recommends.json")}).exitCode, 2);  // --sweep sets the preset: it needs --steer
         // Or a cell the sweep measured, by layer and calibrated strength, instead of its recommendation.
         const QJsonObject cell = cells.at(cells.size() - 1).toObject();
-        const QStringList pickCell{"project", "add-run", project, "--summary", dir.filePath("summary.json"), "--steer",
-                                   "--sweep", dir.filePath("recommends.json"), "--layer", QString::number(cell["layer"].toInt())};
-        const Run picked = run(pickCell + QStringList{"--strength", QString::number(cell["calibrated_strength"].toDouble(), 'g', 17)});
+        const QStringList pickCell{"--steer", "--sweep", dir.filePath("recommends.json"), "--layer",
+                                   QString::number(cell["layer"].toInt())};
+        const Run picked = addRun(pickCell + QStringList{"--strength", QString::number(cell["calibrated_strength"].toDouble(), 'g', 17)});
         QVERIFY2(picked.exitCode == 0, picked.err.constData());
         const persona::SteeringSettings pickedPreset = persona::read_project(project.toStdString()).settings.steering;
         QCOMPARE(pickedPreset.layer, cell["layer"].toInt());
         QCOMPARE(pickedPreset.coefficient, cell["coefficient"].toDouble());
-        const Run noCell = run(pickCell + QStringList{"--strength", "0.123"});
+        const Run noCell = addRun(pickCell + QStringList{"--strength", "0.123"});
         QCOMPARE(noCell.exitCode, 1);
         QVERIFY2(noCell.err.contains("has no cell at layer"), noCell.err.constData());
 
