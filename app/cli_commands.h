@@ -33,6 +33,9 @@ void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& sele
 // persona-cli monitor: per-token, per-layer projections of a conversation on a persona vector.
 void add_monitor_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 
+// persona-cli monitor-prompts: does the last prompt token predict the trait? A system-prompt ladder, judged.
+void add_monitor_prompts_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
 // persona-cli flag: rank a chat dataset's samples by projection difference; --merge for shards.
 void add_flag_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 

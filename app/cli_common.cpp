@@ -106,4 +106,10 @@ std::optional<persona::JudgeSettings> judge_settings(const JudgeOptions& options
     return settings;
 }
 
+int chosen_layer(int requested, const persona::PersonaVector& vector, const std::string& vector_path) {
+    if (requested >= 0) return requested;
+    if (const std::optional<int> suggested = vector.suggested_layer()) return *suggested;
+    throw persona::FileError(vector_path, "suggests no layer; choose one with --layer");
+}
+
 }  // namespace persona_cli

@@ -50,6 +50,10 @@ persona::JobState run_job(persona::Engine& engine, persona::Engine::Work work);
 // A built-in trait's name, else a trait file: so --trait evil and --trait my/evil.json both work.
 persona::Trait load_trait(const std::string& name_or_file);
 
+// --layer when given (>= 0), else the layer the vector's extraction suggested; FileError naming
+// the vector file when it suggests none.
+int chosen_layer(int requested, const persona::PersonaVector& vector, const std::string& vector_path);
+
 // Per-layer diagnostics as JSON (NaN effect sizes become null: JSON has no NaN).
 nlohmann::json diagnostics_json(const std::vector<persona::LayerDiagnostics>& diagnostics);
 

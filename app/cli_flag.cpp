@@ -84,14 +84,7 @@ int run_flag(const GlobalOptions& global, FlagOptions options) {
         return kExitUsage;
     }
     const persona::PersonaVector vector = persona::read_vector_file(options.vector);
-    if (options.settings.layer < 0) {
-        const auto found = vector.provenance.find("suggested_layer");
-        try {
-            if (found != vector.provenance.end()) options.settings.layer = std::stoi(found->second);
-        } catch (const std::exception&) {
-        }
-        if (options.settings.layer < 0) throw persona::FileError(options.vector, "suggests no layer; choose one with --layer");
-    }
+    options.settings.layer = chosen_layer(options.settings.layer, vector, options.vector);
 
     // The dataset is checked before the model loads: a bad line is reported at once.
     const persona::FlagInput input = persona::scan_flag_input(options.input, options.settings, [](const std::string& warning) {

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
 
     // The order here is the order `persona-cli --help` lists the commands in.
     add_monitor_command(app, global, selected);
+    add_monitor_prompts_command(app, global, selected);
     add_flag_command(app, global, selected);
     add_project_command(app, global, selected);
     add_info_command(app, global, selected);

@@ -52,19 +52,6 @@ nlohmann::json compact_list(const std::vector<double>& values) {
     return list;
 }
 
-// The chosen layer: --layer, else the one the vector's extraction suggested.
-int chosen_layer(int requested, const persona::PersonaVector& vector, const std::string& vector_path) {
-    if (requested >= 0) return requested;
-    const auto found = vector.provenance.find("suggested_layer");
-    if (found != vector.provenance.end()) {
-        try {
-            return std::stoi(found->second);
-        } catch (const std::exception&) {
-        }
-    }
-    throw persona::FileError(vector_path, "suggests no layer; choose one with --layer");
-}
-
 std::vector<persona::MonitorInput> read_conversations(const std::string& path, std::vector<std::size_t>& lines,
                                                       const MonitorOptions& options) {
     persona::check_regular_file(path);

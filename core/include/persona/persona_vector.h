@@ -53,6 +53,9 @@ struct PersonaVector {
     void check_shape() const;
     // "the 'evil' vector", for error messages.
     std::string description() const;
+    // The layer extraction suggested (provenance "suggested_layer") when it is one of the
+    // vector's layers 1..L; absent otherwise.
+    std::optional<int> suggested_layer() const;
 };
 
 // One sample: layer_count * hidden_size values in the layout above, e.g. a row of

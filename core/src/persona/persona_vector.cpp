@@ -106,6 +106,18 @@ double cohens_d(const std::vector<double>& positive, const std::vector<double>& 
 
 std::string PersonaVector::description() const { return trait.empty() ? "the vector" : "the '" + trait + "' vector"; }
 
+std::optional<int> PersonaVector::suggested_layer() const {
+    const auto found = provenance.find("suggested_layer");
+    if (found == provenance.end()) return std::nullopt;
+    try {
+        std::size_t used = 0;
+        const int layer = std::stoi(found->second, &used);
+        if (used == found->second.size() && layer >= 1 && layer < layer_count) return layer;
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+}
+
 LayerView PersonaVector::layer(int l) const {
     if (l < 0 || l >= layer_count)
         throw Error("layer " + std::to_string(l) + " is outside 0.." + std::to_string(layer_count - 1) + " of " +

@@ -259,16 +259,8 @@ std::vector<int> default_sweep_layers(const PersonaVector& vector, int spread, b
     if (from_provenance) *from_provenance = false;
     if (top < 1) return {};
     std::vector<int> layers;
-    const auto found = vector.provenance.find("suggested_layer");
-    int suggested = -1;
-    if (found != vector.provenance.end()) {
-        try {
-            suggested = std::stoi(found->second);
-        } catch (const std::exception&) {
-            suggested = -1;
-        }
-    }
-    if (suggested >= 1 && suggested <= top) {
+    const int suggested = vector.suggested_layer().value_or(-1);
+    if (suggested >= 1) {
         if (from_provenance) *from_provenance = true;
         layers = {suggested - spread, suggested, suggested + spread};
     } else {
