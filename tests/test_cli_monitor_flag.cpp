@@ -170,6 +170,37 @@ private slots:
                  badLine.err.constData());
     }
 
+    // The monitoring study from the command line: a two-rung ladder of our own, each point's
+    // projection the prediction `monitor` gives for the same conversation, the CSV beside it.
+    void monitorPromptsLadder() {
+        const QString csv = dir_.filePath("ladder.csv");
+        const Run r = run({"monitor-prompts", "--trait", "optimistic", "--vector", vector_, "--layer", "12", "--system",
+                           "pirate=Answer like a pirate.", "--system", "plain=", "--questions", "2", "-n", "4",
+                           "--judge", "none", "--csv", csv});
+        QVERIFY2(r.exitCode == 0, r.err.constData());
+        QVERIFY2(r.err.contains("pirate") && r.err.contains("no correlation"), r.err.constData());
+        const QJsonObject study = QJsonDocument::fromJson(r.out).object();
+        QCOMPARE(study["layer"].toInt(), 12);
+        QCOMPARE(study["judge"].toString(), QString("none"));
+        const QJsonArray points = study["points"].toArray();
+        QCOMPARE(points.size(), 4);
+        QCOMPARE(readAll(csv).count('\n'), 5);
+        const QString question = study["questions"].toArray()[1].toString();
+        const Run alone = run({"monitor", "--vector", vector_, "--layer", "12", "--system", "Answer like a pirate.",
+                               "--prompt", question, "--generate", "-n", "4", "--temperature", "0"});
+        QVERIFY2(alone.exitCode == 0, alone.err.constData());
+        const QJsonObject conversation = QJsonDocument::fromJson(alone.out).object()["conversations"].toArray()[0].toObject();
+        const QJsonObject point = points[1].toObject();
+        QCOMPARE(point["prompt"].toInt(), 0);
+        QCOMPARE(point["question"].toInt(), 1);
+        const double prediction = conversation["prediction"].toDouble();
+        QVERIFY2(std::abs(point["projection"].toDouble() - prediction) <= 1e-5 * (1 + std::abs(prediction)),
+                 qPrintable(QString("%1 vs %2").arg(point["projection"].toDouble()).arg(prediction)));
+        QCOMPARE(point["answer"].toString(), conversation["answer"].toString());
+        QCOMPARE(run({"monitor-prompts", "--trait", "optimistic", "--vector", vector_, "--layer", "12", "--system",
+                      "no equals sign", "--judge", "none"}).exitCode, 2);
+    }
+
     // The pirate lines rank first, the model's own answers sit at ~0; shards 0/2 and 1/2
     // merged give the unsharded ranking.
     void flagRanksShardsAndMerges() {

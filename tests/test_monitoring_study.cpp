@@ -10,6 +10,8 @@
 #include "persona/vector_files.h"
 #include "test_support.h"
 
+#include <QFile>
+#include <QFileInfo>
 #include <QTemporaryDir>
 
 #include <algorithm>
@@ -164,6 +166,35 @@ private slots:
         QVERIFY(!study.points[0].trait_score && !study.correlation);
         QVERIFY(!study.points[0].answer.empty());
         QCOMPARE(study.judge, std::string("none"));
+    }
+
+    // A project keeps studies in monitoring/, read back in time order; a symlink there (a project
+    // from a stranger pointing outside itself) or a broken file is skipped and named.
+    void projectFolderKeepsStudies() {
+        auto settings = smallSettings();
+        settings.prompts.resize(2);
+        settings.question_limit = 1;
+        const auto study = persona::run_monitoring_study(*model_, trait_, vector_, settings);
+        QTemporaryDir project;
+        const std::string first = persona::save_project_monitoring_study(project.path().toStdString(), study);
+        const std::string second = persona::save_project_monitoring_study(project.path().toStdString(), study);
+        QVERIFY(first != second);
+        QVERIFY(QFileInfo(project.filePath(QString::fromStdString(first).replace(".json", ".csv"))).isFile());
+        QTemporaryDir outside;
+        QVERIFY(QFile::link(outside.filePath("elsewhere.json"), project.filePath("monitoring/a-link.json")));
+        std::ofstream(outside.filePath("elsewhere.json").toStdString()) << persona::monitoring_study_json(study).dump();
+        std::ofstream(project.filePath("monitoring/broken.json").toStdString()) << "{";
+        std::vector<std::string> problems;
+        const auto studies = persona::read_project_monitoring_studies(project.path().toStdString(), &problems);
+        QCOMPARE(studies.size(), std::size_t(2));
+        QCOMPARE(studies[0].first, first);
+        QCOMPARE(studies[1].first, second);
+        QCOMPARE(persona::monitoring_study_json(studies[1].second), persona::monitoring_study_json(study));
+        QCOMPARE(problems.size(), std::size_t(2));
+        const QString reported = QString::fromStdString(problems[0] + "\n" + problems[1]);
+        QVERIFY2(reported.contains("a-link.json: not a regular file") && reported.contains("broken.json"), qPrintable(reported));
+        QTemporaryDir empty;
+        QVERIFY(persona::read_project_monitoring_studies(empty.path().toStdString(), nullptr).empty());
     }
 
     void badStudiesAreRefused() {

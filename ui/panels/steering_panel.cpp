@@ -164,9 +164,7 @@ bool SteeringPanel::openVectorFile(const QString& path) {
         message_->setText(error);
         return false;
     }
-    int suggestedLayer = 0;
-    const auto suggested = loaded->provenance.find("suggested_layer");
-    if (suggested != loaded->provenance.end()) suggestedLayer = QString::fromStdString(suggested->second).toInt();
+    const int suggestedLayer = loaded->suggested_layer().value_or(0);
     const QString name = VectorChoice::fileEntryName(*loaded, path);
     addVector(name, std::move(*loaded), suggestedLayer);
     return true;

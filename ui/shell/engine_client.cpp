@@ -160,6 +160,30 @@ persona::JobHandle EngineClient::extract(persona::Trait trait, persona::Extracti
     });
 }
 
+persona::JobHandle EngineClient::monitorStudy(persona::Trait trait, persona::PersonaVector vector,
+                                              persona::MonitoringStudySettings settings, MonitoringCallbacks callbacks) {
+    auto shared = std::make_shared<MonitoringCallbacks>(std::move(callbacks));
+    auto study = std::make_shared<persona::MonitoringStudy>();
+    auto work = [this, shared, study, trait = std::move(trait), vector = std::move(vector), settings = std::move(settings)](
+                    persona::Model& model, const persona::JobContext& job) {
+        const auto progress = [this, shared](const persona::Progress& p) {
+            onUiThread([shared, stage = QString::fromStdString(p.stage), done = p.done, total = p.total] {
+                if (shared->receiver && shared->progress)
+                    shared->progress(stage, static_cast<qint64>(done), static_cast<qint64>(total));
+            });
+        };
+        const auto onPoint = [this, shared](const persona::MonitoringPoint& point) {
+            onUiThread([shared, point] {
+                if (shared->receiver && shared->point) shared->point(point);
+            });
+        };
+        *study = persona::run_monitoring_study(model, trait, vector, settings, progress, onPoint, job.cancelled);
+    };
+    return submit(shared, std::move(work), [shared, study] {
+        if (shared->finished) shared->finished(*study);
+    });
+}
+
 persona::JobHandle EngineClient::projectConversation(std::vector<persona::ChatMessage> messages,
                                                      persona::PersonaVector vector, ConversationCallbacks callbacks) {
     auto shared = std::make_shared<ConversationCallbacks>(std::move(callbacks));

@@ -4,6 +4,7 @@
 #include "persona/generation.h"
 #include "persona/trait.h"
 #include "persona/model.h"
+#include "persona/monitoring_study.h"
 
 #include <QObject>
 #include <QPointer>
@@ -49,6 +50,16 @@ struct ConversationCallbacks {
     std::function<void(const QString& error)> failed;
 };
 
+// What a monitoring study reports, on the UI thread, as GenerationCallbacks does.
+struct MonitoringCallbacks {
+    QPointer<QObject> receiver;
+    std::function<void(const QString& stage, qint64 done, qint64 total)> progress;
+    std::function<void(const persona::MonitoringPoint&)> point;  // each answer once judged
+    std::function<void(const persona::MonitoringStudy&)> finished;
+    std::function<void()> cancelled;
+    std::function<void(const QString& error)> failed;
+};
+
 // The UI's only door to the engine. Every operation is a core job with its own handle: the
 // caller keeps the handle to cancel that job alone (never another panel's), and gets exactly one
 // of finished / cancelled / failed. Engine callbacks arrive on the engine thread; this class
@@ -86,6 +97,10 @@ public:
     // `persona-cli monitor`.
     persona::JobHandle projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
                                            ConversationCallbacks callbacks);
+
+    // Queues persona::run_monitoring_study (the judge the settings name is loaded in the job).
+    persona::JobHandle monitorStudy(persona::Trait trait, persona::PersonaVector vector,
+                                    persona::MonitoringStudySettings settings, MonitoringCallbacks callbacks);
 
 public slots:
     void loadModel(const QString& path);

@@ -3,6 +3,7 @@
 #include "shell/engine_client.h"
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
+#include "panels/monitoring_panel.h"
 #include "panels/model_panel.h"
 #include "shell/project_controller.h"
 #include "panels/steering_panel.h"
@@ -100,6 +101,13 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     heatMapPanel_ = new HeatMapPanel(engine_, panels_);
     heatMapPanel_->setObjectName("heat_map_panel");
     panels_->addTab(heatMapPanel_, tr("Heat maps"));
+    monitoringPanel_ = new MonitoringPanel(engine_, panels_);
+    monitoringPanel_->setObjectName("monitoring_panel");
+    panels_->addTab(monitoringPanel_, tr("Monitoring"));
+    connect(monitoringPanel_, &MonitoringPanel::studyStarted, this, [this] { engineState_->setText(tr("engine: monitoring study")); });
+    connect(monitoringPanel_, &MonitoringPanel::studyFinished, this, &MainWindow::keepMonitoringStudy);
+    connect(monitoringPanel_, &MonitoringPanel::studyFailed, this,
+            [this](const QString& error) { showError(tr("Monitoring: %1").arg(error)); });
     // A finished extraction's vector is ready to steer with and to look at.
     connect(extractionPanel_, &ExtractionPanel::extractionFinished, heatMapPanel_, &HeatMapPanel::setExtraction);
     connect(extractionPanel_, &ExtractionPanel::vectorChosen, steeringPanel_,
@@ -449,6 +457,7 @@ void MainWindow::stopCurrentPanel() {
     if (current == steeringPanel_) steeringPanel_->stop();
     else if (current == extractionPanel_) extractionPanel_->cancel();
     else if (current == heatMapPanel_) heatMapPanel_->stop();
+    else if (current == monitoringPanel_) monitoringPanel_->cancel();
     else if (current == modelPanel_) engine_->cancelLoad();
 }
 
@@ -458,6 +467,7 @@ void MainWindow::onModelLoaded() {
     steeringPanel_->setModel(*facts);
     extractionPanel_->setModel(*facts);
     heatMapPanel_->setModel(*facts);
+    monitoringPanel_->setModel(*facts);
     const QString name = QString::fromStdString(facts->name);
     engineState_->setText(tr("engine: idle"));
     device_->setText(tr("device: %1, %2").arg(QString::fromStdString(facts->device), QString::fromStdString(facts->dtype)));

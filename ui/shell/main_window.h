@@ -3,12 +3,14 @@
 
 namespace persona {
 struct ExtractionResult;
+struct MonitoringStudy;
 struct Trait;
 }  // namespace persona
 
 class EngineClient;
 class ExtractionPanel;
 class HeatMapPanel;
+class MonitoringPanel;
 class ModelPanel;
 class ProjectController;
 class QAction;
@@ -33,6 +35,7 @@ public:
     SteeringPanel* steeringPanel() const { return steeringPanel_; }
     ExtractionPanel* extractionPanel() const { return extractionPanel_; }
     HeatMapPanel* heatMapPanel() const { return heatMapPanel_; }
+    MonitoringPanel* monitoringPanel() const { return monitoringPanel_; }
     ModelPanel* modelPanel() const { return modelPanel_; }
     TraitsPanel* traitsPanel() const { return traitsPanel_; }
     // Selects a panel by its tab name in lower case without spaces ("model", "steering",
@@ -60,6 +63,8 @@ private:
     void showProjectInPanels();
     // The project's saved state in the panels: its vectors and the Steering setup (needs a model).
     void applyProjectToPanels();
+    // A finished study goes into the open project's monitoring/ folder (when it has a folder).
+    void keepMonitoringStudy(const persona::MonitoringStudy& study);
     void projectTreeActivated(QTreeWidgetItem* item);
     void projectTreeMenu(const QPoint& position);
     void openVectorIn(const QString& key, const QString& panel);  // panel: "steering" or "heat maps"
@@ -97,6 +102,7 @@ private:
     SteeringPanel* steeringPanel_;
     ExtractionPanel* extractionPanel_;
     HeatMapPanel* heatMapPanel_;
+    MonitoringPanel* monitoringPanel_;
     TraitsPanel* traitsPanel_;
     QTreeWidget* projectTree_;
     QLabel* modelBadge_;

@@ -4,11 +4,15 @@
 
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
+#include "panels/monitoring_panel.h"
 #include "panels/steering_panel.h"
 #include "panels/traits_panel.h"
+#include "persona/errors.h"
+#include "persona/monitoring_study.h"
 #include "persona/project.h"
 #include "shell/engine_client.h"
 #include "shell/project_controller.h"
+#include "widgets/vector_choice.h"
 
 #include <QLabel>
 #include <QMenu>
@@ -26,11 +30,14 @@ void MainWindow::showProjectInPanels() {
     const persona::Project& project = projects_->project();
     refreshProjectTree();
     if (!project.traits.empty() && project.traits != traitsPanel_->traits()) traitsPanel_->setTraits(project.traits);
-    if (!project.traits.empty()) extractionPanel_->setTraits(project.traits);
-
+    if (!project.traits.empty()) {
+        extractionPanel_->setTraits(project.traits);
+        monitoringPanel_->setTraits(project.traits);
+    }
     if (engine_->facts()) {
         steeringPanel_->setProjectVectors(project.vectors);
         heatMapPanel_->setProjectVectors(project.vectors);
+        monitoringPanel_->setProjectVectors(project.vectors);
     }
 }
 
@@ -44,6 +51,28 @@ void MainWindow::applyProjectToPanels() {
         if (steering.layer < 0 && run.vector == steering.vector) steering.layer = run.suggested_layer;
     steeringPanel_->applySettings(steering);
     heatMapPanel_->selectProjectVector(QString::fromStdString(steering.vector));
+    monitoringPanel_->vectorChoice()->selectProjectVector(QString::fromStdString(steering.vector));
+    // The newest study the project keeps, as it was drawn.
+    if (!projects_->path().isEmpty()) {
+        std::vector<std::string> problems;
+        const auto studies = persona::read_project_monitoring_studies(projects_->path().toStdString(), &problems);
+        if (!studies.empty()) {
+            monitoringPanel_->selectTrait(QString::fromStdString(studies.back().second.trait));
+            monitoringPanel_->showStudy(studies.back().second, QString::fromStdString(studies.back().first));
+        }
+        if (!problems.empty()) showError(tr("Monitoring studies skipped: %1").arg(QString::fromStdString(problems.front())));
+    }
+}
+
+void MainWindow::keepMonitoringStudy(const persona::MonitoringStudy& study) {
+    engineState_->setText(tr("engine: ready (monitoring study done)"));
+    if (projects_->path().isEmpty()) return;  // unsaved: the panel keeps it until exported
+    try {
+        const std::string kept = persona::save_project_monitoring_study(projects_->path().toStdString(), study);
+        monitoringPanel_->showStudy(study, QString::fromStdString(kept));
+    } catch (const persona::Error& e) {
+        showError(tr("Monitoring: the study could not be kept in the project: %1").arg(QString::fromUtf8(e.what())));
+    }
 }
 
 // The tree on the left: the model, then what the project holds. Double-clicking a trait opens it
