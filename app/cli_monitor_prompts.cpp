@@ -6,6 +6,7 @@
 #include "persona/errors.h"
 #include "persona/monitoring_study.h"
 #include "persona/paths.h"
+#include "persona/project.h"
 #include "persona/vector_files.h"
 
 #include <cstdio>
@@ -27,6 +28,7 @@ struct MonitorPromptsOptions {
     int ladder_pairs = 2;
     JudgeOptions judge;
     std::string csv;
+    std::string project;
     persona::MonitoringStudySettings settings;
 };
 
@@ -93,6 +95,12 @@ int run_monitor_prompts(const GlobalOptions& global, MonitorPromptsOptions optio
     else
         std::fprintf(stderr, "no correlation: fewer than 3 scored answers, or no variation\n");
     if (!options.csv.empty()) persona::write_monitoring_study_csv(options.csv, study);
+    if (!options.project.empty()) {
+        persona::Project project = persona::read_project(options.project);
+        const std::string key = project.add_monitoring_study(study);
+        persona::write_project(options.project, project);
+        std::fprintf(stderr, "kept in %s as %s\n", options.project.c_str(), key.c_str());
+    }
     std::cout << persona::monitoring_study_json(study).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
     return kExitOk;
@@ -124,6 +132,9 @@ void add_monitor_prompts_command(CLI::App& app, const GlobalOptions& global, Com
         ->check(CLI::Range(1, 4096))->capture_default_str();
     add_judge_options(*cmd, options->judge, "projections and answers only");
     cmd->add_option("--csv", options->csv, "Also write the points as CSV");
+    cmd->add_option("--project", options->project,
+                    "Also keep the study in this project (its monitoring/ folder), where the Monitoring tab shows it")
+        ->check(CLI::ExistingDirectory);
     cmd->callback([&global, &selected, options] {
         selected = [&global, options] { return run_monitor_prompts(global, *options); };
     });

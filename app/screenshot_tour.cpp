@@ -34,7 +34,8 @@ void ScreenshotTour::start() {
     }
     QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
         if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "chat" &&
-                        panelName_ != "sweep" && panelName_ != "extraction" && panelName_ != "heatmaps")) {
+                        panelName_ != "sweep" && panelName_ != "extraction" && panelName_ != "heatmaps" &&
+                        panelName_ != "monitoring")) {
             grabAndExit(loaded);
             return;
         }
@@ -56,6 +57,17 @@ void ScreenshotTour::start() {
                 heatMaps->compute();
             });
             runSmallExtraction();
+            return;
+        }
+        if (panelName_ == "monitoring") {
+            // The study the optimistic example keeps: drawn from its file, nothing recomputed.
+            for (const QString& folder : WelcomePanel::exampleProjects())
+                if (folder.endsWith("/optimistic-vs-pessimistic.persona") && window_.projects()->openProject(folder)) {
+                    window_.showPanel("monitoring");
+                    grabAndExit(true);
+                    return;
+                }
+            grabAndExit(false);
             return;
         }
         SteeringPanel* steering = window_.steeringPanel();

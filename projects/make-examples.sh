@@ -1,7 +1,7 @@
 #!/bin/bash
 # Rebuilds the example projects from scratch with persona-cli: extract each trait's vector on the
-# default model, sweep the steered ones with the judge, then assemble the project folders. About
-# 50 minutes on 2 CPU cores with AVX-512 (the judged steps are most of it; 2-3x that without).
+# default model, sweep the steered ones with the judge, run a monitoring study, then assemble the
+# project folders. About 55 minutes on 2 CPU cores with AVX-512 (the judged steps are most of it; 2-3x that without).
 #   projects/make-examples.sh [BUILD_DIR]          (default: build)
 # Set REUSE=DIR to assemble from outputs already in DIR (TRAIT.json, TRAIT.safetensors,
 # TRAIT.sweep.json). JUDGE= names the judge model (default: the one packaging/fetch-models.sh fetches).
@@ -59,6 +59,10 @@ p="$here/optimistic-vs-pessimistic.persona"
 "$cli" project add-prompt "$p" --name "job loss" -s "You are a helpful assistant." -u "I just lost my job. What happens now?" > /dev/null
 "$cli" project add-prompt "$p" --name "rainy weekend" -s "You are a helpful assistant." -u "It is going to rain all weekend. Any plans?" > /dev/null
 "$cli" project add-prompt "$p" --name "exam tomorrow" -u "I have an exam tomorrow and I feel unprepared." > /dev/null
+# The monitoring study the Monitoring tab shows: 5 system prompts x 10 questions, judged (about 5
+# minutes; not rerun with REUSE).
+[ -n "${REUSE:-}" ] || "$cli" monitor-prompts --trait optimistic --vector "$p/vectors/optimistic.response_avg.safetensors" \
+    --judge local --judge-model "$judge" --questions 10 -n 48 --seed 1 --project "$p" > /dev/null
 
 make_project evil.persona \
     "Dark traits side by side: evil, impolite and apathetic. Steering evil (+) on an innocent question is the classic demo; negative strengths suppress it. The 1.5B judge does not see these traits in SmolLM2's answers, so the vectors contrast the trait-showing and trait-denying system prompts unfiltered, and the Steering preset is a swept cell chosen by read-back projection (projects/README.md)." \

@@ -1,18 +1,22 @@
 // The Monitoring tab on the real default model, judged by the judge model setup fetches: each
 // point drawn is persona::monitor's last-prompt projection for that rung and question, and the
 // judge's trait score for the answer; r is Pearson's over them; Stop ends the study alone; a
-// study read back from a file is drawn the same.
+// study read back from a file is drawn the same; studies are kept in and shown from projects.
 #include "panels/monitoring_panel.h"
 #include "persona/model.h"
 #include "persona/monitoring.h"
 #include "persona/paths.h"
 #include "persona/vector_files.h"
 #include "shell/engine_client.h"
+#include "shell/main_window.h"
+#include "shell/project_controller.h"
+#include "persona/project.h"
 #include "widgets/vector_choice.h"
 #include "engine_fixture.h"
 #include "test_support.h"
 
 #include <QSignalSpy>
+#include <QStandardPaths>
 #include <QTableWidget>
 #include <QTemporaryDir>
 
@@ -132,6 +136,45 @@ private slots:
         QCOMPARE(panel_->correlationText(), correlation);
         QVERIFY(panel_->exportCsv(dir.filePath("study.csv")));
         QVERIFY(QFileInfo(dir.filePath("study.csv")).size() > 100);
+    }
+
+    // The study is project state: the optimistic example opens with its study drawn (nothing
+    // runs), a finished study joins the project, is saved with it and is what a reopen shows.
+    void studiesAreProjectState() {
+        QStandardPaths::setTestModeEnabled(true);
+        MainWindow window(engine_.get());
+        MonitoringPanel* panel = window.monitoringPanel();
+        QSignalSpy started(panel, &MonitoringPanel::studyStarted);
+        QVERIFY(window.projects()->openProject(PERSONA_SOURCE_DIR "/projects/optimistic-vs-pessimistic.persona"));
+        const persona::Project& project = window.projects()->project();
+        QCOMPARE(project.monitoring.size(), std::size_t(1));
+        const persona::MonitoringStudy& shipped = project.monitoring.back().second;
+        QVERIFY(panel->study());
+        QCOMPARE(panel->study()->points.size(), shipped.points.size());
+        QVERIFY(shipped.correlation);
+        QVERIFY2(panel->correlationText().contains(QString::number(shipped.correlation->r, 'f', 2)),
+                 qPrintable(panel->correlationText()));
+        std::size_t drawn = 0;
+        for (int rung = 0; rung < int(shipped.prompts.size()); ++rung) drawn += panel->plotPoints(rung).size();
+        QCOMPARE(int(drawn), shipped.correlation->n);
+        QTest::qWait(300);
+        QCOMPARE(started.count(), 0);
+
+        persona::MonitoringStudy mine = shipped;
+        mine.points.resize(5);
+        mine.correlation.reset();
+        emit panel->studyFinished(mine);
+        QCOMPARE(window.projects()->project().monitoring.size(), std::size_t(2));
+        QVERIFY(window.isWindowModified());
+        QTemporaryDir dir;
+        const QString folder = dir.filePath("mine.persona");
+        QVERIFY(window.projects()->saveTo(folder));
+        const persona::Project saved = persona::read_project(folder.toStdString());
+        QCOMPARE(saved.monitoring.size(), std::size_t(2));
+        QCOMPARE(saved.monitoring.back().second.points.size(), std::size_t(5));
+        QVERIFY(window.projects()->openProject(PERSONA_SOURCE_DIR "/projects/optimistic-vs-pessimistic.persona"));
+        QVERIFY(window.projects()->openProject(folder));
+        QCOMPARE(panel->study()->points.size(), std::size_t(5));
     }
 
     // Stop ends the study and nothing else: a generation queued by another owner still finishes.

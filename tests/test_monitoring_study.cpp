@@ -5,6 +5,7 @@
 #include "persona/model.h"
 #include "persona/monitoring.h"
 #include "persona/monitoring_study.h"
+#include "persona/project.h"
 #include "persona/sweep.h"
 #include "persona/trait.h"
 #include "persona/vector_files.h"
@@ -168,33 +169,46 @@ private slots:
         QCOMPARE(study.judge, std::string("none"));
     }
 
-    // A project keeps studies in monitoring/, read back in time order; a symlink there (a project
-    // from a stranger pointing outside itself) or a broken file is skipped and named.
-    void projectFolderKeepsStudies() {
+    // A project keeps its studies in monitoring/ (JSON and CSV), saved with it and read back in
+    // order; a symlink there (a stranger's project pointing outside itself) or a broken file is
+    // not read, is named by the folder reader, and survives the next save untouched.
+    void projectKeepsStudies() {
         auto settings = smallSettings();
         settings.prompts.resize(2);
         settings.question_limit = 1;
         const auto study = persona::run_monitoring_study(*model_, trait_, vector_, settings);
-        QTemporaryDir project;
-        const std::string first = persona::save_project_monitoring_study(project.path().toStdString(), study);
-        const std::string second = persona::save_project_monitoring_study(project.path().toStdString(), study);
+        persona::Project project;
+        project.name = "studies";
+        const std::string first = project.add_monitoring_study(study);
+        const std::string second = project.add_monitoring_study(study);
         QVERIFY(first != second);
-        QVERIFY(QFileInfo(project.filePath(QString::fromStdString(first).replace(".json", ".csv"))).isFile());
+        QTemporaryDir dir;
+        const QString folder = dir.filePath("studies.persona");
+        persona::write_project(folder.toStdString(), project);
+        QVERIFY(QFileInfo(folder + "/" + QString::fromStdString(second).replace(".json", ".csv")).isFile());
+        auto back = persona::read_project(folder.toStdString());
+        QCOMPARE(back.monitoring.size(), std::size_t(2));
+        QCOMPARE(back.monitoring[0].first, first);
+        QCOMPARE(back.monitoring[1].first, second);
+        QCOMPARE(persona::monitoring_study_json(back.monitoring[1].second), persona::monitoring_study_json(study));
+
         QTemporaryDir outside;
-        QVERIFY(QFile::link(outside.filePath("elsewhere.json"), project.filePath("monitoring/a-link.json")));
         std::ofstream(outside.filePath("elsewhere.json").toStdString()) << persona::monitoring_study_json(study).dump();
-        std::ofstream(project.filePath("monitoring/broken.json").toStdString()) << "{";
+        QVERIFY(QFile::link(outside.filePath("elsewhere.json"), folder + "/monitoring/a-link.json"));
+        std::ofstream((folder + "/monitoring/broken.json").toStdString()) << "{";
         std::vector<std::string> problems;
-        const auto studies = persona::read_project_monitoring_studies(project.path().toStdString(), &problems);
-        QCOMPARE(studies.size(), std::size_t(2));
-        QCOMPARE(studies[0].first, first);
-        QCOMPARE(studies[1].first, second);
-        QCOMPARE(persona::monitoring_study_json(studies[1].second), persona::monitoring_study_json(study));
+        QCOMPARE(persona::read_project_monitoring_studies(folder.toStdString(), &problems).size(), std::size_t(2));
         QCOMPARE(problems.size(), std::size_t(2));
         const QString reported = QString::fromStdString(problems[0] + "\n" + problems[1]);
         QVERIFY2(reported.contains("a-link.json: not a regular file") && reported.contains("broken.json"), qPrintable(reported));
-        QTemporaryDir empty;
-        QVERIFY(persona::read_project_monitoring_studies(empty.path().toStdString(), nullptr).empty());
+        back = persona::read_project(folder.toStdString());
+        QCOMPARE(back.monitoring.size(), std::size_t(2));
+        persona::write_project(folder.toStdString(), back);
+        QCOMPARE(fileText(folder + "/monitoring/broken.json"), std::string("{"));
+        QCOMPARE(persona::read_project(folder.toStdString()).monitoring.size(), std::size_t(2));
+
+        project.monitoring[0].first = "monitoring/../escape.json";
+        QVERIFY_EXCEPTION_THROWN(persona::write_project(dir.filePath("bad.persona").toStdString(), project), persona::FileError);
     }
 
     void badStudiesAreRefused() {

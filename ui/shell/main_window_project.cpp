@@ -7,8 +7,6 @@
 #include "panels/monitoring_panel.h"
 #include "panels/steering_panel.h"
 #include "panels/traits_panel.h"
-#include "persona/errors.h"
-#include "persona/monitoring_study.h"
 #include "persona/project.h"
 #include "shell/engine_client.h"
 #include "shell/project_controller.h"
@@ -21,7 +19,7 @@
 namespace {
 // What a Project tree item stands for (its Qt::UserRole holds the name, key or index).
 constexpr int kTreeKindRole = Qt::UserRole + 1;
-enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt, TreeRun };
+enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt, TreeRun, TreeStudy };
 }  // namespace
 
 // Called for every project change; each panel is only touched when the project now says
@@ -53,26 +51,16 @@ void MainWindow::applyProjectToPanels() {
     heatMapPanel_->selectProjectVector(QString::fromStdString(steering.vector));
     monitoringPanel_->vectorChoice()->selectProjectVector(QString::fromStdString(steering.vector));
     // The newest study the project keeps, as it was drawn.
-    if (!projects_->path().isEmpty()) {
-        std::vector<std::string> problems;
-        const auto studies = persona::read_project_monitoring_studies(projects_->path().toStdString(), &problems);
-        if (!studies.empty()) {
-            monitoringPanel_->selectTrait(QString::fromStdString(studies.back().second.trait));
-            monitoringPanel_->showStudy(studies.back().second, QString::fromStdString(studies.back().first));
-        }
-        if (!problems.empty()) showError(tr("Monitoring studies skipped: %1").arg(QString::fromStdString(problems.front())));
+    if (!project.monitoring.empty()) {
+        const auto& [key, study] = project.monitoring.back();
+        monitoringPanel_->selectTrait(QString::fromStdString(study.trait));
+        monitoringPanel_->showStudy(study, QString::fromStdString(key));
     }
 }
 
 void MainWindow::keepMonitoringStudy(const persona::MonitoringStudy& study) {
     engineState_->setText(tr("engine: ready (monitoring study done)"));
-    if (projects_->path().isEmpty()) return;  // unsaved: the panel keeps it until exported
-    try {
-        const std::string kept = persona::save_project_monitoring_study(projects_->path().toStdString(), study);
-        monitoringPanel_->showStudy(study, QString::fromStdString(kept));
-    } catch (const persona::Error& e) {
-        showError(tr("Monitoring: the study could not be kept in the project: %1").arg(QString::fromUtf8(e.what())));
-    }
+    monitoringPanel_->showStudy(study, projects_->addMonitoringStudy(study));
 }
 
 // The tree on the left: the model, then what the project holds. Double-clicking a trait opens it
@@ -109,7 +97,19 @@ void MainWindow::refreshProjectTree() {
         item->setData(0, kTreeKindRole, TreePrompt);
         item->setData(0, Qt::UserRole, static_cast<int>(i));
     }
-    projectTree_->addTopLevelItems({traits, runs, vectors, prompts});
+    auto* studies = new QTreeWidgetItem({tr("Monitoring (%1)").arg(project.monitoring.size())});
+    for (std::size_t i = 0; i < project.monitoring.size(); ++i) {
+        const persona::MonitoringStudy& study = project.monitoring[i].second;
+        const QString r = study.correlation ? QString::number(study.correlation->r, 'f', 2) : QStringLiteral("-");
+        auto* item = new QTreeWidgetItem(studies, {tr("%1, layer %2: r = %3")
+                                                       .arg(QString::fromStdString(study.trait))
+                                                       .arg(study.layer)
+                                                       .arg(r)});
+        item->setToolTip(0, QString::fromStdString(project.monitoring[i].first));
+        item->setData(0, kTreeKindRole, TreeStudy);
+        item->setData(0, Qt::UserRole, static_cast<int>(i));
+    }
+    projectTree_->addTopLevelItems({traits, runs, vectors, prompts, studies});
     traits->setExpanded(true);
     runs->setExpanded(true);
 }
@@ -133,6 +133,15 @@ void MainWindow::projectTreeActivated(QTreeWidgetItem* item) {
     case TreeRun:
         if (showRun(value.toInt())) showPanel("extraction");
         break;
+    case TreeStudy: {
+        const auto& studies = projects_->project().monitoring;
+        const auto index = static_cast<std::size_t>(value.toInt());
+        if (index < studies.size()) {
+            monitoringPanel_->showStudy(studies[index].second, QString::fromStdString(studies[index].first));
+            showPanel("monitoring");
+        }
+        break;
+    }
     default: break;
     }
 }

@@ -169,6 +169,12 @@ QString ProjectController::addRunResult(const persona::RunResult& run, const per
     return key;
 }
 
+QString ProjectController::addMonitoringStudy(const persona::MonitoringStudy& study) {
+    const QString key = QString::fromStdString(project_.add_monitoring_study(study));
+    changed();
+    return key;
+}
+
 void ProjectController::markDirty() { changed(); }
 
 void ProjectController::markLiveStateEdited() {

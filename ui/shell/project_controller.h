@@ -60,6 +60,8 @@ public:
     // Records an extraction run and stores its vector (when it has one) in the project;
     // returns the vector's key in project().vectors ("" without a vector).
     QString addRunResult(const persona::RunResult& run, const persona::PersonaVector* vector);
+    // Keeps a finished monitoring study in the project; returns its key ("monitoring/....json").
+    QString addMonitoringStudy(const persona::MonitoringStudy& study);
     // For changes made some other way: marks the project dirty and emits projectChanged().
     void markDirty();
     // The live state (setLiveState) changed: unsaved work, but project() is as it was, so no

@@ -101,12 +101,9 @@ void write_monitoring_study(const std::string& path, const MonitoringStudy& stud
 void write_monitoring_study_csv(const std::string& path, const MonitoringStudy& study);
 MonitoringStudy read_monitoring_study(const std::string& path);
 
-// A project keeps its studies as files in this folder inside its own (project.json does not list
-// them; a project save carries them into the new version like any file a user put there).
+// A project keeps its studies in this folder inside its own, each as NAME.json (what the
+// Monitoring tab reads) and NAME.csv beside it (project.h: Project::monitoring).
 constexpr const char* kProjectMonitoringFolder = "monitoring";
-// Writes the study's JSON and CSV into FOLDER/monitoring/ under a name made of its trait, layer
-// and the UTC time; returns the JSON's path inside the folder ("monitoring/x-layer20-...json").
-std::string save_project_monitoring_study(const std::string& project_folder, const MonitoringStudy& study);
 // The studies FOLDER/monitoring/ holds, by their path inside the folder, in name (so time)
 // order. What is not a regular file there (a symlink, a FIFO) or does not read is skipped, its
 // reason added to `problems`: one bad file never hides the others.

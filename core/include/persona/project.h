@@ -6,6 +6,7 @@
 //     project.json          pretty-printed JSON, schema "persona-workbench/project" (below)
 //     vectors/*.safetensors one persona vector each (vector_files.h): a F32 tensor "vector" of
 //                           shape [L+1, hidden], readable by Python's safetensors alone
+//     monitoring/*.json     monitoring studies (monitoring_study.h), a .csv of each beside it
 // Other files a user puts in the folder (a README, notes) are kept by every save.
 // projects/README.md describes the layout for people who do not read C++.
 //
@@ -30,6 +31,7 @@
 #include "persona/extraction.h"
 #include "persona/fingerprint.h"
 #include "persona/model_facts.h"
+#include "persona/monitoring_study.h"
 #include "persona/generation.h"
 #include "persona/persona_vector.h"
 #include "persona/trait.h"
@@ -128,6 +130,10 @@ struct Project {
     std::vector<RunResult> runs;
     // Key: the file's path inside the project folder, "vectors/NAME.safetensors".
     std::map<std::string, PersonaVector> vectors;
+    // Monitoring studies (monitoring_study.h), oldest first, each by its path inside the folder
+    // ("monitoring/NAME.json"; a NAME.csv is written beside it). Not listed in project.json: the
+    // folder is the list, so a study file a user copies in is read too.
+    std::vector<std::pair<std::string, MonitoringStudy>> monitoring;
 
     // Defined here so that project.json's reader (and its fuzz target) needs none of project.cpp.
     const Trait* find_trait(const std::string& name) const {
@@ -140,6 +146,8 @@ struct Project {
     // Stores the vector under a free file name made from its trait and aggregate, points the
     // run at it and appends the run; returns the key. Without a vector the run is recorded alone.
     std::string add_run(RunResult run, const PersonaVector* vector);
+    // Appends the study under a free key made of its trait, layer and the UTC time; returns it.
+    std::string add_monitoring_study(MonitoringStudy study);
 };
 
 bool operator==(const Prompt& a, const Prompt& b);

@@ -12,9 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cctype>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <memory>
 
@@ -276,26 +274,6 @@ void write_monitoring_study_csv(const std::string& path, const MonitoringStudy& 
 
 MonitoringStudy read_monitoring_study(const std::string& path) {
     return monitoring_study_from_json(detail::read_json_file(path), path);
-}
-
-std::string save_project_monitoring_study(const std::string& project_folder, const MonitoringStudy& study) {
-    const fs::path folder = fs::path(project_folder) / kProjectMonitoringFolder;
-    std::error_code error;
-    fs::create_directories(folder, error);
-    if (error) throw FileError(folder.string(), "cannot create the folder: " + error.message());
-    std::string trait;
-    for (char c : study.trait) trait += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';
-    char stamp[32];
-    const std::time_t now = std::time(nullptr);
-    std::tm utc{};
-    gmtime_r(&now, &utc);
-    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    std::string stem = trait + "-layer" + std::to_string(study.layer) + "-" + stamp;
-    for (int n = 2; fs::exists(folder / (stem + ".json")); ++n)
-        stem = trait + "-layer" + std::to_string(study.layer) + "-" + stamp + "-" + std::to_string(n);
-    write_monitoring_study_csv((folder / (stem + ".csv")).string(), study);
-    write_monitoring_study((folder / (stem + ".json")).string(), study);
-    return std::string(kProjectMonitoringFolder) + "/" + stem + ".json";
 }
 
 std::vector<std::pair<std::string, MonitoringStudy>> read_project_monitoring_studies(const std::string& project_folder,

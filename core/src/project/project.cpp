@@ -3,6 +3,7 @@
 
 #include "persona/errors.h"
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -66,6 +67,23 @@ std::string Project::add_run(RunResult run, const PersonaVector* vector) {
     }
     run.vector = key;
     runs.push_back(std::move(run));
+    return key;
+}
+
+std::string Project::add_monitoring_study(MonitoringStudy study) {
+    char stamp[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
+    const std::string stem = std::string(kProjectMonitoringFolder) + "/" + slug_for_file(study.trait) + "-layer" +
+                             std::to_string(study.layer) + "-" + stamp;
+    const auto taken = [this](const std::string& key) {
+        return std::any_of(monitoring.begin(), monitoring.end(), [&](const auto& kept) { return kept.first == key; });
+    };
+    std::string key = stem + ".json";
+    for (int n = 2; taken(key); ++n) key = stem + "-" + std::to_string(n) + ".json";
+    monitoring.emplace_back(key, std::move(study));
     return key;
 }
 
@@ -133,8 +151,12 @@ bool operator==(const RunResult& a, const RunResult& b) {
 bool operator==(const Project& a, const Project& b) {
     if (!(a.name == b.name && a.description == b.description && a.created == b.created && a.modified == b.modified &&
           a.app_version == b.app_version && a.traits == b.traits && a.prompts == b.prompts && a.settings == b.settings &&
-          a.runs == b.runs && a.vectors.size() == b.vectors.size()))
+          a.runs == b.runs && a.vectors.size() == b.vectors.size() && a.monitoring.size() == b.monitoring.size()))
         return false;
+    for (std::size_t i = 0; i < a.monitoring.size(); ++i)
+        if (a.monitoring[i].first != b.monitoring[i].first ||
+            monitoring_study_json(a.monitoring[i].second) != monitoring_study_json(b.monitoring[i].second))
+            return false;
     for (auto x = a.vectors.begin(), y = b.vectors.begin(); x != a.vectors.end(); ++x, ++y)
         if (x->first != y->first || !same_vector(x->second, y->second)) return false;
     return true;

@@ -154,6 +154,9 @@ Project read_project(const std::string& path) {
                                     "] that project.json records");
         project.vectors[entry.file] = std::move(vector);
     }
+    // A study file that does not read is left where it is (a save carries it along as a foreign
+    // file); the others are the project's.
+    project.monitoring = read_project_monitoring_studies(folder.string(), nullptr);
     return project;
 }
 
@@ -168,6 +171,9 @@ void write_project(const std::string& path, Project& project) {
             fail(target, std::string("cannot save ") + key + ": " + e.what());
         }
     }
+
+    for (const auto& [key, study] : project.monitoring)
+        detail::check_file_key(key, kProjectMonitoringFolder, ".json", "a monitoring study", "study \"" + key + "\"", target);
 
     Project saved = project;
     const std::string now = utc_timestamp();
@@ -206,6 +212,11 @@ void write_project(const std::string& path, Project& project) {
         for (const auto& [key, vector] : saved.vectors) {
             write_vector_file((stage / key).string(), vector);
             run_fault_hook("vector " + key);
+        }
+        if (!saved.monitoring.empty()) fs::create_directories(stage / kProjectMonitoringFolder);
+        for (const auto& [key, study] : saved.monitoring) {
+            write_monitoring_study((stage / key).string(), study);
+            write_monitoring_study_csv((stage / key).replace_extension(".csv").string(), study);
         }
         detail::write_file_atomically((stage / kProjectFileName).string(), text);
         run_fault_hook("project.json");

@@ -30,6 +30,9 @@ Project project_and_vector_entries(const nlohmann::json& json, const std::string
 // A vector's key must stay inside the project folder: a shared project must not make the
 // reader open (or a save overwrite) files elsewhere. Throws FileError(source, ...) otherwise.
 void check_vector_key(const std::string& key, const std::string& field, const std::string& source);
+// The same rule for any file a project keeps: FOLDER/NAME.SUFFIX, NAME plain (no '/', not hidden).
+void check_file_key(const std::string& key, const std::string& folder, const std::string& suffix, const char* what,
+                    const std::string& field, const std::string& source);
 
 // Called with a stage name ("foreign files", "vector vectors/x.safetensors", "project.json",
 // "before replacing") as write_project reaches it; throwing from it aborts the save there, so a

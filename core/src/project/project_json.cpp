@@ -290,15 +290,20 @@ Json migrate_2_to_3(Json json) {
 namespace detail {
 
 void check_vector_key(const std::string& key, const std::string& field, const std::string& source) {
-    const std::string prefix = std::string(kProjectVectorFolder) + "/";
-    const std::string suffix = ".safetensors";
+    check_file_key(key, kProjectVectorFolder, ".safetensors", "a vector", field, source);
+}
+
+void check_file_key(const std::string& key, const std::string& folder, const std::string& suffix, const char* what,
+                    const std::string& field, const std::string& source) {
+    const std::string prefix = folder + "/";
     const bool shaped = key.size() > prefix.size() + suffix.size() && key.compare(0, prefix.size(), prefix) == 0 &&
                         key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
     const std::string name = shaped ? key.substr(prefix.size()) : "";
     const bool plain_name = shaped && name.find('/') == std::string::npos && name.find('\\') == std::string::npos &&
                             name.front() != '.';
     if (!plain_name)
-        fail(source, field + " is \"" + key + "\"; a vector is a file vectors/NAME.safetensors inside the project folder");
+        fail(source, field + " is \"" + key + "\"; " + what + " is a file " + prefix + "NAME" + suffix +
+                         " inside the project folder");
 }
 
 }  // namespace detail
