@@ -1,6 +1,7 @@
 #include "persona/extraction.h"
 
 #include "io/atomic_file.h"
+#include "io/fnv_hash.h"
 #include "io/json_file.h"
 #include "persona/errors.h"
 #include "persona/fingerprint.h"
@@ -13,7 +14,6 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <tuple>
 
 namespace persona {
@@ -35,27 +35,8 @@ const char* const kStageVectors = "vectors";
 
 // --- fingerprints ---------------------------------------------------------------------------
 
-std::uint64_t fnv1a(std::uint64_t hash, const char* bytes, std::size_t size) {
-    for (std::size_t i = 0; i < size; ++i) {
-        hash ^= static_cast<unsigned char>(bytes[i]);
-        hash *= 1099511628211ULL;
-    }
-    return hash;
-}
-constexpr std::uint64_t kFnvOffset = 14695981039346656037ULL;
-
-std::string hex(std::uint64_t value) {
-    std::ostringstream out;
-    out << std::hex;
-    out.width(16);
-    out.fill('0');
-    out << value;
-    return out.str();
-}
-
 std::string trait_fingerprint(const Trait& trait) {
-    const std::string text = to_json(trait).dump();
-    return hex(fnv1a(kFnvOffset, text.data(), text.size()));
+    return detail::fnv1a_hex(to_json(trait).dump());
 }
 
 // A sample's own generator seed: its answer must not depend on which batch it lands in, or a
@@ -569,7 +550,7 @@ std::string extraction_checkpoint_file(const std::string& directory, const Trait
     // The trait's name is a user's: keep the file name safe on every file system.
     for (char& c : name)
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
-    return directory + "/" + name + "-" + hex(fnv1a(kFnvOffset, key.data(), key.size())) + ".json";
+    return directory + "/" + name + "-" + detail::fnv1a_hex(key) + ".json";
 }
 
 }  // namespace persona

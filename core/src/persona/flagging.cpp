@@ -1,6 +1,7 @@
 #include "persona/flagging.h"
 
 #include "io/atomic_file.h"
+#include "io/fnv_hash.h"
 #include "io/json_file.h"
 #include "persona/errors.h"
 #include "persona/files.h"
@@ -32,26 +33,8 @@ void strip_carriage_return(std::string& text) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
 }
 
-// 64-bit FNV-1a: a stable name for a run's settings, not a security measure.
-struct Fingerprint {
-    std::uint64_t hash = 0xcbf29ce484222325ULL;
-    void add(const void* bytes, std::size_t size) {
-        const auto* p = static_cast<const unsigned char*>(bytes);
-        for (std::size_t i = 0; i < size; ++i) hash = (hash ^ p[i]) * 0x100000001b3ULL;
-    }
-    void add(const std::string& text) {
-        add(text.data(), text.size());
-        add("\0", 1);
-    }
-    std::string hex() const {
-        char text[17];
-        std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
-        return text;
-    }
-};
-
 std::string run_fingerprint(const Model& model, const PersonaVector& vector, const FlagSettings& settings) {
-    Fingerprint f;
+    detail::Fnv1a f;
     f.add(model.facts().name);
     f.add(std::to_string(model.facts().file_bytes));
     f.add(model.dtype());
