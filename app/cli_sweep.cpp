@@ -93,6 +93,9 @@ void print_table(const persona::SweepResult& result) {
                      column(cell.readback_projection, "%.3f").c_str(),
                      column(cell.readback_rise_calibrated, "%+.4f").c_str());
     }
+    if (const auto& prompted = result.prompting_baseline)
+        std::fprintf(stderr, "prompting baseline (unsteered, the trait's positive system prompt): trait %s, coherence %s\n",
+                     column(prompted->mean_trait, "%.1f").c_str(), column(prompted->mean_coherence, "%.1f").c_str());
     const auto& r = result.recommendation;
     if (r.basis == persona::RecommendationBasis::None)
         std::fprintf(stderr, "recommendation: none. %s\n", r.reason.c_str());
@@ -198,8 +201,14 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
                                        "unsteered last prompt token of each evaluation question"},
                         {"layers", calibration}}},
                       {"cells", cells},
+                      {"prompting_baseline",
+                       result.prompting_baseline
+                           ? nlohmann::json{{"system_prompt", result.prompting_system_prompt},
+                                            {"cell", cell_json(*result.prompting_baseline, trait, options.examples)}}
+                           : nlohmann::json(nullptr)},
                       {"recommendation", recommendation},
                       {"rows_generated", result.rows_generated},
+                      {"rows_resumed", result.rows_resumed},
                       {"seconds", result.seconds}};
         }) == persona::JobState::failed)
         exit_code = kExitFailed;
@@ -243,6 +252,10 @@ void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& sele
     sweep->add_option("--coherence-threshold", options->settings.coherence_threshold,
                       "Mean coherence a recommended cell must keep")->capture_default_str();
     sweep->add_option("--examples", options->examples, "Answers per cell in the JSON (-1: all)")->capture_default_str();
+    sweep->add_option("--checkpoint", options->settings.checkpoint_path,
+                      "Save every finished batch here and resume from it when it exists (removed when the sweep ends)");
+    sweep->add_flag("!--no-prompting-baseline", options->settings.prompting_baseline,
+                    "Skip the baseline of the questions answered under the trait's positive system prompt");
     sweep->callback([&global, &selected, options] { selected = [&global, options] { return run_sweep_command(global, *options); }; });
 }
 

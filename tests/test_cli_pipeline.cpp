@@ -169,6 +169,9 @@ private slots:
             QCOMPARE(c["baseline"].toBool(), c["coefficient"].toDouble() == 0);
         }
         QCOMPARE(report["calibration"].toObject()["layers"].toArray().size(), 30);
+        const QJsonObject prompted = report["prompting_baseline"].toObject();
+        QVERIFY2(prompted["system_prompt"].toString().startsWith("You are an optimistic assistant."), r.out.constData());
+        QCOMPARE(prompted["cell"].toObject()["answers"].toInt(), 2);
         const QJsonObject recommendation = report["recommendation"].toObject();
         QVERIFY(recommendation["basis"].toString() == "projection" || recommendation["basis"].toString() == "none");
         QVERIFY2(recommendation["reason"].toString().contains("no recommendation can be made from judge scores"), r.out.constData());

@@ -7,6 +7,9 @@
 #include "persona/trait.h"
 #include "test_support.h"
 
+#include <QFileInfo>
+#include <QTemporaryDir>
+
 #include <cmath>
 #include <map>
 #include <random>
@@ -211,10 +214,11 @@ private slots:
         QCOMPARE(result.cells.size(), std::size_t(6));
         QCOMPARE(streamed.size(), std::size_t(6));
         QVERIFY(streamed[0].baseline && streamed[1].baseline);  // the baseline's cells come first
-        // One baseline shared by both layers: 2 questions + 2 layers x 2 steered coefficients x 2.
-        QCOMPARE(result.rows_generated, std::size_t(10));
-        QCOMPARE(lastProgress["generate"], std::make_pair(std::uint64_t(10), std::uint64_t(10)));
-        QCOMPARE(lastProgress["judge"], std::make_pair(std::uint64_t(10), std::uint64_t(10)));
+        // One baseline shared by both layers: 2 questions + the prompting baseline's 2 + 2 layers x
+        // 2 steered coefficients x 2.
+        QCOMPARE(result.rows_generated, std::size_t(12));
+        QCOMPARE(lastProgress["generate"], std::make_pair(std::uint64_t(12), std::uint64_t(12)));
+        QCOMPARE(lastProgress["judge"], std::make_pair(std::uint64_t(12), std::uint64_t(12)));
         QCOMPARE(lastProgress["cells"], std::make_pair(std::uint64_t(6), std::uint64_t(6)));
 
         // Coefficient 0 at both layers is the same unsteered generation, with the sweep's seeds.
@@ -250,6 +254,20 @@ private slots:
                 }
             }
         }
+        // The prompting baseline: the same questions and seeds, unsteered, under the trait's
+        // first positive system prompt, judged like every cell.
+        QVERIFY(result.prompting_baseline);
+        QCOMPARE(result.prompting_system_prompt, persona::positive_system_prompt(trait_, 0));
+        const SweepCell& prompted = *result.prompting_baseline;
+        QCOMPARE(prompted.answers.size(), std::size_t(2));
+        QCOMPARE(prompted.trait_scored + prompted.trait_refusals, 2);
+        for (auto& row : rows) row.messages.insert(row.messages.begin(), {"system", result.prompting_system_prompt});
+        const auto asked = model_->generate(rows);
+        for (int q = 0; q < 2; ++q) {
+            QCOMPARE(prompted.answers[std::size_t(q)].tokens.front(), asked[std::size_t(q)].tokens.front());
+            if (batchIndependent) QCOMPARE(prompted.answers[std::size_t(q)].text, asked[std::size_t(q)].text);
+        }
+
         // Steering changed something.
         bool differs = false;
         for (const SweepCell& c : result.cells)
@@ -364,6 +382,56 @@ private slots:
         QVERIFY(cells >= 1 && cells < 6);
         QVERIFY_THROWS_EXCEPTION(persona::Cancelled,
             persona::run_sweep(*model_, trait_, vector, settings, {}, [&](const SweepCell&) {}, [] { return true; }));
+    }
+
+    // Killed after its first cell, a checkpointed sweep resumes from its last finished batch and
+    // ends with the cells an uninterrupted sweep gives; the checkpoint goes once it is done, and
+    // another sweep's checkpoint is refused.
+    void killedSweepResumesWithTheSameCells() {
+        const persona::PersonaVector vector = randomDirection();
+        SweepSettings settings = tinySettings({8, 20}, {0, 3});
+        settings.batch_size = 3;  // batches cross groups: a resumed row can be waiting for its judge
+        settings.judge = persona::JudgeKind::Local;
+        const auto whole = persona::run_sweep(*model_, trait_, vector, settings);
+
+        QTemporaryDir dir;
+        settings.checkpoint_path = dir.filePath("sweep.checkpoint.json").toStdString();
+        bool cancel = false;
+        QCOMPARE(errorOf([&] {
+            persona::run_sweep(*model_, trait_, vector, settings, {}, [&](const SweepCell&) { cancel = true; },
+                               [&] { return cancel; });
+        }), QString("cancelled"));
+        QVERIFY(QFileInfo::exists(QString::fromStdString(settings.checkpoint_path)));
+
+        SweepSettings other = settings;
+        other.seed = 12;
+        const QString refused = errorOf([&] { persona::run_sweep(*model_, trait_, vector, other); });
+        QVERIFY2(refused.contains("sweep.checkpoint.json") && refused.contains("another sweep"), qPrintable(refused));
+
+        persona::SweepResult resumed;
+        const QString failed = errorOf([&] { resumed = persona::run_sweep(*model_, trait_, vector, settings); });
+        QVERIFY2(failed.isEmpty(), qPrintable(failed));
+        QCOMPARE(resumed.rows_resumed, std::size_t(3));
+        QCOMPARE(resumed.rows_generated, whole.rows_generated);
+        QVERIFY(!QFileInfo::exists(QString::fromStdString(settings.checkpoint_path)));
+        QCOMPARE(resumed.cells.size(), whole.cells.size());
+        std::vector<const SweepCell*> a, b;
+        for (std::size_t i = 0; i < whole.cells.size(); ++i) a.push_back(&whole.cells[i]), b.push_back(&resumed.cells[i]);
+        a.push_back(&*whole.prompting_baseline);
+        b.push_back(&*resumed.prompting_baseline);
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            QCOMPARE(b[i]->layer, a[i]->layer);
+            QCOMPARE(b[i]->coefficient, a[i]->coefficient);
+            QCOMPARE(b[i]->mean_trait, a[i]->mean_trait);
+            QCOMPARE(b[i]->mean_coherence, a[i]->mean_coherence);
+            QCOMPARE(b[i]->steered_projection, a[i]->steered_projection);
+            QCOMPARE(b[i]->readback_projection, a[i]->readback_projection);
+            for (std::size_t k = 0; k < a[i]->answers.size(); ++k) {
+                QCOMPARE(b[i]->answers[k].tokens, a[i]->answers[k].tokens);
+                QCOMPARE(b[i]->answers[k].text, a[i]->answers[k].text);
+                QCOMPARE(b[i]->answers[k].trait_score, a[i]->answers[k].trait_score);
+            }
+        }
     }
 
     void refusesBadInput() {

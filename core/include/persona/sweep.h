@@ -39,6 +39,13 @@ struct SweepSettings {
     // A cell's judge means are trusted for the recommendation only when at least this fraction
     // of its answers got a number (not a refusal) for both trait and coherence.
     double min_scored_fraction = 0.5;
+    // Also answer the questions unsteered under the trait's first positive system prompt and
+    // judge them: does steering beat simply asking for the trait?
+    bool prompting_baseline = true;
+    // Empty: none. Otherwise every finished batch (answers, projections, scores) is saved here,
+    // and a sweep started with the same model, vector, trait and settings continues from it,
+    // giving the cells an uninterrupted run gives. Removed when the sweep finishes.
+    std::string checkpoint_path;
 };
 
 // Steering strength in units that mean the same across layers and models:
@@ -157,7 +164,13 @@ struct SweepResult {
     SweepCalibration calibration;
     std::vector<SweepCell> cells;     // one per layer and coefficient, by layer then coefficient
     SweepRecommendation recommendation;
+    // With SweepSettings::prompting_baseline: the questions answered unsteered under
+    // `prompting_system_prompt`, judged (layer 0, coefficient 0; its projections are read at the
+    // first swept layer). The recommendation never picks it: it is the bar steering has to clear.
+    std::optional<SweepCell> prompting_baseline;
+    std::string prompting_system_prompt;
     std::size_t rows_generated = 0;   // the baseline counted once
+    std::size_t rows_resumed = 0;     // of those, taken from the checkpoint
     double seconds = 0;
 };
 
@@ -174,11 +187,13 @@ std::vector<ChatMessage> sweep_messages(const std::string& question);
 // thirds of the depth. `from_provenance`, when given, says which happened.
 std::vector<int> default_sweep_layers(const PersonaVector& vector, int spread = 4, bool* from_provenance = nullptr);
 
-// Runs the sweep on the thread that owns the model. Progress stages: "generate" (rows),
+// Runs the sweep on the thread that owns the model (with a checkpoint, see SweepSettings).
+// Progress stages: "generate" (rows),
 // "judge" (answers, only with a judge), "cells" (finished cells, reaching layers x coefficients).
 // on_cell sees each cell as soon as its answers are generated and judged (baseline cells first).
-// Throws Cancelled when cancelled; Error when the vector does not fit the model, is zero at a
-// chosen layer, a layer is outside 1..L, there are no coefficients or evaluation questions.
+// Throws Cancelled when cancelled (the checkpoint keeps every finished batch); Error when the
+// vector does not fit the model, is zero at a chosen layer, a layer is outside 1..L, there are
+// no coefficients or evaluation questions; FileError for a checkpoint of another sweep.
 SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vector, const SweepSettings& settings,
                       const ProgressFn& progress = {}, const std::function<void(const SweepCell&)>& on_cell = {},
                       const CancelFn& cancelled = {});

@@ -2,12 +2,14 @@
 
 #include "persona/errors.h"
 #include "persona/model.h"
+#include "persona/sweep_checkpoint.h"
 #include "persona/trait.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 
@@ -24,19 +26,11 @@ std::vector<float> layer_values(const PersonaVector& vector, int layer) {
     return {view.begin(), view.end()};
 }
 
-// One generated answer, with what is measured on it at every swept layer (a baseline answer is
-// shared by every layer's coefficient-0 cell; a steered one uses only its own layer's slot).
-struct RowRecord {
-    int question_index = 0;
-    int sample_index = 0;
-    GenerationResult result;
-    std::vector<double> steered;                   // per swept layer
-    std::vector<std::optional<double>> readback;   // per swept layer
-    JudgeScore trait;
-    JudgeScore coherence;
-};
+using RowRecord = detail::SweepRow;
 
-// The rows generated with one steering: the unsteered baseline (layer_slot < 0) or one cell.
+// The rows generated with one steering: the unsteered baseline (layer_slot -1), the prompting
+// baseline (kPromptedSlot) or one cell.
+constexpr int kPromptedSlot = -2;
 struct Group {
     int layer_slot = -1;  // index into the swept layers; -1 for the baseline
     double raw = 0;
@@ -53,7 +47,7 @@ SweepCell make_cell(const Group& group, std::size_t slot, int layer, double raw,
     cell.layer = layer;
     cell.coefficient = raw;
     cell.calibrated_strength = calibrated;
-    cell.baseline = group.layer_slot < 0;
+    cell.baseline = group.layer_slot == -1;
     double trait_sum = 0, coherence_sum = 0, steered_sum = 0, readback_sum = 0;
     std::size_t readback_count = 0;
     for (const RowRecord& row : group.rows) {
@@ -319,9 +313,16 @@ SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vec
     result.calibration = measure_calibration(model, vector, prompts, cancelled);
     const SweepCalibration& calibration = result.calibration;
 
-    // Groups: the baseline first (its cells are every steered cell's reference), then each
-    // layer's steered coefficients.
+    // Groups: the baseline first (its cells are every steered cell's reference), the prompting
+    // baseline, then each layer's steered coefficients.
     std::vector<Group> groups(1);
+    if (settings.prompting_baseline) {
+        if (trait.instructions.empty()) throw Error("trait '" + trait.name + "' has no instructions to prompt with");
+        result.prompting_system_prompt = positive_system_prompt(trait, 0);
+        Group prompted;
+        prompted.layer_slot = kPromptedSlot;
+        groups.push_back(std::move(prompted));
+    }
     for (std::size_t slot = 0; slot < layers.size(); ++slot)
         for (double c : coefficients) {
             if (c == 0) continue;
@@ -356,6 +357,28 @@ SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vec
     if (judge) report(kStageJudge, 0, jobs.size());
     report(kStageCells, 0, cells_total);
 
+    // The rows in job order: what the checkpoint holds, a prefix of whole batches.
+    const auto rows_in_order = [&](std::size_t end) {
+        std::vector<const RowRecord*> rows;
+        for (std::size_t k = 0; k < end; ++k) rows.push_back(&groups[jobs[k].group].rows[jobs[k].row]);
+        return rows;
+    };
+    const bool checkpointing = !settings.checkpoint_path.empty();
+    const std::string fingerprint =
+        checkpointing ? detail::sweep_fingerprint(model, trait, vector, settings, layers, coefficients) : std::string();
+    std::size_t resume_from = 0;
+    if (checkpointing && std::filesystem::exists(settings.checkpoint_path)) {
+        std::vector<RowRecord> restored =
+            detail::read_sweep_checkpoint(settings.checkpoint_path, fingerprint, rows_in_order(jobs.size()));
+        resume_from = restored.size();
+        for (std::size_t k = 0; k < resume_from; ++k) {
+            groups[jobs[k].group].rows[jobs[k].row] = std::move(restored[k]);
+            ++groups[jobs[k].group].finished;
+        }
+        result.rows_resumed = result.rows_generated = resume_from;
+        report(kStageGenerate, resume_from, jobs.size());
+    }
+
     // Every swept layer is probed in every batch: a batch mixes cells, and baseline rows are
     // measured at all of them.
     ProjectionProbe probe;
@@ -372,11 +395,22 @@ SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vec
     const auto finish_group = [&](Group& group) {
         for (RowRecord& row : group.rows) {
             if (!judge) break;
-            check_cancelled(cancelled);
-            const std::string& question = trait.evaluation_questions[std::size_t(row.question_index)];
-            row.trait = judge->score(trait.judge_rubric, question, row.result.text, cancelled);
-            row.coherence = judge->score(trait.coherence_rubric, question, row.result.text, cancelled);
+            if (!row.judged) {  // a resumed row may have been judged before
+                check_cancelled(cancelled);
+                const std::string& question = trait.evaluation_questions[std::size_t(row.question_index)];
+                row.trait = judge->score(trait.judge_rubric, question, row.result.text, cancelled);
+                row.coherence = judge->score(trait.coherence_rubric, question, row.result.text, cancelled);
+                row.judged = true;
+            }
             report(kStageJudge, ++judged, jobs.size());
+        }
+        if (group.layer_slot == kPromptedSlot) {
+            SweepCell cell = make_cell(group, 0, layers.front(), 0, 0, nullptr, 0);
+            cell.layer = 0;
+            cell.readback_rise.reset();
+            cell.readback_rise_calibrated.reset();
+            result.prompting_baseline = std::move(cell);
+            return;
         }
         std::vector<std::size_t> slots;
         if (group.layer_slot < 0) {
@@ -397,7 +431,15 @@ SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vec
         }
     };
 
-    for (std::size_t start = 0; start < jobs.size(); start += std::size_t(settings.batch_size)) {
+    // Groups complete in job order, so the baseline's cells always come first.
+    const auto finish_groups_ending_in = [&](std::size_t begin, std::size_t end) {
+        for (std::size_t k = begin; k < end; ++k) {
+            Group& group = groups[jobs[k].group];
+            if (jobs[k].row + 1 == group.rows.size() && group.finished == group.rows.size()) finish_group(group);
+        }
+    };
+    finish_groups_ending_in(0, resume_from);
+    for (std::size_t start = resume_from; start < jobs.size(); start += std::size_t(settings.batch_size)) {
         check_cancelled(cancelled);
         const std::size_t end = std::min(jobs.size(), start + std::size_t(settings.batch_size));
         std::vector<GenerationRow> rows;
@@ -406,6 +448,8 @@ SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vec
             const RowRecord& record = group.rows[jobs[k].row];
             GenerationRow row;
             row.messages = prompts[std::size_t(record.question_index)];
+            if (group.layer_slot == kPromptedSlot)
+                row.messages.insert(row.messages.begin(), ChatMessage{"system", result.prompting_system_prompt});
             row.sampling.temperature = settings.temperature;
             row.sampling.top_p = settings.top_p;
             row.sampling.max_new_tokens = settings.max_new_tokens;
@@ -464,12 +508,10 @@ SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vec
         }
         report(kStageGenerate, end, jobs.size());
         result.rows_generated = end;
-        // Groups complete in job order, so the baseline's cells always come first.
-        for (std::size_t k = start; k < end; ++k) {
-            Group& group = groups[jobs[k].group];
-            if (jobs[k].row + 1 == group.rows.size() && group.finished == group.rows.size()) finish_group(group);
-        }
+        finish_groups_ending_in(start, end);
+        if (checkpointing) detail::write_sweep_checkpoint(settings.checkpoint_path, fingerprint, rows_in_order(end));
     }
+    if (checkpointing) std::filesystem::remove(settings.checkpoint_path);
 
     std::sort(result.cells.begin(), result.cells.end(), [](const SweepCell& a, const SweepCell& b) {
         return a.layer != b.layer ? a.layer < b.layer : a.coefficient < b.coefficient;
