@@ -232,7 +232,15 @@ int run_project(const std::string& action, ProjectOptions o) {
             project.settings.steering.vector = key;
             project.settings.steering.layer = run.suggested_layer;
             project.settings.steering.coefficient = o.coefficient;
-            if (!o.sweep.empty()) steer_from_sweep(o.sweep, run, vector, o.sweep_layer, o.sweep_strength, project.settings.steering);
+            if (!o.sweep.empty()) {
+                steer_from_sweep(o.sweep, run, vector, o.sweep_layer, o.sweep_strength, project.settings.steering);
+                // The sweep itself, for the Sweeps tab; a hand-trimmed report still sets the preset.
+                try {
+                    project.add_sweep(persona::read_sweep_result(o.sweep));
+                } catch (const persona::Error& e) {
+                    std::fprintf(stderr, "persona-cli: the preset is set, but the report is not kept in the project: %s\n", e.what());
+                }
+            }
         }
     }
     persona::write_project(folder, project);
@@ -271,7 +279,8 @@ void add_project_command(CLI::App& app, const GlobalOptions&, Command& selected)
     auto* coefficient = run->add_option("--coefficient", options->coefficient, "Steering coefficient with --steer");
     coefficient->capture_default_str()->needs(steer);
     auto* sweep = run->add_option("--sweep", options->sweep,
-                    "With --steer: take the layer and coefficient from this sweep report's recommendation (persona-cli sweep's stdout)")
+                    "With --steer: take the layer and coefficient from this sweep report's recommendation (persona-cli sweep's "
+                    "stdout), and keep the sweep in the project")
         ->needs(steer)
         ->excludes(coefficient);
     auto* layer = run->add_option("--layer", options->sweep_layer, "With --sweep: the swept cell at this layer instead of the recommendation");

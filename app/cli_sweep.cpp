@@ -4,6 +4,7 @@
 
 #include "persona/errors.h"
 #include "persona/paths.h"
+#include "persona/project.h"
 #include "persona/sweep.h"
 #include "persona/vector_files.h"
 
@@ -28,6 +29,7 @@ struct SweepOptions {
     JudgeOptions judge;
     std::string positions = "response";
     int examples = 2;
+    std::string project;
     persona::SweepSettings settings;
 };
 
@@ -35,45 +37,6 @@ struct SweepOptions {
 // as a typical activation.
 const std::vector<double> kDefaultRaw{-4, 0, 2, 4, 8};
 const std::vector<double> kDefaultCalibrated{-0.5, 0, 0.25, 0.5, 1};
-
-nlohmann::json optional_number(const std::optional<double>& value) {
-    return value && std::isfinite(*value) ? nlohmann::json(*value) : nlohmann::json(nullptr);
-}
-
-nlohmann::json cell_json(const persona::SweepCell& cell, const persona::Trait& trait, int examples) {
-    nlohmann::json shown = nlohmann::json::array();
-    for (const auto& answer : cell.answers) {
-        if (examples >= 0 && int(shown.size()) >= examples) break;
-        shown.push_back({{"question_index", answer.question_index},
-                         {"question", trait.evaluation_questions[std::size_t(answer.question_index)]},
-                         {"sample_index", answer.sample_index},
-                         {"answer", answer.text},
-                         {"stop_reason", persona::stop_reason_name(answer.stop_reason)},
-                         {"trait_score", optional_number(answer.trait_score)},
-                         {"coherence", optional_number(answer.coherence)},
-                         {"trait_refusal", answer.trait_refusal},
-                         {"coherence_refusal", answer.coherence_refusal},
-                         {"steered_projection", answer.steered_projection},
-                         {"readback_projection", optional_number(answer.readback_projection)}});
-    }
-    return {{"layer", cell.layer},
-            {"coefficient", cell.coefficient},
-            {"calibrated_strength", cell.calibrated_strength},
-            {"baseline", cell.baseline},
-            {"answers", cell.answers.size()},
-            {"mean_trait", optional_number(cell.mean_trait)},
-            {"mean_coherence", optional_number(cell.mean_coherence)},
-            {"trait_scored", cell.trait_scored},
-            {"trait_refusals", cell.trait_refusals},
-            {"coherence_scored", cell.coherence_scored},
-            {"coherence_refusals", cell.coherence_refusals},
-            {"empty_answers", cell.empty_answers},
-            {"steered_projection", cell.steered_projection},
-            {"readback_projection", optional_number(cell.readback_projection)},
-            {"readback_rise", optional_number(cell.readback_rise)},
-            {"readback_rise_calibrated", optional_number(cell.readback_rise_calibrated)},
-            {"examples", shown}};
-}
 
 std::string column(const std::optional<double>& value, const char* format) {
     if (!value) return "-";
@@ -162,54 +125,24 @@ int run_sweep_command(const GlobalOptions& global, SweepOptions options) {
             std::fprintf(stderr, "\n");
             print_table(result);
 
-            nlohmann::json calibration = nlohmann::json::array();
-            for (int l = 1; l < result.calibration.layer_count; ++l) {
-                const double vector_norm = result.calibration.vector_norms[std::size_t(l)];
-                const double residual = result.calibration.mean_residual_norms[std::size_t(l)];
-                calibration.push_back({{"layer", l}, {"vector_norm", vector_norm}, {"mean_residual_norm", residual},
-                                       {"coefficient_per_unit_strength",
-                                        vector_norm > 0 ? nlohmann::json(residual / vector_norm) : nlohmann::json(nullptr)}});
+            report = persona::sweep_result_json(result, &trait, options.examples);
+            report["vector"] = options.vector;
+            report["model"] = facts.path;
+            report["settings"] = {{"questions", options.settings.question_limit},
+                                  {"samples", options.settings.samples_per_question},
+                                  {"max_tokens", options.settings.max_new_tokens},
+                                  {"temperature", options.settings.temperature},
+                                  {"top_p", options.settings.top_p},
+                                  {"seed", options.settings.seed},
+                                  {"batch", options.settings.batch_size},
+                                  {"positions", options.positions},
+                                  {"coherence_threshold", options.settings.coherence_threshold}};
+            if (!options.project.empty()) {
+                persona::Project project = persona::read_project(options.project);
+                const std::string key = project.add_sweep(result);
+                persona::write_project(options.project, project);
+                std::fprintf(stderr, "kept in %s as %s\n", options.project.c_str(), key.c_str());
             }
-            nlohmann::json cells = nlohmann::json::array();
-            for (const auto& cell : result.cells) cells.push_back(cell_json(cell, trait, options.examples));
-            const auto& r = result.recommendation;
-            nlohmann::json recommendation = {{"basis", persona::recommendation_basis_name(r.basis)}, {"reason", r.reason}};
-            if (r.basis != persona::RecommendationBasis::None) {
-                recommendation["layer"] = r.layer;
-                recommendation["coefficient"] = r.coefficient;
-                recommendation["calibrated_strength"] = r.calibrated_strength;
-            }
-            report = {{"trait", trait.name},
-                      {"vector", options.vector},
-                      {"model", facts.path},
-                      {"judge", result.judge},
-                      {"layers", result.layers},
-                      {"coefficients", result.coefficients},
-                      {"calibrated_coefficients", result.calibrated_coefficients},
-                      {"settings",
-                       {{"questions", options.settings.question_limit},
-                        {"samples", options.settings.samples_per_question},
-                        {"max_tokens", options.settings.max_new_tokens},
-                        {"temperature", options.settings.temperature},
-                        {"top_p", options.settings.top_p},
-                        {"seed", options.settings.seed},
-                        {"batch", options.settings.batch_size},
-                        {"positions", options.positions},
-                        {"coherence_threshold", options.settings.coherence_threshold}}},
-                      {"calibration",
-                       {{"definition", "calibrated = coefficient * |v_layer| / mean |h_layer|, mean over the "
-                                       "unsteered last prompt token of each evaluation question"},
-                        {"layers", calibration}}},
-                      {"cells", cells},
-                      {"prompting_baseline",
-                       result.prompting_baseline
-                           ? nlohmann::json{{"system_prompt", result.prompting_system_prompt},
-                                            {"cell", cell_json(*result.prompting_baseline, trait, options.examples)}}
-                           : nlohmann::json(nullptr)},
-                      {"recommendation", recommendation},
-                      {"rows_generated", result.rows_generated},
-                      {"rows_resumed", result.rows_resumed},
-                      {"seconds", result.seconds}};
         }) == persona::JobState::failed)
         exit_code = kExitFailed;
     if (g_interrupted) return kExitCancelled;
@@ -254,6 +187,9 @@ void add_sweep_command(CLI::App& app, const GlobalOptions& global, Command& sele
     sweep->add_option("--examples", options->examples, "Answers per cell in the JSON (-1: all)")->capture_default_str();
     sweep->add_option("--checkpoint", options->settings.checkpoint_path,
                       "Save every finished batch here and resume from it when it exists (removed when the sweep ends)");
+    sweep->add_option("--project", options->project,
+                      "Also keep the sweep (every answer) in this project, where the Sweeps tab shows it")
+        ->check(CLI::ExistingDirectory);
     sweep->add_flag("!--no-prompting-baseline", options->settings.prompting_baseline,
                     "Skip the baseline of the questions answered under the trait's positive system prompt");
     sweep->callback([&global, &selected, options] { selected = [&global, options] { return run_sweep_command(global, *options); }; });

@@ -35,7 +35,7 @@ void ScreenshotTour::start() {
     QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
         if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "chat" &&
                         panelName_ != "sweep" && panelName_ != "extraction" && panelName_ != "heatmaps" &&
-                        panelName_ != "monitoring")) {
+                        panelName_ != "monitoring" && panelName_ != "sweeps")) {
             grabAndExit(loaded);
             return;
         }
@@ -59,11 +59,11 @@ void ScreenshotTour::start() {
             runSmallExtraction();
             return;
         }
-        if (panelName_ == "monitoring") {
-            // The study the optimistic example keeps: drawn from its file, nothing recomputed.
+        if (panelName_ == "monitoring" || panelName_ == "sweeps") {
+            // The study and sweep the optimistic example keeps: drawn from its files, nothing recomputed.
             for (const QString& folder : WelcomePanel::exampleProjects())
                 if (folder.endsWith("/optimistic-vs-pessimistic.persona") && window_.projects()->openProject(folder)) {
-                    window_.showPanel("monitoring");
+                    window_.showPanel(panelName_);
                     grabAndExit(true);
                     return;
                 }

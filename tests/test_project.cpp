@@ -14,6 +14,7 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -544,6 +545,15 @@ void TestProject::exampleProjectsFitTheDefaultModel() {
         QVERIFY2(project.vectors.count(steering.vector), (name + ": steering vector " + steering.vector).c_str());
         // The preset a judged sweep recommended (make-examples.sh): a layer of this model, a push.
         QVERIFY2(steering.layer >= 1 && steering.layer <= facts.layers && steering.coefficient != 0, name.c_str());
+        // Results kept beside the project: every one read, and the preset is a cell the kept sweep measured.
+        QVERIFY2(project.skipped_files.empty(), (name + ": " + (project.skipped_files.empty() ? "" : project.skipped_files[0])).c_str());
+        QCOMPARE(project.sweeps.size(), std::size_t(1));
+        const persona::SweepResult& sweep = project.sweeps[0].second;
+        QCOMPARE("vectors/" + sweep.trait + ".response_avg.safetensors", steering.vector);
+        QVERIFY2(std::any_of(sweep.cells.begin(), sweep.cells.end(), [&](const persona::SweepCell& cell) {
+                     return cell.layer == steering.layer && std::abs(cell.coefficient - steering.coefficient) < 1e-9;
+                 }), name.c_str());
+        for (const auto& [key, study] : project.monitoring) QVERIFY2(study.correlation && study.points.size() >= 30, key.c_str());
     }
     QVERIFY2(found >= 2, "projects/ holds the example projects");
 }

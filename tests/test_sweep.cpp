@@ -3,6 +3,7 @@
 #include "persona/errors.h"
 #include "persona/extraction.h"
 #include "persona/model.h"
+#include "persona/project.h"
 #include "persona/sweep.h"
 #include "persona/trait.h"
 #include "test_support.h"
@@ -432,6 +433,34 @@ private slots:
                 QCOMPARE(b[i]->answers[k].trait_score, a[i]->answers[k].trait_score);
             }
         }
+    }
+
+    // A sweep read back from its JSON writes the same JSON (answers included); a project keeps it
+    // under sweeps/; a damaged field is named with the file.
+    void resultSurvivesJsonAndProjects() {
+        SweepSettings settings = tinySettings({8}, {0.5});
+        settings.calibrated_coefficients = true;
+        const auto result = persona::run_sweep(*model_, trait_, randomDirection(), settings);
+        const nlohmann::json json = persona::sweep_result_json(result, &trait_);
+        QCOMPARE(persona::sweep_result_json(persona::sweep_result_from_json(json, "x.json"), &trait_), json);
+        QCOMPARE(json["cells"][1]["examples"].size(), std::size_t(2));
+        QVERIFY(json["prompting_baseline"]["system_prompt"].get<std::string>().rfind("You are an", 0) == 0);
+
+        persona::Project project;
+        project.traits.push_back(trait_);
+        const std::string key = project.add_sweep(result);
+        QVERIFY(QString::fromStdString(key).startsWith("sweeps/"));
+        QTemporaryDir dir;
+        const std::string folder = dir.filePath("p.persona").toStdString();
+        persona::write_project(folder, project);
+        const persona::Project back = persona::read_project(folder);
+        QCOMPARE(back.sweeps.size(), std::size_t(1));
+        QCOMPARE(persona::sweep_result_json(back.sweeps[0].second, &trait_), json);
+
+        nlohmann::json damaged = json;
+        damaged["cells"][1]["examples"][0]["stop_reason"] = "bored";
+        const QString error = errorOf([&] { persona::sweep_result_from_json(damaged, "s.json"); });
+        QVERIFY2(error.contains("s.json") && error.contains("cells[1].examples[0].stop_reason"), qPrintable(error));
     }
 
     void refusesBadInput() {

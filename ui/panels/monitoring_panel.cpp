@@ -1,15 +1,14 @@
 #include "panels/monitoring_panel.h"
 
 #include "persona/errors.h"
-#include "persona/paths.h"
 #include "shell/engine_client.h"
+#include "widgets/judge_choice.h"
 #include "widgets/vector_choice.h"
 
 #include <qcustomplot.h>
 
 #include <QComboBox>
 #include <QFileDialog>
-#include <QFileInfo>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
@@ -22,8 +21,6 @@
 #include <QVBoxLayout>
 
 namespace {
-
-enum class JudgeChoice { JudgeModel, StudiedModel, None };
 
 // Blue for the most discouraging rung, red for the most encouraging, grey for the middle: the
 // ladder reads as the steering colours do (widgets/diverging_colors.h).
@@ -91,21 +88,8 @@ void MonitoringPanel::buildForm() {
     maxTokens_ = new QSpinBox(this);
     maxTokens_->setRange(1, 4096);
     maxTokens_->setValue(48);
-    judgeChoice_ = new QComboBox(this);
+    judgeChoice_ = new JudgeChoice(this);
     judgeChoice_->setObjectName("monitoring_judge");
-    judgeChoice_->addItem(tr("judge model"), int(JudgeChoice::JudgeModel));
-    judgeChoice_->addItem(tr("the studied model"), int(JudgeChoice::StudiedModel));
-    judgeChoice_->addItem(tr("none (projections only)"), int(JudgeChoice::None));
-    judgeChoice_->setToolTip(tr("The judge model is the one setup fetched (%1)")
-                                 .arg(QString::fromStdString(persona::judge_model_path())));
-    connect(judgeChoice_, &QComboBox::currentIndexChanged, this, [this] {
-        switch (JudgeChoice(judgeChoice_->currentData().toInt())) {
-        case JudgeChoice::JudgeModel: judge_ = persona::JudgeSettings(persona::JudgeKind::Local); judge_.model_path = persona::judge_model_path(); break;
-        case JudgeChoice::StudiedModel: judge_ = persona::JudgeSettings(persona::JudgeKind::Local); break;
-        case JudgeChoice::None: judge_ = persona::JudgeSettings(persona::JudgeKind::None); break;
-        }
-    });
-    judge_.model_path = persona::judge_model_path();
 
     ladder_ = new QTableWidget(0, 2, this);
     ladder_->setObjectName("monitoring_ladder");
@@ -266,16 +250,7 @@ void MonitoringPanel::resetLadder() {
     if (const persona::Trait* trait = currentTrait()) setLadder(persona::default_prompt_ladder(*trait));
 }
 
-void MonitoringPanel::setJudge(const persona::JudgeSettings& judge) {
-    const JudgeChoice choice = judge.kind == persona::JudgeKind::None ? JudgeChoice::None
-                               : judge.model_path.empty()             ? JudgeChoice::StudiedModel
-                                                                      : JudgeChoice::JudgeModel;
-    {
-        const QSignalBlocker blocker(judgeChoice_);
-        judgeChoice_->setCurrentIndex(judgeChoice_->findData(int(choice)));
-    }
-    judge_ = judge;
-}
+void MonitoringPanel::setJudge(const persona::JudgeSettings& judge) { judgeChoice_->setSettings(judge); }
 
 void MonitoringPanel::setLayer(int layer) { layer_->setValue(layer); }
 void MonitoringPanel::setQuestionLimit(int questions) { questions_->setValue(questions); }
@@ -287,7 +262,7 @@ persona::MonitoringStudySettings MonitoringPanel::settings() const {
     s.prompts = ladder();
     s.question_limit = questions_->value();
     s.max_new_tokens = maxTokens_->value();
-    s.judge = judge_;
+    s.judge = judgeChoice_->settings();
     return s;
 }
 
@@ -306,10 +281,8 @@ void MonitoringPanel::run() {
         message_->setText(tr("The ladder has no rung."));
         return;
     }
-    if (s.judge.kind == persona::JudgeKind::Local && !s.judge.model_path.empty() &&
-        !QFileInfo(QString::fromStdString(s.judge.model_path)).isFile()) {
-        message_->setText(tr("The judge model %1 is not there: run setup, or choose another judge.")
-                              .arg(QString::fromStdString(s.judge.model_path)));
+    if (const QString problem = judgeChoice_->problem(); !problem.isEmpty()) {
+        message_->setText(problem);
         return;
     }
     running_ = true;
@@ -328,7 +301,7 @@ void MonitoringPanel::run() {
     MonitoringCallbacks callbacks;
     callbacks.receiver = this;
     callbacks.progress = [this](const QString& stage, qint64 done, qint64 total) {
-        const bool judged = judge_.kind != persona::JudgeKind::None;
+        const bool judged = judgeChoice_->settings().kind != persona::JudgeKind::None;
         if (stage == (judged ? "judge" : "answers")) {
             progress_->setRange(0, int(total));
             progress_->setValue(int(done));

@@ -14,6 +14,7 @@
 #include <vector>
 
 class EngineClient;
+class JudgeChoice;
 class QComboBox;
 class QCustomPlot;
 class QLabel;
@@ -88,14 +89,13 @@ private:
     std::vector<persona::Trait> traits_;
     persona::ModelFacts facts_;
     bool hasModel_ = false;
-    persona::JudgeSettings judge_;
 
     QComboBox* trait_;
     VectorChoice* vector_;
     QSpinBox* layer_;
     QSpinBox* questions_;
     QSpinBox* maxTokens_;
-    QComboBox* judgeChoice_;
+    JudgeChoice* judgeChoice_;
     QTableWidget* ladder_;
     QWidget* ladderButtons_;
     QPushButton* runButton_;

@@ -160,6 +160,30 @@ persona::JobHandle EngineClient::extract(persona::Trait trait, persona::Extracti
     });
 }
 
+persona::JobHandle EngineClient::sweep(persona::Trait trait, persona::PersonaVector vector, persona::SweepSettings settings,
+                                       SweepCallbacks callbacks) {
+    auto shared = std::make_shared<SweepCallbacks>(std::move(callbacks));
+    auto result = std::make_shared<persona::SweepResult>();
+    auto work = [this, shared, result, trait = std::move(trait), vector = std::move(vector), settings = std::move(settings)](
+                    persona::Model& model, const persona::JobContext& job) {
+        const auto progress = [this, shared](const persona::Progress& p) {
+            onUiThread([shared, stage = QString::fromStdString(p.stage), done = p.done, total = p.total] {
+                if (shared->receiver && shared->progress)
+                    shared->progress(stage, static_cast<qint64>(done), static_cast<qint64>(total));
+            });
+        };
+        const auto onCell = [this, shared](const persona::SweepCell& cell) {
+            onUiThread([shared, cell] {
+                if (shared->receiver && shared->cell) shared->cell(cell);
+            });
+        };
+        *result = persona::run_sweep(model, trait, vector, settings, progress, onCell, job.cancelled);
+    };
+    return submit(shared, std::move(work), [shared, result] {
+        if (shared->finished) shared->finished(*result);
+    });
+}
+
 persona::JobHandle EngineClient::monitorStudy(persona::Trait trait, persona::PersonaVector vector,
                                               persona::MonitoringStudySettings settings, MonitoringCallbacks callbacks) {
     auto shared = std::make_shared<MonitoringCallbacks>(std::move(callbacks));

@@ -5,6 +5,7 @@
 #include "persona/trait.h"
 #include "persona/model.h"
 #include "persona/monitoring_study.h"
+#include "persona/sweep.h"
 
 #include <QObject>
 #include <QPointer>
@@ -46,6 +47,16 @@ struct ConversationProjections {
 struct ConversationCallbacks {
     QPointer<QObject> receiver;
     std::function<void(const ConversationProjections&)> finished;
+    std::function<void()> cancelled;
+    std::function<void(const QString& error)> failed;
+};
+
+// What a sweep reports, on the UI thread, as GenerationCallbacks does.
+struct SweepCallbacks {
+    QPointer<QObject> receiver;
+    std::function<void(const QString& stage, qint64 done, qint64 total)> progress;
+    std::function<void(const persona::SweepCell&)> cell;  // each cell once generated and judged
+    std::function<void(const persona::SweepResult&)> finished;
     std::function<void()> cancelled;
     std::function<void(const QString& error)> failed;
 };
@@ -98,6 +109,9 @@ public:
     persona::JobHandle projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
                                            ConversationCallbacks callbacks);
 
+    // Queues persona::run_sweep (with settings.checkpoint_path, a Stop keeps the finished batches).
+    persona::JobHandle sweep(persona::Trait trait, persona::PersonaVector vector, persona::SweepSettings settings,
+                             SweepCallbacks callbacks);
     // Queues persona::run_monitoring_study (the judge the settings name is loaded in the job).
     persona::JobHandle monitorStudy(persona::Trait trait, persona::PersonaVector vector,
                                     persona::MonitoringStudySettings settings, MonitoringCallbacks callbacks);

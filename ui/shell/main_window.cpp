@@ -4,6 +4,7 @@
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
 #include "panels/monitoring_panel.h"
+#include "panels/sweep_panel.h"
 #include "panels/model_panel.h"
 #include "shell/project_controller.h"
 #include "panels/steering_panel.h"
@@ -101,6 +102,15 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     heatMapPanel_ = new HeatMapPanel(engine_, panels_);
     heatMapPanel_->setObjectName("heat_map_panel");
     panels_->addTab(heatMapPanel_, tr("Heat maps"));
+    sweepPanel_ = new SweepPanel(engine_, panels_);
+    sweepPanel_->setObjectName("sweep_panel");
+    panels_->addTab(sweepPanel_, tr("Sweeps"));
+    connect(sweepPanel_, &SweepPanel::sweepStarted, this, [this] { engineState_->setText(tr("engine: sweep")); });
+    connect(sweepPanel_, &SweepPanel::sweepFinished, this, [this](const persona::SweepResult& sweep) {
+        engineState_->setText(tr("engine: ready (sweep done)"));
+        projects_->addSweep(sweep);
+    });
+    connect(sweepPanel_, &SweepPanel::sweepFailed, this, [this](const QString& error) { showError(tr("Sweep: %1").arg(error)); });
     monitoringPanel_ = new MonitoringPanel(engine_, panels_);
     monitoringPanel_->setObjectName("monitoring_panel");
     panels_->addTab(monitoringPanel_, tr("Monitoring"));
@@ -458,6 +468,7 @@ void MainWindow::stopCurrentPanel() {
     else if (current == extractionPanel_) extractionPanel_->cancel();
     else if (current == heatMapPanel_) heatMapPanel_->stop();
     else if (current == monitoringPanel_) monitoringPanel_->cancel();
+    else if (current == sweepPanel_) sweepPanel_->cancel();
     else if (current == modelPanel_) engine_->cancelLoad();
 }
 
@@ -468,6 +479,7 @@ void MainWindow::onModelLoaded() {
     extractionPanel_->setModel(*facts);
     heatMapPanel_->setModel(*facts);
     monitoringPanel_->setModel(*facts);
+    sweepPanel_->setModel(*facts);
     const QString name = QString::fromStdString(facts->name);
     engineState_->setText(tr("engine: idle"));
     device_->setText(tr("device: %1, %2").arg(QString::fromStdString(facts->device), QString::fromStdString(facts->dtype)));

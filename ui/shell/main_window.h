@@ -11,6 +11,7 @@ class EngineClient;
 class ExtractionPanel;
 class HeatMapPanel;
 class MonitoringPanel;
+class SweepPanel;
 class ModelPanel;
 class ProjectController;
 class QAction;
@@ -36,6 +37,7 @@ public:
     ExtractionPanel* extractionPanel() const { return extractionPanel_; }
     HeatMapPanel* heatMapPanel() const { return heatMapPanel_; }
     MonitoringPanel* monitoringPanel() const { return monitoringPanel_; }
+    SweepPanel* sweepPanel() const { return sweepPanel_; }
     ModelPanel* modelPanel() const { return modelPanel_; }
     TraitsPanel* traitsPanel() const { return traitsPanel_; }
     // Selects a panel by its tab name in lower case without spaces ("model", "steering",
@@ -103,6 +105,7 @@ private:
     ExtractionPanel* extractionPanel_;
     HeatMapPanel* heatMapPanel_;
     MonitoringPanel* monitoringPanel_;
+    SweepPanel* sweepPanel_;
     TraitsPanel* traitsPanel_;
     QTreeWidget* projectTree_;
     QLabel* modelBadge_;

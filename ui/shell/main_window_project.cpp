@@ -5,6 +5,7 @@
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
 #include "panels/monitoring_panel.h"
+#include "panels/sweep_panel.h"
 #include "panels/steering_panel.h"
 #include "panels/traits_panel.h"
 #include "persona/project.h"
@@ -19,7 +20,7 @@
 namespace {
 // What a Project tree item stands for (its Qt::UserRole holds the name, key or index).
 constexpr int kTreeKindRole = Qt::UserRole + 1;
-enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt, TreeRun, TreeStudy };
+enum TreeKind { TreeNone = 0, TreeTrait, TreeVector, TreePrompt, TreeRun, TreeStudy, TreeSweep };
 }  // namespace
 
 // Called for every project change; each panel is only touched when the project now says
@@ -31,11 +32,13 @@ void MainWindow::showProjectInPanels() {
     if (!project.traits.empty()) {
         extractionPanel_->setTraits(project.traits);
         monitoringPanel_->setTraits(project.traits);
+        sweepPanel_->setTraits(project.traits);
     }
     if (engine_->facts()) {
         steeringPanel_->setProjectVectors(project.vectors);
         heatMapPanel_->setProjectVectors(project.vectors);
         monitoringPanel_->setProjectVectors(project.vectors);
+        sweepPanel_->setProjectVectors(project.vectors);
     }
 }
 
@@ -50,12 +53,19 @@ void MainWindow::applyProjectToPanels() {
     steeringPanel_->applySettings(steering);
     heatMapPanel_->selectProjectVector(QString::fromStdString(steering.vector));
     monitoringPanel_->vectorChoice()->selectProjectVector(QString::fromStdString(steering.vector));
-    // The newest study the project keeps, as it was drawn.
+    // The newest study and sweep the project keeps, as they were drawn.
     if (!project.monitoring.empty()) {
         const auto& [key, study] = project.monitoring.back();
         monitoringPanel_->selectTrait(QString::fromStdString(study.trait));
         monitoringPanel_->showStudy(study, QString::fromStdString(key));
     }
+    if (!project.sweeps.empty()) {
+        const persona::SweepResult& sweep = project.sweeps.back().second;
+        sweepPanel_->selectTrait(QString::fromStdString(sweep.trait));
+        sweepPanel_->showResult(sweep);
+    }
+    if (!project.skipped_files.empty())
+        showError(tr("Not read from the project (left in place): %1").arg(QString::fromStdString(project.skipped_files.front())));
 }
 
 void MainWindow::keepMonitoringStudy(const persona::MonitoringStudy& study) {
@@ -109,7 +119,19 @@ void MainWindow::refreshProjectTree() {
         item->setData(0, kTreeKindRole, TreeStudy);
         item->setData(0, Qt::UserRole, static_cast<int>(i));
     }
-    projectTree_->addTopLevelItems({traits, runs, vectors, prompts, studies});
+    auto* sweeps = new QTreeWidgetItem({tr("Sweeps (%1)").arg(project.sweeps.size())});
+    for (std::size_t i = 0; i < project.sweeps.size(); ++i) {
+        const persona::SweepResult& sweep = project.sweeps[i].second;
+        const auto& r = sweep.recommendation;
+        auto* item = new QTreeWidgetItem(
+            sweeps, {r.basis == persona::RecommendationBasis::None
+                         ? tr("%1: no recommendation").arg(QString::fromStdString(sweep.trait))
+                         : tr("%1: layer %2, strength %3").arg(QString::fromStdString(sweep.trait)).arg(r.layer).arg(r.calibrated_strength)});
+        item->setToolTip(0, QString::fromStdString(project.sweeps[i].first));
+        item->setData(0, kTreeKindRole, TreeSweep);
+        item->setData(0, Qt::UserRole, static_cast<int>(i));
+    }
+    projectTree_->addTopLevelItems({traits, runs, vectors, prompts, studies, sweeps});
     traits->setExpanded(true);
     runs->setExpanded(true);
 }
@@ -133,6 +155,16 @@ void MainWindow::projectTreeActivated(QTreeWidgetItem* item) {
     case TreeRun:
         if (showRun(value.toInt())) showPanel("extraction");
         break;
+    case TreeSweep: {
+        const auto& sweeps = projects_->project().sweeps;
+        const auto index = static_cast<std::size_t>(value.toInt());
+        if (index < sweeps.size()) {
+            sweepPanel_->selectTrait(QString::fromStdString(sweeps[index].second.trait));
+            sweepPanel_->showResult(sweeps[index].second);
+            showPanel("sweeps");
+        }
+        break;
+    }
     case TreeStudy: {
         const auto& studies = projects_->project().monitoring;
         const auto index = static_cast<std::size_t>(value.toInt());

@@ -175,6 +175,12 @@ QString ProjectController::addMonitoringStudy(const persona::MonitoringStudy& st
     return key;
 }
 
+QString ProjectController::addSweep(const persona::SweepResult& sweep) {
+    const QString key = QString::fromStdString(project_.add_sweep(sweep));
+    changed();
+    return key;
+}
+
 void ProjectController::markDirty() { changed(); }
 
 void ProjectController::markLiveStateEdited() {

@@ -62,6 +62,8 @@ public:
     QString addRunResult(const persona::RunResult& run, const persona::PersonaVector* vector);
     // Keeps a finished monitoring study in the project; returns its key ("monitoring/....json").
     QString addMonitoringStudy(const persona::MonitoringStudy& study);
+    // Keeps a finished sweep in the project; returns its key ("sweeps/....json").
+    QString addSweep(const persona::SweepResult& sweep);
     // For changes made some other way: marks the project dirty and emits projectChanged().
     void markDirty();
     // The live state (setLiveState) changed: unsaved work, but project() is as it was, so no

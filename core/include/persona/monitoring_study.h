@@ -104,10 +104,5 @@ MonitoringStudy read_monitoring_study(const std::string& path);
 // A project keeps its studies in this folder inside its own, each as NAME.json (what the
 // Monitoring tab reads) and NAME.csv beside it (project.h: Project::monitoring).
 constexpr const char* kProjectMonitoringFolder = "monitoring";
-// The studies FOLDER/monitoring/ holds, by their path inside the folder, in name (so time)
-// order. What is not a regular file there (a symlink, a FIFO) or does not read is skipped, its
-// reason added to `problems`: one bad file never hides the others.
-std::vector<std::pair<std::string, MonitoringStudy>> read_project_monitoring_studies(const std::string& project_folder,
-                                                                                    std::vector<std::string>* problems);
 
 }  // namespace persona

@@ -7,6 +7,7 @@
 //     vectors/*.safetensors one persona vector each (vector_files.h): a F32 tensor "vector" of
 //                           shape [L+1, hidden], readable by Python's safetensors alone
 //     monitoring/*.json     monitoring studies (monitoring_study.h), a .csv of each beside it
+//     sweeps/*.json         steering sweeps (sweep.h: sweep_result_json)
 // Other files a user puts in the folder (a README, notes) are kept by every save.
 // projects/README.md describes the layout for people who do not read C++.
 //
@@ -32,6 +33,7 @@
 #include "persona/fingerprint.h"
 #include "persona/model_facts.h"
 #include "persona/monitoring_study.h"
+#include "persona/sweep.h"
 #include "persona/generation.h"
 #include "persona/persona_vector.h"
 #include "persona/trait.h"
@@ -49,6 +51,7 @@ constexpr const char* kProjectSchemaName = "persona-workbench/project";
 constexpr int kProjectSchemaVersion = 3;
 constexpr const char* kProjectFileName = "project.json";
 constexpr const char* kProjectVectorFolder = "vectors";
+constexpr const char* kProjectSweepFolder = "sweeps";
 constexpr const char* kProjectExtension = ".persona";
 constexpr const char* kProjectSignConvention =
     "positive minus negative: a vector is mean(shows the trait) - mean(does not); +coefficient brings the trait out";
@@ -134,6 +137,13 @@ struct Project {
     // ("monitoring/NAME.json"; a NAME.csv is written beside it). Not listed in project.json: the
     // folder is the list, so a study file a user copies in is read too.
     std::vector<std::pair<std::string, MonitoringStudy>> monitoring;
+    // Steering sweeps, oldest first, by path inside the folder ("sweeps/NAME.json"); the folder
+    // is the list, as for monitoring.
+    std::vector<std::pair<std::string, SweepResult>> sweeps;
+    // What read_project found in monitoring/ and sweeps/ and did not read (a symlink, a FIFO, a
+    // damaged file), each with the reason; such files stay where they are and saves carry them.
+    // Never saved, not compared.
+    std::vector<std::string> skipped_files;
 
     // Defined here so that project.json's reader (and its fuzz target) needs none of project.cpp.
     const Trait* find_trait(const std::string& name) const {
@@ -148,6 +158,8 @@ struct Project {
     std::string add_run(RunResult run, const PersonaVector* vector);
     // Appends the study under a free key made of its trait, layer and the UTC time; returns it.
     std::string add_monitoring_study(MonitoringStudy study);
+    // Appends the sweep under a free key made of its trait and the UTC time; returns it.
+    std::string add_sweep(SweepResult sweep);
 };
 
 bool operator==(const Prompt& a, const Prompt& b);

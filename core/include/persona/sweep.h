@@ -8,6 +8,8 @@
 #include "persona/persona_vector.h"
 #include "persona/progress.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -197,5 +199,14 @@ std::vector<int> default_sweep_layers(const PersonaVector& vector, int spread = 
 SweepResult run_sweep(Model& model, const Trait& trait, const PersonaVector& vector, const SweepSettings& settings,
                       const ProgressFn& progress = {}, const std::function<void(const SweepCell&)>& on_cell = {},
                       const CancelFn& cancelled = {});
+
+// The result as JSON: what `persona-cli sweep` prints (it adds its settings and the model's and
+// vector's paths) and a project keeps under sweeps/. Answers: the first `examples` of each cell
+// (-1: all), each with its question's text when `trait` is given. The reader takes that JSON
+// back (answers without their token ids) and throws FileError naming `source` and the field.
+nlohmann::json sweep_result_json(const SweepResult& result, const Trait* trait = nullptr, int examples = -1);
+SweepResult sweep_result_from_json(const nlohmann::json& json, const std::string& source);
+void write_sweep_result(const std::string& path, const SweepResult& result, const Trait* trait = nullptr);
+SweepResult read_sweep_result(const std::string& path);
 
 }  // namespace persona

@@ -13,12 +13,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 
 namespace persona {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -274,35 +271,6 @@ void write_monitoring_study_csv(const std::string& path, const MonitoringStudy& 
 
 MonitoringStudy read_monitoring_study(const std::string& path) {
     return monitoring_study_from_json(detail::read_json_file(path), path);
-}
-
-std::vector<std::pair<std::string, MonitoringStudy>> read_project_monitoring_studies(const std::string& project_folder,
-                                                                                    std::vector<std::string>* problems) {
-    const fs::path folder = fs::path(project_folder) / kProjectMonitoringFolder;
-    std::error_code error;
-    if (fs::symlink_status(folder, error).type() != fs::file_type::directory) return {};
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(folder, error))
-        if (entry.path().extension() == ".json") names.push_back(entry.path().filename().string());
-    // By stem: "x-...Z.json" before its same-second sibling "x-...Z-2.json" ('-' sorts before '.').
-    std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
-        return fs::path(a).stem().string() < fs::path(b).stem().string();
-    });
-    std::vector<std::pair<std::string, MonitoringStudy>> studies;
-    for (const std::string& name : names) {
-        const fs::path path = folder / name;
-        // Not followed: a project shared by a stranger must not read outside its folder.
-        if (fs::symlink_status(path, error).type() != fs::file_type::regular) {
-            if (problems) problems->push_back(path.string() + ": not a regular file, skipped");
-            continue;
-        }
-        try {
-            studies.emplace_back(std::string(kProjectMonitoringFolder) + "/" + name, read_monitoring_study(path.string()));
-        } catch (const Error& e) {
-            if (problems) problems->push_back(e.what());
-        }
-    }
-    return studies;
 }
 
 }  // namespace persona

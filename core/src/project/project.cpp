@@ -70,20 +70,35 @@ std::string Project::add_run(RunResult run, const PersonaVector* vector) {
     return key;
 }
 
-std::string Project::add_monitoring_study(MonitoringStudy study) {
+namespace {
+// "FOLDER/STEM-YYYYMMDDTHHMMSSZ.json", with -2, -3, ... when `taken` has it.
+template <typename Kept>
+std::string new_result_key(const char* folder, const std::string& stem, const Kept& kept) {
     char stamp[32];
     const std::time_t now = std::time(nullptr);
     std::tm utc{};
     gmtime_r(&now, &utc);
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    const std::string stem = std::string(kProjectMonitoringFolder) + "/" + slug_for_file(study.trait) + "-layer" +
-                             std::to_string(study.layer) + "-" + stamp;
-    const auto taken = [this](const std::string& key) {
-        return std::any_of(monitoring.begin(), monitoring.end(), [&](const auto& kept) { return kept.first == key; });
+    const std::string base = std::string(folder) + "/" + stem + "-" + stamp;
+    const auto taken = [&](const std::string& key) {
+        return std::any_of(kept.begin(), kept.end(), [&](const auto& entry) { return entry.first == key; });
     };
-    std::string key = stem + ".json";
-    for (int n = 2; taken(key); ++n) key = stem + "-" + std::to_string(n) + ".json";
+    std::string key = base + ".json";
+    for (int n = 2; taken(key); ++n) key = base + "-" + std::to_string(n) + ".json";
+    return key;
+}
+}  // namespace
+
+std::string Project::add_monitoring_study(MonitoringStudy study) {
+    const std::string key = new_result_key(kProjectMonitoringFolder,
+                                           slug_for_file(study.trait) + "-layer" + std::to_string(study.layer), monitoring);
     monitoring.emplace_back(key, std::move(study));
+    return key;
+}
+
+std::string Project::add_sweep(SweepResult sweep) {
+    const std::string key = new_result_key(kProjectSweepFolder, slug_for_file(sweep.trait), sweeps);
+    sweeps.emplace_back(key, std::move(sweep));
     return key;
 }
 
@@ -156,6 +171,11 @@ bool operator==(const Project& a, const Project& b) {
     for (std::size_t i = 0; i < a.monitoring.size(); ++i)
         if (a.monitoring[i].first != b.monitoring[i].first ||
             monitoring_study_json(a.monitoring[i].second) != monitoring_study_json(b.monitoring[i].second))
+            return false;
+    if (a.sweeps.size() != b.sweeps.size()) return false;
+    for (std::size_t i = 0; i < a.sweeps.size(); ++i)
+        if (a.sweeps[i].first != b.sweeps[i].first ||
+            sweep_result_json(a.sweeps[i].second) != sweep_result_json(b.sweeps[i].second))
             return false;
     for (auto x = a.vectors.begin(), y = b.vectors.begin(); x != a.vectors.end(); ++x, ++y)
         if (x->first != y->first || !same_vector(x->second, y->second)) return false;

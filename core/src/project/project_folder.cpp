@@ -112,6 +112,39 @@ void copy_foreign_files(const fs::path& from, const fs::path& to) {
     }
 }
 
+// FOLDER/SUBFOLDER/*.json in name (so time) order: results a project keeps without listing them.
+// What is not a regular file there is not followed (a project shared by a stranger must not read
+// outside its folder) and, like a file that does not read, is named in `skipped`.
+template <typename Result>
+std::vector<std::pair<std::string, Result>> read_result_folder(const fs::path& folder, const char* subfolder,
+                                                               Result (*read)(const std::string&),
+                                                               std::vector<std::string>& skipped) {
+    const fs::path results = folder / subfolder;
+    std::error_code error;
+    if (fs::symlink_status(results, error).type() != fs::file_type::directory) return {};
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(results, error))
+        if (entry.path().extension() == ".json") names.push_back(entry.path().filename().string());
+    // By stem: "x-...Z.json" before its same-second sibling "x-...Z-2.json" ('-' sorts before '.').
+    std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+        return fs::path(a).stem().string() < fs::path(b).stem().string();
+    });
+    std::vector<std::pair<std::string, Result>> kept;
+    for (const std::string& name : names) {
+        const fs::path path = results / name;
+        if (fs::symlink_status(path, error).type() != fs::file_type::regular) {
+            skipped.push_back(path.string() + ": not a regular file, not read");
+            continue;
+        }
+        try {
+            kept.emplace_back(std::string(subfolder) + "/" + name, read(path.string()));
+        } catch (const Error& e) {
+            skipped.push_back(e.what());
+        }
+    }
+    return kept;
+}
+
 }  // namespace
 
 std::string project_folder(const std::string& path) {
@@ -154,9 +187,10 @@ Project read_project(const std::string& path) {
                                     "] that project.json records");
         project.vectors[entry.file] = std::move(vector);
     }
-    // A study file that does not read is left where it is (a save carries it along as a foreign
+    // A result file that does not read is left where it is (a save carries it along as a foreign
     // file); the others are the project's.
-    project.monitoring = read_project_monitoring_studies(folder.string(), nullptr);
+    project.monitoring = read_result_folder(folder, kProjectMonitoringFolder, read_monitoring_study, project.skipped_files);
+    project.sweeps = read_result_folder(folder, kProjectSweepFolder, read_sweep_result, project.skipped_files);
     return project;
 }
 
@@ -174,6 +208,8 @@ void write_project(const std::string& path, Project& project) {
 
     for (const auto& [key, study] : project.monitoring)
         detail::check_file_key(key, kProjectMonitoringFolder, ".json", "a monitoring study", "study \"" + key + "\"", target);
+    for (const auto& [key, sweep] : project.sweeps)
+        detail::check_file_key(key, kProjectSweepFolder, ".json", "a sweep", "sweep \"" + key + "\"", target);
 
     Project saved = project;
     const std::string now = utc_timestamp();
@@ -218,6 +254,8 @@ void write_project(const std::string& path, Project& project) {
             write_monitoring_study((stage / key).string(), study);
             write_monitoring_study_csv((stage / key).replace_extension(".csv").string(), study);
         }
+        if (!saved.sweeps.empty()) fs::create_directories(stage / kProjectSweepFolder);
+        for (const auto& [key, sweep] : saved.sweeps) write_sweep_result((stage / key).string(), sweep, saved.find_trait(sweep.trait));
         detail::write_file_atomically((stage / kProjectFileName).string(), text);
         run_fault_hook("project.json");
         sync_path(stage / kProjectVectorFolder, true);
