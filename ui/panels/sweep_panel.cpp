@@ -64,6 +64,10 @@ QCustomPlot* makePlot(QWidget* parent, const QString& objectName, const QString&
     plot->yAxis->setRange(0, 100);
     plot->legend->setVisible(true);
     plot->legend->setFont(QFont(plot->font().family(), 8));
+    // Below the axes, one row: inside them it hides the curves' ends.
+    plot->plotLayout()->addElement(1, 0, plot->legend);
+    plot->legend->setFillOrder(QCPLegend::foColumnsFirst);
+    plot->plotLayout()->setRowStretchFactor(1, 0.001);
     plot->setInteractions(QCP::iSelectPlottables);
     plot->setMinimumHeight(200);
     QCPGraph* recommended = plot->addGraph();
@@ -363,7 +367,15 @@ void SweepPanel::draw(const persona::SweepResult& result) {
 void SweepPanel::showResult(const persona::SweepResult& result) {
     if (running_) return;
     result_ = result;
+    // The form says what was swept, so Run repeats it.
+    setLayers(result.layers);
+    std::vector<double> strengths;
+    for (double c : result.coefficients)
+        if (c != 0) strengths.push_back(c);
+    if (result.calibrated_coefficients) setStrengths(strengths);
     draw(result);
+    const auto& r = result.recommendation;
+    if (r.basis != persona::RecommendationBasis::None) showCell(r.layer, r.calibrated_strength);
     refreshButtons();
 }
 

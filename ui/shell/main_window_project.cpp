@@ -53,6 +53,7 @@ void MainWindow::applyProjectToPanels() {
     steeringPanel_->applySettings(steering);
     heatMapPanel_->selectProjectVector(QString::fromStdString(steering.vector));
     monitoringPanel_->vectorChoice()->selectProjectVector(QString::fromStdString(steering.vector));
+    sweepPanel_->vectorChoice()->selectProjectVector(QString::fromStdString(steering.vector));
     // The newest study and sweep the project keeps, as they were drawn.
     if (!project.monitoring.empty()) {
         const auto& [key, study] = project.monitoring.back();
