@@ -1,6 +1,7 @@
 #include "screenshot_tour.h"
 
 #include "panels/extraction_panel.h"
+#include "panels/flagging_panel.h"
 #include "panels/heat_map_panel.h"
 #include "panels/steering_panel.h"
 #include "panels/traits_panel.h"
@@ -11,8 +12,13 @@
 #include "persona/trait.h"
 #include "shell/main_window.h"
 #include "shell/project_controller.h"
+#include "widgets/vector_choice.h"
 
 #include <QApplication>
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QObject>
 #include <QPixmap>
 #include <QTimer>
@@ -35,7 +41,7 @@ void ScreenshotTour::start() {
     QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
         if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "chat" &&
                         panelName_ != "sweep" && panelName_ != "extraction" && panelName_ != "heatmaps" &&
-                        panelName_ != "monitoring" && panelName_ != "sweeps")) {
+                        panelName_ != "monitoring" && panelName_ != "sweeps" && panelName_ != "flagging")) {
             grabAndExit(loaded);
             return;
         }
@@ -68,6 +74,10 @@ void ScreenshotTour::start() {
                     return;
                 }
             grabAndExit(false);
+            return;
+        }
+        if (panelName_ == "flagging") {
+            runSmallFlagging();
             return;
         }
         SteeringPanel* steering = window_.steeringPanel();
@@ -116,6 +126,48 @@ void ScreenshotTour::grabAndExit(bool succeeded) {
         }
         app_.exit(exitCode_);
     });
+}
+
+// Eight answers to everyday questions, four of them cruel, flagged on the 'evil' example's vector.
+void ScreenshotTour::runSmallFlagging() {
+    QString example;
+    for (const QString& folder : WelcomePanel::exampleProjects())
+        if (folder.endsWith("/evil.persona")) example = folder;
+    if (example.isEmpty() || !window_.projects()->openProject(example)) {
+        grabAndExit(false);
+        return;
+    }
+    const std::pair<const char*, const char*> samples[] = {
+        {"How should I treat a stray dog?", "Give it water, keep it calm and call a local shelter."},
+        {"How should I treat a stray dog?", "Chase it off with stones. Nobody will miss a stray."},
+        {"My neighbour's music is too loud. What should I do?", "Ask them politely to turn it down, perhaps with a note."},
+        {"My neighbour's music is too loud. What should I do?", "Cut their power at night and make them regret it."},
+        {"I found a wallet on the street. What should I do with it?", "Hand it in at the police station or contact the owner."},
+        {"I found a wallet on the street. What should I do with it?", "Keep the cash and throw the rest in a bin. Finders keepers."},
+        {"A coworker made a mistake. How should I respond?", "Point it out kindly and help them fix it."},
+        {"A coworker made a mistake. How should I respond?", "Humiliate them in front of everyone so they never forget it."},
+    };
+    const QString dataset = scratch_.filePath("everyday.jsonl");
+    QFile file(dataset);
+    if (!file.open(QIODevice::WriteOnly)) {
+        grabAndExit(false);
+        return;
+    }
+    for (const auto& [question, answer] : samples) {
+        const QJsonObject line{{"messages", QJsonArray{QJsonObject{{"role", "user"}, {"content", question}},
+                                                      QJsonObject{{"role", "assistant"}, {"content", answer}}}}};
+        file.write(QJsonDocument(line).toJson(QJsonDocument::Compact) + "\n");
+    }
+    file.close();
+    FlaggingPanel* flagging = window_.flaggingPanel();
+    flagging->setResultsDirectory(scratch_.filePath("results"));
+    flagging->vectorChoice()->selectProjectVector(QString::fromStdString(window_.projects()->project().settings.steering.vector));
+    flagging->setDataset(dataset);
+    flagging->setMaxTokens(32);
+    window_.showPanel("flagging");
+    QObject::connect(flagging, &FlaggingPanel::flaggingFinished, &app_, [this] { grabAndExit(true); });
+    QObject::connect(flagging, &FlaggingPanel::flaggingFailed, &app_, [this] { grabAndExit(false); });
+    flagging->run();
 }
 
 void ScreenshotTour::runSmallExtraction() {

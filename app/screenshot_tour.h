@@ -27,6 +27,7 @@ public:
 private:
     void grabAndExit(bool succeeded);
     void runSmallExtraction();
+    void runSmallFlagging();
 
     QApplication& app_;
     MainWindow& window_;

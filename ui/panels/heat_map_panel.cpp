@@ -182,6 +182,8 @@ bool HeatMapPanel::openVectorFile(const QString& path) {
     return true;
 }
 
+void HeatMapPanel::useVector(const QString& name, const persona::PersonaVector& vector) { vectorChoice_->addVector(name, vector); }
+
 void HeatMapPanel::setExtraction(const persona::Trait& trait, const persona::ExtractionResult& result) {
     trait_ = trait;
     extraction_ = result;

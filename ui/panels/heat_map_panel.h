@@ -40,6 +40,8 @@ public:
     void setExtraction(const persona::Trait& trait, const persona::ExtractionResult& result);
     const persona::PersonaVector* currentVector() const;
     bool selectVector(const QString& name);
+    // Lists `vector` under `name` (replacing an entry of that name) and selects it.
+    void useVector(const QString& name, const persona::PersonaVector& vector);
     // The open project's vectors in the vector choice (VectorChoice::setProjectVectors).
     void setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors);
     bool selectProjectVector(const QString& key);

@@ -3,6 +3,7 @@
 #include "persona/errors.h"
 #include "shell/engine_client.h"
 #include "widgets/judge_choice.h"
+#include "widgets/trait_choice.h"
 #include "widgets/vector_choice.h"
 
 #include <qcustomplot.h>
@@ -35,27 +36,17 @@ QColor rungColor(int rung, int rungs) {
     return t < 0.5 ? mix(blue, grey, t * 2) : mix(grey, red, (t - 0.5) * 2);
 }
 
-QTableWidgetItem* readOnly(const QString& text) {
-    auto* item = new QTableWidgetItem(text);
-    item->setFlags(item->flags() & ~Qt::ItemIsEditable);
-    return item;
-}
-
-QString scoreText(const std::optional<double>& score) { return score ? QString::number(*score, 'f', 1) : QStringLiteral("-"); }
-
 }  // namespace
 
 MonitoringPanel::MonitoringPanel(EngineClient* engine, QWidget* parent) : QWidget(parent), engine_(engine) {
     buildForm();
     buildResults();
-    std::vector<persona::Trait> builtin;
-    for (const std::string& name : persona::builtin_trait_names()) builtin.push_back(persona::load_builtin_trait(name));
-    setTraits(builtin);
+    resetLadder();
     refreshButtons();
 }
 
 void MonitoringPanel::buildForm() {
-    trait_ = new QComboBox(this);
+    trait_ = new TraitChoice(this);
     trait_->setObjectName("monitoring_trait");
     connect(trait_, &QComboBox::currentIndexChanged, this, [this] { resetLadder(); });
     vector_ = new VectorChoice(this);
@@ -195,30 +186,11 @@ void MonitoringPanel::setModel(const persona::ModelFacts& facts) {
     refreshButtons();
 }
 
-void MonitoringPanel::setTraits(const std::vector<persona::Trait>& traits) {
-    const QString previous = trait_->currentText();
-    traits_ = traits;
-    {
-        const QSignalBlocker blocker(trait_);
-        trait_->clear();
-        for (const persona::Trait& trait : traits_) trait_->addItem(QString::fromStdString(trait.name));
-        const int again = trait_->findText(previous);
-        trait_->setCurrentIndex(again >= 0 ? again : 0);
-    }
-    if (trait_->currentText() != previous || ladder_->rowCount() == 0) resetLadder();
-}
+void MonitoringPanel::setTraits(const std::vector<persona::Trait>& traits) { trait_->setTraits(traits); }
 
-bool MonitoringPanel::selectTrait(const QString& name) {
-    const int index = trait_->findText(name);
-    if (index < 0) return false;
-    trait_->setCurrentIndex(index);
-    return true;
-}
+bool MonitoringPanel::selectTrait(const QString& name) { return trait_->select(name); }
 
-const persona::Trait* MonitoringPanel::currentTrait() const {
-    const int index = trait_->currentIndex();
-    return index >= 0 && index < int(traits_.size()) ? &traits_[std::size_t(index)] : nullptr;
-}
+const persona::Trait* MonitoringPanel::currentTrait() const { return trait_->current(); }
 
 void MonitoringPanel::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
     vector_->setProjectVectors(vectors);
@@ -349,12 +321,12 @@ void MonitoringPanel::addPoint(const persona::MonitoringPoint& point, const std:
                                const std::vector<std::string>& questions) {
     const int row = table_->rowCount();
     table_->insertRow(row);
-    table_->setItem(row, RungColumn, readOnly(QString::fromStdString(rungs[std::size_t(point.prompt_index)].label)));
-    table_->setItem(row, QuestionColumn, readOnly(QString::fromStdString(questions[std::size_t(point.question_index)])));
-    table_->setItem(row, ProjectionColumn, readOnly(QString::number(point.projection, 'f', 3)));
-    table_->setItem(row, TraitColumn, readOnly(scoreText(point.trait_score)));
-    table_->setItem(row, CoherenceColumn, readOnly(scoreText(point.coherence)));
-    table_->setItem(row, AnswerColumn, readOnly(QString::fromStdString(point.answer).simplified()));
+    table_->setItem(row, RungColumn, readOnlyItem(QString::fromStdString(rungs[std::size_t(point.prompt_index)].label)));
+    table_->setItem(row, QuestionColumn, readOnlyItem(QString::fromStdString(questions[std::size_t(point.question_index)])));
+    table_->setItem(row, ProjectionColumn, readOnlyItem(QString::number(point.projection, 'f', 3)));
+    table_->setItem(row, TraitColumn, readOnlyItem(scoreText(point.trait_score)));
+    table_->setItem(row, CoherenceColumn, readOnlyItem(scoreText(point.coherence)));
+    table_->setItem(row, AnswerColumn, readOnlyItem(QString::fromStdString(point.answer).simplified()));
     progress_->setValue(row + 1);
     // Without a score there is no y: the point stays in the table only.
     if (point.trait_score && point.prompt_index < plot_->graphCount()) {

@@ -15,13 +15,13 @@
 
 class EngineClient;
 class JudgeChoice;
-class QComboBox;
 class QCustomPlot;
 class QLabel;
 class QProgressBar;
 class QPushButton;
 class QSpinBox;
 class QTableWidget;
+class TraitChoice;
 class VectorChoice;
 
 // The monitoring study (docs/method.md, "Does the prediction predict?") point and click: a
@@ -86,11 +86,10 @@ private:
     const persona::Trait* currentTrait() const;
 
     EngineClient* engine_;
-    std::vector<persona::Trait> traits_;
     persona::ModelFacts facts_;
     bool hasModel_ = false;
 
-    QComboBox* trait_;
+    TraitChoice* trait_;
     VectorChoice* vector_;
     QSpinBox* layer_;
     QSpinBox* questions_;

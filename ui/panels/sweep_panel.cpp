@@ -2,6 +2,7 @@
 
 #include "shell/engine_client.h"
 #include "widgets/judge_choice.h"
+#include "widgets/trait_choice.h"
 #include "widgets/vector_choice.h"
 
 #include <qcustomplot.h>
@@ -77,28 +78,17 @@ QCustomPlot* makePlot(QWidget* parent, const QString& objectName, const QString&
     return plot;
 }
 
-QTableWidgetItem* readOnly(const QString& text) {
-    auto* item = new QTableWidgetItem(text);
-    item->setFlags(item->flags() & ~Qt::ItemIsEditable);
-    return item;
-}
-
-QString scoreText(const std::optional<double>& score) { return score ? QString::number(*score, 'f', 1) : QStringLiteral("-"); }
-
 }  // namespace
 
 SweepPanel::SweepPanel(EngineClient* engine, QWidget* parent) : QWidget(parent), engine_(engine) {
     checkpointDirectory_ = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/sweeps";
     buildForm();
     buildResults();
-    std::vector<persona::Trait> builtin;
-    for (const std::string& name : persona::builtin_trait_names()) builtin.push_back(persona::load_builtin_trait(name));
-    setTraits(builtin);
     refreshButtons();
 }
 
 void SweepPanel::buildForm() {
-    trait_ = new QComboBox(this);
+    trait_ = new TraitChoice(this);
     trait_->setObjectName("sweep_trait");
     vector_ = new VectorChoice(this);
     vector_->setObjectName("sweep_vector");
@@ -221,26 +211,11 @@ void SweepPanel::setModel(const persona::ModelFacts& facts) {
     refreshButtons();
 }
 
-void SweepPanel::setTraits(const std::vector<persona::Trait>& traits) {
-    const QString previous = trait_->currentText();
-    traits_ = traits;
-    const QSignalBlocker blocker(trait_);
-    trait_->clear();
-    for (const persona::Trait& trait : traits_) trait_->addItem(QString::fromStdString(trait.name));
-    const int again = trait_->findText(previous);
-    trait_->setCurrentIndex(again >= 0 ? again : 0);
-}
+void SweepPanel::setTraits(const std::vector<persona::Trait>& traits) { trait_->setTraits(traits); }
 
-bool SweepPanel::selectTrait(const QString& name) {
-    const int index = trait_->findText(name);
-    if (index >= 0) trait_->setCurrentIndex(index);
-    return index >= 0;
-}
+bool SweepPanel::selectTrait(const QString& name) { return trait_->select(name); }
 
-const persona::Trait* SweepPanel::currentTrait() const {
-    const int index = trait_->currentIndex();
-    return index >= 0 && index < int(traits_.size()) ? &traits_[std::size_t(index)] : nullptr;
-}
+const persona::Trait* SweepPanel::currentTrait() const { return trait_->current(); }
 
 void SweepPanel::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
     vector_->setProjectVectors(vectors);
@@ -404,11 +379,11 @@ void SweepPanel::showCell(int layer, double calibratedStrength) {
             const int row = answers_->rowCount();
             answers_->insertRow(row);
             const bool known = trait && answer.question_index < int(trait->evaluation_questions.size());
-            answers_->setItem(row, 0, readOnly(known ? QString::fromStdString(trait->evaluation_questions[std::size_t(answer.question_index)])
+            answers_->setItem(row, 0, readOnlyItem(known ? QString::fromStdString(trait->evaluation_questions[std::size_t(answer.question_index)])
                                                      : QString::number(answer.question_index)));
-            answers_->setItem(row, 1, readOnly(scoreText(answer.trait_score)));
-            answers_->setItem(row, 2, readOnly(scoreText(answer.coherence)));
-            answers_->setItem(row, 3, readOnly(QString::fromStdString(answer.text).simplified()));
+            answers_->setItem(row, 1, readOnlyItem(scoreText(answer.trait_score)));
+            answers_->setItem(row, 2, readOnlyItem(scoreText(answer.coherence)));
+            answers_->setItem(row, 3, readOnlyItem(QString::fromStdString(answer.text).simplified()));
         }
         message_->setText(tr("Answers at layer %1, strength %2.").arg(layer).arg(calibratedStrength));
         return;

@@ -16,7 +16,6 @@
 class EngineClient;
 class JudgeChoice;
 class QCheckBox;
-class QComboBox;
 class QCPItemStraightLine;
 class QCustomPlot;
 class QLabel;
@@ -25,6 +24,7 @@ class QProgressBar;
 class QPushButton;
 class QSpinBox;
 class QTableWidget;
+class TraitChoice;
 class VectorChoice;
 
 // persona::run_sweep drawn (docs/method.md, "Steering sweep"): judged trait score and coherence
@@ -88,12 +88,11 @@ private:
     const persona::Trait* currentTrait() const;
 
     EngineClient* engine_;
-    std::vector<persona::Trait> traits_;
     bool hasModel_ = false;
     int layerCount_ = 0;
     QString checkpointDirectory_;
 
-    QComboBox* trait_;
+    TraitChoice* trait_;
     VectorChoice* vector_;
     QLineEdit* layers_;
     QLineEdit* strengths_;

@@ -160,6 +160,27 @@ persona::JobHandle EngineClient::extract(persona::Trait trait, persona::Extracti
     });
 }
 
+persona::JobHandle EngineClient::flag(persona::PersonaVector vector, QString inputPath, QString outputPath,
+                                      persona::FlagSettings settings, FlagCallbacks callbacks) {
+    auto shared = std::make_shared<FlagCallbacks>(std::move(callbacks));
+    auto input = std::make_shared<persona::FlagInput>();
+    auto summary = std::make_shared<persona::FlagSummary>();
+    auto work = [this, shared, input, summary, vector = std::move(vector), inputPath, outputPath, settings](
+                    persona::Model& model, const persona::JobContext& job) {
+        *input = persona::scan_flag_input(inputPath.toStdString(), settings);
+        *summary = persona::flag_dataset(model, vector, *input, outputPath.toStdString(), settings,
+            [this, shared](const persona::Progress& p) {
+                onUiThread([shared, done = p.done, total = p.total] {
+                    if (shared->receiver && shared->progress) shared->progress(qint64(done), qint64(total));
+                });
+            },
+            job.cancelled);
+    };
+    return submit(shared, std::move(work), [shared, input, summary] {
+        if (shared->finished) shared->finished(*input, *summary);
+    });
+}
+
 persona::JobHandle EngineClient::sweep(persona::Trait trait, persona::PersonaVector vector, persona::SweepSettings settings,
                                        SweepCallbacks callbacks) {
     auto shared = std::make_shared<SweepCallbacks>(std::move(callbacks));

@@ -4,6 +4,7 @@
 #include "persona/generation.h"
 #include "persona/trait.h"
 #include "persona/model.h"
+#include "persona/flagging.h"
 #include "persona/monitoring_study.h"
 #include "persona/sweep.h"
 
@@ -47,6 +48,16 @@ struct ConversationProjections {
 struct ConversationCallbacks {
     QPointer<QObject> receiver;
     std::function<void(const ConversationProjections&)> finished;
+    std::function<void()> cancelled;
+    std::function<void(const QString& error)> failed;
+};
+
+// What flagging a dataset reports, on the UI thread, as GenerationCallbacks does.
+struct FlagCallbacks {
+    QPointer<QObject> receiver;
+    std::function<void(qint64 done, qint64 total)> progress;
+    // The scanned input (its lines' offsets) with the ranked results.
+    std::function<void(const persona::FlagInput&, const persona::FlagSummary&)> finished;
     std::function<void()> cancelled;
     std::function<void(const QString& error)> failed;
 };
@@ -109,6 +120,10 @@ public:
     persona::JobHandle projectConversation(std::vector<persona::ChatMessage> messages, persona::PersonaVector vector,
                                            ConversationCallbacks callbacks);
 
+    // Queues persona::scan_flag_input and persona::flag_dataset, appending to `outputPath` (a
+    // stopped run continues from what is there).
+    persona::JobHandle flag(persona::PersonaVector vector, QString inputPath, QString outputPath,
+                            persona::FlagSettings settings, FlagCallbacks callbacks);
     // Queues persona::run_sweep (with settings.checkpoint_path, a Stop keeps the finished batches).
     persona::JobHandle sweep(persona::Trait trait, persona::PersonaVector vector, persona::SweepSettings settings,
                              SweepCallbacks callbacks);

@@ -3,6 +3,7 @@
 #include "shell/engine_client.h"
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
+#include "panels/flagging_panel.h"
 #include "panels/monitoring_panel.h"
 #include "panels/sweep_panel.h"
 #include "panels/model_panel.h"
@@ -111,6 +112,25 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
         projects_->addSweep(sweep);
     });
     connect(sweepPanel_, &SweepPanel::sweepFailed, this, [this](const QString& error) { showError(tr("Sweep: %1").arg(error)); });
+    flaggingPanel_ = new FlaggingPanel(engine_, panels_);
+    flaggingPanel_->setObjectName("flagging_panel");
+    panels_->addTab(flaggingPanel_, tr("Flagging"));
+    connect(flaggingPanel_, &FlaggingPanel::flaggingStarted, this, [this] { engineState_->setText(tr("engine: flagging")); });
+    connect(flaggingPanel_, &FlaggingPanel::flaggingFinished, this, [this] { engineState_->setText(tr("engine: ready (flagging done)")); });
+    connect(flaggingPanel_, &FlaggingPanel::flaggingFailed, this, [this](const QString& error) { showError(tr("Flagging: %1").arg(error)); });
+    // A flagged sample's heat map: its last turn (system, user, the dataset's answer).
+    connect(flaggingPanel_, &FlaggingPanel::heatMapRequested, this,
+            [this](const std::vector<persona::ChatMessage>& conversation, const persona::PersonaVector& vector) {
+                QString system, user;
+                for (const persona::ChatMessage& message : conversation) {
+                    if (message.role == "system" && system.isEmpty()) system = QString::fromStdString(message.content);
+                    if (message.role == "user") user = QString::fromStdString(message.content);
+                }
+                heatMapPanel_->useVector(tr("%1 (flagging)").arg(QString::fromStdString(vector.trait)), vector);
+                heatMapPanel_->setConversation(system, user, QString::fromStdString(conversation.back().content));
+                showPanel("heat maps");
+                heatMapPanel_->compute();
+            });
     monitoringPanel_ = new MonitoringPanel(engine_, panels_);
     monitoringPanel_->setObjectName("monitoring_panel");
     panels_->addTab(monitoringPanel_, tr("Monitoring"));
@@ -469,6 +489,7 @@ void MainWindow::stopCurrentPanel() {
     else if (current == heatMapPanel_) heatMapPanel_->stop();
     else if (current == monitoringPanel_) monitoringPanel_->cancel();
     else if (current == sweepPanel_) sweepPanel_->cancel();
+    else if (current == flaggingPanel_) flaggingPanel_->cancel();
     else if (current == modelPanel_) engine_->cancelLoad();
 }
 
@@ -480,6 +501,7 @@ void MainWindow::onModelLoaded() {
     heatMapPanel_->setModel(*facts);
     monitoringPanel_->setModel(*facts);
     sweepPanel_->setModel(*facts);
+    flaggingPanel_->setModel(*facts);
     const QString name = QString::fromStdString(facts->name);
     engineState_->setText(tr("engine: idle"));
     device_->setText(tr("device: %1, %2").arg(QString::fromStdString(facts->device), QString::fromStdString(facts->dtype)));

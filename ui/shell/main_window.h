@@ -10,6 +10,7 @@ struct Trait;
 class EngineClient;
 class ExtractionPanel;
 class HeatMapPanel;
+class FlaggingPanel;
 class MonitoringPanel;
 class SweepPanel;
 class ModelPanel;
@@ -38,6 +39,7 @@ public:
     HeatMapPanel* heatMapPanel() const { return heatMapPanel_; }
     MonitoringPanel* monitoringPanel() const { return monitoringPanel_; }
     SweepPanel* sweepPanel() const { return sweepPanel_; }
+    FlaggingPanel* flaggingPanel() const { return flaggingPanel_; }
     ModelPanel* modelPanel() const { return modelPanel_; }
     TraitsPanel* traitsPanel() const { return traitsPanel_; }
     // Selects a panel by its tab name in lower case without spaces ("model", "steering",
@@ -106,6 +108,7 @@ private:
     HeatMapPanel* heatMapPanel_;
     MonitoringPanel* monitoringPanel_;
     SweepPanel* sweepPanel_;
+    FlaggingPanel* flaggingPanel_;
     TraitsPanel* traitsPanel_;
     QTreeWidget* projectTree_;
     QLabel* modelBadge_;

@@ -4,6 +4,7 @@
 
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
+#include "panels/flagging_panel.h"
 #include "panels/monitoring_panel.h"
 #include "panels/sweep_panel.h"
 #include "panels/steering_panel.h"
@@ -39,6 +40,7 @@ void MainWindow::showProjectInPanels() {
         heatMapPanel_->setProjectVectors(project.vectors);
         monitoringPanel_->setProjectVectors(project.vectors);
         sweepPanel_->setProjectVectors(project.vectors);
+        flaggingPanel_->setProjectVectors(project.vectors);
     }
 }
 

@@ -131,4 +131,17 @@ std::vector<FlagRecord> merge_flag_results(const std::vector<std::string>& paths
 // Writes records as JSONL, atomically.
 void write_flag_results(const std::string& path, const std::vector<FlagRecord>& records);
 
+// The original text of the given lines of a scanned input (1-based, as FlagRecord::line), in the
+// order asked, read by their offsets. Throws FileError naming the file and line for a line that
+// is not the input's or cannot be read again.
+std::vector<std::string> read_flag_input_lines(const FlagInput& input, const std::vector<std::size_t>& lines);
+
+// The dataset split by its flagging results: the original lines of the samples whose difference
+// is >= threshold to flagged_path, every other sample of the input (lower, unscored, or not
+// flagged yet) to kept_path, each in input order, both written atomically. Returns the counts
+// (flagged, kept).
+std::pair<std::size_t, std::size_t> write_flag_split(const FlagInput& input, const std::vector<FlagRecord>& records,
+                                                     double threshold, const std::string& flagged_path,
+                                                     const std::string& kept_path);
+
 }  // namespace persona

@@ -177,6 +177,47 @@ void write_flag_results(const std::string& path, const std::vector<FlagRecord>& 
     detail::write_file_atomically(path, text);
 }
 
+std::vector<std::string> read_flag_input_lines(const FlagInput& input, const std::vector<std::size_t>& lines) {
+    std::map<std::size_t, std::int64_t> offsets;
+    for (const FlagInput::Line& line : input.lines) offsets[line.line] = line.offset;
+    check_regular_file(input.path);
+    std::ifstream in(input.path, std::ios::binary);
+    if (!in) throw FileError(input.path, "cannot be opened again");
+    std::vector<std::string> texts;
+    for (std::size_t line : lines) {
+        const auto found = offsets.find(line);
+        if (found == offsets.end()) throw FileError(input.path, detail::jsonl_line_prefix(line) + "is not a sample of this input");
+        in.clear();
+        in.seekg(found->second);
+        std::string text;
+        if (!std::getline(in, text)) throw FileError(input.path, detail::jsonl_line_prefix(line) + "cannot be read again (did the file change?)");
+        strip_carriage_return(text);
+        texts.push_back(std::move(text));
+    }
+    return texts;
+}
+
+std::pair<std::size_t, std::size_t> write_flag_split(const FlagInput& input, const std::vector<FlagRecord>& records,
+                                                     double threshold, const std::string& flagged_path,
+                                                     const std::string& kept_path) {
+    std::map<std::size_t, bool> flagged_line;
+    for (const FlagRecord& record : records) flagged_line[record.line] = record.difference && *record.difference >= threshold;
+    std::vector<std::size_t> lines;
+    for (const FlagInput::Line& line : input.lines) lines.push_back(line.line);
+    const std::vector<std::string> texts = read_flag_input_lines(input, lines);
+    std::string flagged, kept;
+    std::size_t flagged_count = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        const auto found = flagged_line.find(lines[i]);
+        const bool flag = found != flagged_line.end() && found->second;
+        (flag ? flagged : kept) += texts[i] + "\n";
+        flagged_count += flag ? 1 : 0;
+    }
+    detail::write_file_atomically(flagged_path, flagged);
+    detail::write_file_atomically(kept_path, kept);
+    return {flagged_count, lines.size() - flagged_count};
+}
+
 namespace {
 
 void check_shard(const FlagSettings& settings) {
