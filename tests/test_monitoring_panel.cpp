@@ -76,6 +76,8 @@ private slots:
         QVERIFY(study);
         QCOMPARE(study->points.size(), std::size_t(6));
         QCOMPARE(panel_->pointTable()->rowCount(), 6);
+        QVERIFY2(panel_->gaugeUpdates() >= 6, qPrintable(QString::number(panel_->gaugeUpdates())));  // every answer streamed
+        QVERIFY(std::isfinite(panel_->gaugeValue()));
 
         // The same conversations read by the test's own model, batched as the study batches them.
         std::vector<persona::MonitorInput> inputs;

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace {
@@ -102,7 +103,11 @@ private slots:
     // The study's predictions are monitor()'s for the same conversations, its answers are those
     // conversations' greedy answers, its scores the judge's for them, its r Pearson's over them.
     void pointsAreMonitorsPredictionsAndTheJudgesScores() {
-        const auto settings = smallSettings();
+        auto settings = smallSettings();
+        // The live gauge: the first token of each answer is generated from the last prompt token,
+        // so its projection is the point's prediction (read again by the capture).
+        std::map<int, std::vector<double>> streamed;
+        settings.on_token = [&](int point, double projection) { streamed[point].push_back(projection); };
         TextLengthJudge judge;
         int seen = 0;
         const auto study = persona::run_monitoring_study(*model_, trait_, vector_, settings, &judge, {},
@@ -138,6 +143,9 @@ private slots:
             QCOMPARE(point.coherence, std::optional<double>(TextLengthJudge::expected(trait_.coherence_rubric, question, point.answer)));
             x.push_back(point.projection);
             y.push_back(*point.trait_score);
+            QVERIFY(!streamed[int(i)].empty() && streamed[int(i)].size() <= std::size_t(settings.max_new_tokens));
+            QVERIFY2(std::abs(streamed[int(i)].front() - point.projection) <= 0.02 * (1 + std::abs(point.projection)),
+                     qPrintable(QString("point %1: streamed %2, captured %3").arg(i).arg(streamed[int(i)].front()).arg(point.projection)));
         }
         // The ladder moves the prediction: optimistic prompts read higher on the optimistic vector.
         QVERIFY2(study.points[4].projection > study.points[0].projection,

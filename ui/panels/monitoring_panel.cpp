@@ -21,6 +21,8 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include <cmath>
+
 namespace {
 
 // Blue for the most discouraging rung, red for the most encouraging, grey for the middle: the
@@ -135,6 +137,12 @@ void MonitoringPanel::buildResults() {
     plot_->setMinimumHeight(260);
     correlation_ = new QLabel(this);
     correlation_->setObjectName("monitoring_correlation");
+    // The live gauge: where the token being written now projects, on the same axis as the points.
+    gauge_ = new QCPItemStraightLine(plot_);
+    gauge_->setPen(QPen(QColor(230, 140, 0), 2, Qt::DashDotLine));
+    gauge_->setVisible(false);
+    gaugeLabel_ = new QLabel(this);
+    gaugeLabel_->setObjectName("monitoring_gauge");
     table_ = new QTableWidget(0, 6, this);
     table_->setObjectName("monitoring_points");
     table_->setHorizontalHeaderLabels({tr("Rung"), tr("Question"), tr("Projection"), tr("Trait"), tr("Coherence"), tr("Answer")});
@@ -167,6 +175,7 @@ void MonitoringPanel::buildResults() {
     auto* plotLayout = new QVBoxLayout(plotBox);
     plotLayout->setContentsMargins(0, 0, 0, 0);
     plotLayout->addWidget(correlation_);
+    plotLayout->addWidget(gaugeLabel_);
     plotLayout->addWidget(plot_, 1);
     right->addWidget(plotBox);
     right->addWidget(table_);
@@ -258,6 +267,7 @@ void MonitoringPanel::run() {
         return;
     }
     running_ = true;
+    gaugeUpdates_ = 0;
     study_.reset();
     runRungs_ = s.prompts;
     runQuestions_ = trait->evaluation_questions;
@@ -282,6 +292,7 @@ void MonitoringPanel::run() {
         }
     };
     callbacks.point = [this](const persona::MonitoringPoint& point) { addPoint(point, runRungs_, runQuestions_); };
+    callbacks.token = [this](int point, double projection) { showGauge(point, projection); };
     callbacks.finished = [this](const persona::MonitoringStudy& study) {
         running_ = false;
         showStudy(study);
@@ -289,6 +300,8 @@ void MonitoringPanel::run() {
     };
     callbacks.cancelled = [this] {
         running_ = false;
+        gauge_->setVisible(false);
+        gaugeLabel_->clear();
         message_->setText(tr("Stopped; the points so far stay drawn, no study was kept."));
         refreshButtons();
     };
@@ -300,6 +313,25 @@ void MonitoringPanel::run() {
     };
     job_ = engine_->monitorStudy(*trait, *vector, s, std::move(callbacks));
     emit studyStarted();
+}
+
+void MonitoringPanel::showGauge(int point, double projection) {
+    if (!running_ || runQuestions_.empty() || !std::isfinite(projection)) return;
+    const std::size_t rung = std::size_t(point) / runQuestions_.size(), question = std::size_t(point) % runQuestions_.size();
+    if (rung >= runRungs_.size()) return;
+    gauge_->point1->setCoords(projection, 0);
+    gauge_->point2->setCoords(projection, 1);
+    gauge_->setVisible(true);
+    ++gaugeUpdates_;
+    gaugeValue_ = projection;
+    gaugeLabel_->setText(tr("Now writing (%1, question %2): this token's projection %3")
+                             .arg(QString::fromStdString(runRungs_[rung].label))
+                             .arg(question + 1)
+                             .arg(projection, 0, 'f', 2));
+    // Keep the gauge in view before any point has set the axis.
+    if (projection < plot_->xAxis->range().lower || projection > plot_->xAxis->range().upper)
+        plot_->xAxis->setRange(std::min(plot_->xAxis->range().lower, projection - 1), std::max(plot_->xAxis->range().upper, projection + 1));
+    plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 void MonitoringPanel::cancel() {
@@ -353,6 +385,8 @@ void MonitoringPanel::showCorrelation(const std::optional<persona::Correlation>&
 
 void MonitoringPanel::showStudy(const persona::MonitoringStudy& study, const QString& savedAs) {
     if (running_) return;
+    gauge_->setVisible(false);
+    gaugeLabel_->clear();
     study_ = study;
     table_->setRowCount(0);
     preparePlot(study.prompts);

@@ -15,6 +15,7 @@
 
 class EngineClient;
 class JudgeChoice;
+class QCPItemStraightLine;
 class QCustomPlot;
 class QLabel;
 class QProgressBar;
@@ -59,6 +60,10 @@ public:
     // The plotted (projection, trait score) points of one rung.
     std::vector<std::pair<double, double>> plotPoints(int rung) const;
     QString correlationText() const;
+    // The live gauge: how many token projections it showed in the running (or last) study, and
+    // the last one.
+    int gaugeUpdates() const { return gaugeUpdates_; }
+    double gaugeValue() const { return gaugeValue_; }
     QString message() const;
     QCustomPlot* plot() const { return plot_; }
     QTableWidget* pointTable() const { return table_; }
@@ -82,6 +87,7 @@ private:
     void addPoint(const persona::MonitoringPoint& point, const std::vector<persona::LadderPrompt>& rungs,
                   const std::vector<std::string>& questions);
     void preparePlot(const std::vector<persona::LadderPrompt>& rungs);
+    void showGauge(int point, double projection);
     void showCorrelation(const std::optional<persona::Correlation>& correlation, int points);
     const persona::Trait* currentTrait() const;
 
@@ -103,6 +109,10 @@ private:
     QProgressBar* progress_;
     QLabel* message_;
     QLabel* correlation_;
+    QLabel* gaugeLabel_;
+    QCPItemStraightLine* gauge_;
+    int gaugeUpdates_ = 0;
+    double gaugeValue_ = 0;
     QCustomPlot* plot_;
     QTableWidget* table_;
 

@@ -209,6 +209,11 @@ persona::JobHandle EngineClient::monitorStudy(persona::Trait trait, persona::Per
                                               persona::MonitoringStudySettings settings, MonitoringCallbacks callbacks) {
     auto shared = std::make_shared<MonitoringCallbacks>(std::move(callbacks));
     auto study = std::make_shared<persona::MonitoringStudy>();
+    settings.on_token = [this, shared](int point, double projection) {
+        onUiThread([shared, point, projection] {
+            if (shared->receiver && shared->token) shared->token(point, projection);
+        });
+    };
     auto work = [this, shared, study, trait = std::move(trait), vector = std::move(vector), settings = std::move(settings)](
                     persona::Model& model, const persona::JobContext& job) {
         const auto progress = [this, shared](const persona::Progress& p) {

@@ -77,6 +77,7 @@ struct MonitoringCallbacks {
     QPointer<QObject> receiver;
     std::function<void(const QString& stage, qint64 done, qint64 total)> progress;
     std::function<void(const persona::MonitoringPoint&)> point;  // each answer once judged
+    std::function<void(int point, double projection)> token;     // each token of an answer being written
     std::function<void(const persona::MonitoringStudy&)> finished;
     std::function<void()> cancelled;
     std::function<void(const QString& error)> failed;

@@ -12,6 +12,7 @@
 #include "persona/progress.h"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,9 @@ struct MonitorInput {
 struct MonitorOptions {
     std::vector<int> layers;  // hidden_states indices to project at; empty: every layer 0..L
     int batch_size = 8;       // conversations per generation / capture batch
+    // While answers are generated: each token as it comes, with the index of its input and its
+    // projections at `layers` (ascending), for a live display. Called on the calling thread.
+    std::function<void(std::size_t input, const TokenEvent& token)> on_token;
 };
 
 struct MonitorResult {

@@ -40,6 +40,9 @@ struct MonitoringStudySettings {
     std::uint64_t seed = 1;            // a question's seed is the same under every prompt
     int batch_size = 8;
     JudgeSettings judge;               // JudgeKind::None: projections and answers only
+    // While an answer is generated: the index of its point (in MonitoringStudy::points order) and
+    // the projection at `layer` of each token as it comes (the panel's live gauge).
+    std::function<void(int point, double projection)> on_token;
 };
 
 struct MonitoringPoint {

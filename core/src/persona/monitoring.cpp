@@ -111,7 +111,11 @@ std::vector<MonitorResult> monitor(Model& model, const PersonaVector& vector, co
             row.sampling = inputs[to_generate[k]].sampling;
             rows.push_back(std::move(row));
         }
-        const auto generated = model.generate(rows, {}, nullptr, cancelled);
+        const auto generated =
+            options.on_token
+                ? model.generate(rows, [&](const TokenEvent& token) { options.on_token(to_generate[start + std::size_t(token.row)], token); },
+                                 &probe, cancelled)
+                : model.generate(rows, {}, nullptr, cancelled);
         for (std::size_t k = start; k < end; ++k) {
             MonitorResult& result = results[to_generate[k]];
             const GenerationResult& output = generated[k - start];

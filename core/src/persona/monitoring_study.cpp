@@ -134,10 +134,16 @@ MonitoringStudy run_monitoring_study(Model& model, const Trait& trait, const Per
     options.layers = {settings.layer};
     options.batch_size = std::max(1, settings.batch_size);
     const std::size_t batch = std::size_t(options.batch_size);
+    std::size_t batch_start = 0;
+    if (settings.on_token)
+        options.on_token = [&](std::size_t input, const TokenEvent& token) {
+            if (!token.projections.empty()) settings.on_token(int(batch_start + input), token.projections.front());
+        };
     std::size_t judged = 0;
     for (std::size_t begin = 0; begin < total; begin += batch) {
         check_cancelled(cancelled);
         const std::size_t end = std::min(total, begin + batch);
+        batch_start = begin;
         std::vector<MonitorInput> inputs;
         for (std::size_t i = begin; i < end; ++i) {
             const MonitoringPoint& point = study.points[i];
