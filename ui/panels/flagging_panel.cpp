@@ -43,16 +43,7 @@ void FlaggingPanel::buildForm() {
     connect(dataset_, &QLineEdit::textChanged, this, &FlaggingPanel::refreshButtons);
     vector_ = new VectorChoice(this);
     vector_->setObjectName("flag_vector");
-    vector_->setFileOpener([this](const QString& path) {
-        QString error;
-        auto loaded = vector_->readFile(path, &error);
-        if (!loaded) {
-            message_->setText(error);
-            return false;
-        }
-        vector_->addVector(VectorChoice::fileEntryName(*loaded, path), std::move(*loaded));
-        return true;
-    });
+    vector_->openFilesReporting([this](const QString& error) { message_->setText(error); });
     connect(vector_, &VectorChoice::vectorChosen, this, [this] {
         if (const persona::PersonaVector* v = vector_->current())
             if (const auto suggested = v->suggested_layer()) layer_->setValue(*suggested);

@@ -53,18 +53,7 @@ void MonitoringPanel::buildForm() {
     connect(trait_, &QComboBox::currentIndexChanged, this, [this] { resetLadder(); });
     vector_ = new VectorChoice(this);
     vector_->setObjectName("monitoring_vector");
-    vector_->setFileOpener([this](const QString& path) {
-        QString error;
-        auto loaded = vector_->readFile(path, &error);
-        if (!loaded) {
-            message_->setText(error);
-            return false;
-        }
-        const int suggested = loaded->suggested_layer().value_or(0);
-        vector_->addVector(VectorChoice::fileEntryName(*loaded, path), std::move(*loaded));
-        if (suggested > 0) layer_->setValue(suggested);
-        return true;
-    });
+    vector_->openFilesReporting([this](const QString& error) { message_->setText(error); });
     connect(vector_, &VectorChoice::vectorChosen, this, [this] {
         if (const persona::PersonaVector* v = vector_->current())
             if (const auto suggested = v->suggested_layer()) layer_->setValue(*suggested);

@@ -24,6 +24,19 @@ void VectorChoice::reset(int layerCount, int hiddenSize) {
 
 void VectorChoice::setFileOpener(std::function<bool(const QString&)> opener) { opener_ = std::move(opener); }
 
+void VectorChoice::openFilesReporting(std::function<void(const QString& error)> error) {
+    opener_ = [this, error = std::move(error)](const QString& path) {
+        QString problem;
+        auto loaded = readFile(path, &problem);
+        if (!loaded) {
+            error(problem);
+            return false;
+        }
+        addVector(fileEntryName(*loaded, path), std::move(*loaded));
+        return true;
+    };
+}
+
 bool VectorChoice::fits(const persona::PersonaVector& vector) const {
     return persona::vector_misfit(vector, layerCount_, hiddenSize_).empty();
 }

@@ -22,6 +22,9 @@ public:
     void reset(int layerCount, int hiddenSize);
     // What "Open vector..." does with the chosen path; false keeps the previous choice.
     void setFileOpener(std::function<bool(const QString&)> opener);
+    // The usual opener: the file read, checked, listed under its file name and selected; why it
+    // could not be goes to `error`.
+    void openFilesReporting(std::function<void(const QString& error)> error);
 
     // Reads a vector file and checks it fits the model; nothing, with the reason in *error.
     std::optional<persona::PersonaVector> readFile(const QString& path, QString* error) const;

@@ -88,6 +88,7 @@ struct StepLogprobs {
 
 enum class StopReason { MaxTokens, EndOfSequence, StopString, Cancelled };
 const char* stop_reason_name(StopReason reason);
+std::optional<StopReason> stop_reason_from_name(const std::string& name);
 
 struct GenerationResult {
     std::vector<std::int32_t> prompt_tokens;

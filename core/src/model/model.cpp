@@ -24,16 +24,6 @@ using model::RowLayout;
 using model::StepContext;
 using torch::indexing::Slice;
 
-const char* stop_reason_name(StopReason reason) {
-    switch (reason) {
-        case StopReason::MaxTokens: return "max_tokens";
-        case StopReason::EndOfSequence: return "end_of_sequence";
-        case StopReason::StopString: return "stop_string";
-        case StopReason::Cancelled: return "cancelled";
-    }
-    return "unknown";
-}
-
 namespace {
 
 

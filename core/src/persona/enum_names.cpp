@@ -26,6 +26,10 @@ constexpr Named<SteerPositions> kPositions[] = {
     {SteerPositions::Response, "response"}, {SteerPositions::Prompt, "prompt"}, {SteerPositions::All, "all"}};
 constexpr Named<SteerOperation> kOperations[] = {{SteerOperation::Add, "add"}, {SteerOperation::Ablate, "ablate"},
                                                 {SteerOperation::Cap, "cap"}};
+constexpr Named<StopReason> kStopReasons[] = {{StopReason::MaxTokens, "max_tokens"},
+                                              {StopReason::EndOfSequence, "end_of_sequence"},
+                                              {StopReason::StopString, "stop_string"},
+                                              {StopReason::Cancelled, "cancelled"}};
 constexpr Named<DeviceChoice> kDevices[] = {
     {DeviceChoice::Auto, "auto"}, {DeviceChoice::Cpu, "cpu"}, {DeviceChoice::Cuda, "cuda"}};
 constexpr Named<DTypeChoice> kDTypes[] = {
@@ -73,6 +77,9 @@ std::vector<std::string> steer_positions_names() { return names_in(kPositions); 
 const char* steer_operation_name(SteerOperation operation) { return name_in(kOperations, operation); }
 std::optional<SteerOperation> steer_operation_from_name(const std::string& name) { return value_in(kOperations, name); }
 std::vector<std::string> steer_operation_names() { return names_in(kOperations); }
+
+const char* stop_reason_name(StopReason reason) { return name_in(kStopReasons, reason); }
+std::optional<StopReason> stop_reason_from_name(const std::string& name) { return value_in(kStopReasons, name); }
 
 const char* device_name(DeviceChoice device) { return name_in(kDevices, device); }
 std::optional<DeviceChoice> device_from_name(const std::string& name) { return value_in(kDevices, name); }

@@ -34,13 +34,6 @@ JudgeScore score_from(JsonObjectReader reader) {
     return score;
 }
 
-StopReason stop_reason_from(JsonObjectReader& reader, const std::string& key) {
-    const std::string name = reader.string(key);
-    for (StopReason reason : {StopReason::MaxTokens, StopReason::EndOfSequence, StopReason::StopString, StopReason::Cancelled})
-        if (name == stop_reason_name(reason)) return reason;
-    reader.fail(reader.field(key) + " is \"" + name + "\", not a stop reason");
-}
-
 }  // namespace
 
 std::string sweep_fingerprint(const Model& model, const Trait& trait, const PersonaVector& vector,
@@ -111,7 +104,7 @@ std::vector<SweepRow> read_sweep_checkpoint(const std::string& path, const std::
             reader.fail(reader.field("question") + " is not the row this sweep generates there");
         row.result.text = reader.string("text");
         for (long long token : reader.integers("tokens", 0, (1LL << 31) - 1)) row.result.tokens.push_back(std::int32_t(token));
-        row.result.stop_reason = stop_reason_from(reader, "stop_reason");
+        row.result.stop_reason = read_stop_reason(reader, "stop_reason");
         const nlohmann::json& steered = reader.array("steered", "a list of numbers");
         const nlohmann::json& readback = reader.array("readback", "a list of numbers or nulls");
         if (steered.size() != expected[i]->steered.size() || readback.size() != expected[i]->readback.size())

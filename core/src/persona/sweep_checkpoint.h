@@ -18,6 +18,8 @@ struct Trait;
 
 namespace detail {
 
+class JsonObjectReader;
+
 // One generated answer, with what is measured on it at every swept layer (a baseline answer is
 // shared by every layer's coefficient-0 cell; a steered one uses only its own layer's slot).
 struct SweepRow {
@@ -36,6 +38,9 @@ struct SweepRow {
 std::string sweep_fingerprint(const Model& model, const Trait& trait, const PersonaVector& vector,
                               const SweepSettings& settings, const std::vector<int>& layers,
                               const std::vector<double>& coefficients);
+
+// A stop reason by its name (generation.h), or a FileError naming the field.
+StopReason read_stop_reason(JsonObjectReader& reader, const std::string& key);
 
 void write_sweep_checkpoint(const std::string& path, const std::string& fingerprint,
                             const std::vector<const SweepRow*>& rows);

@@ -6,6 +6,7 @@
 #include "io/json_file.h"
 #include "io/json_reader.h"
 #include "persona/errors.h"
+#include "persona/sweep_checkpoint.h"
 #include "persona/trait.h"
 
 #include <cmath>
@@ -57,12 +58,19 @@ nlohmann::json cell_json(const SweepCell& cell, const Trait* trait, int examples
             {"examples", shown}};
 }
 
-StopReason stop_reason_from(JsonObjectReader& reader) {
-    const std::string name = reader.string("stop_reason");
-    for (StopReason reason : {StopReason::MaxTokens, StopReason::EndOfSequence, StopReason::StopString, StopReason::Cancelled})
-        if (name == stop_reason_name(reason)) return reason;
-    reader.fail(reader.field("stop_reason") + " is \"" + name + "\", not a stop reason");
+}  // namespace
+
+namespace detail {
+
+StopReason read_stop_reason(JsonObjectReader& reader, const std::string& key) {
+    const std::string name = reader.string(key);
+    if (const auto reason = stop_reason_from_name(name)) return *reason;
+    reader.fail(reader.field(key) + " is \"" + name + "\", not a stop reason");
 }
+
+}  // namespace detail
+
+namespace {
 
 SweepCell cell_from(const nlohmann::json& json, const std::string& where, const std::string& source) {
     JsonObjectReader reader(json, where, source, detail::JsonNull::IsAbsent);
@@ -91,7 +99,7 @@ SweepCell cell_from(const nlohmann::json& json, const std::string& where, const 
         a.optional_string("question");
         answer.sample_index = int(a.integer("sample_index", 0, 1 << 30));
         answer.text = a.string("answer");
-        answer.stop_reason = stop_reason_from(a);
+        answer.stop_reason = detail::read_stop_reason(a, "stop_reason");
         answer.trait_score = a.optional_number("trait_score");
         answer.coherence = a.optional_number("coherence");
         answer.trait_refusal = a.boolean("trait_refusal");
