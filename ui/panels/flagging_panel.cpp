@@ -78,11 +78,7 @@ void FlaggingPanel::buildForm() {
     threshold_->setRange(-1e6, 1e6);
     threshold_->setDecimals(3);
     threshold_->setSingleStep(0.1);
-    connect(threshold_, &QDoubleSpinBox::valueChanged, this, [this] {
-        moveThresholdLine();
-        counts_->setText(tr("%1 of %2 samples at or above the threshold").arg(flaggedCount()).arg(records_.size()));
-        refreshButtons();
-    });
+    connect(threshold_, &QDoubleSpinBox::valueChanged, this, &FlaggingPanel::showThreshold);
     counts_ = new QLabel(this);
 }
 
@@ -286,6 +282,7 @@ void FlaggingPanel::showResults(const persona::FlagInput& input, const persona::
     std::sort(scored.begin(), scored.end());
     drawHistogram();
     if (!scored.empty()) setThreshold(scored[std::size_t(std::floor(0.9 * double(scored.size() - 1)))]);
+    showThreshold();  // also when the threshold did not change
     progress_->setRange(0, int(summary.in_shard));
     progress_->setValue(int(summary.in_shard));
     message_->setText(tr("%1 samples: %2 scored, %3 unscored%4. Results: %5")
@@ -318,11 +315,13 @@ void FlaggingPanel::drawHistogram() {
     histogram_->replot();
 }
 
-void FlaggingPanel::moveThresholdLine() {
+void FlaggingPanel::showThreshold() {
     thresholdLine_->point1->setCoords(threshold(), 0);
     thresholdLine_->point2->setCoords(threshold(), 1);
     thresholdLine_->setVisible(!records_.empty());
     histogram_->replot();
+    counts_->setText(tr("%1 of %2 samples at or above the threshold").arg(flaggedCount()).arg(records_.size()));
+    refreshButtons();
 }
 
 int FlaggingPanel::flaggedCount() const {

@@ -76,7 +76,7 @@ private:
     void refreshButtons();
     void showResults(const persona::FlagInput& input, const persona::FlagSummary& summary);
     void drawHistogram();
-    void moveThresholdLine();
+    void showThreshold();
     void openRow(int row);
 
     EngineClient* engine_;
