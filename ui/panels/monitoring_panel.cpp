@@ -177,7 +177,6 @@ void MonitoringPanel::buildResults() {
 }
 
 void MonitoringPanel::setModel(const persona::ModelFacts& facts) {
-    facts_ = facts;
     hasModel_ = true;
     vector_->reset(facts.layers, facts.hidden_size);
     layer_->setRange(1, facts.layers);

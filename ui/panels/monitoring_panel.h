@@ -92,7 +92,6 @@ private:
     const persona::Trait* currentTrait() const;
 
     EngineClient* engine_;
-    persona::ModelFacts facts_;
     bool hasModel_ = false;
 
     TraitChoice* trait_;

@@ -197,7 +197,6 @@ void SweepPanel::buildResults() {
 
 void SweepPanel::setModel(const persona::ModelFacts& facts) {
     hasModel_ = true;
-    layerCount_ = facts.layers;
     vector_->reset(facts.layers, facts.hidden_size);
     refreshButtons();
 }

@@ -89,7 +89,6 @@ private:
 
     EngineClient* engine_;
     bool hasModel_ = false;
-    int layerCount_ = 0;
     QString checkpointDirectory_;
 
     TraitChoice* trait_;
