@@ -106,8 +106,20 @@ persona::Project sample_project() {
     failed.pairs.kept = 0;
     failed.diagnostics.clear();
     project.add_run(failed, nullptr);  // a run that kept nothing is still recorded
-    project.settings.steering = {key, 2, -3.5, persona::SteerPositions::All, persona::SteerOperation::Ablate, true,
-                                 "Be brief.", "Is it safe?", 17, true, 0.9, 42};
+    persona::SteeringSettings& steering = project.settings.steering;
+    steering.vector = key;
+    steering.layer = 2;
+    steering.coefficient = -3.5;
+    steering.positions = persona::SteerPositions::All;
+    steering.operation = persona::SteerOperation::Ablate;
+    steering.more_vectors = {{key, 3, 1.25, persona::SteerOperation::Cap}, {"", -1, 0.5, persona::SteerOperation::Add}};
+    steering.preserve_norm = true;
+    steering.system_prompt = "Be brief.";
+    steering.prompt = "Is it safe?";
+    steering.max_new_tokens = 17;
+    steering.sample = true;
+    steering.temperature = 0.9;
+    steering.seed = 42;
     return project;
 }
 
@@ -203,7 +215,7 @@ void TestProject::vectorsAreBitExactAndSelfDescribing() {
     QVERIFY(std::signbit(back.values[0]));
 
     const std::string text = read_text(folder / "project.json");
-    QVERIFY2(text.rfind("{\n  \"schema\": \"persona-workbench/project\",\n  \"schema_version\": 3,", 0) == 0,
+    QVERIFY2(text.rfind("{\n  \"schema\": \"persona-workbench/project\",\n  \"schema_version\": 4,", 0) == 0,
              "project.json is pretty-printed and starts with its schema");
     for (const char* needle : {"\"layer_convention\": \"hidden_states: index 0 = embeddings, l = output of block l-1\"",
                                "\"sign_convention\": \"positive minus negative", "\"sha256\": \"aaaa",
@@ -240,7 +252,7 @@ void TestProject::damagedProjectsGiveClearErrors_data() {
     QTest::newRow("array") << "array" << "the top level is an array";
     QTest::newRow("trait file") << "trait" << "is a \"persona-workbench/trait\" file, not a project";
     QTest::newRow("no schema") << "no schema" << "not a Persona Workbench project";
-    QTest::newRow("future") << "future" << "schema_version 4 is newer than this Persona Workbench reads";
+    QTest::newRow("future") << "future" << "schema_version 5 is newer than this Persona Workbench reads";
     QTest::newRow("version 0") << "version 0" << "versions start at 1";
     QTest::newRow("missing key") << "missing prompts" << "missing key \"prompts\"";
     QTest::newRow("wrong type") << "counts string" << "runs[0].counts.pairs_kept must be a whole number, not a string";
@@ -256,7 +268,11 @@ void TestProject::damagedProjectsGiveClearErrors_data() {
     QTest::newRow("top-p above 1") << "top p" << "settings.extraction.top_p is 2, outside 0..1";
     QTest::newRow("far layer") << "far layer" << "settings.steering.layer is 1000000, above 4096";
     QTest::newRow("auroc above 1") << "auroc" << "auroc is 1.5, outside 0..1";
-    QTest::newRow("cap") << "cap" << "settings.steering.operation is \"cap\", which the Steering tab does not offer yet";
+    QTest::newRow("five vectors") << "five vectors"
+                                  << "settings.steering.more_vectors lists 4 vectors; the Steering tab steers with at most 3";
+    QTest::newRow("dangling steering vector")
+        << "dangling more" << "settings.steering.more_vectors[0].vector \"vectors/nope.safetensors\" is not in \"vectors\"";
+    QTest::newRow("bad operation") << "bad operation" << "settings.steering.more_vectors[1].operation is \"clamp\"";
 }
 
 void TestProject::damagedProjectsGiveClearErrors() {
@@ -277,7 +293,7 @@ void TestProject::damagedProjectsGiveClearErrors() {
     else if (what == "trait") damaged = persona::to_json(persona::load_builtin_trait("evil")).dump();
     else {
         if (what == "no schema") json.erase("schema");
-        if (what == "future") json["schema_version"] = 4;
+        if (what == "future") json["schema_version"] = 5;
         if (what == "version 0") json["schema_version"] = 0;
         if (what == "missing prompts") json.erase("prompts");
         if (what == "counts string") json["runs"][0]["counts"]["pairs_kept"] = "31";
@@ -292,7 +308,10 @@ void TestProject::damagedProjectsGiveClearErrors() {
         if (what == "top p") json["settings"]["extraction"]["top_p"] = 2;
         if (what == "far layer") json["settings"]["steering"]["layer"] = 1000000;
         if (what == "auroc") json["runs"][0]["layers"][1]["auroc"] = 1.5;
-        if (what == "cap") json["settings"]["steering"]["operation"] = "cap";
+        nlohmann::json& more = json["settings"]["steering"]["more_vectors"];
+        if (what == "five vectors") more.insert(more.end(), {more[0], more[1]});
+        if (what == "dangling more") more[0]["vector"] = "vectors/nope.safetensors";
+        if (what == "bad operation") more[1]["operation"] = "clamp";
         damaged = json.dump(2);
         if (what == "overflow") damaged.replace(damaged.find("12345.5"), 7, "1e400");
     }
@@ -409,7 +428,7 @@ void TestProject::migratesSchemaVersion1() {
     const fs::path copy = root() / "migrated.persona";
     persona::write_project(copy.string(), project);
     const std::string text = read_text(copy / "project.json");
-    QVERIFY(text.find("\"schema_version\": 3") != std::string::npos);
+    QVERIFY(text.find("\"schema_version\": 4") != std::string::npos);
     QVERIFY(text.find("\"alpha\"") == std::string::npos);
     QVERIFY(persona::read_project(copy.string()) == project);
 }

@@ -48,7 +48,7 @@
 namespace persona {
 
 constexpr const char* kProjectSchemaName = "persona-workbench/project";
-constexpr int kProjectSchemaVersion = 3;
+constexpr int kProjectSchemaVersion = 4;
 constexpr const char* kProjectFileName = "project.json";
 constexpr const char* kProjectVectorFolder = "vectors";
 constexpr const char* kProjectSweepFolder = "sweeps";
@@ -68,13 +68,25 @@ struct Prompt {
     static Prompt single_turn(const std::string& name, const std::string& system, const std::string& user);
 };
 
+// A vector steered together with the Steering panel's first one, in the same row.
+struct SteeringTerm {
+    std::string vector;  // a key of Project::vectors, or ""
+    int layer = -1;      // hidden_states index; -1: the vector's suggested layer
+    double value = 0;    // raw: add's coefficient, cap's most projection; ablate: unused
+    SteerOperation operation = SteerOperation::Add;
+};
+
+// The Steering panel composes at most this many vectors in one row: the first plus the terms.
+constexpr std::size_t kMaxSteeringVectors = 4;
+
 // What the Steering panel was set to when the project was saved.
 struct SteeringSettings {
     std::string vector;  // a key of Project::vectors ("vectors/evil.safetensors"), or ""
     int layer = -1;      // hidden_states index; -1: the vector's suggested layer
-    double coefficient = 0;  // raw alpha; the panel shows it as a calibrated strength
-    SteerPositions positions = SteerPositions::Response;
+    double coefficient = 0;  // raw: add's alpha (the panel shows a calibrated strength), cap's most projection
+    SteerPositions positions = SteerPositions::Response;  // of every vector steered
     SteerOperation operation = SteerOperation::Add;
+    std::vector<SteeringTerm> more_vectors;  // at most kMaxSteeringVectors - 1
     bool preserve_norm = false;
     std::string system_prompt = "You are a helpful assistant.";
     std::string prompt;  // "": the panel keeps its own
@@ -163,6 +175,7 @@ struct Project {
 };
 
 bool operator==(const Prompt& a, const Prompt& b);
+bool operator==(const SteeringTerm& a, const SteeringTerm& b);
 bool operator==(const SteeringSettings& a, const SteeringSettings& b);
 bool operator==(const ProjectSettings& a, const ProjectSettings& b);
 bool operator==(const ModelIdentity& a, const ModelIdentity& b);

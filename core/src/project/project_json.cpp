@@ -285,6 +285,15 @@ Json migrate_2_to_3(Json json) {
     return json;
 }
 
+// v3 -> v4: the Steering tab steers with up to four vectors; a v3 project steered with one.
+Json migrate_3_to_4(Json json) {
+    if (json.contains("settings") && json["settings"].is_object() && json["settings"].contains("steering") &&
+        json["settings"]["steering"].is_object())
+        json["settings"]["steering"]["more_vectors"] = Json::array();
+    json["schema_version"] = 4;
+    return json;
+}
+
 }  // namespace
 
 namespace detail {
@@ -343,6 +352,13 @@ nlohmann::ordered_json to_json(const Project& project) {
     steering["coefficient"] = s.coefficient;
     steering["positions"] = steer_positions_name(s.positions);
     steering["operation"] = steer_operation_name(s.operation);
+    OrderedJson more = OrderedJson::array();
+    for (const SteeringTerm& term : s.more_vectors)
+        more.push_back({{"vector", term.vector},
+                        {"layer", term.layer},
+                        {"value", term.value},
+                        {"operation", steer_operation_name(term.operation)}});
+    steering["more_vectors"] = std::move(more);
     steering["preserve_norm"] = s.preserve_norm;
     steering["system_prompt"] = s.system_prompt;
     steering["prompt"] = s.prompt;
@@ -434,10 +450,21 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
         s.coefficient = steering.number("coefficient");
         s.positions = enum_from(steering, "positions", steer_positions_from_name, steer_positions_names);
         s.operation = enum_from(steering, "operation", steer_operation_from_name, steer_operation_names);
-        // The Steering tab has no control for a cap's limit yet: it would show "add" and save that.
-        if (s.operation == SteerOperation::Cap)
-            fail(steering.source(), steering.field("operation") +
-                                        " is \"cap\", which the Steering tab does not offer yet; use add or ablate");
+        const Json& more = steering.array("more_vectors", "a list of vectors steered with the first");
+        if (more.size() > kMaxSteeringVectors - 1)
+            fail(source, steering.field("more_vectors") + " lists " + std::to_string(more.size()) +
+                             " vectors; the Steering tab steers with at most " +
+                             std::to_string(kMaxSteeringVectors - 1) + " beside the first");
+        for (std::size_t i = 0; i < more.size(); ++i) {
+            JsonObjectReader t(more[i], steering.field(indexed("more_vectors", i)), source);
+            SteeringTerm term;
+            term.vector = t.string("vector");
+            term.layer = int(t.integer("layer", -1, kMaxLayerIndex));
+            term.value = t.number("value");
+            term.operation = enum_from(t, "operation", steer_operation_from_name, steer_operation_names);
+            t.finish(kUnknownKeyHint);
+            s.more_vectors.push_back(std::move(term));
+        }
         s.preserve_norm = steering.boolean("preserve_norm");
         s.system_prompt = steering.string("system_prompt");
         s.prompt = steering.string("prompt");
@@ -480,6 +507,11 @@ Project project_and_vector_entries(const Json& json, const std::string& source, 
             fail(source, indexed("runs", i) + ".vector \"" + project.runs[i].vector + "\" is not in \"vectors\"");
     if (!project.settings.steering.vector.empty() && !listed.count(project.settings.steering.vector))
         fail(source, "settings.steering.vector \"" + project.settings.steering.vector + "\" is not in \"vectors\"");
+    const std::vector<SteeringTerm>& more = project.settings.steering.more_vectors;
+    for (std::size_t i = 0; i < more.size(); ++i)
+        if (!more[i].vector.empty() && !listed.count(more[i].vector))
+            fail(source, "settings.steering." + indexed("more_vectors", i) + ".vector \"" + more[i].vector +
+                             "\" is not in \"vectors\"");
     return project;
 }
 
@@ -507,6 +539,7 @@ nlohmann::json migrate_project_json(nlohmann::json json, const std::string& sour
                          std::to_string(kProjectSchemaVersion) + "); update Persona Workbench to open this project");
     if (number == 1) json = migrate_1_to_2(std::move(json), source);
     if (number <= 2) json = migrate_2_to_3(std::move(json));
+    if (number <= 3) json = migrate_3_to_4(std::move(json));
     return json;
 }
 
