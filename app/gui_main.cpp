@@ -21,10 +21,11 @@ struct GuiOptions {
     QCommandLineOption screenshot{"screenshot", "Render the main window to FILE (PNG) once the model has loaded, then exit.",
                                   "FILE"};
     QCommandLineOption panel{"panel",
-                             "Show panel NAME (welcome, model, steering, presenter, chat, sweep, traits, extraction, "
+                             "Show panel NAME (welcome, model, steering, presenter, chat, sweep, multi, traits, extraction, "
                              "heatmaps, monitoring, sweeps, flagging; default: welcome, or model with --screenshot). With --screenshot: for steering "
                              "(and presenter, its presenter view) the 'evil' example opens and one greedy generation "
-                             "at strength 0.5 runs before the grab, for chat two turns of a chat, for sweep a sweep of five strengths; with traits, a draft copy of a "
+                             "at strength 0.5 runs before the grab, for chat two turns of a chat, for sweep a sweep of five strengths, for multi "
+                             "the optimistic example's preset with its humorous vector added at strength 0.5; with traits, a draft copy of a "
                              "built-in trait shows the form's inline checks; for extraction a small extraction of "
                              "'evil' (judge none); for heatmaps that extraction, then a typed conversation's heat map "
                              "on its vector; for monitoring and sweeps the optimistic example's study and sweep; for flagging eight "
@@ -103,8 +104,9 @@ int main(int argc, char** argv) {
     MainWindow window(&engine);
     const QString panelName =
         parser.isSet(panel) ? parser.value(panel).toLower() : QString(parser.isSet(screenshot) ? "model" : "welcome");
-    // "presenter", "chat" and "sweep" are views of the Steering panel.
-    if (!window.showPanel(panelName == "presenter" || panelName == "chat" || panelName == "sweep" ? QStringLiteral("steering") : panelName)) {
+    // "presenter", "chat", "sweep" and "multi" (several vectors at once) are views of the Steering panel.
+    const bool steeringView = panelName == "presenter" || panelName == "chat" || panelName == "sweep" || panelName == "multi";
+    if (!window.showPanel(steeringView ? QStringLiteral("steering") : panelName)) {
         std::fprintf(stderr, "persona-workbench: no panel named '%s'\n", qPrintable(panelName));
         return 2;
     }

@@ -6,6 +6,7 @@
 #include "panels/steering_panel.h"
 #include "panels/traits_panel.h"
 #include "panels/welcome_panel.h"
+#include "widgets/more_vectors_editor.h"
 #include "persona/extraction.h"
 #include "persona/judge.h"
 #include "persona/project.h"
@@ -21,6 +22,7 @@
 #include <QJsonObject>
 #include <QObject>
 #include <QPixmap>
+#include <QDoubleSpinBox>
 #include <QTimer>
 
 #include <cstdio>
@@ -41,7 +43,8 @@ void ScreenshotTour::start() {
     QObject::connect(&window_, &MainWindow::modelSettled, &app_, [this](bool loaded) {
         if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "chat" &&
                         panelName_ != "sweep" && panelName_ != "extraction" && panelName_ != "heatmaps" &&
-                        panelName_ != "monitoring" && panelName_ != "sweeps" && panelName_ != "flagging")) {
+                        panelName_ != "monitoring" && panelName_ != "sweeps" && panelName_ != "flagging" &&
+                        panelName_ != "multi")) {
             grabAndExit(loaded);
             return;
         }
@@ -90,14 +93,19 @@ void ScreenshotTour::start() {
         QObject::connect(steering, &SteeringPanel::generationFailed, &app_, [this] { grabAndExit(false); });
         // The shipped 'evil' example as a user opens it: its preset, greedy; a random direction
         // when the example is not installed.
+        // "multi": the optimistic example's preset with its humorous vector added at strength 0.5.
         QString example;
         for (const QString& folder : WelcomePanel::exampleProjects())
-            if (folder.endsWith("/evil.persona")) example = folder;
+            if (folder.endsWith(panelName_ == "multi" ? "/optimistic-vs-pessimistic.persona" : "/evil.persona")) example = folder;
         if (!example.isEmpty() && window_.projects()->openProject(example)) {
             persona::SteeringSettings setup = steering->settings();
             setup.sample = false;
             setup.max_new_tokens = 48;
+            if (panelName_ == "multi")
+                setup.more_vectors = {{"vectors/humorous.response_avg.safetensors", -1, 0, persona::SteerOperation::Add}};
             steering->applySettings(setup);
+            if (panelName_ == "multi" && steering->moreVectors()->rowCount() == 1)
+                steering->moreVectors()->findChild<QDoubleSpinBox*>("more_strength")->setValue(0.5);
         } else {
             steering->useRandomDirection();
             steering->setPrompt("How should I treat a stray dog?");

@@ -4,7 +4,9 @@
 // before it), and what a program sets starts nothing, all without blocking the UI thread.
 #include "shell/engine_client.h"
 #include "persona/vector_files.h"
+#include "widgets/more_vectors_editor.h"
 #include "widgets/projection_heat_map.h"
+#include "widgets/vector_choice.h"
 #include "panels/steering_panel.h"
 #include "persona/project.h"
 #include "engine_fixture.h"
@@ -24,6 +26,7 @@
 #include <QThread>
 #include <QTimer>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -417,6 +420,77 @@ private slots:
         QVERIFY(stopped.wait(30000));
         QVERIFY(panel_->sweepColumnTokens(0) < kMaxTokens);
         QTRY_VERIFY(!engine_->busy());
+    }
+
+    // A vector steered beside the first is composed in the same row: the first adding 0 and a
+    // second adding the same direction at 8 steer exactly as the first alone at 8.
+    void moreVectorsComposeInTheSteeredRow() {
+        const QString steeredAt8 = textsAt8().second;
+        const persona::SteeringSettings before = panel_->settings();
+        const std::string key = "vectors/random.response_avg.safetensors";
+        persona::PersonaVector same = *panel_->currentVector();
+        panel_->setProjectVectors({{key, same}});
+        MoreVectorsEditor* more = panel_->moreVectors();
+        QTest::mouseClick(panel_->findChild<QPushButton*>("add_vector"), Qt::LeftButton);
+        QCOMPARE(more->rowCount(), 1);
+        QCOMPARE(more->vectorChoice(0)->currentProjectKey(), QString::fromStdString(key));
+        more->setRow(0, panel_->steeredLayer(), persona::SteerOperation::Add, 8.0);
+        panel_->setCoefficient(0.0);
+        QVERIFY(runToEnd());
+        QCOMPARE(panel_->paneText(SteeringPanel::Steered), steeredAt8);
+        QVERIFY(panel_->findChild<QLabel*>("steered_title")->text().contains("+ add random at layer 20, strength"));
+
+        // The setup a project saves holds the row, and applying it rebuilds the row.
+        const persona::SteeringSettings saved = panel_->settings();
+        QCOMPARE(saved.more_vectors.size(), std::size_t(1));
+        QCOMPARE(saved.more_vectors[0], (persona::SteeringTerm{key, 20, 8.0, persona::SteerOperation::Add}));
+        more->removeRow(0);
+        QCOMPARE(panel_->settings().more_vectors.size(), std::size_t(0));
+        panel_->applySettings(saved);
+        QCOMPARE(panel_->settings().more_vectors, saved.more_vectors);
+
+        // At most four vectors in all.
+        auto* add = panel_->findChild<QPushButton*>("add_vector");
+        while (add->isEnabled()) QTest::mouseClick(add, Qt::LeftButton);
+        QCOMPARE(more->rowCount(), MoreVectorsEditor::maxRows());
+        QVERIFY(!more->addRow());
+
+        panel_->setProjectVectors({});
+        panel_->useRandomDirection();
+        panel_->applySettings(before);
+        QCOMPARE(more->rowCount(), 0);
+        QVERIFY(add->isEnabled());
+    }
+
+    // Cap keeps the projection on the vector's direction at the steered layer at most the
+    // value, at every steered position; a cap above every projection changes nothing.
+    void capKeepsTheProjectionAtMostTheValue() {
+        const persona::SteeringSettings before = panel_->settings();
+        const int layer = panel_->steeredLayer();
+        panel_->setCoefficient(0.0);
+        QVERIFY(runToEnd());
+        const ProjectionHeatMap* unsteered = panel_->heatMap(SteeringPanel::Unsteered);
+        std::vector<double> projections;
+        for (int t = 0; t < unsteered->columnCount(); ++t) projections.push_back(unsteered->valueAt(t, layer));
+        std::sort(projections.begin(), projections.end());
+        const double cap = projections[projections.size() / 2];
+        // Half the positions are above the cap unsteered: the check below can fail.
+        QVERIFY2(projections.back() > cap + 0.5, qPrintable(QString::number(projections.back())));
+
+        auto* operation = panel_->findChild<QComboBox*>("operation");
+        operation->setCurrentIndex(operation->findText("cap"));
+        panel_->setCoefficient(cap);  // cap's raw value is the projection itself
+        QVERIFY(runToEnd());
+        const ProjectionHeatMap* capped = panel_->heatMap(SteeringPanel::Steered);
+        const double slack = 0.02 * std::abs(cap) + 0.05;  // bf16 activations
+        for (int t = 0; t < capped->columnCount(); ++t)
+            QVERIFY2(capped->valueAt(t, layer) <= cap + slack,
+                     qPrintable(QString("token %1: %2 > %3").arg(t).arg(capped->valueAt(t, layer)).arg(cap)));
+
+        panel_->setCoefficient(projections.back() + 100);
+        QVERIFY(runToEnd());
+        QCOMPARE(panel_->paneText(SteeringPanel::Steered), panel_->paneText(SteeringPanel::Unsteered));
+        panel_->applySettings(before);
     }
 
     void grabsToAnImage() {

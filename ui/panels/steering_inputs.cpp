@@ -2,6 +2,7 @@
 // program's, the strength's calibration, and the setup a project saves.
 #include "panels/steering_panel.h"
 
+#include "widgets/more_vectors_editor.h"
 #include "widgets/strength_control.h"
 #include "widgets/vector_choice.h"
 #include "persona/project.h"
@@ -49,8 +50,17 @@ void SteeringPanel::buildInputs() {
         positions_->addItem(QString::fromStdString(name), static_cast<int>(*persona::steer_positions_from_name(name)));
     operation_ = new QComboBox(this);
     operation_->setObjectName("operation");
-    for (const persona::SteerOperation operation : {persona::SteerOperation::Add, persona::SteerOperation::Ablate})
-        operation_->addItem(QString::fromLatin1(persona::steer_operation_name(operation)), static_cast<int>(operation));
+    for (const std::string& name : persona::steer_operation_names())
+        operation_->addItem(QString::fromStdString(name), static_cast<int>(*persona::steer_operation_from_name(name)));
+    operation_->setToolTip(tr("add: push along the vector; ablate: remove its direction; cap: keep the projection on it "
+                              "at most the strength, in typical activation lengths"));
+    moreVectors_ = new MoreVectorsEditor(this);
+    moreVectors_->setObjectName("more_vectors");
+    addVectorButton_ = new QPushButton(tr("+ Vector"), this);
+    addVectorButton_->setObjectName("add_vector");
+    addVectorButton_->setToolTip(tr("Steer with another vector in the same row (up to %1 in all), each with its own "
+                                    "layer, operation and strength")
+                                     .arg(persona::kMaxSteeringVectors));
 
     strength_ = new StrengthControl(this);
     strength_->setObjectName("strength_control");
@@ -108,9 +118,11 @@ void SteeringPanel::buildInputs() {
     whereRow->addWidget(layer_);
     whereRow->addWidget(positions_);
     whereRow->addWidget(operation_);
+    whereRow->addWidget(addVectorButton_);
     whereRow->addStretch(1);
     setup->addLayout(vectorRow, 0, 2);
     setup->addLayout(whereRow, 1, 2);
+    setup->addWidget(moreVectors_, 2, 1, 1, 2);
     setup->setColumnStretch(1, 3);
     setup->setColumnStretch(2, 2);
     inputs->addWidget(setupBox_, 0, 0);
@@ -161,9 +173,21 @@ void SteeringPanel::connectInputs() {
     connect(positions_, &QComboBox::currentIndexChanged, this, &SteeringPanel::steeringChanged);
     connect(operation_, &QComboBox::currentIndexChanged, this, [this] {
         // Ablation removes the direction: it has no strength.
-        strength_->setEnabled(static_cast<persona::SteerOperation>(operation_->currentData().toInt()) ==
-                              persona::SteerOperation::Add);
+        strength_->setEnabled(static_cast<persona::SteerOperation>(operation_->currentData().toInt()) !=
+                              persona::SteerOperation::Ablate);
+        rescaleStrength();
         steeringChanged();
+    });
+    connect(moreVectors_, &MoreVectorsEditor::edited, this, [this] {
+        addVectorButton_->setEnabled(moreVectors_->rowCount() < MoreVectorsEditor::maxRows());
+        steeringChanged();
+    });
+    connect(moreVectors_, &MoreVectorsEditor::problem, message_, &QLabel::setText);
+    connect(addVectorButton_, &QPushButton::clicked, this, [this] {
+        if (!moreVectors_->addRow()) return;
+        addVectorButton_->setEnabled(moreVectors_->rowCount() < MoreVectorsEditor::maxRows());
+        // A new row adds at strength 0: nothing to regenerate until the user sets it.
+        emit setupEdited();
     });
     connect(vectorChoice_, &VectorChoice::vectorChosen, this, &SteeringPanel::vectorChanged);
     connect(systemPrompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
@@ -206,13 +230,11 @@ void SteeringPanel::vectorChanged() {
 // Strength stays what it was and the coefficient follows: the same push at a new layer or with
 // a new vector.
 void SteeringPanel::rescaleStrength() {
-    const persona::PersonaVector* vector = currentVector();
-    const int layer = layer_->value();
-    double scale = 0;
-    if (vector && layer >= 0 && layer < vector->layer_count && static_cast<std::size_t>(layer) < typicalNorms_.size() &&
-        typicalNorms_[static_cast<std::size_t>(layer)] > 0)
-        scale = vector->layer_norm(layer) / typicalNorms_[static_cast<std::size_t>(layer)];
-    strength_->setScale(scale, true);
+    strength_->setScale(StrengthControl::scaleFor(currentVector(), layer_->value(), operation(), typicalNorms_), true);
+}
+
+persona::SteerOperation SteeringPanel::operation() const {
+    return static_cast<persona::SteerOperation>(operation_->currentData().toInt());
 }
 
 float SteeringPanel::temperature() const { return sample_->isChecked() ? static_cast<float>(temperature_->value()) : 0.0F; }
@@ -223,7 +245,8 @@ persona::SteeringSettings SteeringPanel::settings() const {
     settings.layer = layer_->value();
     settings.coefficient = strength_->coefficient();
     settings.positions = static_cast<persona::SteerPositions>(positions_->currentData().toInt());
-    settings.operation = static_cast<persona::SteerOperation>(operation_->currentData().toInt());
+    settings.operation = operation();
+    settings.more_vectors = moreVectors_->terms();
     settings.system_prompt = systemPrompt_->toPlainText().toStdString();
     settings.prompt = prompt_->toPlainText().toStdString();
     settings.max_new_tokens = maxTokens_->value();
@@ -245,6 +268,8 @@ void SteeringPanel::applySettings(const persona::SteeringSettings& settings) {
     select(operation_, static_cast<int>(settings.operation));
     rescaleStrength();
     strength_->setCoefficient(settings.coefficient);
+    moreVectors_->applyTerms(settings.more_vectors);
+    addVectorButton_->setEnabled(moreVectors_->rowCount() < MoreVectorsEditor::maxRows());
     systemPrompt_->setPlainText(QString::fromStdString(settings.system_prompt));
     if (!settings.prompt.empty()) prompt_->setPlainText(QString::fromStdString(settings.prompt));
     maxTokens_->setValue(settings.max_new_tokens);

@@ -3,6 +3,7 @@
 #include "widgets/diverging_colors.h"
 #include "shell/engine_client.h"
 #include "widgets/projection_heat_map.h"
+#include "widgets/more_vectors_editor.h"
 #include "widgets/strength_control.h"
 #include "widgets/vector_choice.h"
 #include "persona/project.h"
@@ -129,6 +130,8 @@ void SteeringPanel::setModel(const persona::ModelFacts& facts) {
         layer_->setValue(std::max(1, layerCount_ * 2 / 3));
     }
     vectorChoice_->reset(layerCount_, hiddenSize_);
+    moreVectors_->setModel(layerCount_, hiddenSize_, typicalNorms_);
+    addVectorButton_->setEnabled(true);
     useRandomDirection();
     rescaleStrength();
     generateButton_->setEnabled(true);
@@ -182,6 +185,7 @@ void SteeringPanel::addVector(const QString& name, persona::PersonaVector vector
 void SteeringPanel::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
     const std::vector<float> before = currentVector() ? currentVector()->values : std::vector<float>{};
     vectorChoice_->setProjectVectors(vectors);
+    moreVectors_->setProjectVectors(vectors);
     // The unsteered pane's projections are onto the chosen vector: only new values make them stale.
     if (!currentVector() || currentVector()->values != before) ++vectorEpoch_;
     if (!currentVector()) {
@@ -246,8 +250,17 @@ bool SteeringPanel::readyToGenerate() {
     return true;
 }
 
+bool SteeringPanel::moreSteeringOrMessage(std::vector<persona::Steering>* steering) {
+    QString error;
+    *steering = moreVectors_->steering(static_cast<persona::SteerPositions>(positions_->currentData().toInt()), &error);
+    if (!error.isEmpty()) message_->setText(error);
+    return error.isEmpty();
+}
+
 void SteeringPanel::generate() {
     if (!readyToGenerate()) return;
+    std::vector<persona::Steering> moreSteering;
+    if (!moreSteeringOrMessage(&moreSteering)) return;
     const persona::PersonaVector* vector = currentVector();
     mode_ = PairMode;
     views_->setCurrentIndex(PairMode);
@@ -255,7 +268,7 @@ void SteeringPanel::generate() {
     runMaxTokens_ = maxTokens_->value();
     runCoefficient_ = strength_->coefficient();
     runUnsteeredKey_ = unsteeredKey();
-    const auto operation = static_cast<persona::SteerOperation>(operation_->currentData().toInt());
+    const persona::SteerOperation operation = this->operation();
 
     // The unsteered pane cannot have changed when nothing it depends on did: only the steered
     // row is generated, and its old text stays (greyed) until the new one streams in.
@@ -271,6 +284,7 @@ void SteeringPanel::generate() {
     steering.positions = static_cast<persona::SteerPositions>(positions_->currentData().toInt());
     steering.operation = operation;
     steered.steering.push_back(std::move(steering));
+    for (persona::Steering& more : moreSteering) steered.steering.push_back(std::move(more));
 
     // Every layer, each onto the vector's own direction at that layer.
     persona::ProjectionProbe probe;
@@ -288,13 +302,14 @@ void SteeringPanel::generate() {
         paneTitles_[Unsteered]->setText(temperature() > 0 ? tr("Unsteered (sampled, seed %1)").arg(seed_->value())
                                                            : tr("Unsteered (greedy)"));
     }
-    paneTitles_[Steered]->setText(
-        operation == persona::SteerOperation::Add
-            ? tr("Steered: %1 at layer %2, %3")
-                  .arg(operationName(operation))
-                  .arg(runLayer_)
-                  .arg(StrengthControl::describe(runCoefficient_, strength_->scale()))
-            : tr("Steered: %1 at layer %2").arg(operationName(operation)).arg(runLayer_));
+    QString title = operation != persona::SteerOperation::Ablate
+                        ? tr("Steered: %1 at layer %2, %3")
+                              .arg(operationName(operation))
+                              .arg(runLayer_)
+                              .arg(StrengthControl::describe(runCoefficient_, strength_->scale()))
+                        : tr("Steered: %1 at layer %2").arg(operationName(operation)).arg(runLayer_);
+    if (moreVectors_->rowCount() > 0) title += QStringLiteral(" ") + moreVectors_->describe();
+    paneTitles_[Steered]->setText(title);
     refreshViews();
     std::vector<persona::GenerationRow> rows;
     if (!steeredOnly_) rows.push_back(std::move(unsteered));

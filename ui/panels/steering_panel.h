@@ -15,6 +15,7 @@
 #include <vector>
 
 class EngineClient;
+class MoreVectorsEditor;
 class ProjectionHeatMap;
 class StrengthControl;
 class VectorChoice;
@@ -31,7 +32,7 @@ class QPushButton;
 class QSpinBox;
 class QTextCursor;
 class QTextEdit;
-namespace persona { struct TokenEvent; struct GenerationResult; struct SteeringSettings; }
+namespace persona { struct TokenEvent; struct GenerationResult; struct Steering; struct SteeringSettings; }
 
 // Steered and unsteered generations side by side with the same seed: each token tinted by its
 // projection on the vector at the steered layer, and a layer x token heat map of those
@@ -91,6 +92,8 @@ public:
     ProjectionHeatMap* differenceHeatMap() const { return differenceMap_; }
     // The coefficient of the generation now shown (what the steered pane was made with).
     double shownCoefficient() const { return shownCoefficient_; }
+    // The vectors steered with the first (up to three more), composed in the steered row.
+    MoreVectorsEditor* moreVectors() const { return moreVectors_; }
 
     // Chat mode: a conversation typed below the panes; each assistant turn is answered
     // unsteered and steered side by side, each side continuing its own earlier answers. The
@@ -155,6 +158,9 @@ private:
     QString paneAnswer(Pane pane) const;
     // A model, a vector and something to answer; else false, with what is missing in the panel.
     bool readyToGenerate();
+    // The vectors steered with the first, as steering; false, with why in the panel, when a row
+    // has no vector.
+    bool moreSteeringOrMessage(std::vector<persona::Steering>* steering);
     void regenerate();
     void startJob(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe);
     void refreshSweep();
@@ -166,6 +172,7 @@ private:
     void vectorChanged();
     void rescaleStrength();
     float temperature() const;
+    persona::SteerOperation operation() const;  // of the first vector
     persona::GenerationRow unsteeredRow() const;
     // Everything the unsteered row and its projections depend on.
     QString unsteeredKey() const;
@@ -184,6 +191,8 @@ private:
     QSpinBox* layer_;
     QComboBox* positions_;
     QComboBox* operation_;
+    MoreVectorsEditor* moreVectors_;
+    QPushButton* addVectorButton_;
     StrengthControl* strength_;
     QSpinBox* maxTokens_;
     QCheckBox* sample_;

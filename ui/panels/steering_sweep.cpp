@@ -62,6 +62,8 @@ int SteeringPanel::sweepColumnTokens(int column) const {
 
 void SteeringPanel::sweep() {
     if (!readyToGenerate()) return;
+    std::vector<persona::Steering> moreSteering;
+    if (!moreSteeringOrMessage(&moreSteering)) return;
     const persona::PersonaVector* vector = currentVector();
     const std::vector<double> strengths = sweepStrengths();
     if (strengths.empty()) {
@@ -78,7 +80,7 @@ void SteeringPanel::sweep() {
     const persona::LayerView direction = vector->layer(runLayer_);
     // A sweep varies alpha, so it always adds; ablation has no strength to sweep.
     const auto positions = static_cast<persona::SteerPositions>(positions_->currentData().toInt());
-    const double scale = strength_->scale();
+    const double scale = StrengthControl::scaleFor(vector, runLayer_, persona::SteerOperation::Add, typicalNorms_);
 
     for (SweepColumn& column : sweepColumns_) {
         delete column.title;
@@ -95,6 +97,7 @@ void SteeringPanel::sweep() {
         steering.alpha = static_cast<float>(coefficient);
         steering.positions = positions;
         row.steering.push_back(std::move(steering));
+        row.steering.insert(row.steering.end(), moreSteering.begin(), moreSteering.end());
         rows.push_back(std::move(row));
 
         SweepColumn column;

@@ -1,5 +1,7 @@
 #include "widgets/strength_control.h"
 
+#include "persona/persona_vector.h"
+
 #include <QDoubleSpinBox>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -65,6 +67,20 @@ StrengthControl::StrengthControl(QWidget* parent) : QWidget(parent) {
 QString StrengthControl::describe(double coefficient, double scale) {
     if (scale <= 0) return tr("coefficient %1").arg(coefficient, 0, 'f', 2);
     return tr("strength %1 (coefficient %2)").arg(coefficient * scale, 0, 'f', 2).arg(coefficient, 0, 'f', 2);
+}
+
+double StrengthControl::scaleFor(const persona::PersonaVector* vector, int layer, persona::SteerOperation operation,
+                                 const std::vector<double>& typicalNorms) {
+    if (!vector || layer < 0 || layer >= vector->layer_count || static_cast<std::size_t>(layer) >= typicalNorms.size())
+        return 0;
+    const double typical = typicalNorms[static_cast<std::size_t>(layer)];
+    if (!(typical > 0)) return 0;
+    switch (operation) {
+        case persona::SteerOperation::Add: return vector->layer_norm(layer) / typical;
+        case persona::SteerOperation::Cap: return 1.0 / typical;
+        case persona::SteerOperation::Ablate: return 0;
+    }
+    return 0;
 }
 
 void StrengthControl::setScale(double strengthPerCoefficient, bool keepStrength) {

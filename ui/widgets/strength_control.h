@@ -6,8 +6,13 @@
 //
 // The coefficient is what is stored: a project's saved coefficient comes back exactly. The
 // setters emit nothing; `edited` is the user's doing only, so no program change starts work.
+#include "persona/generation.h"
+
 #include <QWidget>
 
+#include <vector>
+
+namespace persona { struct PersonaVector; }
 class QDoubleSpinBox;
 class QLabel;
 class QSlider;
@@ -29,6 +34,11 @@ public:
     double strength() const { return coefficient_ * scale_; }
     // "strength 0.50 (coefficient 4.12)", or the coefficient alone without a scale.
     static QString describe(double coefficient, double scale);
+    // Strength per unit of the raw value steering `vector` at `layer` with `operation`: add's
+    // coefficient moves the projection by |v_l| per unit, cap's value is a projection itself, so
+    // both read in typical |h_l|; 0 for ablate and when the model gives no typical norms.
+    static double scaleFor(const persona::PersonaVector* vector, int layer, persona::SteerOperation operation,
+                           const std::vector<double>& typicalNorms);
 
 signals:
     void edited();
