@@ -172,6 +172,10 @@ std::vector<persona::Steering> parse_steering(const json& body, const VectorCata
             throw RequestError{400, "steering 'vector' must name a served vector or list " +
                                         std::to_string(facts.hidden_size) + " numbers", "steering.vector"};
         }
+        const std::string op = field<std::string>(entry, "op", "add");
+        const auto operation = persona::steer_operation_from_name(op);
+        if (!operation) throw RequestError{400, "steering op must be add, ablate or cap", "steering.op"};
+        steering.operation = *operation;
         double norm = 0;
         for (const float v : steering.vector) norm += double(v) * v;
         norm = std::sqrt(norm);
@@ -180,8 +184,11 @@ std::vector<persona::Steering> parse_steering(const json& body, const VectorCata
             if (facts.typical_residual_norms.size() <= static_cast<std::size_t>(steering.layer) || norm == 0)
                 throw RequestError{400, "'strength' needs a non-zero vector and the model's measured norms; give 'coefficient'",
                                    "steering.strength"};
-            steering.alpha = static_cast<float>(persona::coefficient_for_strength(
-                strength, norm, facts.typical_residual_norms[static_cast<std::size_t>(steering.layer)]));
+            const double typical = facts.typical_residual_norms[static_cast<std::size_t>(steering.layer)];
+            // A cap's strength is the most projection in typical activation lengths, as in the Steering tab.
+            steering.alpha = static_cast<float>(steering.operation == persona::SteerOperation::Cap
+                                                    ? strength * typical
+                                                    : persona::coefficient_for_strength(strength, norm, typical));
         } else {
             steering.alpha = field<float>(entry, "coefficient", 0.0f);
         }
@@ -189,9 +196,6 @@ std::vector<persona::Steering> parse_steering(const json& body, const VectorCata
         const auto parsed = persona::steer_positions_from_name(positions);
         if (!parsed) throw RequestError{400, "steering positions '" + positions + "' unknown", "steering.positions"};
         steering.positions = *parsed;
-        const std::string op = field<std::string>(entry, "op", "add");
-        if (op != "add" && op != "ablate") throw RequestError{400, "steering op must be add or ablate", "steering.op"};
-        steering.operation = op == "add" ? persona::SteerOperation::Add : persona::SteerOperation::Ablate;
         if (!std::isfinite(steering.alpha)) throw RequestError{400, "steering coefficient is not finite", "steering.coefficient"};
         out.push_back(std::move(steering));
     }

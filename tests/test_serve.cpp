@@ -131,6 +131,15 @@ private slots:
         QVERIFY(steered["tokens"] != plain["tokens"]);
         QCOMPARE(steered["usage"]["completion_tokens"].get<int>(), 16);
         QCOMPARE(steered["choices"][0]["finish_reason"], json("length"));
+
+        // A cap is generate --cap's: the projection on the direction kept at most the value.
+        request["steering"] = {{{"vector", kEvil}, {"layer", 8}, {"coefficient", -20}, {"op", "cap"}}};
+        const json capped = chat(request);
+        const auto cliCap = persona_test::runCli({"--device", "cpu", "generate", "-p", "How should I treat my neighbours?", "-n",
+                                                  "16", "--cap", kVectors + "/" + QString::fromStdString(kEvil) + ":8:-20", "--json"});
+        QCOMPARE(cliCap.exitCode, 0);
+        QCOMPARE(capped["tokens"], json::parse(cliCap.out.toStdString())["tokens"]);
+        QVERIFY(capped["tokens"] != plain["tokens"]);
     }
 
     void streamAddsUpToTheAnswer() {
@@ -322,7 +331,7 @@ private slots:
         QTest::newRow("unknown vector") << with({{{"vector", "nope.safetensors"}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
         QTest::newRow("layer out of range") << with({{{"vector", kEvil}, {"layer", 31}, {"coefficient", 1}}}) << 400 << "steering.layer";
         QTest::newRow("inline vector of the wrong size") << with({{{"vector", {1, 2, 3}}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
-        QTest::newRow("unknown op") << with({{{"vector", kEvil}, {"layer", 8}, {"coefficient", 1}, {"op", "cap"}}}) << 400 << "steering.op";
+        QTest::newRow("unknown op") << with({{{"vector", kEvil}, {"layer", 8}, {"coefficient", 1}, {"op", "clamp"}}}) << 400 << "steering.op";
         QTest::newRow("max_tokens over the limit") << R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000})" << 400 << "max_tokens";
         QTest::newRow("no messages") << R"({"model": "x"})" << 400 << "messages";
         QTest::newRow("not JSON") << "{" << 400 << "";
