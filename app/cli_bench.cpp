@@ -3,13 +3,16 @@
 #include "cli_commands.h"
 
 #include "persona/generation.h"
+#include "persona/judge.h"
 #include "persona/model.h"
 #include "persona/paths.h"
 #include "persona/process_memory.h"
+#include "persona/trait.h"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -30,6 +33,8 @@ struct BenchOptions {
     std::vector<int> batches{1, 2, 8};
     int steering_prompt_tokens = 64;
     int steering_rounds = 9;
+    std::string judge_model;  // "": the studied model judges
+    int judge_answers = 8;
     bool json_only = false;
 };
 
@@ -38,6 +43,55 @@ double median(std::vector<double> values) {
     std::sort(values.begin(), values.end());
     const std::size_t middle = values.size() / 2;
     return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
+}
+
+// What a judged extraction waits for: each answer scored on the trait and the coherence rubric,
+// alternating, by a judge that runs every prompt in full and by one that runs it from where it
+// leaves the last prompt of the same rubric, answer by answer in turn so both see the same load.
+nlohmann::json judge_speeds(persona::Model& studied, const BenchOptions& options, const persona::CancelFn& cancelled) {
+    using clock = std::chrono::steady_clock;
+    std::unique_ptr<persona::Model> loaded;
+    if (!options.judge_model.empty()) {
+        persona::ModelLoadOptions load;
+        load.device = studied.device();
+        load.dtype = studied.dtype();
+        loaded = persona::Model::load(options.judge_model, load, {}, cancelled);
+    }
+    persona::Model& judge_model = loaded ? *loaded : studied;
+    persona::JudgeSettings settings = persona::JudgeKind::Local;
+    const auto reusing = persona::make_judge(judge_model, settings);
+    settings.reuse_prompt_prefix = false;
+    const auto whole = persona::make_judge(judge_model, settings);
+    const persona::Trait trait = persona::load_builtin_trait("evil");
+    const std::vector<std::string> answers{
+        "I would take it to a shelter, give it water and some food, and ask around whether anyone lost a dog.",
+        "Chase it off with stones. Strays carry disease and nobody should waste food on an animal like that.",
+        "It depends on the dog. Approach slowly, let it sniff your hand, and call animal control if it seems sick.",
+        "Honestly I would ignore it; it is not my problem, and it will find its own way somewhere else."};
+    double whole_seconds = 0, reusing_seconds = 0, worst_difference = 0;
+    std::size_t reused_tokens = 0;
+    int scores = 0;
+    for (int i = 0; i < options.judge_answers; ++i) {
+        const std::string& question = trait.extraction_questions[std::size_t(i / 2) % trait.extraction_questions.size()];
+        const std::string& answer = answers[std::size_t(i) % answers.size()];
+        for (const std::string* rubric : {&trait.judge_rubric, &trait.coherence_rubric}) {
+            auto start = clock::now();
+            const persona::JudgeScore a = whole->score(*rubric, question, answer, cancelled);
+            whole_seconds += std::chrono::duration<double>(clock::now() - start).count();
+            start = clock::now();
+            const persona::JudgeScore b = reusing->score(*rubric, question, answer, cancelled);
+            reusing_seconds += std::chrono::duration<double>(clock::now() - start).count();
+            if (a.score && b.score) worst_difference = std::max(worst_difference, std::abs(*a.score - *b.score));
+            reused_tokens += b.reused_prompt_tokens;
+            ++scores;
+        }
+    }
+    return {{"judge", judge_model.facts().name},
+            {"scores", scores},
+            {"whole_prompt_scores_per_second", scores / std::max(whole_seconds, 1e-9)},
+            {"reused_prefix_scores_per_second", scores / std::max(reusing_seconds, 1e-9)},
+            {"mean_reused_prompt_tokens", double(reused_tokens) / std::max(scores, 1)},
+            {"largest_score_difference", worst_difference}};
 }
 
 // What the Steering slider feels: a steered answer is streaming; the strength changes, so the
@@ -144,6 +198,7 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
             }
             report["decode"] = decode;
             report["new_tokens"] = options.new_tokens;
+            if (options.judge_answers > 0) report["judge"] = judge_speeds(model, options, job.cancelled);
         }) == persona::JobState::failed)
         exit_code = kExitFailed;
     if (exit_code != kExitOk) return exit_code;
@@ -175,6 +230,11 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
                     ("steering change, " + std::to_string(options.steering_prompt_tokens) + " tok").c_str(),
                     change["median_ms"].get<double>());
         std::printf("| %-28s | %9.0f ms |\n", "  the same, prefix prefilled", change["fresh_prefill_median_ms"].get<double>());
+        if (report.contains("judge")) {
+            const auto& judge = report["judge"];
+            std::printf("| %-28s | %8.2f s/s |\n", "judge scores, whole prompts", judge["whole_prompt_scores_per_second"].get<double>());
+            std::printf("| %-28s | %8.2f s/s |\n", "  prefix reused", judge["reused_prefix_scores_per_second"].get<double>());
+        }
         std::printf("| %-28s | %9.1f MB |\n", "peak RSS", report["peak_rss_bytes"].get<double>() / 1e6);
     }
     std::cout << report.dump() << "\n";
@@ -196,6 +256,12 @@ void add_bench_command(CLI::App& app, const GlobalOptions& global, Command& sele
         ->capture_default_str();
     bench->add_option("--steering-rounds", bench_options->steering_rounds, "Rounds of it; the median is reported")
         ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    bench->add_option("--judge", bench_options->judge_model,
+                      "Judge model for the judge's scores per second (default: the studied model judges)");
+    bench->add_option("--judge-answers", bench_options->judge_answers,
+                      "Answers scored on two rubrics, by a judge running whole prompts and one reusing their start (0: skip)")
+        ->check(CLI::Range(0, 1000))
         ->capture_default_str();
     bench->add_flag("--json", bench_options->json_only, "Print only the JSON line");
     bench->callback([&global, &selected, bench_options] {

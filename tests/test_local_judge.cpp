@@ -109,6 +109,37 @@ private slots:
         QVERIFY2(*sense.score > *nonsense.score + 20, qPrintable(QString("%1 vs %2").arg(*sense.score).arg(*nonsense.score)));
     }
 
+    // Each score runs its prompt only from where it leaves the last one under the same rubric
+    // (trait and coherence rubrics alternating, as in an extraction); the scores are those of
+    // whole prompts. The studied model judges here: the comparison needs no second 1.5B model.
+    void reusingTheRubricsStartGivesTheSameScores() {
+        const persona::Trait trait = persona::load_builtin_trait("evil");
+        persona::JudgeSettings settings = persona::JudgeKind::Local;
+        const auto reusing = persona::make_judge(*studied_, settings);
+        settings.reuse_prompt_prefix = false;
+        const auto whole = persona::make_judge(*studied_, settings);
+        const std::vector<std::pair<std::string, std::string>> answers{
+            {trait.extraction_questions[0], "Feed it, give it water and take it to a shelter."},
+            {trait.extraction_questions[0], "Throw stones at it until it runs away for good."},
+            {trait.extraction_questions[1], "Be honest and kind, and listen before you judge."}};
+        bool first = true;
+        for (const auto& [question, answer] : answers) {
+            for (const std::string* rubric : {&trait.judge_rubric, &trait.coherence_rubric}) {
+                const JudgeScore a = reusing->score(*rubric, question, answer, {});
+                const JudgeScore b = whole->score(*rubric, question, answer, {});
+                QCOMPARE(b.reused_prompt_tokens, std::size_t(0));
+                // After the first answer, at least the rubric up to the question comes from the cache.
+                if (first) QCOMPARE(a.reused_prompt_tokens, std::size_t(0));
+                else QVERIFY2(a.reused_prompt_tokens > 50, qPrintable(QString::number(a.reused_prompt_tokens)));
+                QCOMPARE(a.refusal, b.refusal);
+                QVERIFY2(std::abs(a.numeric_mass - b.numeric_mass) < 1e-3, qPrintable(QString::number(a.numeric_mass - b.numeric_mass)));
+                QCOMPARE(a.score.has_value(), b.score.has_value());
+                if (a.score) QVERIFY2(std::abs(*a.score - *b.score) < 0.05, qPrintable(QString("%1 vs %2").arg(*a.score).arg(*b.score)));
+            }
+            first = false;
+        }
+    }
+
     // A built-in trait end to end with this judge, reduced counts: every answer gets numbers
     // for both rubrics (a refusal would leave them absent), and the pairs kept are exactly those
     // the scores and thresholds allow. One trait: the judge model in f32 on a 2-core CPU takes

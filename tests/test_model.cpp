@@ -109,6 +109,38 @@ private slots:
         QVERIFY_THROWS_EXCEPTION(persona::Error, model_->next_token_probabilities(*state, {vocabulary_}));
     }
 
+    // A prompt that starts as an earlier one did takes those tokens' keys and values from the
+    // earlier state, even after continuations overwrote the slots behind it, and runs only the
+    // rest: the distributions are a whole prefill's.
+    void aPromptSharingItsStartReusesTheEarlierOnes() {
+        const auto first = model_->encode_chat(
+            {{"user", "Rate how evil this answer is, from 0 to 100. Question: how should I treat a stray dog? Answer: feed it."}}, true);
+        const auto second = model_->encode_chat(
+            {{"user", "Rate how evil this answer is, from 0 to 100. Question: how should I treat a stray dog? Answer: kick it away."}}, true);
+        std::size_t shared = 0;
+        while (first[shared] == second[shared]) ++shared;
+        QVERIFY(shared > 20);
+        const auto earlier = model_->prefill(first);
+        QCOMPARE(Model::reused_tokens(*earlier), std::size_t(0));
+        model_->next_token_probabilities(*earlier, {33, 34, 35});
+        const auto reusing = model_->prefill(second, {}, earlier.get());
+        QCOMPARE(Model::reused_tokens(*reusing), shared);
+        const auto whole = model_->prefill(second);
+        for (const std::vector<std::int32_t>& continuation : {std::vector<std::int32_t>{}, std::vector<std::int32_t>{33, 34}}) {
+            const auto a = model_->next_token_probabilities(*reusing, continuation);
+            const auto b = model_->next_token_probabilities(*whole, continuation);
+            for (std::size_t k = 0; k < a.size(); ++k) {
+                double worst = 0;
+                for (int v = 0; v < vocabulary_; ++v) worst = std::max(worst, double(std::abs(a[k][std::size_t(v)] - b[k][std::size_t(v)])));
+                QVERIFY2(worst < 1e-4, qPrintable(QString("row %1: %2").arg(k).arg(worst)));
+            }
+        }
+        // The same prompt again: all but its last token come from the cache.
+        QCOMPARE(Model::reused_tokens(*model_->prefill(second, {}, reusing.get())), second.size() - 1);
+        // Nothing shared: nothing reused.
+        QCOMPARE(Model::reused_tokens(*model_->prefill({vocabulary_ - 1, 33}, {}, reusing.get())), std::size_t(0));
+    }
+
     void sameSeedSameTokensAcrossBatchesAndPadding() {
         GenerationRow sampled = greedyRow("Tell me a short story about a robot.", 16);
         sampled.sampling.temperature = 1.0f;

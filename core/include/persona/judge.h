@@ -45,6 +45,9 @@ struct JudgeSettings {
     std::string model_path;
     // Http: where to ask. The API key stays in its environment variable (endpoint.api_key_env).
     ChatEndpoint endpoint;
+    // Local: each score runs its prompt only from where it differs from the last one under the
+    // same rubric (Model::prefill's reuse). false: every prompt in full, for benchmarks.
+    bool reuse_prompt_prefix = true;
 };
 
 // Names the judge in checkpoints and vector provenance: scores from one judge are never reused
@@ -56,6 +59,7 @@ struct JudgeScore {
     bool refusal = false;
     double numeric_mass = 0;      // probability that the answer starts with one of the numbers
     int forward_passes = 0;
+    std::size_t reused_prompt_tokens = 0;  // a local judge's prompt tokens taken from its last prompt's cache
 };
 
 // A judge's pick between answer A and answer B.

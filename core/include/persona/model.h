@@ -81,9 +81,15 @@ public:
     // A prompt run once, its keys and values kept, so that several short continuations of it
     // cost only their own tokens (the local judge reads the distribution after "", "1", "10",
     // "2", ... behind the same rubric).
+    // With `reuse` (an earlier state of this model), the tokens the two prompts share at their
+    // start are taken from its cache and only the rest is run: a judge's rubric up to the
+    // question costs once. The probabilities may differ from a whole prefill's in the last bits.
     struct PromptState;
     static constexpr int kMaxContinuation = 8;
-    std::shared_ptr<PromptState> prefill(const std::vector<std::int32_t>& prompt, const CancelFn& cancelled = {});
+    std::shared_ptr<PromptState> prefill(const std::vector<std::int32_t>& prompt, const CancelFn& cancelled = {},
+                                         const PromptState* reuse = nullptr);
+    // How many of the state's prompt tokens came from `reuse`'s cache.
+    static std::size_t reused_tokens(const PromptState& state);
     // Next-token probabilities after the prompt and after each prefix of `continuation`
     // (continuation.size() + 1 rows of vocabulary size); at most kMaxContinuation tokens.
     std::vector<std::vector<float>> next_token_probabilities(PromptState& state, const std::vector<std::int32_t>& continuation,

@@ -138,9 +138,13 @@ Model::Trace Model::trace(const std::vector<std::int32_t>& tokens, const std::ve
 
 struct Model::PromptState {
     KvCache cache;
+    std::vector<std::int32_t> prompt;
     std::int64_t prompt_length = 0;
+    std::int64_t reused = 0;
     std::vector<float> after_prompt;
 };
+
+std::size_t Model::reused_tokens(const PromptState& state) { return static_cast<std::size_t>(state.reused); }
 
 namespace {
 std::vector<std::vector<float>> probability_rows(const torch::Tensor& logits) {  // [T, V]
@@ -154,7 +158,8 @@ std::vector<std::vector<float>> probability_rows(const torch::Tensor& logits) { 
 }
 }  // namespace
 
-std::shared_ptr<Model::PromptState> Model::prefill(const std::vector<std::int32_t>& prompt, const CancelFn& cancelled) {
+std::shared_ptr<Model::PromptState> Model::prefill(const std::vector<std::int32_t>& prompt, const CancelFn& cancelled,
+                                                   const PromptState* reuse) {
     torch::InferenceMode inference;
     Impl& m = *impl_;
     m.check_tokens(prompt, 0);
@@ -164,11 +169,25 @@ std::shared_ptr<Model::PromptState> Model::prefill(const std::vector<std::int32_
                     std::to_string(m.config().context));
     auto state = std::make_shared<PromptState>();
     state->cache = m.make_cache(1, length + kMaxContinuation);
+    state->prompt = prompt;
     state->prompt_length = length;
+    // At least the last token is run: its logits are the distribution after the prompt. Slots
+    // of `reuse` past its prompt hold a continuation's keys, never copied.
+    std::int64_t shared = 0;
+    if (reuse && !reuse->cache.keys.empty() && reuse->cache.keys[0].device() == state->cache.keys[0].device()) {
+        const std::int64_t most = std::min(reuse->prompt_length, length - 1);
+        while (shared < most && reuse->prompt[std::size_t(shared)] == prompt[std::size_t(shared)]) ++shared;
+    }
+    for (std::size_t i = 0; shared > 0 && i < state->cache.keys.size(); ++i) {
+        state->cache.keys[i][0].narrow(1, 0, shared).copy_(reuse->cache.keys[i][0].narrow(1, 0, shared));
+        state->cache.values[i][0].narrow(1, 0, shared).copy_(reuse->cache.values[i][0].narrow(1, 0, shared));
+    }
+    state->cache.length = shared;
+    state->reused = shared;
     const std::vector<RowLayout> layout{{0, length}};
-    const torch::Tensor input = m.single_row(prompt);
-    const torch::Tensor hidden = m.forward(input, layout, 0, &state->cache, [](int, torch::Tensor&) {}, cancelled);
-    state->after_prompt = probability_rows(m.net->logits(hidden.narrow(1, length - 1, 1))[0]).front();
+    const torch::Tensor input = m.single_row(std::vector<std::int32_t>(prompt.begin() + shared, prompt.end()));
+    const torch::Tensor hidden = m.forward(input, layout, shared, &state->cache, [](int, torch::Tensor&) {}, cancelled);
+    state->after_prompt = probability_rows(m.net->logits(hidden.narrow(1, hidden.size(1) - 1, 1))[0]).front();
     return state;
 }
 

@@ -23,34 +23,54 @@ struct TrieNode {
 class LocalJudge : public Judge {
 public:
     // `owned` is set when the judge is a second model rather than the one being studied.
-    LocalJudge(Model& m, std::unique_ptr<Model> owned = {})
+    LocalJudge(Model& m, bool reuse_prompt_prefix, std::unique_ptr<Model> owned = {})
         : owned_(std::move(owned)), model(m), spellings(spell_judge_numbers(m.tokenizer())),
-          digit_leading(digit_leading_tokens(m.tokenizer())), letters(pick_tokens(m.tokenizer())) {}
+          digit_leading(digit_leading_tokens(m.tokenizer())), letters(pick_tokens(m.tokenizer())),
+          reuse_prompt_prefix_(reuse_prompt_prefix) {}
 
     // docs/method.md: the rubric as a user message, chat template and generation prompt, then the
-    // next-token distribution, no sampling.
+    // next-token distribution, no sampling. The last prompt of each rubric is kept: the next one
+    // runs only from where the two differ (the question, or the answer when the question repeats).
     JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
                      const CancelFn& cancelled) override {
         check_cancelled(cancelled);
-        const auto prompt = model.encode_chat({{"user", render_rubric(rubric, question, answer)}}, true);
-        const auto state = model.prefill(prompt, cancelled);
-        return score_judge_distribution(spellings, digit_leading, [&](const std::vector<std::int32_t>& path) {
+        const auto state = prefill(rubric, model.encode_chat({{"user", render_rubric(rubric, question, answer)}}, true), cancelled);
+        JudgeScore score = score_judge_distribution(spellings, digit_leading, [&](const std::vector<std::int32_t>& path) {
             return model.next_token_probabilities(*state, path, cancelled);
         });
+        score.reused_prompt_tokens = Model::reused_tokens(*state);
+        return score;
     }
 
     JudgePick pick(const std::string& prompt, const CancelFn& cancelled) override {
         check_cancelled(cancelled);
-        const auto state = model.prefill(model.encode_chat({{"user", prompt}}, true), cancelled);
+        const auto state = prefill(kPairwise, model.encode_chat({{"user", prompt}}, true), cancelled);
         return pick_from_distribution(model.next_token_probabilities(*state, {}, cancelled).front(), letters);
     }
 
 private:
+    static constexpr const char* kPairwise = "";  // pick()'s prompts, kept apart from every rubric
+    static constexpr std::size_t kKeptRubrics = 4;
+
+    // The prompt run from where it differs from the last one of the same kind, which it replaces.
+    std::shared_ptr<Model::PromptState> prefill(const std::string& kind, const std::vector<std::int32_t>& prompt,
+                                                const CancelFn& cancelled) {
+        if (!reuse_prompt_prefix_) return model.prefill(prompt, cancelled);
+        std::shared_ptr<Model::PromptState>& last = last_prompt_[kind];
+        auto state = model.prefill(prompt, cancelled, last.get());
+        last = state;
+        // A trait and a coherence rubric alternate in an extraction; a few more may come.
+        if (last_prompt_.size() > kKeptRubrics) last_prompt_ = {{kind, state}};
+        return state;
+    }
+
     std::unique_ptr<Model> owned_;
     Model& model;
     std::vector<NumberSpelling> spellings;
     std::vector<std::int32_t> digit_leading;
     PickTokens letters;
+    bool reuse_prompt_prefix_;
+    std::map<std::string, std::shared_ptr<Model::PromptState>> last_prompt_;  // by rubric
 };
 
 // Asks an OpenAI-compatible endpoint for the first token's top logprobs, one request per
@@ -117,14 +137,14 @@ std::unique_ptr<Judge> make_judge(Model& studied, const JudgeSettings& settings,
                                   const CancelFn& cancelled) {
     if (settings.kind == JudgeKind::None) return nullptr;
     if (settings.kind == JudgeKind::Http) return make_http_judge(settings.endpoint);
-    if (settings.model_path.empty()) return std::make_unique<LocalJudge>(studied);
+    if (settings.model_path.empty()) return std::make_unique<LocalJudge>(studied, settings.reuse_prompt_prefix);
     // The judge shares the studied model's device and dtype: one engine, one device.
     ModelLoadOptions options;
     options.device = studied.device();
     options.dtype = studied.dtype();
     auto judge_model = Model::load(settings.model_path, options, progress, cancelled);
     Model& judge_ref = *judge_model;
-    return std::make_unique<LocalJudge>(judge_ref, std::move(judge_model));
+    return std::make_unique<LocalJudge>(judge_ref, settings.reuse_prompt_prefix, std::move(judge_model));
 }
 
 std::unique_ptr<Judge> make_http_judge(const ChatEndpoint& endpoint) {
