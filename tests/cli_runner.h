@@ -37,4 +37,19 @@ inline CliRun runCli(const QStringList& arguments, int timeoutMs = 300000,
     return runProgram(PERSONA_CLI_PATH, arguments, timeoutMs, environment);
 }
 
+// Starts persona-cli serve on a free loopback port with these options (after `serve`); the
+// port, or 0 (with the server's words in a warning) when it did not start.
+inline int startServe(QProcess& server, const QStringList& options) {
+    server.start(PERSONA_CLI_PATH, QStringList{"--device", "cpu", "serve", "--port", "0"} + options);
+    QByteArray printed;
+    while (server.waitForStarted() && !printed.contains('\n') && server.waitForReadyRead(300000))
+        printed += server.readAllStandardOutput();
+    const QString line = QString::fromUtf8(printed).trimmed();
+    if (!line.startsWith("listening on http://127.0.0.1:")) {
+        qWarning("%s", qPrintable(line + server.readAllStandardError()));
+        return 0;
+    }
+    return line.section(':', -1).toInt();
+}
+
 }  // namespace persona_test

@@ -192,6 +192,26 @@ private slots:
         QVERIFY(persona::score_top_logprobs({{"24", std::log(0.249)}, {"no", std::log(0.751)}}).refusal);
     }
 
+    // A server whose tokenizer writes numbers digit by digit (what persona-cli serve gives for
+    // Qwen2.5 and SmolLM2) lists only digits: no 0-100 score can be read, and the judge says so
+    // rather than return a mean on a 0-9 scale. One digit, or larger numbers beside digits, score.
+    void refusesToScoreDigitByDigitTokenizers() {
+        std::vector<std::pair<std::string, double>> distribution{{"REF", 0.2}, {"9", 0.2}, {"8", 0.15}, {"1", 0.1}, {"5", 0.1}};
+        server_.set_handler([&](const nlohmann::json&, int) { return ServerReply{200, logprob_completion(distribution)}; });
+        auto judge = makeHttpJudge(httpJudge(server_));
+        try {
+            judge->score("{question} {answer}", "q", "a", {});
+            QFAIL("scored digits as if they were whole numbers");
+        } catch (const persona::Error& e) {
+            const QString message = QString::fromUtf8(e.what());
+            QVERIFY2(message.contains("test-judge") && message.contains("digit by digit"), e.what());
+        }
+        distribution = {{"9", 0.5}, {"90", 0.3}, {"8", 0.1}, {"1", 0.1}};
+        QVERIFY(std::abs(*judge->score("{question} {answer}", "q", "a", {}).score - (4.5 + 27 + 0.8 + 0.1)) < 1e-9);
+        distribution = {{"7", 0.6}, {" 7", 0.2}, {"The", 0.2}};
+        QVERIFY(std::abs(*judge->score("{question} {answer}", "q", "a", {}).score - 7) < 1e-9);
+    }
+
     void retriesAfterServerErrors() {
         server_.set_handler([](const nlohmann::json&, int number) {
             if (number == 1) return ServerReply{500, R"({"error":{"message":"overloaded"}})"};

@@ -57,21 +57,6 @@ class TestServe : public QObject {
         return json::parse(response->body);
     }
 
-    // Starts persona-cli serve on a free port with these options; the port, or 0 (with the
-    // server's words in a warning) when it did not start.
-    static int start_server(QProcess& server, const QStringList& options) {
-        server.start(PERSONA_CLI_PATH, QStringList{"--device", "cpu", "serve", "--port", "0"} + options);
-        QByteArray printed;
-        while (server.waitForStarted() && !printed.contains('\n') && server.waitForReadyRead(300000))
-            printed += server.readAllStandardOutput();
-        const QString line = QString::fromUtf8(printed).trimmed();
-        if (!line.startsWith("listening on http://127.0.0.1:")) {
-            qWarning("%s", qPrintable(line + server.readAllStandardError()));
-            return 0;
-        }
-        return line.section(':', -1).toInt();
-    }
-
     static json question(int max_tokens) {
         return {{"messages", {{{"role", "user"}, {"content", "How should I treat my neighbours?"}}}},
                 {"max_tokens", max_tokens}, {"temperature", 0}};
@@ -80,7 +65,7 @@ class TestServe : public QObject {
 private slots:
     void initTestCase() {
         QVERIFY(QFile::link(kVectors + "/" + QString::fromStdString(kEvil), outside_.filePath("escape.safetensors")));
-        port_ = start_server(server_, {"--api-key", QString::fromStdString(kKey), "--vectors", kVectors, "--vectors",
+        port_ = persona_test::startServe(server_, {"--api-key", QString::fromStdString(kKey), "--vectors", kVectors, "--vectors",
                                        outside_.path(), "--project", kVectors + "/evil.persona", "--max-body", "100000",
                                        "--max-tokens", "512"});
         QVERIFY(port_ > 0);
@@ -263,7 +248,7 @@ private slots:
     // and its place freed for the next request; a request longer than --request-timeout gets 408.
     void queueLimitTimeoutAndClientsThatHangUp() {
         QProcess server;
-        const int port = start_server(server, {"--max-queue", "1", "--max-tokens", "512", "--request-timeout", "1"});
+        const int port = persona_test::startServe(server, {"--max-queue", "1", "--max-tokens", "512", "--request-timeout", "1"});
         QVERIFY(port > 0);
 
         json body = question(512);

@@ -148,7 +148,10 @@ ChatCompletionRequest http_judge_request(const std::string& rubric, const std::s
 // docs/method.md step 4 on the alternatives an endpoint lists for the first token: the probability-
 // weighted mean over those that are integers 0..100 (surrounding whitespace allowed, " 42" is
 // 42; the same number under several spellings counts each), a refusal when their total
-// probability is under kRefusalNumericMass. forward_passes stays 0.
+// probability is under kRefusalNumericMass. forward_passes stays 0. Throws Error when the
+// alternatives are kDigitSplitEvidence or more single digits and no larger number: the endpoint's
+// tokenizer splits numbers into digits and the first token cannot give a 0-100 score.
+constexpr std::size_t kDigitSplitEvidence = 3;
 JudgeScore score_top_logprobs(const std::vector<TopLogprob>& alternatives);
 // The same for a pick: alternatives spelling "A" or "B" (whitespace around allowed).
 JudgePick pick_from_top_logprobs(const std::vector<TopLogprob>& alternatives);

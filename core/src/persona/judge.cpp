@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 
 namespace persona {
 
@@ -77,12 +78,16 @@ private:
 // rubric and answer; the endpoint's own retries and errors apply.
 class HttpJudge : public Judge {
 public:
-    explicit HttpJudge(const ChatEndpoint& endpoint) : client_(endpoint) {}
+    explicit HttpJudge(const ChatEndpoint& endpoint) : endpoint_(endpoint), client_(endpoint) {}
 
     JudgeScore score(const std::string& rubric, const std::string& question, const std::string& answer,
                      const CancelFn& cancelled) override {
         const ChatCompletion completion = client_.complete(http_judge_request(rubric, question, answer), cancelled);
-        return score_top_logprobs(completion.top_logprobs.front());  // complete() saw one token at least
+        try {
+            return score_top_logprobs(completion.top_logprobs.front());  // complete() saw one token at least
+        } catch (const Error& e) {
+            throw Error("judge " + endpoint_.model + " at " + endpoint_.base_url + ": " + e.what());
+        }
     }
 
     JudgePick pick(const std::string& prompt, const CancelFn& cancelled) override {
@@ -95,6 +100,7 @@ public:
     }
 
 private:
+    ChatEndpoint endpoint_;
     ChatClient client_;
 };
 
@@ -326,14 +332,25 @@ ChatCompletionRequest http_judge_request(const std::string& rubric, const std::s
 JudgeScore score_top_logprobs(const std::vector<TopLogprob>& alternatives) {
     JudgeScore result;
     double weighted = 0;
+    std::set<int> values;
+    bool only_digits = true;
     for (const TopLogprob& alternative : alternatives) {
         const auto number = judge_number(alternative.token);
         if (!number) continue;
         const double probability = std::exp(alternative.logprob);
         result.numeric_mass += probability;
         weighted += probability * *number;
+        values.insert(*number);
+        only_digits = only_digits && trimmed(alternative.token).size() == 1;
     }
     result.refusal = result.numeric_mass < kRefusalNumericMass;
+    // A tokenizer that writes numbers digit by digit (Qwen2.5, SmolLM2) lists several digits
+    // and nothing above 9: "8" may begin 8 or 85, and the mean would be on a 0-9 scale.
+    if (!result.refusal && only_digits && values.size() >= kDigitSplitEvidence)
+        throw Error("the judge's first-token alternatives are single digits only (" + std::to_string(values.size()) +
+                    " of them, nothing above 9): its tokenizer writes numbers digit by digit, so one token cannot "
+                    "tell 8 from 85 and no 0-100 score can be read; judge with a local model (it reads whole "
+                    "spellings) or use the pairwise judge mode");
     if (!result.refusal) result.score = weighted / result.numeric_mass;
     return result;
 }
