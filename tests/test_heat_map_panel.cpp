@@ -14,7 +14,9 @@
 #include "test_support.h"
 
 #include <QComboBox>
+#include <QLabel>
 #include <QPlainTextEdit>
+#include <QPushButton>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTimer>
@@ -206,6 +208,34 @@ private slots:
         const auto& model = model_;
         QCOMPARE(panel_->projections().tokens, model->encode_chat({{"user", "Hello"}}, true));
         QCOMPARE(panel_->conversationMap()->columnCount(), static_cast<int>(panel_->projections().tokens.size()));
+    }
+
+    // A whole conversation (a flagged multi-turn sample): the earlier turns come first in the
+    // map, between the system message and the last user message, until cleared.
+    void aWholeConversationMapsEveryTurn() {
+        QVERIFY(panel_->selectVector("probe (probe.safetensors)"));
+        const std::vector<persona::ChatMessage> conversation{{"system", "Be brief."},
+                                                             {"user", "Hi!"},
+                                                             {"assistant", "Hello there."},
+                                                             {"user", "Any plans today?"},
+                                                             {"assistant", "A walk in the park."}};
+        panel_->setConversation(conversation);
+        QCOMPARE(panel_->earlierTurnCount(), 2);
+        QVERIFY(panel_->findChild<QLabel*>("heat_earlier_turns")->isVisibleTo(panel_.get()));
+        QSignalSpy finished(panel_.get(), &HeatMapPanel::computeFinished);
+        panel_->compute();
+        QVERIFY(finished.wait(kTimeoutMs));
+        const std::vector<persona::ChatMessage> prompt(conversation.begin(), conversation.end() - 1);
+        std::vector<std::int32_t> tokens = model_->encode_chat(prompt, true);
+        const std::vector<std::int32_t> answer = persona::answer_tokens(*model_, prompt, conversation.back().content);
+        tokens.insert(tokens.end(), answer.begin(), answer.end());
+        QCOMPARE(panel_->projections().tokens, tokens);
+
+        QTest::mouseClick(panel_->findChild<QPushButton*>("heat_clear_earlier_turns"), Qt::LeftButton);
+        QCOMPARE(panel_->earlierTurnCount(), 0);
+        QVERIFY(!panel_->findChild<QLabel*>("heat_earlier_turns")->isVisibleTo(panel_.get()));
+        QVERIFY(computeConversation("Be brief.", "Any plans today?", "A walk in the park."));
+        QVERIFY(panel_->projections().tokens.size() < tokens.size());
     }
 
     void extractionSamplesFormALayerBySampleMap() {

@@ -92,6 +92,18 @@ void HeatMapPanel::buildInputs() {
     conversation->addWidget(assistant_, 1, 1, 1, 3);
     conversation->setColumnStretch(1, 1);
     conversation->setColumnStretch(3, 1);
+    earlierTurnsBox_ = new QWidget(this);
+    auto* earlier = new QHBoxLayout(earlierTurnsBox_);
+    earlier->setContentsMargins(0, 0, 0, 0);
+    earlierTurnsLabel_ = new QLabel(earlierTurnsBox_);
+    earlierTurnsLabel_->setObjectName("heat_earlier_turns");
+    auto* clearEarlier = new QPushButton(tr("Clear earlier turns"), earlierTurnsBox_);
+    clearEarlier->setObjectName("heat_clear_earlier_turns");
+    earlier->addWidget(earlierTurnsLabel_, 1);
+    earlier->addWidget(clearEarlier);
+    earlierTurnsBox_->hide();
+    connect(clearEarlier, &QPushButton::clicked, this, [this] { setEarlierTurns({}); });
+    static_cast<QVBoxLayout*>(layout())->addWidget(earlierTurnsBox_);
     static_cast<QVBoxLayout*>(layout())->addLayout(conversation);
 
     message_ = new QLabel(tr("Load a model to see where a vector lights up."), this);
@@ -232,9 +244,38 @@ bool HeatMapPanel::selectProjectVector(const QString& key) { return vectorChoice
 const persona::PersonaVector* HeatMapPanel::currentVector() const { return vectorChoice_->current(); }
 
 void HeatMapPanel::setConversation(const QString& system, const QString& user, const QString& assistant) {
+    setEarlierTurns({});
     system_->setPlainText(system);
     user_->setPlainText(user);
     assistant_->setPlainText(assistant);
+}
+
+void HeatMapPanel::setConversation(const std::vector<persona::ChatMessage>& messages) {
+    std::size_t lastUser = messages.size();
+    for (std::size_t i = 0; i < messages.size(); ++i)
+        if (messages[i].role == "user") lastUser = i;
+    QString system, assistant;
+    std::vector<persona::ChatMessage> earlier;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        const persona::ChatMessage& message = messages[i];
+        if (message.role == "system" && system.isEmpty() && earlier.empty()) system = QString::fromStdString(message.content);
+        else if (i < lastUser) earlier.push_back(message);
+        else if (i > lastUser && message.role == "assistant") assistant = QString::fromStdString(message.content);
+    }
+    const QString user = lastUser < messages.size() ? QString::fromStdString(messages[lastUser].content) : QString();
+    setConversation(system, user, assistant);
+    setEarlierTurns(std::move(earlier));
+}
+
+void HeatMapPanel::setEarlierTurns(std::vector<persona::ChatMessage> turns) {
+    earlierTurns_ = std::move(turns);
+    QStringList lines;
+    for (const persona::ChatMessage& turn : earlierTurns_)
+        lines << QStringLiteral("%1: %2").arg(QString::fromStdString(turn.role), QString::fromStdString(turn.content));
+    earlierTurnsLabel_->setText(tr("%n earlier message(s) come before the user's message in the map.", nullptr,
+                                   static_cast<int>(earlierTurns_.size())));
+    earlierTurnsLabel_->setToolTip(lines.join(QStringLiteral("\n")));
+    earlierTurnsBox_->setVisible(!earlierTurns_.empty());
 }
 
 bool HeatMapPanel::useSample(int index) {
@@ -261,6 +302,7 @@ void HeatMapPanel::compute() {
     }
     std::vector<persona::ChatMessage> messages;
     if (!system_->toPlainText().trimmed().isEmpty()) messages.push_back({"system", system_->toPlainText().toStdString()});
+    messages.insert(messages.end(), earlierTurns_.begin(), earlierTurns_.end());
     if (user_->toPlainText().trimmed().isEmpty()) {
         message_->setText(tr("Write the user's message first."));
         return;

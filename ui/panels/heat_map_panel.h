@@ -1,6 +1,7 @@
 #pragma once
 #include "shell/engine_client.h"
 #include "persona/extraction.h"
+#include "persona/generation.h"
 #include "persona/model_facts.h"
 #include "persona/persona_vector.h"
 #include "persona/trait.h"
@@ -46,7 +47,13 @@ public:
     void setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors);
     bool selectProjectVector(const QString& key);
 
+    // One turn: the earlier turns, if any, are dropped.
     void setConversation(const QString& system, const QString& user, const QString& assistant);
+    // A whole conversation (a flagged multi-turn sample): its first system message, last user
+    // message and the answer after it fill the boxes; the turns between come first in the map,
+    // listed above the boxes until cleared.
+    void setConversation(const std::vector<persona::ChatMessage>& messages);
+    int earlierTurnCount() const { return static_cast<int>(earlierTurns_.size()); }
     // Fills the conversation from sample `index` of the last extraction (its system prompt,
     // question and answer); false when there is no such sample.
     bool useSample(int index);
@@ -75,6 +82,7 @@ private:
     void buildInputs();
     void buildMaps();
     void showConversation();
+    void setEarlierTurns(std::vector<persona::ChatMessage> turns);
     void showSamples();
     void layOutConversationMap();
 
@@ -84,6 +92,9 @@ private:
     QPlainTextEdit* system_;
     QPlainTextEdit* user_;
     QPlainTextEdit* assistant_;
+    std::vector<persona::ChatMessage> earlierTurns_;  // between the system message and the last user message
+    QWidget* earlierTurnsBox_;
+    QLabel* earlierTurnsLabel_;
     QPushButton* computeButton_;
     QPushButton* stopButton_;
     QLabel* message_;

@@ -118,16 +118,11 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(flaggingPanel_, &FlaggingPanel::flaggingStarted, this, [this] { engineState_->setText(tr("engine: flagging")); });
     connect(flaggingPanel_, &FlaggingPanel::flaggingFinished, this, [this] { engineState_->setText(tr("engine: ready (flagging done)")); });
     connect(flaggingPanel_, &FlaggingPanel::flaggingFailed, this, [this](const QString& error) { showError(tr("Flagging: %1").arg(error)); });
-    // A flagged sample's heat map: its last turn (system, user, the dataset's answer).
+    // A flagged sample's heat map: the whole conversation, ending with the dataset's answer.
     connect(flaggingPanel_, &FlaggingPanel::heatMapRequested, this,
             [this](const std::vector<persona::ChatMessage>& conversation, const persona::PersonaVector& vector) {
-                QString system, user;
-                for (const persona::ChatMessage& message : conversation) {
-                    if (message.role == "system" && system.isEmpty()) system = QString::fromStdString(message.content);
-                    if (message.role == "user") user = QString::fromStdString(message.content);
-                }
                 heatMapPanel_->useVector(tr("%1 (flagging)").arg(QString::fromStdString(vector.trait)), vector);
-                heatMapPanel_->setConversation(system, user, QString::fromStdString(conversation.back().content));
+                heatMapPanel_->setConversation(conversation);
                 showPanel("heat maps");
                 heatMapPanel_->compute();
             });
