@@ -20,6 +20,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace persona_cli {
@@ -198,6 +199,30 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
             }
             report["decode"] = decode;
             report["new_tokens"] = options.new_tokens;
+            // What a UI thread of this process feels while a batch-1 answer decodes: how late
+            // a 5 ms timer wakes.
+            {
+                persona::GenerationRow answer;
+                answer.prompt_tokens.assign(prompt.begin(), prompt.begin() + std::min<int>(16, options.prompt_tokens));
+                answer.sampling.stop_at_eos = false;
+                answer.sampling.max_new_tokens = options.new_tokens;
+                std::atomic<bool> decoding{true};
+                std::vector<double> lateness;
+                std::thread ui([&] {
+                    constexpr auto period = std::chrono::milliseconds(5);
+                    while (decoding.load()) {
+                        const auto asleep = clock::now();
+                        std::this_thread::sleep_for(period);
+                        lateness.push_back(std::chrono::duration<double, std::milli>(clock::now() - asleep - period).count());
+                    }
+                });
+                timed({answer});
+                decoding = false;
+                ui.join();
+                std::sort(lateness.begin(), lateness.end());
+                const auto at = [&](double q) { return lateness.empty() ? 0.0 : lateness[std::size_t(q * double(lateness.size() - 1))]; };
+                report["ui_timer_lateness_ms"] = {{"p50", at(0.5)}, {"p99", at(0.99)}, {"max", at(1.0)}, {"wakeups", lateness.size()}};
+            }
             if (options.judge_answers > 0) report["judge"] = judge_speeds(model, options, job.cancelled);
         }) == persona::JobState::failed)
         exit_code = kExitFailed;
@@ -225,6 +250,7 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
             const std::string name = "decode batch " + std::to_string(d["batch"].get<int>()) + " (total)";
             std::printf("| %-28s | %8.1f t/s |\n", name.c_str(), d["tokens_per_second_total"].get<double>());
         }
+        std::printf("| %-28s | %9.1f ms |\n", "UI timer late, p99", report["ui_timer_lateness_ms"]["p99"].get<double>());
         const auto& change = report["steering_change_to_first_token"];
         std::printf("| %-28s | %9.0f ms |\n",
                     ("steering change, " + std::to_string(options.steering_prompt_tokens) + " tok").c_str(),

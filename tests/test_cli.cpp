@@ -180,7 +180,8 @@ private slots:
 
     void benchPrintsItsFigures() {
         const Run r = run(PERSONA_CLI_PATH, {"bench", "--json", "--prompt-tokens", "16", "--new-tokens", "4", "--batch", "1",
-                                             "--batch", "2", "--steering-prompt-tokens", "16", "--steering-rounds", "3"});
+                                             "--batch", "2", "--steering-prompt-tokens", "16", "--steering-rounds", "3",
+                                             "--judge-answers", "2"});
         QVERIFY2(r.exitCode == 0, r.err.constData());
         const QJsonObject report = QJsonDocument::fromJson(r.out).object();
         QVERIFY(report["load_seconds"].toDouble() > 0);
@@ -194,6 +195,13 @@ private slots:
         QCOMPARE(change["rounds"].toInt(), 3);
         QCOMPARE(change["prompt_tokens"].toInt(), 16);
         QVERIFY(change["median_ms"].toDouble() > 0 && change["median_ms"].toDouble() <= change["max_ms"].toDouble());
+        // Two answers on two rubrics each, the second answer's prompts starting from the first's.
+        const QJsonObject judge = report["judge"].toObject();
+        QCOMPARE(judge["scores"].toInt(), 4);
+        QVERIFY(judge["mean_reused_prompt_tokens"].toDouble() > 10);
+        QVERIFY(judge["whole_prompt_scores_per_second"].toDouble() > 0 && judge["reused_prefix_scores_per_second"].toDouble() > 0);
+        const QJsonObject ui = report["ui_timer_lateness_ms"].toObject();
+        QVERIFY(ui["wakeups"].toInt() > 0 && ui["p50"].toDouble() <= ui["max"].toDouble());
     }
 
     // --help needs no display: a server or an SSH session asks it too.
