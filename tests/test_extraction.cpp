@@ -74,6 +74,17 @@ struct SyntheticJudge {
             return rows;
         };
     }
+
+    // The same distributions, several paths per call; batches counts the calls.
+    int batches = 0;
+    persona::NextTokenDistributionsBatch batchProvider() {
+        return [this](const std::vector<std::vector<std::int32_t>>& paths) {
+            ++batches;
+            std::vector<std::vector<std::vector<float>>> results;
+            for (const auto& path : paths) results.push_back(provider()(path));
+            return results;
+        };
+    }
 };
 
 // A judge that picks by what the prompt shows: `biasA` is its preference for whichever answer
@@ -182,6 +193,27 @@ private slots:
         // The root's pass ran on through "1" and "10"; only "9" needed a pass of its own.
         QCOMPARE(m.forward_passes, 2);
         QCOMPARE(mixed.calls, 2);
+    }
+
+    // With a batch, the first digits worth expanding run in one pass together; the score is
+    // the same as one pass each.
+    void expandsTheFirstDigitsInOneBatch() {
+        SyntheticJudge judge;
+        judge.table[{}] = {{1, 0.3f}, {4, 0.3f}, {9, 0.395f}, {6, 0.005f}};
+        judge.table[{1}] = {{0, 1.0f}};
+        judge.table[{1, 0}] = {{0, 0.5f}, {kWord, 0.5f}};
+        judge.table[{4}] = {{2, 1.0f}};
+        judge.table[{9}] = {{kWord, 1.0f}};
+        const auto alone = persona::score_judge_distribution(digitSpellings(), kDigits, judge.provider());
+        QCOMPARE(alone.forward_passes, 3);  // root through "1", "10"; "4"; "9"
+        judge.calls = 0;
+        const auto batched =
+            persona::score_judge_distribution(digitSpellings(), kDigits, judge.provider(), 0.01, judge.batchProvider());
+        QCOMPARE(*batched.score, *alone.score);
+        QCOMPARE(batched.numeric_mass, alone.numeric_mass);
+        QCOMPARE(judge.batches, 1);
+        QCOMPARE(batched.forward_passes, 2);  // the root through "1", "10", then "4" and "9" at once; never "6"
+        QCOMPARE(judge.calls, 1 + 2);         // the batch asked for "4" and "9" alone: "1" was known
     }
 
     // docs/method.md: under 0.25 of the mass on numbers is a refusal; just above is scored.

@@ -107,6 +107,21 @@ private slots:
         }
         QVERIFY_THROWS_EXCEPTION(persona::Error, model_->next_token_probabilities(*state, std::vector<std::int32_t>(Model::kMaxContinuation + 1, 33)));
         QVERIFY_THROWS_EXCEPTION(persona::Error, model_->next_token_probabilities(*state, {vocabulary_}));
+
+        // All of them in one batched pass, shorter ones padded: each row as it was alone.
+        const auto batched = model_->next_token_probabilities_batch(*state, continuations);
+        QCOMPARE(batched.size(), continuations.size());
+        for (std::size_t c = 0; c < continuations.size(); ++c) {
+            const auto alone = model_->next_token_probabilities(*state, continuations[c]);
+            QCOMPARE(batched[c].size(), alone.size());
+            for (std::size_t k = 0; k < alone.size(); ++k) {
+                double worst = 0;
+                for (int v = 0; v < vocabulary_; ++v)
+                    worst = std::max(worst, double(std::abs(batched[c][k][std::size_t(v)] - alone[k][std::size_t(v)])));
+                QVERIFY2(worst < 1e-4, qPrintable(QString("continuation %1, row %2: %3").arg(c).arg(k).arg(worst)));
+            }
+        }
+        QVERIFY_THROWS_EXCEPTION(persona::Error, model_->next_token_probabilities_batch(*state, {{33}, {vocabulary_}}));
     }
 
     // A prompt that starts as an earlier one did takes those tokens' keys and values from the

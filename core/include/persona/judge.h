@@ -123,9 +123,16 @@ using NextTokenDistributions = std::function<std::vector<std::vector<float>>(con
 // assumed to end (a judge on a 0-100 scale rarely continues "42" into "420"). Prefixes holding
 // under `prune_below` of the probability are not expanded; their mass counts as numeric for the
 // refusal rule but not in the mean. Refusal: numeric mass < 0.25.
+//
+// With `batch`, the prefixes the first distribution shows are worth expanding run as one batched
+// pass (a local judge's rows share the prompt's keys and values) instead of one pass each.
+constexpr double kJudgePruneBelow = 0.01;
+using NextTokenDistributionsBatch =
+    std::function<std::vector<std::vector<std::vector<float>>>(const std::vector<std::vector<std::int32_t>>& paths)>;
 JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings,
                                     const std::vector<std::int32_t>& digit_leading,
-                                    const NextTokenDistributions& distributions, double prune_below = 0.01);
+                                    const NextTokenDistributions& distributions, double prune_below = kJudgePruneBelow,
+                                    const NextTokenDistributionsBatch& batch = {});
 
 constexpr double kRefusalNumericMass = 0.25;
 

@@ -94,6 +94,10 @@ public:
     // (continuation.size() + 1 rows of vocabulary size); at most kMaxContinuation tokens.
     std::vector<std::vector<float>> next_token_probabilities(PromptState& state, const std::vector<std::int32_t>& continuation,
                                                              const CancelFn& cancelled = {});
+    // The same for several continuations in one batched pass, each row starting from the
+    // prompt's keys and values: one result per continuation.
+    std::vector<std::vector<std::vector<float>>> next_token_probabilities_batch(
+        PromptState& state, const std::vector<std::vector<std::int32_t>>& continuations, const CancelFn& cancelled = {});
 
     struct Impl;
 

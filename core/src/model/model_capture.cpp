@@ -211,4 +211,43 @@ std::vector<std::vector<float>> Model::next_token_probabilities(PromptState& sta
     return rows;
 }
 
+std::vector<std::vector<std::vector<float>>> Model::next_token_probabilities_batch(
+    PromptState& state, const std::vector<std::vector<std::int32_t>>& continuations, const CancelFn& cancelled) {
+    torch::InferenceMode inference;
+    Impl& m = *impl_;
+    std::int64_t longest = 0;
+    for (const auto& continuation : continuations) {
+        if (continuation.size() > std::size_t(kMaxContinuation))
+            throw Error("a continuation of " + std::to_string(continuation.size()) + " tokens is longer than " +
+                        std::to_string(kMaxContinuation));
+        if (continuation.empty()) continue;
+        m.check_tokens(continuation, 0);
+        longest = std::max<std::int64_t>(longest, std::int64_t(continuation.size()));
+    }
+    std::vector<std::vector<std::vector<float>>> results(continuations.size(), {state.after_prompt});
+    if (longest == 0) return results;
+    const auto rows = std::int64_t(continuations.size());
+    // Every row starts from the prompt's keys and values; a shorter continuation is padded at
+    // its end, where causal attention keeps the padding out of the positions that are read.
+    KvCache cache = m.make_cache(rows, state.prompt_length + longest);
+    for (std::size_t i = 0; i < cache.keys.size(); ++i) {
+        cache.keys[i].narrow(2, 0, state.prompt_length).copy_(state.cache.keys[i].narrow(2, 0, state.prompt_length));
+        cache.values[i].narrow(2, 0, state.prompt_length).copy_(state.cache.values[i].narrow(2, 0, state.prompt_length));
+    }
+    cache.length = state.prompt_length;
+    std::vector<std::int64_t> tokens(std::size_t(rows * longest), 0);
+    for (std::size_t r = 0; r < continuations.size(); ++r)
+        std::copy(continuations[r].begin(), continuations[r].end(), tokens.begin() + std::ptrdiff_t(r * std::size_t(longest)));
+    const torch::Tensor input = torch::tensor(tokens, torch::kInt64).view({rows, longest}).to(m.device);
+    const std::vector<RowLayout> layout(continuations.size(), RowLayout{0, state.prompt_length});
+    const torch::Tensor hidden = m.forward(input, layout, state.prompt_length, &cache, [](int, torch::Tensor&) {}, cancelled);
+    const torch::Tensor logits = m.net->logits(hidden);  // [rows, longest, V]
+    for (std::size_t r = 0; r < continuations.size(); ++r) {
+        const auto length = std::int64_t(continuations[r].size());
+        if (length == 0) continue;
+        for (auto& row : probability_rows(logits[std::int64_t(r)].narrow(0, 0, length))) results[r].push_back(std::move(row));
+    }
+    return results;
+}
+
 }  // namespace persona

@@ -36,9 +36,13 @@ public:
                      const CancelFn& cancelled) override {
         check_cancelled(cancelled);
         const auto state = prefill(rubric, model.encode_chat({{"user", render_rubric(rubric, question, answer)}}, true), cancelled);
-        JudgeScore score = score_judge_distribution(spellings, digit_leading, [&](const std::vector<std::int32_t>& path) {
-            return model.next_token_probabilities(*state, path, cancelled);
-        });
+        JudgeScore score = score_judge_distribution(
+            spellings, digit_leading,
+            [&](const std::vector<std::int32_t>& path) { return model.next_token_probabilities(*state, path, cancelled); },
+            kJudgePruneBelow,
+            [&](const std::vector<std::vector<std::int32_t>>& paths) {
+                return model.next_token_probabilities_batch(*state, paths, cancelled);
+            });
         score.reused_prompt_tokens = Model::reused_tokens(*state);
         return score;
     }
@@ -227,7 +231,8 @@ std::vector<std::int32_t> digit_leading_tokens(const Tokenizer& tokenizer) {
 
 JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings,
                                     const std::vector<std::int32_t>& digit_leading,
-                                    const NextTokenDistributions& distributions, double prune_below) {
+                                    const NextTokenDistributions& distributions, double prune_below,
+                                    const NextTokenDistributionsBatch& batch) {
     std::vector<TrieNode> trie(1);
     for (const NumberSpelling& spelling : spellings) {
         if (spelling.tokens.empty()) continue;
@@ -251,9 +256,7 @@ JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings
     // One forward pass yields the distribution after every prefix of its path, so each pass
     // runs on along the first chain of nodes that will need expanding too ("1" then "10" in a
     // digit-per-token vocabulary): 100 costs no pass of its own.
-    const auto distribution_at = [&](std::size_t node) -> const std::vector<float>& {
-        const auto cached = cache.find(trie[node].path);
-        if (cached != cache.end()) return cached->second;
+    const auto chain_from = [&](std::size_t node) -> const std::vector<std::int32_t>& {
         std::size_t deepest = node;
         for (;;) {
             std::size_t next = 0;
@@ -265,12 +268,19 @@ JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings
             if (next == 0) break;
             deepest = next;
         }
-        const std::vector<std::int32_t>& path = trie[deepest].path;
-        auto rows = distributions(path);
-        ++result.forward_passes;
+        return trie[deepest].path;
+    };
+    const auto keep = [&](const std::vector<std::int32_t>& path, std::vector<std::vector<float>> rows) {
         if (rows.size() != path.size() + 1) throw Error("judge: expected one distribution per prefix of the number");
         for (std::size_t k = 0; k < rows.size(); ++k)
             cache[std::vector<std::int32_t>(path.begin(), path.begin() + std::ptrdiff_t(k))] = std::move(rows[k]);
+    };
+    const auto distribution_at = [&](std::size_t node) -> const std::vector<float>& {
+        const auto cached = cache.find(trie[node].path);
+        if (cached != cache.end()) return cached->second;
+        const std::vector<std::int32_t>& path = chain_from(node);
+        keep(path, distributions(path));
+        ++result.forward_passes;
         return cache.at(trie[node].path);
     };
     const auto probability = [](const std::vector<float>& p, std::int32_t token) {
@@ -286,6 +296,18 @@ JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings
             return result;
         }
         result.numeric_mass = 0;  // summed again below, child by child
+        if (batch) {
+            std::vector<std::vector<std::int32_t>> paths;
+            for (const auto& [token, child] : trie[0].children)
+                if (!trie[child].children.empty() && probability(first, token) >= prune_below && !cache.count(chain_from(child)))
+                    paths.push_back(chain_from(child));
+            if (!paths.empty()) {
+                auto rows = batch(paths);
+                ++result.forward_passes;
+                if (rows.size() != paths.size()) throw Error("judge: expected one result per path of the batch");
+                for (std::size_t i = 0; i < paths.size(); ++i) keep(paths[i], std::move(rows[i]));
+            }
+        }
     }
     double weighted = 0, resolved = 0;
     std::vector<std::pair<std::size_t, double>> frontier{{0, 1.0}};
