@@ -56,11 +56,6 @@ void SteeringPanel::buildInputs() {
                               "at most the strength, in typical activation lengths"));
     moreVectors_ = new MoreVectorsEditor(this);
     moreVectors_->setObjectName("more_vectors");
-    addVectorButton_ = new QPushButton(tr("+ Vector"), this);
-    addVectorButton_->setObjectName("add_vector");
-    addVectorButton_->setToolTip(tr("Steer with another vector in the same row (up to %1 in all), each with its own "
-                                    "layer, operation and strength")
-                                     .arg(persona::kMaxSteeringVectors));
 
     strength_ = new StrengthControl(this);
     strength_->setObjectName("strength_control");
@@ -118,7 +113,7 @@ void SteeringPanel::buildInputs() {
     whereRow->addWidget(layer_);
     whereRow->addWidget(positions_);
     whereRow->addWidget(operation_);
-    whereRow->addWidget(addVectorButton_);
+    whereRow->addWidget(moreVectors_->addButton());
     whereRow->addStretch(1);
     setup->addLayout(vectorRow, 0, 2);
     setup->addLayout(whereRow, 1, 2);
@@ -178,17 +173,9 @@ void SteeringPanel::connectInputs() {
         rescaleStrength();
         steeringChanged();
     });
-    connect(moreVectors_, &MoreVectorsEditor::edited, this, [this] {
-        addVectorButton_->setEnabled(moreVectors_->rowCount() < MoreVectorsEditor::maxRows());
-        steeringChanged();
-    });
+    connect(moreVectors_, &MoreVectorsEditor::edited, this, &SteeringPanel::steeringChanged);
+    connect(moreVectors_, &MoreVectorsEditor::rowAdded, this, &SteeringPanel::setupEdited);
     connect(moreVectors_, &MoreVectorsEditor::problem, message_, &QLabel::setText);
-    connect(addVectorButton_, &QPushButton::clicked, this, [this] {
-        if (!moreVectors_->addRow()) return;
-        addVectorButton_->setEnabled(moreVectors_->rowCount() < MoreVectorsEditor::maxRows());
-        // A new row adds at strength 0: nothing to regenerate until the user sets it.
-        emit setupEdited();
-    });
     connect(vectorChoice_, &VectorChoice::vectorChosen, this, &SteeringPanel::vectorChanged);
     connect(systemPrompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
     connect(prompt_, &QPlainTextEdit::textChanged, this, &SteeringPanel::inputChanged);
@@ -269,7 +256,6 @@ void SteeringPanel::applySettings(const persona::SteeringSettings& settings) {
     rescaleStrength();
     strength_->setCoefficient(settings.coefficient);
     moreVectors_->applyTerms(settings.more_vectors);
-    addVectorButton_->setEnabled(moreVectors_->rowCount() < MoreVectorsEditor::maxRows());
     systemPrompt_->setPlainText(QString::fromStdString(settings.system_prompt));
     if (!settings.prompt.empty()) prompt_->setPlainText(QString::fromStdString(settings.prompt));
     maxTokens_->setValue(settings.max_new_tokens);

@@ -131,7 +131,6 @@ void SteeringPanel::setModel(const persona::ModelFacts& facts) {
     }
     vectorChoice_->reset(layerCount_, hiddenSize_);
     moreVectors_->setModel(layerCount_, hiddenSize_, typicalNorms_);
-    addVectorButton_->setEnabled(true);
     useRandomDirection();
     rescaleStrength();
     generateButton_->setEnabled(true);

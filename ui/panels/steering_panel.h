@@ -192,7 +192,6 @@ private:
     QComboBox* positions_;
     QComboBox* operation_;
     MoreVectorsEditor* moreVectors_;
-    QPushButton* addVectorButton_;
     StrengthControl* strength_;
     QSpinBox* maxTokens_;
     QCheckBox* sample_;

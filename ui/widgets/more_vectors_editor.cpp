@@ -7,6 +7,7 @@
 #include <QDoubleSpinBox>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QPushButton>
 #include <QSpinBox>
 #include <QToolButton>
 #include <QVBoxLayout>
@@ -27,7 +28,18 @@ MoreVectorsEditor::MoreVectorsEditor(QWidget* parent) : QWidget(parent) {
     layout_ = new QVBoxLayout(this);
     layout_->setContentsMargins(0, 0, 0, 0);
     layout_->setSpacing(2);
+    addButton_ = new QPushButton(tr("+ Vector"), this);
+    addButton_->setObjectName("add_vector");
+    addButton_->setToolTip(tr("Steer with another vector in the same row (up to %1 in all), each with its own layer, "
+                              "operation and strength")
+                               .arg(persona::kMaxSteeringVectors));
+    addButton_->setEnabled(false);
+    connect(addButton_, &QPushButton::clicked, this, [this] {
+        if (addRow()) emit rowAdded();
+    });
 }
+
+void MoreVectorsEditor::refreshAddButton() { addButton_->setEnabled(layerCount_ > 0 && rowCount() < maxRows()); }
 
 void MoreVectorsEditor::setModel(int layerCount, int hiddenSize, std::vector<double> typicalNorms) {
     while (!rows_.empty()) removeRow(rowCount() - 1);
@@ -35,6 +47,7 @@ void MoreVectorsEditor::setModel(int layerCount, int hiddenSize, std::vector<dou
     hiddenSize_ = hiddenSize;
     typicalNorms_ = std::move(typicalNorms);
     projectVectors_.clear();
+    refreshAddButton();
 }
 
 void MoreVectorsEditor::setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors) {
@@ -140,6 +153,7 @@ bool MoreVectorsEditor::addRow() {
     rows_.push_back(row);
     if (!projectVectors_.empty()) row.vector->selectProjectVector(QString::fromStdString(projectVectors_.begin()->first));
     refresh(rows_.back());
+    refreshAddButton();
     return true;
 }
 
@@ -148,6 +162,7 @@ void MoreVectorsEditor::removeRow(int row) {
     rows_[static_cast<std::size_t>(row)].box->deleteLater();
     rows_[static_cast<std::size_t>(row)].box->hide();
     rows_.erase(rows_.begin() + row);
+    refreshAddButton();
 }
 
 VectorChoice* MoreVectorsEditor::vectorChoice(int row) const {

@@ -20,6 +20,7 @@ class VectorChoice;
 class QComboBox;
 class QDoubleSpinBox;
 class QLabel;
+class QPushButton;
 class QSpinBox;
 class QVBoxLayout;
 
@@ -32,6 +33,9 @@ public:
     void setModel(int layerCount, int hiddenSize, std::vector<double> typicalNorms);
     void setProjectVectors(const std::map<std::string, persona::PersonaVector>& vectors);
 
+    // "+ Vector": adds a row; disabled without a model and once maxRows() are there. The panel
+    // places it beside its own inputs.
+    QPushButton* addButton() const { return addButton_; }
     int rowCount() const { return static_cast<int>(rows_.size()); }
     static constexpr int maxRows() { return static_cast<int>(persona::kMaxSteeringVectors) - 1; }
     // A row with the first project vector, at its suggested layer, adding at strength 0; false
@@ -53,6 +57,8 @@ public:
 
 signals:
     void edited();
+    // The user added a row (at strength 0: nothing steers differently yet).
+    void rowAdded();
     // A vector file chosen in a row could not be used: the reason.
     void problem(const QString& message);
 
@@ -73,8 +79,11 @@ private:
     void refresh(Row& row);
     Row* rowOf(const QWidget* box);
 
+    void refreshAddButton();
+
     std::vector<Row> rows_;
     QVBoxLayout* layout_;
+    QPushButton* addButton_;
     int layerCount_ = 0;
     int hiddenSize_ = 0;
     std::vector<double> typicalNorms_;
