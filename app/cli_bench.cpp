@@ -2,6 +2,7 @@
 // peak memory, as a table and one JSON line.
 #include "cli_commands.h"
 
+#include "persona/errors.h"
 #include "persona/generation.h"
 #include "persona/judge.h"
 #include "persona/model.h"
@@ -23,6 +24,12 @@
 #include <thread>
 #include <vector>
 
+#include <csignal>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace persona_cli {
 
 namespace {
@@ -36,6 +43,7 @@ struct BenchOptions {
     int steering_rounds = 9;
     std::string judge_model;  // "": the studied model judges
     int judge_answers = 8;
+    bool contention = false;
     bool json_only = false;
 };
 
@@ -45,6 +53,30 @@ double median(std::vector<double> values) {
     const std::size_t middle = values.size() / 2;
     return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
+
+// A process spinning on one core for as long as this lives (and never longer than the bench).
+class BusyProcess {
+public:
+    BusyProcess() : pid_(::fork()) {
+        if (pid_ < 0) throw persona::Error("bench --contention: could not start a busy process");
+        if (pid_ == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() == 1) ::_exit(0);  // the bench ended before the line above
+            for (volatile unsigned long spin = 0;; spin = spin + 1) {
+            }
+        }
+    }
+    ~BusyProcess() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+    BusyProcess(const BusyProcess&) = delete;
+    BusyProcess& operator=(const BusyProcess&) = delete;
+
+private:
+    pid_t pid_;
+};
 
 // What a judged extraction waits for: each answer scored on the trait and the coherence rubric,
 // alternating, by a judge that runs every prompt in full and by one that runs it from where it
@@ -170,34 +202,50 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
                 model.generate(rows, {}, nullptr, job.cancelled);
                 return std::chrono::duration<double>(clock::now() - start).count();
             };
-            persona::GenerationRow row;
-            row.prompt_tokens = prompt;
-            row.sampling.stop_at_eos = false;
-            // Prefill: one new token costs the prompt's forward pass plus one sampling step.
-            row.sampling.max_new_tokens = 1;
-            timed({row});  // warm-up: first calls allocate
-            const double prefill = timed({row});
+            // Prefill tokens per second and decode per batch size.
+            const auto speeds = [&] {
+                persona::GenerationRow row;
+                row.prompt_tokens = prompt;
+                row.sampling.stop_at_eos = false;
+                // Prefill: one new token costs the prompt's forward pass plus one sampling step.
+                row.sampling.max_new_tokens = 1;
+                timed({row});  // warm-up: first calls allocate
+                const double prefill = timed({row});
+                nlohmann::json decode = nlohmann::json::array();
+                for (int batch : options.batches) {
+                    persona::GenerationRow short_row;
+                    short_row.prompt_tokens.assign(prompt.begin(), prompt.begin() + std::min<int>(16, options.prompt_tokens));
+                    short_row.sampling.stop_at_eos = false;
+                    short_row.sampling.max_new_tokens = 1;
+                    const std::vector<persona::GenerationRow> first(static_cast<std::size_t>(batch), short_row);
+                    const double one = timed(first);
+                    short_row.sampling.max_new_tokens = options.new_tokens + 1;
+                    const std::vector<persona::GenerationRow> rows(static_cast<std::size_t>(batch), short_row);
+                    const double all = timed(rows);
+                    // Decode rate excludes the prefill step measured just before.
+                    const double seconds = std::max(all - one, 1e-9);
+                    const double per_row = options.new_tokens / seconds;
+                    decode.push_back({{"batch", batch}, {"tokens_per_second_per_row", per_row},
+                                      {"tokens_per_second_total", per_row * batch}});
+                }
+                return nlohmann::json{{"prefill_tokens_per_second", options.prompt_tokens / prefill}, {"decode", decode}};
+            };
+            const nlohmann::json quiet = speeds();
             report["prefill_tokens"] = options.prompt_tokens;
-            report["prefill_tokens_per_second"] = options.prompt_tokens / prefill;
-
-            nlohmann::json decode = nlohmann::json::array();
-            for (int batch : options.batches) {
-                persona::GenerationRow short_row;
-                short_row.prompt_tokens.assign(prompt.begin(), prompt.begin() + std::min<int>(16, options.prompt_tokens));
-                short_row.sampling.stop_at_eos = false;
-                short_row.sampling.max_new_tokens = 1;
-                const std::vector<persona::GenerationRow> first(static_cast<std::size_t>(batch), short_row);
-                const double one = timed(first);
-                short_row.sampling.max_new_tokens = options.new_tokens + 1;
-                const std::vector<persona::GenerationRow> rows(static_cast<std::size_t>(batch), short_row);
-                const double all = timed(rows);
-                // Decode rate excludes the prefill step measured just before.
-                const double seconds = std::max(all - one, 1e-9);
-                const double per_row = options.new_tokens / seconds;
-                decode.push_back({{"batch", batch}, {"tokens_per_second_per_row", per_row},
-                                  {"tokens_per_second_total", per_row * batch}});
+            report["prefill_tokens_per_second"] = quiet["prefill_tokens_per_second"];
+            report["decode"] = quiet["decode"];
+            if (options.contention) {
+                // What a browser or a slide deck rendering beside the workbench takes: one core.
+                BusyProcess busy;
+                const nlohmann::json shared = speeds();
+                nlohmann::json ratios = {{"prefill", shared["prefill_tokens_per_second"].get<double>() /
+                                                         quiet["prefill_tokens_per_second"].get<double>()}};
+                for (std::size_t i = 0; i < options.batches.size(); ++i)
+                    ratios["decode_batch_" + std::to_string(options.batches[i])] =
+                        shared["decode"][i]["tokens_per_second_total"].get<double>() /
+                        quiet["decode"][i]["tokens_per_second_total"].get<double>();
+                report["contention"] = {{"busy_processes", 1}, {"speeds", shared}, {"ratio_to_quiet", ratios}};
             }
-            report["decode"] = decode;
             report["new_tokens"] = options.new_tokens;
             // What a UI thread of this process feels while a batch-1 answer decodes: how late
             // a 5 ms timer wakes.
@@ -250,6 +298,9 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
             const std::string name = "decode batch " + std::to_string(d["batch"].get<int>()) + " (total)";
             std::printf("| %-28s | %8.1f t/s |\n", name.c_str(), d["tokens_per_second_total"].get<double>());
         }
+        if (report.contains("contention"))
+            for (const auto& [name, ratio] : report["contention"]["ratio_to_quiet"].items())
+                std::printf("| %-28s | %9.2f x  |\n", ("busy core: " + name).c_str(), ratio.get<double>());
         std::printf("| %-28s | %9.1f ms |\n", "UI timer late, p99", report["ui_timer_lateness_ms"]["p99"].get<double>());
         const auto& change = report["steering_change_to_first_token"];
         std::printf("| %-28s | %9.0f ms |\n",
@@ -289,6 +340,8 @@ void add_bench_command(CLI::App& app, const GlobalOptions& global, Command& sele
                       "Answers scored on two rubrics, by a judge running whole prompts and one reusing their start (0: skip)")
         ->check(CLI::Range(0, 1000))
         ->capture_default_str();
+    bench->add_flag("--contention", bench_options->contention,
+                    "Also measure prefill and decode with a busy process on one core, and their ratio to the quiet run");
     bench->add_flag("--json", bench_options->json_only, "Print only the JSON line");
     bench->callback([&global, &selected, bench_options] {
         selected = [&global, bench_options] { return run_bench(global, *bench_options); };

@@ -181,7 +181,7 @@ private slots:
     void benchPrintsItsFigures() {
         const Run r = run(PERSONA_CLI_PATH, {"bench", "--json", "--prompt-tokens", "16", "--new-tokens", "4", "--batch", "1",
                                              "--batch", "2", "--steering-prompt-tokens", "16", "--steering-rounds", "3",
-                                             "--judge-answers", "2"});
+                                             "--judge-answers", "2", "--contention"});
         QVERIFY2(r.exitCode == 0, r.err.constData());
         const QJsonObject report = QJsonDocument::fromJson(r.out).object();
         QVERIFY(report["load_seconds"].toDouble() > 0);
@@ -200,6 +200,11 @@ private slots:
         QCOMPARE(judge["scores"].toInt(), 4);
         QVERIFY(judge["mean_reused_prompt_tokens"].toDouble() > 10);
         QVERIFY(judge["whole_prompt_scores_per_second"].toDouble() > 0 && judge["reused_prefix_scores_per_second"].toDouble() > 0);
+        // The same speeds again beside a busy process, as ratios to the quiet run.
+        const QJsonObject ratios = report["contention"].toObject()["ratio_to_quiet"].toObject();
+        QCOMPARE(ratios.size(), 3);
+        for (const QString& key : {QString("prefill"), QString("decode_batch_1"), QString("decode_batch_2")})
+            QVERIFY2(ratios[key].toDouble() > 0, qPrintable(key));
         const QJsonObject ui = report["ui_timer_lateness_ms"].toObject();
         QVERIFY(ui["wakeups"].toInt() > 0 && ui["p50"].toDouble() <= ui["max"].toDouble());
     }
