@@ -168,8 +168,7 @@ void SteeringPanel::connectInputs() {
     connect(positions_, &QComboBox::currentIndexChanged, this, &SteeringPanel::steeringChanged);
     connect(operation_, &QComboBox::currentIndexChanged, this, [this] {
         // Ablation removes the direction: it has no strength.
-        strength_->setEnabled(static_cast<persona::SteerOperation>(operation_->currentData().toInt()) !=
-                              persona::SteerOperation::Ablate);
+        strength_->setEnabled(operation() != persona::SteerOperation::Ablate);
         rescaleStrength();
         steeringChanged();
     });

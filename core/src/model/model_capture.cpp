@@ -139,14 +139,21 @@ Model::Trace Model::trace(const std::vector<std::int32_t>& tokens, const std::ve
 struct Model::PromptState {
     KvCache cache;
     std::vector<std::int32_t> prompt;
-    std::int64_t prompt_length = 0;
     std::int64_t reused = 0;
     std::vector<float> after_prompt;
+    std::int64_t prompt_length() const { return std::int64_t(prompt.size()); }
 };
 
 std::size_t Model::reused_tokens(const PromptState& state) { return static_cast<std::size_t>(state.reused); }
 
 namespace {
+void check_continuation(const Model::Impl& m, const std::vector<std::int32_t>& continuation) {
+    if (continuation.size() > std::size_t(Model::kMaxContinuation))
+        throw Error("a continuation of " + std::to_string(continuation.size()) + " tokens is longer than " +
+                    std::to_string(Model::kMaxContinuation));
+    if (!continuation.empty()) m.check_tokens(continuation, 0);
+}
+
 std::vector<std::vector<float>> probability_rows(const torch::Tensor& logits) {  // [T, V]
     const torch::Tensor p = torch::softmax(logits.to(torch::kFloat32), -1).to(torch::kCPU).contiguous();
     std::vector<std::vector<float>> rows(static_cast<std::size_t>(p.size(0)));
@@ -170,12 +177,11 @@ std::shared_ptr<Model::PromptState> Model::prefill(const std::vector<std::int32_
     auto state = std::make_shared<PromptState>();
     state->cache = m.make_cache(1, length + kMaxContinuation);
     state->prompt = prompt;
-    state->prompt_length = length;
     // At least the last token is run: its logits are the distribution after the prompt. Slots
     // of `reuse` past its prompt hold a continuation's keys, never copied.
     std::int64_t shared = 0;
     if (reuse && !reuse->cache.keys.empty() && reuse->cache.keys[0].device() == state->cache.keys[0].device()) {
-        const std::int64_t most = std::min(reuse->prompt_length, length - 1);
+        const std::int64_t most = std::min(reuse->prompt_length(), length - 1);
         while (shared < most && reuse->prompt[std::size_t(shared)] == prompt[std::size_t(shared)]) ++shared;
     }
     for (std::size_t i = 0; shared > 0 && i < state->cache.keys.size(); ++i) {
@@ -195,18 +201,15 @@ std::vector<std::vector<float>> Model::next_token_probabilities(PromptState& sta
                                                                 const CancelFn& cancelled) {
     torch::InferenceMode inference;
     Impl& m = *impl_;
-    if (continuation.size() > std::size_t(kMaxContinuation))
-        throw Error("a continuation of " + std::to_string(continuation.size()) + " tokens is longer than " +
-                    std::to_string(kMaxContinuation));
+    check_continuation(m, continuation);
     std::vector<std::vector<float>> rows{state.after_prompt};
     if (continuation.empty()) return rows;
-    m.check_tokens(continuation, 0);
     // Slots after the prompt are overwritten by each continuation: attention reads only those
     // below the current length.
-    state.cache.length = state.prompt_length;
-    const std::vector<RowLayout> layout{{0, state.prompt_length}};
+    state.cache.length = state.prompt_length();
+    const std::vector<RowLayout> layout{{0, state.prompt_length()}};
     const torch::Tensor input = m.single_row(continuation);
-    const torch::Tensor hidden = m.forward(input, layout, state.prompt_length, &state.cache, [](int, torch::Tensor&) {}, cancelled);
+    const torch::Tensor hidden = m.forward(input, layout, state.prompt_length(), &state.cache, [](int, torch::Tensor&) {}, cancelled);
     for (auto& row : probability_rows(m.net->logits(hidden)[0])) rows.push_back(std::move(row));
     return rows;
 }
@@ -217,11 +220,7 @@ std::vector<std::vector<std::vector<float>>> Model::next_token_probabilities_bat
     Impl& m = *impl_;
     std::int64_t longest = 0;
     for (const auto& continuation : continuations) {
-        if (continuation.size() > std::size_t(kMaxContinuation))
-            throw Error("a continuation of " + std::to_string(continuation.size()) + " tokens is longer than " +
-                        std::to_string(kMaxContinuation));
-        if (continuation.empty()) continue;
-        m.check_tokens(continuation, 0);
+        check_continuation(m, continuation);
         longest = std::max<std::int64_t>(longest, std::int64_t(continuation.size()));
     }
     std::vector<std::vector<std::vector<float>>> results(continuations.size(), {state.after_prompt});
@@ -229,18 +228,18 @@ std::vector<std::vector<std::vector<float>>> Model::next_token_probabilities_bat
     const auto rows = std::int64_t(continuations.size());
     // Every row starts from the prompt's keys and values; a shorter continuation is padded at
     // its end, where causal attention keeps the padding out of the positions that are read.
-    KvCache cache = m.make_cache(rows, state.prompt_length + longest);
+    KvCache cache = m.make_cache(rows, state.prompt_length() + longest);
     for (std::size_t i = 0; i < cache.keys.size(); ++i) {
-        cache.keys[i].narrow(2, 0, state.prompt_length).copy_(state.cache.keys[i].narrow(2, 0, state.prompt_length));
-        cache.values[i].narrow(2, 0, state.prompt_length).copy_(state.cache.values[i].narrow(2, 0, state.prompt_length));
+        cache.keys[i].narrow(2, 0, state.prompt_length()).copy_(state.cache.keys[i].narrow(2, 0, state.prompt_length()));
+        cache.values[i].narrow(2, 0, state.prompt_length()).copy_(state.cache.values[i].narrow(2, 0, state.prompt_length()));
     }
-    cache.length = state.prompt_length;
+    cache.length = state.prompt_length();
     std::vector<std::int64_t> tokens(std::size_t(rows * longest), 0);
     for (std::size_t r = 0; r < continuations.size(); ++r)
         std::copy(continuations[r].begin(), continuations[r].end(), tokens.begin() + std::ptrdiff_t(r * std::size_t(longest)));
     const torch::Tensor input = torch::tensor(tokens, torch::kInt64).view({rows, longest}).to(m.device);
-    const std::vector<RowLayout> layout(continuations.size(), RowLayout{0, state.prompt_length});
-    const torch::Tensor hidden = m.forward(input, layout, state.prompt_length, &cache, [](int, torch::Tensor&) {}, cancelled);
+    const std::vector<RowLayout> layout(continuations.size(), RowLayout{0, state.prompt_length()});
+    const torch::Tensor hidden = m.forward(input, layout, state.prompt_length(), &cache, [](int, torch::Tensor&) {}, cancelled);
     const torch::Tensor logits = m.net->logits(hidden);  // [rows, longest, V]
     for (std::size_t r = 0; r < continuations.size(); ++r) {
         const auto length = std::int64_t(continuations[r].size());

@@ -298,9 +298,11 @@ JudgeScore score_judge_distribution(const std::vector<NumberSpelling>& spellings
         result.numeric_mass = 0;  // summed again below, child by child
         if (batch) {
             std::vector<std::vector<std::int32_t>> paths;
-            for (const auto& [token, child] : trie[0].children)
-                if (!trie[child].children.empty() && probability(first, token) >= prune_below && !cache.count(chain_from(child)))
-                    paths.push_back(chain_from(child));
+            for (const auto& [token, child] : trie[0].children) {
+                if (trie[child].children.empty() || probability(first, token) < prune_below) continue;
+                const std::vector<std::int32_t>& chain = chain_from(child);
+                if (!cache.count(chain)) paths.push_back(chain);
+            }
             if (!paths.empty()) {
                 auto rows = batch(paths);
                 ++result.forward_passes;

@@ -115,8 +115,8 @@ bool operator==(const SteeringTerm& a, const SteeringTerm& b) {
 
 bool operator==(const SteeringSettings& a, const SteeringSettings& b) {
     return a.vector == b.vector && a.layer == b.layer && a.coefficient == b.coefficient && a.positions == b.positions &&
-           a.operation == b.operation && a.more_vectors == b.more_vectors && a.preserve_norm == b.preserve_norm && a.system_prompt == b.system_prompt &&
-           a.prompt == b.prompt && a.max_new_tokens == b.max_new_tokens && a.sample == b.sample &&
+           a.operation == b.operation && a.more_vectors == b.more_vectors && a.preserve_norm == b.preserve_norm &&
+           a.system_prompt == b.system_prompt && a.prompt == b.prompt && a.max_new_tokens == b.max_new_tokens && a.sample == b.sample &&
            a.temperature == b.temperature && a.seed == b.seed;
 }
 
