@@ -20,6 +20,9 @@ void add_traits_command(CLI::App& app, const GlobalOptions& global, Command& sel
 // `persona-cli traits draft`: a subcommand of `traits`, so it takes that command's App.
 void add_traits_draft_command(CLI::App& traits, const GlobalOptions& global, Command& selected);
 
+// persona-cli finetune: a LoRA adapter trained on chat JSONL, with optional preventative steering.
+void add_finetune_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
 // persona-cli extract: a persona vector for a trait, summary as JSON.
 void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 

@@ -18,7 +18,7 @@ void on_interrupt(int) {
 }
 
 persona::EngineOptions engine_options(const GlobalOptions& global) {
-    return persona::EngineOptions{global.threads, global.device, global.dtype, global.thinking};
+    return persona::EngineOptions{global.threads, global.device, global.dtype, global.thinking, global.adapter};
 }
 
 bool load(persona::Engine& engine, const std::string& path, bool quiet, persona::ModelFacts* facts_out) {

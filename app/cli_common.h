@@ -35,6 +35,7 @@ struct GlobalOptions {
     std::string dtype = "auto";
     int threads = 0;
     bool thinking = false;
+    std::string adapter;
 };
 
 persona::EngineOptions engine_options(const GlobalOptions& global);

@@ -62,8 +62,15 @@ int run_generate(const GlobalOptions& global, const GenerateOptions& options) {
                 add_steering(spec, options.ablate ? persona::SteerOperation::Ablate : persona::SteerOperation::Add);
             for (const auto& spec : options.cap) add_steering(spec, persona::SteerOperation::Cap);
             const auto start = std::chrono::steady_clock::now();
+            nlohmann::json logprobs = nlohmann::json::array();
             auto results = model.generate({row},
                 [&](const persona::TokenEvent& event) {
+                    if (event.logprobs) {
+                        nlohmann::json top = nlohmann::json::array();
+                        for (const auto& t : event.logprobs->top) top.push_back({{"token", t.token}, {"logprob", t.logprob}});
+                        logprobs.push_back({{"token", event.logprobs->chosen.token}, {"logprob", event.logprobs->chosen.logprob},
+                                            {"top", top}});
+                    }
                     if (!options.json) {
                         std::fwrite(event.text.data(), 1, event.text.size(), stdout);
                         std::fflush(stdout);
@@ -74,7 +81,9 @@ int run_generate(const GlobalOptions& global, const GenerateOptions& options) {
             const auto& result = results.front();
             if (options.json) {
                 output = {{"text", result.text}, {"tokens", result.tokens}, {"prompt_tokens", result.prompt_tokens.size()},
+                          {"prompt_token_ids", result.prompt_tokens},
                           {"stop_reason", persona::stop_reason_name(result.stop_reason)}, {"seconds", seconds}};
+                if (options.sampling.top_logprobs >= 0) output["logprobs"] = logprobs;
             } else {
                 std::printf("\n");
                 std::fprintf(stderr, "[%zu prompt tokens, %zu generated, %s, %.2f s]\n", result.prompt_tokens.size(),
@@ -113,6 +122,9 @@ void add_generate_command(CLI::App& app, const GlobalOptions& global, Command& s
     generate->add_option("--max-tokens,-n", gen->sampling.max_new_tokens)->check(CLI::Range(0, 1 << 20))->capture_default_str();
     generate->add_option("--stop", gen->sampling.stop_strings, "Stop when this text appears; repeatable");
     generate->add_flag("--json", gen->json, "Print one JSON object at the end instead of streaming text");
+    generate->add_option("--logprobs", gen->sampling.top_logprobs,
+                         "With --json: each generated token's log-probability and this many most likely alternatives")
+        ->check(CLI::Range(0, 20));
     generate->callback([&global, &selected, gen] { selected = [&global, gen] { return run_generate(global, *gen); }; });
 }
 

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
     CLI::App app{"persona-cli: persona vectors from the command line (the engine of Persona Workbench)"};
     app.set_version_flag("--version", PERSONA_VERSION);
     app.require_subcommand(1);
+    // Global options may follow the command too: persona-cli generate --adapter DIR ...
+    app.fallthrough();
 
     GlobalOptions global;
     // Each command lives in its own file (cli_<command>.cpp) and is added with
@@ -27,6 +29,9 @@ int main(int argc, char** argv) {
     app.add_option("--dtype", global.dtype, "Weight dtype (auto: bf16 on a GPU or an AVX512-BF16 CPU, else f32)")->check(CLI::IsMember(persona::dtype_names()))
         ->capture_default_str();
     app.add_option("--threads", global.threads, "CPU threads for the model (0: one per core)")->capture_default_str();
+    app.add_option("--adapter", global.adapter,
+                   "A LoRA adapter folder in PEFT's layout (adapter_config.json, adapter_model.safetensors), merged into "
+                   "the model at load")->check(CLI::ExistingDirectory);
     app.add_flag("--thinking", global.thinking,
                  "Let models with a thinking switch (Qwen3) reason in a <think> block before answering; off by default, "
                  "since extraction and steering read the answer");
@@ -44,6 +49,7 @@ int main(int argc, char** argv) {
     add_export_command(app, global, selected);
     add_import_command(app, global, selected);
     add_sweep_command(app, global, selected);
+    add_finetune_command(app, global, selected);
     add_serve_command(app, global, selected);
 
     try {

@@ -17,6 +17,7 @@ struct EngineOptions {
     std::string device = "auto"; // "auto", "cpu" or "cuda"
     std::string dtype = "auto";  // "auto", "f32", "bf16", "f16"
     bool thinking = false;       // ModelLoadOptions::thinking for models loaded with these options
+    std::string adapter{};       // ModelLoadOptions::adapter, likewise
 };
 
 enum class JobState { queued, running, finished, cancelled, failed };

@@ -2,11 +2,15 @@
 // What identifies a model's content: extraction checkpoints, project runs and vector provenance
 // all name the model by it, so two fine-tunes of one shape never pass for each other.
 #include <string>
+#include <string_view>
 
 namespace persona {
 
 // SHA-256 of a file's bytes, lowercase hex. Throws FileError naming the file it cannot read.
 std::string file_sha256(const std::string& path);
+
+// SHA-256 of bytes in memory, lowercase hex.
+std::string text_sha256(std::string_view bytes);
 
 // A model's fingerprint, lowercase hex SHA-256: for a GGUF file, the file's own SHA-256; for a
 // Hugging Face checkpoint folder, the SHA-256 of the list "name NUL sha256 LF" of the files the

@@ -1,4 +1,5 @@
 #pragma once
+#include "persona/finetune.h"
 #include "persona/generation.h"
 #include "persona/model_facts.h"
 #include "persona/progress.h"
@@ -33,6 +34,8 @@ struct ModelLoadOptions {
     // Models whose template has a thinking switch (Qwen3): let them reason in a <think> block
     // before answering. Off by default: extraction and steering read the answer's activations.
     bool thinking = false;
+    // A PEFT LoRA adapter folder, merged into the weights at load; empty: none.
+    std::string adapter{};
 };
 
 // A loaded transformer: weights on a device, its tokenizer and chat template. Not thread-safe:
@@ -98,6 +101,16 @@ public:
     // prompt's keys and values: one result per continuation.
     std::vector<std::vector<std::vector<float>>> next_token_probabilities_batch(
         PromptState& state, const std::vector<std::vector<std::int32_t>>& continuations, const CancelFn& cancelled = {});
+
+    // Trains a LoRA adapter on `examples` and writes it to settings.output_dir in PEFT's layout
+    // (persona/finetune.h). A checkpoint there from the same settings and data is resumed and the
+    // run continues bit for bit as if never stopped; a cancel between steps keeps the last
+    // checkpoint. This model's own weights are unchanged.
+    FinetuneResult finetune(const std::vector<TrainingExample>& examples, const FinetuneSettings& settings,
+                            const std::function<void(const FinetuneProgress&)>& on_step = {}, const CancelFn& cancelled = {});
+    // Mean loss (natural log) per assistant token of `examples`; its exp is the perplexity.
+    double assistant_token_loss(const std::vector<TrainingExample>& examples, int max_length = 2048,
+                                const CancelFn& cancelled = {});
 
     struct Impl;
 

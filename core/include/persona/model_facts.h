@@ -30,7 +30,8 @@ struct ModelFacts {
     int context_length = 0;
     std::uint64_t parameters = 0;
     std::uint64_t file_bytes = 0;
-    std::string fingerprint;                        // persona::model_fingerprint, set by Model::load
+    std::string fingerprint;                        // persona::model_fingerprint (with the adapter's files), set by Model::load
+    std::string adapter;                            // the LoRA adapter folder merged at load; empty: none
     std::string file_type;                          // dominant quantization, e.g. "Q4_1"
     std::map<std::string, int> tensor_types;       // quantization type -> number of tensors
     std::string tokenizer_model;                   // GGUF tokenizer.ggml.model, e.g. "gpt2"

@@ -141,6 +141,12 @@ std::string file_sha256(const std::string& path) {
     return hash.hex();
 }
 
+std::string text_sha256(std::string_view bytes) {
+    Sha256 hash("text");
+    hash.add(bytes.data(), bytes.size());
+    return hash.hex();
+}
+
 std::string model_fingerprint(const std::string& path) {
     std::error_code error;
     std::lock_guard<std::mutex> lock(cache_mutex);

@@ -3,6 +3,7 @@
 #include "persona/errors.h"
 #include "persona/files.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,14 @@ std::string json_error_text(const nlohmann::json::exception& error) {
     for (char& c : text)
         if (static_cast<unsigned char>(c) >= 0x80 || static_cast<unsigned char>(c) < 0x20) c = '?';
     return text;
+}
+
+bool jsonl_blank_line(const std::string& text) {
+    return std::all_of(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+}
+
+void strip_carriage_return(std::string& text) {
+    if (!text.empty() && text.back() == '\r') text.pop_back();
 }
 
 std::string jsonl_line_prefix(std::size_t line) { return "line " + std::to_string(line) + ": "; }

@@ -14,6 +14,9 @@ std::string json_error_text(const nlohmann::json::exception& error);
 
 // "line N: ", how errors in a JSON Lines file say where (N is 1-based).
 std::string jsonl_line_prefix(std::size_t line);
+// A JSON Lines file may hold blank lines (skipped) and Windows line ends.
+bool jsonl_blank_line(const std::string& text);
+void strip_carriage_return(std::string& text);
 
 // Reads and parses a whole JSON file. Throws FileError naming the file when it cannot be read,
 // is larger than max_bytes (likely the wrong file) or is not valid JSON.

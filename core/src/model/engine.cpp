@@ -252,7 +252,8 @@ Engine::~Engine() {
 }
 
 JobHandle Engine::load_model(const std::string& path, LoadCallbacks callbacks) {
-    return load_model(path, ModelLoadOptions{impl_->options.device, impl_->options.dtype, impl_->options.thinking},
+    return load_model(path, ModelLoadOptions{impl_->options.device, impl_->options.dtype, impl_->options.thinking,
+                                                 impl_->options.adapter},
                       std::move(callbacks));
 }
 

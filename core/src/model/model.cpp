@@ -3,6 +3,7 @@
 #include "model/model_impl.h"
 
 #include "model/cpu_kernels.h"
+#include "model/lora.h"
 #include "model/model_files.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
@@ -50,7 +51,8 @@ Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options, const ProgressFn& progress,
                                    const CancelFn& cancelled) {
-    torch::InferenceMode inference;
+    // Not InferenceMode: weights made under it could never take part in LoRA training's autograd.
+    torch::NoGradGuard no_gradients;
     auto impl = std::make_unique<Impl>();
     auto report = [&](const std::string& stage, std::uint64_t done, std::uint64_t total) {
         if (progress) progress(Progress{stage, done, total});
@@ -114,6 +116,15 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
         report("Loading weights", ++tensors_done, tensor_total);
     });
     impl->net = model::build_transformer(loader);
+    if (!options.adapter.empty()) {
+        report("Merging the adapter " + options.adapter, 0, 1);
+        model::merge_peft_adapter(*impl->net, options.adapter);
+        // Runs and vectors of the adapted model must not pass for the base model's.
+        impl->facts.fingerprint = text_sha256(impl->facts.fingerprint + "\nadapter " +
+                                              file_sha256(options.adapter + "/" + kPeftConfigFile) + " " +
+                                              file_sha256(options.adapter + "/" + kPeftWeightsFile));
+        impl->facts.adapter = options.adapter;
+    }
     if (impl->tokenizer->vocab_size() != static_cast<std::size_t>(impl->net->config().vocabulary))
         throw FileError(path, "the tokenizer has " + std::to_string(impl->tokenizer->vocab_size()) +
                                   " tokens but the embedding has " + std::to_string(impl->net->config().vocabulary) + " rows");

@@ -98,6 +98,7 @@ nlohmann::json to_json(const ModelFacts& f) {
         {"parameters", f.parameters},
         {"file_bytes", f.file_bytes},
         {"fingerprint", f.fingerprint},
+        {"adapter", f.adapter},
         {"file_type", f.file_type},
         {"tensor_types", f.tensor_types},
         {"tokenizer_model", f.tokenizer_model},

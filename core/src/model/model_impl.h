@@ -102,19 +102,23 @@ struct Model::Impl {
                 if (s.layer != layer) continue;
                 const torch::Tensor mask = position_mask(s.positions, layout[r], past, hidden.size(1));
                 torch::Tensor h = hidden[static_cast<std::int64_t>(r)];  // [T, H], a view
-                torch::Tensor updated;
-                if (s.operation == SteerOperation::Add) {
-                    updated = h + mask * s.delta;
-                } else {
-                    const torch::Tensor along = (h * s.direction).sum(-1, true);
-                    const torch::Tensor removed = s.operation == SteerOperation::Cap ? (along - s.limit).clamp_min(0) : along;
-                    updated = h - mask * removed * s.direction;
-                }
-                if (s.preserve_norm)
-                    updated = updated * (h.norm(2, -1, true) / updated.norm(2, -1, true).clamp_min(1e-12));
-                h.copy_(updated);
+                h.copy_(steered(h, s, mask));
             }
         }
+    }
+
+    // h [..., H] with one steering applied where `mask` (broadcast over the last dim) is 1.
+    static torch::Tensor steered(const torch::Tensor& h, const ResolvedSteering& s, const torch::Tensor& mask) {
+        torch::Tensor updated;
+        if (s.operation == SteerOperation::Add) {
+            updated = h + mask * s.delta;
+        } else {
+            const torch::Tensor along = (h * s.direction).sum(-1, true);
+            const torch::Tensor removed = s.operation == SteerOperation::Cap ? (along - s.limit).clamp_min(0) : along;
+            updated = h - mask * removed * s.direction;
+        }
+        if (s.preserve_norm) updated = updated * (h.norm(2, -1, true) / updated.norm(2, -1, true).clamp_min(1e-12));
+        return updated;
     }
 
     // Masks and RoPE tables for one step over slots [past, past + T) with keys [0, past + T).
@@ -163,8 +167,10 @@ struct Model::Impl {
     // One forward step; `between` sees hidden_states[l] for l = 0..L and may change it.
     template <typename Between>
     torch::Tensor forward(const torch::Tensor& tokens, const std::vector<RowLayout>& layout, std::int64_t past,
-                          KvCache* cache, Between&& between, const CancelFn& cancelled) const {
+                          KvCache* cache, Between&& between, const CancelFn& cancelled,
+                          const model::ProjectionAdapter* adapter = nullptr) const {
         StepContext step = make_step(layout, past, tokens.size(1), cache);
+        step.adapter = adapter;
         torch::Tensor hidden = net->embed(tokens);
         between(0, hidden);
         for (int i = 0; i < config().layers; ++i) {

@@ -18,6 +18,14 @@
 
 namespace persona::model {
 
+namespace {
+
+// The hand-written kernels have no backward: while autograd records (LoRA training), every
+// operation takes libtorch's own path.
+bool recording_gradients() { return torch::GradMode::is_enabled(); }
+
+}  // namespace
+
 WeightLoader::WeightLoader(const WeightSource& source, torch::ScalarType matrix_dtype, torch::Device device,
                            std::function<void()> on_tensor_loaded)
     : source_(source), dtype_(matrix_dtype), device_(device), on_tensor_loaded_(std::move(on_tensor_loaded)) {}
@@ -49,7 +57,8 @@ torch::Tensor WeightLoader::vector(const std::string& name, std::int64_t length)
 }
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps, torch::ScalarType out_dtype) {
-    if (torch::Tensor fused = cpu::rms_norm(x, weight, eps, out_dtype); fused.defined()) return fused;
+    if (!recording_gradients())
+        if (torch::Tensor fused = cpu::rms_norm(x, weight, eps, out_dtype); fused.defined()) return fused;
     const torch::Tensor x32 = x.to(torch::kFloat32);
     return (x32 * torch::rsqrt(x32.pow(2).mean(-1, true) + eps) * weight).to(out_dtype);
 }
@@ -59,19 +68,21 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const
     // oneDNN at one row, 1.7x at 16, 1.1x at 32; at 64 oneDNN's blocked GEMM is as fast.
     constexpr std::int64_t kFewRows = 32;
     torch::Tensor y;
-    if (x.numel() <= kFewRows * x.size(-1)) y = cpu::linear_few_rows(x, weight);
+    if (x.numel() <= kFewRows * x.size(-1) && !recording_gradients()) y = cpu::linear_few_rows(x, weight);
     if (!y.defined()) y = torch::linear(x.to(weight.scalar_type()), weight).to(torch::kFloat32);
     return bias.defined() ? y + bias : y;
 }
 
 torch::Tensor silu_mul(const torch::Tensor& gate_up, torch::ScalarType out_dtype) {
-    if (torch::Tensor fused = cpu::silu_mul(gate_up, out_dtype); fused.defined()) return fused;
+    if (!recording_gradients())
+        if (torch::Tensor fused = cpu::silu_mul(gate_up, out_dtype); fused.defined()) return fused;
     const std::int64_t width = gate_up.size(-1) / 2;
     return (torch::silu(gate_up.narrow(-1, 0, width)) * gate_up.narrow(-1, width, width)).to(out_dtype);
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-    if (torch::Tensor fused = cpu::rope(x, cos, sin); fused.defined()) return fused;
+    if (!recording_gradients())
+        if (torch::Tensor fused = cpu::rope(x, cos, sin); fused.defined()) return fused;
     const std::int64_t half = x.size(-1) / 2;
     const torch::Tensor x1 = x.narrow(-1, 0, half);
     const torch::Tensor x2 = x.narrow(-1, half, half);
@@ -89,7 +100,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
         keys = cache->keys[layer].narrow(2, 0, cache->length + steps);
         values = cache->values[layer].narrow(2, 0, cache->length + steps);
     }
-    if (torch::Tensor fused = cpu::attention(q, keys, values, mask, scale); fused.defined()) return fused;
+    if (!recording_gradients())
+        if (torch::Tensor fused = cpu::attention(q, keys, values, mask, scale); fused.defined()) return fused;
     return portable_attention(q, keys, values, mask, scale);
 }
 

@@ -39,6 +39,18 @@ struct KvCache {
     std::int64_t length = 0;            // filled slots
 };
 
+// The four matrix products of a block, as architecture files compute them: queries, keys and
+// values in one fused matrix (rows q | k | v), the attention output, gate and up in one fused
+// matrix (rows gate | up), down. LoRA adapters (model/lora.h) attach here.
+enum class ProjectionSite { Qkv, Out, GateUp, Down };
+
+// Changes a projection's output, given its input: LoRA's x A^T B^T during training.
+class ProjectionAdapter {
+public:
+    virtual ~ProjectionAdapter() = default;
+    virtual torch::Tensor adjust(int layer, ProjectionSite site, const torch::Tensor& input, torch::Tensor output) const = 0;
+};
+
 // What one forward step shares across blocks.
 struct StepContext {
     torch::Tensor global_mask;  // [B, 1, T, Tk] additive (0 or -inf)
@@ -46,7 +58,14 @@ struct StepContext {
     torch::Tensor global_cos, global_sin;  // [B, T, 1, head_dim/2]
     torch::Tensor local_cos, local_sin;
     KvCache* cache = nullptr;   // null: attend within this step only
+    const ProjectionAdapter* adapter = nullptr;
 };
+
+// A projection's output through the step's adapter, when it has one.
+inline torch::Tensor adapted(const StepContext& step, int layer, ProjectionSite site, const torch::Tensor& input,
+                             torch::Tensor output) {
+    return step.adapter ? step.adapter->adjust(layer, site, input, std::move(output)) : output;
+}
 
 class Transformer {
 public:
@@ -60,6 +79,9 @@ public:
     virtual torch::Tensor embed(const torch::Tensor& tokens) const = 0;  // [B,T] -> [B,T,H] f32
     virtual torch::Tensor block(int index, const torch::Tensor& hidden, StepContext& step) const = 0;
     virtual torch::Tensor logits(const torch::Tensor& hidden) const = 0;  // [B,T,H] -> [B,T,V] f32
+    // The weight matrix [rows, cols] of a block's projection, in the compute dtype: where an
+    // adapter is merged at load.
+    virtual torch::Tensor& site_weight(int layer, ProjectionSite site) = 0;
 
     std::uint64_t weight_bytes() const { return weight_bytes_; }
 

@@ -25,14 +25,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-bool is_blank(const std::string& text) {
-    return std::all_of(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
-}
-
-void strip_carriage_return(std::string& text) {
-    if (!text.empty() && text.back() == '\r') text.pop_back();
-}
-
 std::string run_fingerprint(const Model& model, const PersonaVector& vector, const FlagSettings& settings) {
     detail::Fnv1a f;
     f.add(model.facts().name);
@@ -130,8 +122,8 @@ std::vector<FlagRecord> read_flag_results(const std::string& path) {
     std::size_t line = 0;
     while (std::getline(in, text)) {
         ++line;
-        strip_carriage_return(text);
-        if (is_blank(text)) continue;
+        detail::strip_carriage_return(text);
+        if (detail::jsonl_blank_line(text)) continue;
         try {
             records.push_back(flag_record_from_json(Json::parse(text)));
         } catch (const Json::parse_error& e) {
@@ -191,7 +183,7 @@ std::vector<std::string> read_flag_input_lines(const FlagInput& input, const std
         in.seekg(found->second);
         std::string text;
         if (!std::getline(in, text)) throw FileError(input.path, detail::jsonl_line_prefix(line) + "cannot be read again (did the file change?)");
-        strip_carriage_return(text);
+        detail::strip_carriage_return(text);
         texts.push_back(std::move(text));
     }
     return texts;
@@ -247,9 +239,9 @@ FlagInput scan_flag_input(const std::string& input_path, const FlagSettings& set
         const std::int64_t start = offset;
         offset += static_cast<std::int64_t>(text.size()) + 1;
         ++line;
-        if ((line - 1) % shard_count != shard_index || is_blank(text)) continue;
+        if ((line - 1) % shard_count != shard_index || detail::jsonl_blank_line(text)) continue;
         ++input.in_shard;
-        strip_carriage_return(text);
+        detail::strip_carriage_return(text);
         try {
             parse_chat_line(text, input_path, line);
         } catch (const FileError& e) {
@@ -355,7 +347,7 @@ FlagSummary flag_dataset(Model& model, const PersonaVector& vector, const FlagIn
             in.seekg(pending[k].offset);
             std::string text;
             if (!std::getline(in, text)) throw FileError(input_path, detail::jsonl_line_prefix(pending[k].line) + "cannot be read again (did the file change?)");
-            strip_carriage_return(text);
+            detail::strip_carriage_return(text);
             const ChatSample sample = parse_chat_line(text, input_path, pending[k].line);
 
             Work w;

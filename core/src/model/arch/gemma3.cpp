@@ -70,7 +70,8 @@ public:
         const std::int64_t q_width = std::int64_t{c.heads} * c.head_dim;
         const std::int64_t kv_width = std::int64_t{c.kv_heads} * c.head_dim;
 
-        const torch::Tensor qkv = project(rms_norm(x, layer.attn_norm, c.rms_eps), layer.qkv);
+        const torch::Tensor attn_in = rms_norm(x, layer.attn_norm, c.rms_eps);
+        const torch::Tensor qkv = adapted(step, index, ProjectionSite::Qkv, attn_in, project(attn_in, layer.qkv));
         torch::Tensor q = qkv.narrow(-1, 0, q_width).view({batch, steps, c.heads, c.head_dim});
         torch::Tensor k = qkv.narrow(-1, q_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
         const torch::Tensor v = qkv.narrow(-1, q_width + kv_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
@@ -82,13 +83,27 @@ public:
         k = apply_rope(k, cos, sin);
         const torch::Tensor attended = attention(q, k, v, index, sliding ? step.local_mask : step.global_mask,
                                                  c.attention_scale, step.cache);
-        const torch::Tensor h = x + rms_norm(project(attended, layer.out), layer.post_attn_norm, c.rms_eps);
+        const torch::Tensor h =
+            x + rms_norm(adapted(step, index, ProjectionSite::Out, attended, project(attended, layer.out)), layer.post_attn_norm, c.rms_eps);
 
-        const torch::Tensor gate_up = project(rms_norm(h, layer.ffn_norm, c.rms_eps), layer.gate_up);
+        const torch::Tensor ffn_in = rms_norm(h, layer.ffn_norm, c.rms_eps);
+        const torch::Tensor gate_up = adapted(step, index, ProjectionSite::GateUp, ffn_in, project(ffn_in, layer.gate_up));
         const torch::Tensor gate = gate_up.narrow(-1, 0, c.feed_forward);
         const torch::Tensor up = gate_up.narrow(-1, c.feed_forward, c.feed_forward);
-        const torch::Tensor ffn = project(torch::gelu(gate, "tanh") * up, layer.down);
+        const torch::Tensor activated = torch::gelu(gate, "tanh") * up;
+        const torch::Tensor ffn = adapted(step, index, ProjectionSite::Down, activated, project(activated, layer.down));
         return h + rms_norm(ffn, layer.post_ffn_norm, c.rms_eps);
+    }
+
+    torch::Tensor& site_weight(int layer, ProjectionSite site) override {
+        Layer& l = layers_.at(static_cast<std::size_t>(layer));
+        switch (site) {
+            case ProjectionSite::Qkv: return l.qkv;
+            case ProjectionSite::Out: return l.out;
+            case ProjectionSite::GateUp: return l.gate_up;
+            case ProjectionSite::Down: break;
+        }
+        return l.down;
     }
 
     torch::Tensor logits(const torch::Tensor& hidden) const override {

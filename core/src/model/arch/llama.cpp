@@ -84,7 +84,8 @@ torch::Tensor Llama::block(int index, const torch::Tensor& x, StepContext& step)
     const std::int64_t q_width = std::int64_t{c.heads} * c.head_dim;
     const std::int64_t kv_width = std::int64_t{c.kv_heads} * c.head_dim;
 
-    const torch::Tensor qkv = project(rms_norm(x, layer.attn_norm, c.rms_eps, layer.qkv.scalar_type()), layer.qkv, layer.qkv_bias);
+    const torch::Tensor attn_in = rms_norm(x, layer.attn_norm, c.rms_eps, layer.qkv.scalar_type());
+    const torch::Tensor qkv = adapted(step, index, ProjectionSite::Qkv, attn_in, project(attn_in, layer.qkv, layer.qkv_bias));
     torch::Tensor q = qkv.narrow(-1, 0, q_width).view({batch, steps, c.heads, c.head_dim});
     torch::Tensor k = qkv.narrow(-1, q_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
     const torch::Tensor v = qkv.narrow(-1, q_width + kv_width, kv_width).view({batch, steps, c.kv_heads, c.head_dim});
@@ -98,10 +99,23 @@ torch::Tensor Llama::block(int index, const torch::Tensor& x, StepContext& step)
     const bool sliding = c.sliding_layer[static_cast<std::size_t>(index)];
     const torch::Tensor attended =
         attention(q, k, v, index, sliding ? step.local_mask : step.global_mask, c.attention_scale, step.cache);
-    const torch::Tensor h = x + project(attended, layer.out);
+    const torch::Tensor h = x + adapted(step, index, ProjectionSite::Out, attended, project(attended, layer.out));
 
-    const torch::Tensor gate_up = project(rms_norm(h, layer.ffn_norm, c.rms_eps, layer.gate_up.scalar_type()), layer.gate_up);
-    return h + project(silu_mul(gate_up, layer.down.scalar_type()), layer.down);
+    const torch::Tensor ffn_in = rms_norm(h, layer.ffn_norm, c.rms_eps, layer.gate_up.scalar_type());
+    const torch::Tensor gate_up = adapted(step, index, ProjectionSite::GateUp, ffn_in, project(ffn_in, layer.gate_up));
+    const torch::Tensor activated = silu_mul(gate_up, layer.down.scalar_type());
+    return h + adapted(step, index, ProjectionSite::Down, activated, project(activated, layer.down));
+}
+
+torch::Tensor& Llama::site_weight(int layer, ProjectionSite site) {
+    Layer& l = layers_.at(static_cast<std::size_t>(layer));
+    switch (site) {
+        case ProjectionSite::Qkv: return l.qkv;
+        case ProjectionSite::Out: return l.out;
+        case ProjectionSite::GateUp: return l.gate_up;
+        case ProjectionSite::Down: break;
+    }
+    return l.down;
 }
 
 torch::Tensor Llama::logits(const torch::Tensor& hidden) const {

@@ -16,6 +16,7 @@ public:
     torch::Tensor embed(const torch::Tensor& tokens) const override;
     torch::Tensor block(int index, const torch::Tensor& hidden, StepContext& step) const override;
     torch::Tensor logits(const torch::Tensor& hidden) const override;
+    torch::Tensor& site_weight(int layer, ProjectionSite site) override;
 
 private:
     struct Layer {
