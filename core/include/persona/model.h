@@ -113,6 +113,8 @@ public:
                                 const CancelFn& cancelled = {});
 
     struct Impl;
+    // For core's own files and its tests (model/model_impl.h); opaque everywhere else.
+    Impl& internals() { return *impl_; }
 
 private:
     explicit Model(std::unique_ptr<Impl> impl);

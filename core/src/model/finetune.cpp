@@ -1,8 +1,9 @@
 // LoRA training over the model's own forward (model_impl.h), autograd recording: AdamW on the
 // adapter's float32 matrices, the base weights frozen, the loss on assistant tokens only, and the
 // steering of inference active in every training pass (docs/finetuning.md).
+#include "model/training.h"
+
 #include "model/lora.h"
-#include "model/model_impl.h"
 
 #include "formats/peft_adapter.h"
 #include "io/atomic_file.h"
@@ -21,18 +22,9 @@
 
 namespace persona {
 
+namespace model {
+
 namespace {
-
-namespace fs = std::filesystem;
-using Json = nlohmann::json;
-
-// A conversation as tokens, with which tokens the loss covers (each is predicted from the one
-// before it).
-struct Sequence {
-    std::vector<std::int32_t> tokens;
-    std::vector<std::uint8_t> trained;
-    std::size_t trained_count = 0;
-};
 
 bool starts_with(const std::vector<std::int32_t>& whole, const std::vector<std::int32_t>& start) {
     return whole.size() >= start.size() && std::equal(start.begin(), start.end(), whole.begin());
@@ -71,7 +63,9 @@ Sequence encode_sequence(const Model& model, const TrainingExample& example, std
     return sequence;
 }
 
-std::vector<Sequence> encode_all(const Model& model, const std::vector<TrainingExample>& examples, int max_length,
+}  // namespace
+
+std::vector<Sequence> encode_training_sequences(const Model& model, const std::vector<TrainingExample>& examples, int max_length,
                                  int* without_answer) {
     if (max_length < 2) throw Error("the maximum sequence length must be at least 2 tokens");
     std::vector<Sequence> sequences;
@@ -86,6 +80,56 @@ std::vector<Sequence> encode_all(const Model& model, const std::vector<TrainingE
     if (sequences.empty()) throw Error("no example has an assistant token within the maximum length to train on");
     return sequences;
 }
+
+BatchLoss batch_loss(const Model::Impl& m, const std::vector<Sequence>& sequences, const std::vector<std::size_t>& batch,
+                            const model::ProjectionAdapter* adapter,
+                            const std::vector<Model::Impl::ResolvedSteering>& steering, const CancelFn& cancelled) {
+    std::size_t width = 0;
+    for (std::size_t i : batch) width = std::max(width, sequences[i].tokens.size());
+    const std::int64_t rows = static_cast<std::int64_t>(batch.size()), steps = static_cast<std::int64_t>(width);
+    std::vector<std::int64_t> tokens(batch.size() * width, 0);
+    std::vector<model::RowLayout> layout;
+    std::vector<std::int64_t> position_rows, position_steps, targets;
+    BatchLoss out;
+    for (std::size_t r = 0; r < batch.size(); ++r) {
+        const Sequence& s = sequences[batch[r]];
+        const std::size_t padding = width - s.tokens.size();
+        layout.push_back({static_cast<std::int64_t>(padding), steps});
+        std::copy(s.tokens.begin(), s.tokens.end(), tokens.begin() + static_cast<std::ptrdiff_t>(r * width + padding));
+        for (std::size_t t = 1; t < s.tokens.size(); ++t)
+            if (s.trained[t]) {
+                position_rows.push_back(static_cast<std::int64_t>(r));
+                position_steps.push_back(static_cast<std::int64_t>(padding + t - 1));
+                targets.push_back(s.tokens[t]);
+            }
+        out.sequence_tokens += static_cast<std::int64_t>(s.tokens.size());
+    }
+    const torch::Tensor ones = torch::ones({1}, torch::TensorOptions(m.device).dtype(torch::kFloat32));
+    const auto steer = [&](int layer, torch::Tensor& hidden) {
+        for (const auto& s : steering)
+            if (s.layer == layer) hidden = Model::Impl::steered(hidden, s, ones);
+    };
+    const torch::Tensor input = torch::tensor(tokens, torch::kInt64).view({rows, steps}).to(m.device);
+    const torch::Tensor hidden = m.forward(input, layout, 0, nullptr, steer, cancelled, adapter);
+    const auto index = [&](const std::vector<std::int64_t>& v) { return torch::tensor(v, torch::kInt64).to(m.device); };
+    // Logits only where a trained token is predicted: the vocabulary-wide rows are most of the memory.
+    const torch::Tensor picked = hidden.index({index(position_rows), index(position_steps)}).unsqueeze(0);
+    const torch::Tensor logits = m.net->logits(picked).squeeze(0);
+    out.sum = torch::nn::functional::cross_entropy(logits, index(targets),
+                                                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    out.tokens = static_cast<std::int64_t>(targets.size());
+    return out;
+}
+
+}  // namespace model
+
+using model::BatchLoss;
+using model::Sequence;
+
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
 
 // Micro-batches (indices into the sequences) of every optimiser step, epoch after epoch: each
 // epoch in its own seeded order; with bucketing, each step's sequences sorted by length so that a
@@ -161,55 +205,8 @@ std::string run_key(const Model& model, const FinetuneSettings& s, const std::ve
     return text_sha256(settings.dump());
 }
 
-// The summed cross-entropy of the trained tokens of `batch` (left-padded into one forward pass)
-// and how many tokens it covers.
-struct BatchLoss {
-    torch::Tensor sum;
-    std::int64_t tokens = 0;
-    std::int64_t sequence_tokens = 0;
-};
-
-BatchLoss batch_loss(const Model::Impl& m, const std::vector<Sequence>& sequences, const std::vector<std::size_t>& batch,
-                            const model::ProjectionAdapter* adapter,
-                            const std::vector<Model::Impl::ResolvedSteering>& steering, const CancelFn& cancelled) {
-    std::size_t width = 0;
-    for (std::size_t i : batch) width = std::max(width, sequences[i].tokens.size());
-    const std::int64_t rows = static_cast<std::int64_t>(batch.size()), steps = static_cast<std::int64_t>(width);
-    std::vector<std::int64_t> tokens(batch.size() * width, 0);
-    std::vector<model::RowLayout> layout;
-    std::vector<std::int64_t> position_rows, position_steps, targets;
-    BatchLoss out;
-    for (std::size_t r = 0; r < batch.size(); ++r) {
-        const Sequence& s = sequences[batch[r]];
-        const std::size_t padding = width - s.tokens.size();
-        layout.push_back({static_cast<std::int64_t>(padding), steps});
-        std::copy(s.tokens.begin(), s.tokens.end(), tokens.begin() + static_cast<std::ptrdiff_t>(r * width + padding));
-        for (std::size_t t = 1; t < s.tokens.size(); ++t)
-            if (s.trained[t]) {
-                position_rows.push_back(static_cast<std::int64_t>(r));
-                position_steps.push_back(static_cast<std::int64_t>(padding + t - 1));
-                targets.push_back(s.tokens[t]);
-            }
-        out.sequence_tokens += static_cast<std::int64_t>(s.tokens.size());
-    }
-    const torch::Tensor ones = torch::ones({1}, torch::TensorOptions(m.device).dtype(torch::kFloat32));
-    const auto steer = [&](int layer, torch::Tensor& hidden) {
-        for (const auto& s : steering)
-            if (s.layer == layer) hidden = Model::Impl::steered(hidden, s, ones);
-    };
-    const torch::Tensor input = torch::tensor(tokens, torch::kInt64).view({rows, steps}).to(m.device);
-    const torch::Tensor hidden = m.forward(input, layout, 0, nullptr, steer, cancelled, adapter);
-    const auto index = [&](const std::vector<std::int64_t>& v) { return torch::tensor(v, torch::kInt64).to(m.device); };
-    // Logits only where a trained token is predicted: the vocabulary-wide rows are most of the memory.
-    const torch::Tensor picked = hidden.index({index(position_rows), index(position_steps)}).unsqueeze(0);
-    const torch::Tensor logits = m.net->logits(picked).squeeze(0);
-    out.sum = torch::nn::functional::cross_entropy(logits, index(targets),
-                                                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    out.tokens = static_cast<std::int64_t>(targets.size());
-    return out;
-}
-
 }  // namespace
+
 
 FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, const FinetuneSettings& settings,
                                const std::function<void(const FinetuneProgress&)>& on_step, const CancelFn& cancelled) {
@@ -224,7 +221,7 @@ FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, con
     }
     FinetuneResult result;
     result.examples = static_cast<int>(examples.size());
-    const std::vector<Sequence> sequences = encode_all(*this, examples, settings.max_length, &result.examples_without_answer_tokens);
+    const std::vector<Sequence> sequences = model::encode_training_sequences(*this, examples, settings.max_length, &result.examples_without_answer_tokens);
     const auto plan = plan_steps(sequences, settings);
     const int total_steps = static_cast<int>(plan.size());
 
@@ -338,7 +335,7 @@ FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, con
 double Model::assistant_token_loss(const std::vector<TrainingExample>& examples, int max_length, const CancelFn& cancelled) {
     torch::InferenceMode inference;
     const Impl& m = *impl_;
-    const std::vector<Sequence> sequences = encode_all(*this, examples, max_length, nullptr);
+    const std::vector<Sequence> sequences = model::encode_training_sequences(*this, examples, max_length, nullptr);
     double sum = 0;
     std::int64_t tokens = 0;
     for (std::size_t i = 0; i < sequences.size(); ++i) {
