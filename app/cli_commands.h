@@ -23,6 +23,9 @@ void add_traits_draft_command(CLI::App& traits, const GlobalOptions& global, Com
 // persona-cli finetune: a LoRA adapter trained on chat JSONL, with optional preventative steering.
 void add_finetune_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 
+// persona-cli shift: judged trait, coherence, projection shift and perplexity of a base model and its fine-tunes.
+void add_shift_command(CLI::App& app, const GlobalOptions& global, Command& selected);
+
 // persona-cli extract: a persona vector for a trait, summary as JSON.
 void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& selected);
 

@@ -7,6 +7,7 @@
 #include "persona/model.h"
 #include "persona/paths.h"
 #include "persona/persona_vector.h"
+#include "persona/shift.h"
 #include "persona/trait.h"
 #include "persona/vector_files.h"
 
@@ -31,6 +32,7 @@ struct ExtractOptions {
     std::string judge_mode = "absolute";
     persona::ExtractionSettings settings;
     bool keep_checkpoint = false;
+    std::string training_set;
 };
 
 int run_extract(const GlobalOptions& global, ExtractOptions options) {
@@ -79,6 +81,11 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
                        {"aggregate", options.aggregate}};
             persona::visit_pair_counts(result.pairs, [&](const char* name, std::size_t count) { summary[name] = count; });
             if (!options.settings.checkpoint_path.empty()) summary["checkpoint"] = options.settings.checkpoint_path;
+            if (!options.training_set.empty()) {
+                const auto examples = persona::trait_inducing_examples(result, options.settings);
+                persona::write_training_jsonl(options.training_set, examples);
+                summary["training_set"] = {{"file", options.training_set}, {"examples", examples.size()}};
+            }
             if (result.pairs.kept == 0) {
                 std::fprintf(stderr, "persona-cli: no pair of answers passed the judge's filter for trait '%s' "
                              "(%zu pairs; see the counts on stdout); try more samples or --judge none\n",
@@ -159,6 +166,9 @@ void add_extract_command(CLI::App& app, const GlobalOptions& global, Command& se
     extract->add_option("--checkpoint", ex->settings.checkpoint_path,
                         "Save finished samples here and resume from it; removed once the vector is written");
     extract->add_flag("--keep-checkpoint", ex->keep_checkpoint, "Keep the checkpoint after a successful run");
+    extract->add_option("--training-set", ex->training_set,
+                        "Also write the positive answers that show the trait (judged above the thresholds) as chat JSONL "
+                        "without the system prompt: a trait-inducing set for finetune");
     extract->callback([&global, &selected, ex] { selected = [&global, ex] { return run_extract(global, *ex); }; });
 }
 

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     add_import_command(app, global, selected);
     add_sweep_command(app, global, selected);
     add_finetune_command(app, global, selected);
+    add_shift_command(app, global, selected);
     add_serve_command(app, global, selected);
 
     try {

@@ -108,9 +108,10 @@ public:
     // checkpoint. This model's own weights are unchanged.
     FinetuneResult finetune(const std::vector<TrainingExample>& examples, const FinetuneSettings& settings,
                             const std::function<void(const FinetuneProgress&)>& on_step = {}, const CancelFn& cancelled = {});
-    // Mean loss (natural log) per assistant token of `examples`; its exp is the perplexity.
+    // Mean loss (natural log) per assistant token of `examples`, with `steering` at every
+    // position; its exp is the perplexity.
     double assistant_token_loss(const std::vector<TrainingExample>& examples, int max_length = 2048,
-                                const CancelFn& cancelled = {});
+                                const std::vector<Steering>& steering = {}, const CancelFn& cancelled = {});
 
     struct Impl;
     // For core's own files and its tests (model/model_impl.h); opaque everywhere else.

@@ -332,14 +332,16 @@ FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, con
     return result;
 }
 
-double Model::assistant_token_loss(const std::vector<TrainingExample>& examples, int max_length, const CancelFn& cancelled) {
+double Model::assistant_token_loss(const std::vector<TrainingExample>& examples, int max_length,
+                                   const std::vector<Steering>& steering, const CancelFn& cancelled) {
     torch::InferenceMode inference;
     const Impl& m = *impl_;
+    const auto resolved = m.resolve(steering, 0);
     const std::vector<Sequence> sequences = model::encode_training_sequences(*this, examples, max_length, nullptr);
     double sum = 0;
     std::int64_t tokens = 0;
     for (std::size_t i = 0; i < sequences.size(); ++i) {
-        const BatchLoss loss = batch_loss(m, sequences, {i}, nullptr, {}, cancelled);
+        const BatchLoss loss = batch_loss(m, sequences, {i}, nullptr, resolved, cancelled);
         sum += loss.sum.item<double>();
         tokens += loss.tokens;
     }
