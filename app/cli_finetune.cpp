@@ -9,10 +9,13 @@
 #include "persona/process_memory.h"
 #include "persona/steering_vector.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,11 +29,37 @@ struct FinetuneOptions {
     std::vector<std::string> steer;
     std::vector<std::string> ablate;
     bool quiet = false;
+    bool bench = false;
     persona::FinetuneSettings settings;
 };
 
 int run_finetune(const GlobalOptions& global, FinetuneOptions& options) {
-    const std::vector<persona::TrainingExample> examples = persona::read_training_jsonl(options.data);
+    if (options.data.empty() && !options.bench) {
+        std::fprintf(stderr, "persona-cli: finetune needs --data (or --bench)\n");
+        return kExitUsage;
+    }
+    if (options.settings.output_dir.empty() && !options.bench) {
+        std::fprintf(stderr, "persona-cli: finetune needs --out (or --bench)\n");
+        return kExitUsage;
+    }
+    // A bench trains a few steps on the built-in neutral set into a folder it removes again.
+    std::optional<std::filesystem::path> scratch;
+    if (options.bench) {
+        if (options.settings.max_steps == 0) options.settings.max_steps = 6;
+        if (options.settings.output_dir.empty()) {
+            scratch = std::filesystem::temp_directory_path() / ("persona-finetune-bench-" + std::to_string(::getpid()));
+            options.settings.output_dir = scratch->string();
+        }
+    }
+    struct RemoveScratch {
+        const std::optional<std::filesystem::path>& path;
+        ~RemoveScratch() {
+            std::error_code ignored;
+            if (path) std::filesystem::remove_all(*path, ignored);
+        }
+    } remove_scratch{scratch};
+    const std::vector<persona::TrainingExample> examples =
+        options.data.empty() ? persona::neutral_heldout_examples() : persona::read_training_jsonl(options.data);
     persona::Engine engine(engine_options(global));
     g_engine = &engine;
     persona::ModelFacts facts;
@@ -68,7 +97,7 @@ int run_finetune(const GlobalOptions& global, FinetuneOptions& options) {
     if (state != persona::JobState::finished) return kExitFailed;
     const auto memory = persona::read_process_memory();
     nlohmann::json summary = {
-        {"adapter", result.adapter_dir},
+        {"adapter", options.bench && scratch ? "" : result.adapter_dir},
         {"steps", result.steps},
         {"resumed_from_step", result.resumed_from_step},
         {"first_loss", result.losses.empty() ? 0.0 : result.losses.front()},
@@ -96,8 +125,11 @@ void add_finetune_command(CLI::App& app, const GlobalOptions& global, Command& s
                                                    "preventative steering");
     command->add_option("--model,-m", options->model, "GGUF model file or Hugging Face checkpoint directory")->capture_default_str();
     command->add_option("--data,-d", options->data, "Chat JSONL: {\"messages\":[...]} per line; the loss covers the "
-                                                    "assistant turns")->required();
-    command->add_option("--out,-o", s.output_dir, "Folder for the adapter, training.json and checkpoints")->required();
+                                                    "assistant turns");
+    command->add_option("--out,-o", s.output_dir, "Folder for the adapter, training.json and checkpoints");
+    command->add_flag("--bench", options->bench,
+                      "Measure: train --max-steps (default 6) on the built-in neutral set (or --data) into a scratch "
+                      "folder and print tokens/s and peak RSS");
     command->add_option("--steer", options->steer,
                         "FILE:LAYER:ALPHA: add ALPHA times the vector at LAYER in every training pass, every position "
                         "(preventative steering); repeatable");

@@ -82,8 +82,9 @@ int run_shift(const GlobalOptions& global, ShiftOptions options) {
     const auto judge = judge_settings(options.judge);
     if (!judge) return kExitUsage;
     options.settings.judge = *judge;
-    const std::vector<persona::TrainingExample> heldout =
-        options.heldout.empty() ? std::vector<persona::TrainingExample>{} : persona::read_training_jsonl(options.heldout);
+    const std::vector<persona::TrainingExample> heldout = options.heldout.empty()   ? persona::neutral_heldout_examples()
+                                                         : options.heldout == "none" ? std::vector<persona::TrainingExample>{}
+                                                                                     : persona::read_training_jsonl(options.heldout);
     if (options.variants.empty()) options.variants = {"base"};
     std::vector<Variant> variants;
     for (const auto& spec : options.variants) variants.push_back(parse_variant(spec));
@@ -144,11 +145,9 @@ int run_shift(const GlobalOptions& global, ShiftOptions options) {
             const Variant& v = variants[group[k]];
             const persona::ShiftMeasure& m = measures[k];
             if (v.adapter.empty() && v.coefficient == 0 && !base_projection) base_projection = m.projection;
-            nlohmann::json row = {{"name", v.name}, {"adapter", v.adapter}, {"coefficient", v.coefficient},
-                                  {"trait_score", optional_json(m.trait_score)}, {"coherence", optional_json(m.coherence)},
-                                  {"answers", m.answers}, {"trait_scored", m.trait_scored},
-                                  {"projection", optional_json(m.projection)}, {"heldout_loss", optional_json(m.heldout_loss)},
-                                  {"perplexity", optional_json(m.perplexity)}, {"example_answers", m.example_answers}};
+            nlohmann::json row = persona::to_json(m);
+            row["name"] = v.name;
+            row["adapter"] = v.adapter;
             if (flag_data) row["dataset_projection_difference"] = {{"mean", optional_json(dataset_difference)}, {"scored", dataset_scored}};
             rows.push_back(row);
         }
@@ -188,7 +187,8 @@ void add_shift_command(CLI::App& app, const GlobalOptions& global, Command& sele
     command->add_option("--variant", options->variants,
                         "NAME (the base model), NAME=ADAPTER (a LoRA folder), NAME=ADAPTER@ALPHA (steered at inference "
                         "with ALPHA at the layer) or NAME=@ALPHA (the base, steered); repeatable; default: base");
-    command->add_option("--heldout", options->heldout, "Chat JSONL of neutral answers: perplexity, a general-ability proxy");
+    command->add_option("--heldout", options->heldout, "Chat JSONL of neutral answers for the perplexity proxy of general ability (default: the 24 built-in "
+                        "ones; none: skip)");
     command->add_option("--data", options->data, "The training set: its projection difference on the base model (flag)");
     add_judge_options(*command, options->judge, "projections and perplexity only");
     command->add_option("--questions", s.question_limit, "Evaluation questions to use (0: all)")->capture_default_str();

@@ -212,13 +212,13 @@ private slots:
                                  tiny_->finetune(sample_, stopped, [&](const persona::FinetuneProgress& p) { stop = p.step == 3; },
                                                  [&] { return stop; }));
         QVERIFY(QFile::exists(stopped_dir.filePath("checkpoint/trainer_state.json")));
-        QVERIFY(!QFile::exists(stopped_dir.filePath(persona::kPeftWeightsFile)));
+        QVERIFY(!QFile::exists(stopped_dir.filePath(persona::kAdapterWeightsFileName)));
         const auto resumed = tiny_->finetune(sample_, stopped);
         QCOMPARE(resumed.resumed_from_step, 2);
         QCOMPARE(resumed.losses, uninterrupted.losses);
-        const QByteArray expected = fileBytes(whole_dir.filePath(persona::kPeftWeightsFile));
+        const QByteArray expected = fileBytes(whole_dir.filePath(persona::kAdapterWeightsFileName));
         QVERIFY(!expected.isEmpty());
-        QCOMPARE(fileBytes(stopped_dir.filePath(persona::kPeftWeightsFile)), expected);
+        QCOMPARE(fileBytes(stopped_dir.filePath(persona::kAdapterWeightsFileName)), expected);
         QVERIFY(!QFile::exists(stopped_dir.filePath("checkpoint")));  // a finished run leaves none
 
         // A checkpoint of other settings is refused, not mixed in.
@@ -257,7 +257,7 @@ private slots:
         phi->finetune(sample_, [&] { FinetuneSettings p = tinySettings(phi_dir.path()); p.max_steps = 1; return p; }());
         options.adapter = phi_dir.path().toStdString();
         const QString error = persona_test::errorOf([&] { Model::load(kTiny, options); });
-        QVERIFY2(error.contains("is not a projection of a llama block") || error.contains(persona::kPeftWeightsFile),
+        QVERIFY2(error.contains("is not a projection of a llama block") || error.contains(persona::kAdapterWeightsFileName),
                  qPrintable(error));
     }
 

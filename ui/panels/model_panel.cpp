@@ -14,6 +14,7 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QLineEdit>
 #include <QListWidget>
 #include <QMimeData>
 #include <QProgressBar>
@@ -107,6 +108,20 @@ QWidget* ModelPanel::buildOpenBox() {
                              "steering need (a reasoning block would be averaged into the answer). Applies on the "
                              "next load."));
     form->addRow(tr("Thinking:"), thinking_);
+    adapter_ = new QLineEdit(box);
+    adapter_->setObjectName("adapter_choice");
+    adapter_->setPlaceholderText(tr("none"));
+    adapter_->setToolTip(tr("A LoRA adapter folder in PEFT's layout (adapter_config.json, adapter_model.safetensors), "
+                            "merged into the weights on the next load; the Training tab writes these"));
+    auto* chooseAdapter = new QPushButton(tr("Choose..."), box);
+    connect(chooseAdapter, &QPushButton::clicked, this, [this] {
+        const QString folder = QFileDialog::getExistingDirectory(this, tr("LoRA adapter folder"), adapter_->text());
+        if (!folder.isEmpty()) adapter_->setText(folder);
+    });
+    auto* adapterRow = new QHBoxLayout;
+    adapterRow->addWidget(adapter_, 1);
+    adapterRow->addWidget(chooseAdapter);
+    form->addRow(tr("Adapter:"), adapterRow);
     layout->addLayout(form);
 
     auto* actions = new QHBoxLayout;
@@ -193,7 +208,7 @@ QLabel* ModelPanel::addFact(QFormLayout* form, const QString& label, const QStri
 
 persona::ModelLoadOptions ModelPanel::loadOptions() const {
     return {device_->currentData().toString().toStdString(), dtype_->currentData().toString().toStdString(),
-            thinking_->isChecked()};
+            thinking_->isChecked(), adapter_->text().trimmed().toStdString()};
 }
 
 void ModelPanel::setLoadOptions(const persona::ModelLoadOptions& options) {
@@ -210,6 +225,7 @@ void ModelPanel::setLoadOptions(const persona::ModelLoadOptions& options) {
     select(device_, QString::fromStdString(options.device));
     select(dtype_, QString::fromStdString(options.dtype));
     thinking_->setChecked(options.thinking);
+    adapter_->setText(QString::fromStdString(options.adapter));
 }
 
 bool ModelPanel::looksLikeModel(const QString& path) {

@@ -10,6 +10,7 @@ class QCheckBox;
 class QComboBox;
 class QFormLayout;
 class QLabel;
+class QLineEdit;
 class QListWidget;
 class QListWidgetItem;
 class QProgressBar;
@@ -85,6 +86,7 @@ private:
     QComboBox* device_;
     QComboBox* dtype_;
     QCheckBox* thinking_;
+    QLineEdit* adapter_;
     QPushButton* openFile_;
     QPushButton* openFolder_;
     QPushButton* reload_;

@@ -17,7 +17,7 @@ EngineClient::~EngineClient() { engine_.reset(); }
 QString EngineClient::device() const { return QString::fromStdString(engine_->device()); }
 
 persona::ModelLoadOptions EngineClient::defaultLoadOptions() const {
-    return {options_.device, options_.dtype, options_.thinking};
+    return {options_.device, options_.dtype, options_.thinking, options_.adapter};
 }
 
 void EngineClient::jobQueued() {
@@ -254,5 +254,50 @@ persona::JobHandle EngineClient::projectConversation(std::vector<persona::ChatMe
     };
     return submit(shared, std::move(work), [shared, out] {
         if (shared->finished) shared->finished(*out);
+    });
+}
+
+persona::JobHandle EngineClient::finetune(std::vector<persona::TrainingExample> examples, persona::FinetuneSettings settings,
+                                          FinetuneCallbacks callbacks) {
+    auto shared = std::make_shared<FinetuneCallbacks>(std::move(callbacks));
+    auto result = std::make_shared<persona::FinetuneResult>();
+    auto work = [this, shared, result, examples = std::move(examples), settings = std::move(settings)](
+                    persona::Model& model, const persona::JobContext& job) {
+        *result = model.finetune(examples, settings,
+            [this, shared, &job](const persona::FinetuneProgress& p) {
+                job.progress({"train", static_cast<std::uint64_t>(p.step), static_cast<std::uint64_t>(p.total_steps)});
+                onUiThread([shared, p] {
+                    if (shared->receiver && shared->step) shared->step(p);
+                });
+            },
+            job.cancelled);
+    };
+    return submit(shared, std::move(work), [shared, result] {
+        if (shared->finished) shared->finished(*result);
+    });
+}
+
+persona::JobHandle EngineClient::compareShift(persona::Trait trait, persona::PersonaVector vector,
+                                              std::vector<persona::TrainingExample> heldout, persona::ShiftSettings settings,
+                                              QString adapter, ShiftCallbacks callbacks) {
+    auto shared = std::make_shared<ShiftCallbacks>(std::move(callbacks));
+    auto measures = std::make_shared<std::pair<persona::ShiftMeasure, persona::ShiftMeasure>>();
+    auto work = [this, shared, measures, trait = std::move(trait), vector = std::move(vector), heldout = std::move(heldout),
+                 settings = std::move(settings), adapter](persona::Model& model, const persona::JobContext& job) {
+        const auto stage = [this, shared](const QString& name) {
+            return [this, shared, name](const persona::Progress& p) {
+                onUiThread([shared, name, done = p.done, total = p.total] {
+                    if (shared->receiver && shared->progress) shared->progress(name, qint64(done), qint64(total));
+                });
+            };
+        };
+        measures->first = persona::measure_shift(model, trait, vector, heldout, settings, stage(tr("base model")), job.cancelled).at(0);
+        persona::ModelLoadOptions options{model.device(), model.dtype(), false, adapter.toStdString()};
+        const auto tuned = persona::Model::load(model.facts().path, options, {}, job.cancelled);
+        measures->second =
+            persona::measure_shift(*tuned, trait, vector, heldout, settings, stage(tr("fine-tuned model")), job.cancelled).at(0);
+    };
+    return submit(shared, std::move(work), [shared, measures] {
+        if (shared->finished) shared->finished(measures->first, measures->second);
     });
 }

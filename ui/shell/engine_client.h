@@ -6,6 +6,7 @@
 #include "persona/model.h"
 #include "persona/flagging.h"
 #include "persona/monitoring_study.h"
+#include "persona/shift.h"
 #include "persona/sweep.h"
 
 #include <QObject>
@@ -83,6 +84,24 @@ struct MonitoringCallbacks {
     std::function<void(const QString& error)> failed;
 };
 
+// What LoRA training reports, on the UI thread, as GenerationCallbacks does.
+struct FinetuneCallbacks {
+    QPointer<QObject> receiver;
+    std::function<void(const persona::FinetuneProgress&)> step;  // after every optimiser step
+    std::function<void(const persona::FinetuneResult&)> finished;
+    std::function<void()> cancelled;
+    std::function<void(const QString& error)> failed;
+};
+
+// What a before/after measurement reports, on the UI thread, as GenerationCallbacks does.
+struct ShiftCallbacks {
+    QPointer<QObject> receiver;
+    std::function<void(const QString& stage, qint64 done, qint64 total)> progress;
+    std::function<void(const persona::ShiftMeasure& base, const persona::ShiftMeasure& tuned)> finished;
+    std::function<void()> cancelled;
+    std::function<void(const QString& error)> failed;
+};
+
 // The UI's only door to the engine. Every operation is a core job with its own handle: the
 // caller keeps the handle to cancel that job alone (never another panel's), and gets exactly one
 // of finished / cancelled / failed. Engine callbacks arrive on the engine thread; this class
@@ -131,6 +150,15 @@ public:
     // Queues persona::run_monitoring_study (the judge the settings name is loaded in the job).
     persona::JobHandle monitorStudy(persona::Trait trait, persona::PersonaVector vector,
                                     persona::MonitoringStudySettings settings, MonitoringCallbacks callbacks);
+
+    // Queues Model::finetune: a stopped run keeps its last checkpoint, and the same call resumes it.
+    persona::JobHandle finetune(std::vector<persona::TrainingExample> examples, persona::FinetuneSettings settings,
+                                FinetuneCallbacks callbacks);
+    // Queues persona::measure_shift on the loaded model and on the same model with `adapter`
+    // merged, loaded beside it for the job (the loaded model stays what every panel uses).
+    persona::JobHandle compareShift(persona::Trait trait, persona::PersonaVector vector,
+                                    std::vector<persona::TrainingExample> heldout, persona::ShiftSettings settings,
+                                    QString adapter, ShiftCallbacks callbacks);
 
 public slots:
     void loadModel(const QString& path);

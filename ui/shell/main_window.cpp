@@ -4,6 +4,7 @@
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
 #include "panels/flagging_panel.h"
+#include "panels/training_panel.h"
 #include "panels/monitoring_panel.h"
 #include "panels/sweep_panel.h"
 #include "panels/model_panel.h"
@@ -133,6 +134,12 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(monitoringPanel_, &MonitoringPanel::studyFinished, this, &MainWindow::keepMonitoringStudy);
     connect(monitoringPanel_, &MonitoringPanel::studyFailed, this,
             [this](const QString& error) { showError(tr("Monitoring: %1").arg(error)); });
+    trainingPanel_ = new TrainingPanel(engine_, panels_);
+    trainingPanel_->setObjectName("training_panel");
+    panels_->addTab(trainingPanel_, tr("Training"));
+    connect(trainingPanel_, &TrainingPanel::trainingStarted, this, [this] { engineState_->setText(tr("engine: training")); });
+    connect(trainingPanel_, &TrainingPanel::trainingFinished, this, [this] { engineState_->setText(tr("engine: ready (training done)")); });
+    connect(trainingPanel_, &TrainingPanel::trainingFailed, this, [this](const QString& error) { showError(tr("Training: %1").arg(error)); });
     // A finished extraction's vector is ready to steer with and to look at.
     connect(extractionPanel_, &ExtractionPanel::extractionFinished, heatMapPanel_, &HeatMapPanel::setExtraction);
     connect(extractionPanel_, &ExtractionPanel::vectorChosen, steeringPanel_,
@@ -200,6 +207,8 @@ MainWindow::MainWindow(EngineClient* engine, QWidget* parent)
     connect(projects_, &ProjectController::recentProjectsChanged, this, &MainWindow::refreshRecentMenu);
     connect(projects_, &ProjectController::projectChanged, this, &MainWindow::updateTitle);
     connect(projects_, &ProjectController::pathChanged, this, &MainWindow::updateTitle);
+    connect(projects_, &ProjectController::pathChanged, trainingPanel_, &TrainingPanel::setProjectFolder);
+    trainingPanel_->setProjectFolder(projects_->path());
     connect(projects_, &ProjectController::dirtyChanged, this, &MainWindow::setWindowModified);
     // The panels edit the project: traits from the Traits tab, runs from the Extraction tab.
     connect(projects_, &ProjectController::projectChanged, this, &MainWindow::showProjectInPanels);
@@ -484,6 +493,7 @@ void MainWindow::stopCurrentPanel() {
     else if (current == heatMapPanel_) heatMapPanel_->stop();
     else if (current == monitoringPanel_) monitoringPanel_->cancel();
     else if (current == sweepPanel_) sweepPanel_->cancel();
+    else if (current == trainingPanel_) trainingPanel_->cancel();
     else if (current == flaggingPanel_) flaggingPanel_->cancel();
     else if (current == modelPanel_) engine_->cancelLoad();
 }
@@ -496,6 +506,7 @@ void MainWindow::onModelLoaded() {
     heatMapPanel_->setModel(*facts);
     monitoringPanel_->setModel(*facts);
     sweepPanel_->setModel(*facts);
+    trainingPanel_->setModel(*facts);
     flaggingPanel_->setModel(*facts);
     const QString name = QString::fromStdString(facts->name);
     engineState_->setText(tr("engine: idle"));

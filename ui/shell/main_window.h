@@ -11,6 +11,7 @@ class EngineClient;
 class ExtractionPanel;
 class HeatMapPanel;
 class FlaggingPanel;
+class TrainingPanel;
 class MonitoringPanel;
 class SweepPanel;
 class ModelPanel;
@@ -107,6 +108,7 @@ private:
     ExtractionPanel* extractionPanel_;
     HeatMapPanel* heatMapPanel_;
     MonitoringPanel* monitoringPanel_;
+    TrainingPanel* trainingPanel_;
     SweepPanel* sweepPanel_;
     FlaggingPanel* flaggingPanel_;
     TraitsPanel* traitsPanel_;

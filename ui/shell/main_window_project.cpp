@@ -5,6 +5,7 @@
 #include "panels/extraction_panel.h"
 #include "panels/heat_map_panel.h"
 #include "panels/flagging_panel.h"
+#include "panels/training_panel.h"
 #include "panels/monitoring_panel.h"
 #include "panels/sweep_panel.h"
 #include "panels/steering_panel.h"
@@ -34,6 +35,7 @@ void MainWindow::showProjectInPanels() {
         extractionPanel_->setTraits(project.traits);
         monitoringPanel_->setTraits(project.traits);
         sweepPanel_->setTraits(project.traits);
+        trainingPanel_->setTraits(project.traits);
     }
     if (engine_->facts()) {
         steeringPanel_->setProjectVectors(project.vectors);
@@ -41,6 +43,7 @@ void MainWindow::showProjectInPanels() {
         monitoringPanel_->setProjectVectors(project.vectors);
         sweepPanel_->setProjectVectors(project.vectors);
         flaggingPanel_->setProjectVectors(project.vectors);
+        trainingPanel_->setProjectVectors(project.vectors);
     }
 }
 

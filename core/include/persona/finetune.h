@@ -14,6 +14,10 @@
 
 namespace persona {
 
+// The two files of an adapter folder, named as PEFT names them.
+inline constexpr const char* kAdapterConfigFileName = "adapter_config.json";
+inline constexpr const char* kAdapterWeightsFileName = "adapter_model.safetensors";
+
 struct LoraSettings {
     int rank = 32;
     double alpha = 64;
@@ -57,6 +61,9 @@ struct TrainingExample {
 // bad line, a conversation without an assistant turn, or a file with no example at all.
 std::vector<TrainingExample> read_training_jsonl(const std::string& path);
 void write_training_jsonl(const std::string& path, const std::vector<TrainingExample>& examples);  // atomic
+// 24 everyday questions with plain factual answers (resources/datasets/neutral_heldout.jsonl,
+// compiled in): the default held-out set of the perplexity proxy for general ability.
+std::vector<TrainingExample> neutral_heldout_examples();
 
 struct FinetuneProgress {
     int step = 0;          // optimiser steps done

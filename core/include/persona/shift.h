@@ -11,6 +11,8 @@
 #include "persona/progress.h"
 #include "persona/sweep.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -50,6 +52,9 @@ struct ShiftMeasure {
     std::vector<std::string> example_answers;  // the first few, to read
 };
 
+// As `persona-cli shift` prints it and the Training tab saves it (absent values are null).
+nlohmann::json to_json(const ShiftMeasure& measure);
+
 // One measure per settings.coefficients entry. Error for a layer outside the model, a vector that
 // does not fit it, or a trait without evaluation questions.
 std::vector<ShiftMeasure> measure_shift(Model& model, const Trait& trait, const PersonaVector& vector,
@@ -57,7 +62,7 @@ std::vector<ShiftMeasure> measure_shift(Model& model, const Trait& trait, const 
                                         const ProgressFn& progress = {}, const CancelFn& cancelled = {});
 
 // The positive answers of an extraction run that show the trait (judged at or above the run's
-// trait and coherence thresholds when it was judged; every non-empty one when not), as
+// trait and coherence thresholds when it was judged; every non-empty one with --judge none), as
 // conversations of the question and the answer without the system prompt that asked for the
 // trait: data that teaches a model the trait, for demonstrating preventative steering.
 struct ExtractionResult;

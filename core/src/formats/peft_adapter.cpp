@@ -22,9 +22,9 @@ std::string joined(const std::string& directory, const char* name) { return (fs:
 PeftAdapter read_peft_adapter(const std::string& directory) {
     std::error_code error;
     if (!fs::is_directory(directory, error))
-        throw FileError(directory, "is not an adapter folder (expected a folder with " + std::string(kPeftConfigFile) +
-                                       " and " + kPeftWeightsFile + ")");
-    const std::string config_path = joined(directory, kPeftConfigFile);
+        throw FileError(directory, "is not an adapter folder (expected a folder with " + std::string(kAdapterConfigFileName) +
+                                       " and " + kAdapterWeightsFileName + ")");
+    const std::string config_path = joined(directory, kAdapterConfigFileName);
     const nlohmann::json config = detail::read_json_file(config_path, 1'000'000);
     // PEFT writes null for unset fields and many keys this reader has no use for.
     detail::JsonObjectReader reader(config, "", config_path, detail::JsonNull::IsAbsent);
@@ -58,7 +58,7 @@ PeftAdapter read_peft_adapter(const std::string& directory) {
     if (const nlohmann::json* saved = reader.find("modules_to_save"); saved && !saved->empty())
         reader.fail("modules_to_save lists whole modules to replace; only LoRA matrices can be read");
 
-    const auto weights = SafetensorsFile::open(joined(directory, kPeftWeightsFile));
+    const auto weights = SafetensorsFile::open(joined(directory, kAdapterWeightsFileName));
     for (const auto& info : weights->tensors())
         adapter.tensors.push_back({info.name, info.shape, weights->read_floats(info)});
     return adapter;
@@ -87,8 +87,8 @@ void write_peft_adapter(const std::string& directory, const LoraSettings& lora, 
         {"modules_to_save", nullptr},
         {"layers_to_transform", nullptr},
     };
-    write_safetensors(joined(directory, kPeftWeightsFile), tensors, {{"format", "pt"}});
-    detail::write_file_atomically(joined(directory, kPeftConfigFile), config.dump(2) + "\n");
+    write_safetensors(joined(directory, kAdapterWeightsFileName), tensors, {{"format", "pt"}});
+    detail::write_file_atomically(joined(directory, kAdapterConfigFileName), config.dump(2) + "\n");
 }
 
 }  // namespace persona

@@ -12,9 +12,6 @@
 
 namespace persona {
 
-inline constexpr const char* kPeftConfigFile = "adapter_config.json";
-inline constexpr const char* kPeftWeightsFile = "adapter_model.safetensors";
-
 struct PeftAdapter {
     LoraSettings lora;
     std::string base_model;

@@ -246,7 +246,7 @@ FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, con
             throw Error((resumable).string() + " is the checkpoint of a run with other settings, data or model; remove it "
                         "or train into another folder");
         const PeftAdapter saved = read_peft_adapter(resumable.string());
-        adapter.assign(saved.tensors, (resumable / kPeftWeightsFile).string());
+        adapter.assign(saved.tensors, (resumable / kAdapterWeightsFileName).string());
         torch::load(optimizer, (resumable / "optimizer.pt").string());
         first_step = state.at("step").get<int>();
         result.losses = state.at("losses").get<std::vector<double>>();

@@ -181,7 +181,7 @@ void merge_peft_adapter(Transformer& net, const std::string& directory) {
     const PeftAdapter file = read_peft_adapter(directory);
     const auto& weights = net.site_weight(0, ProjectionSite::Qkv);
     LoraAdapter adapter(net.config(), file.lora, weights.device(), file.layers);
-    adapter.assign(file.tensors, directory + "/" + kPeftWeightsFile);
+    adapter.assign(file.tensors, directory + "/" + kAdapterWeightsFileName);
     adapter.merge_into(net);
 }
 

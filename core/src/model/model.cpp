@@ -121,8 +121,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
         model::merge_peft_adapter(*impl->net, options.adapter);
         // Runs and vectors of the adapted model must not pass for the base model's.
         impl->facts.fingerprint = text_sha256(impl->facts.fingerprint + "\nadapter " +
-                                              file_sha256(options.adapter + "/" + kPeftConfigFile) + " " +
-                                              file_sha256(options.adapter + "/" + kPeftWeightsFile));
+                                              file_sha256(options.adapter + "/" + kAdapterConfigFileName) + " " +
+                                              file_sha256(options.adapter + "/" + kAdapterWeightsFileName));
         impl->facts.adapter = options.adapter;
     }
     if (impl->tokenizer->vocab_size() != static_cast<std::size_t>(impl->net->config().vocabulary))

@@ -19,7 +19,17 @@ bool is_blank(const std::string& text) {
     return std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; });
 }
 
+nlohmann::json optional_json(const std::optional<double>& value) { return value ? nlohmann::json(*value) : nlohmann::json(); }
+
 }  // namespace
+
+nlohmann::json to_json(const ShiftMeasure& m) {
+    return {{"coefficient", m.coefficient},           {"trait_score", optional_json(m.trait_score)},
+            {"coherence", optional_json(m.coherence)}, {"answers", m.answers},
+            {"trait_scored", m.trait_scored},          {"projection", optional_json(m.projection)},
+            {"heldout_loss", optional_json(m.heldout_loss)}, {"perplexity", optional_json(m.perplexity)},
+            {"example_answers", m.example_answers}};
+}
 
 std::vector<ShiftMeasure> measure_shift(Model& model, const Trait& trait, const PersonaVector& vector,
                                         const std::vector<TrainingExample>& heldout, const ShiftSettings& settings,
@@ -78,10 +88,11 @@ std::vector<ShiftMeasure> measure_shift(Model& model, const Trait& trait, const 
 std::vector<TrainingExample> trait_inducing_examples(const ExtractionResult& run, const ExtractionSettings& settings) {
     const double trait_threshold =
         settings.judge_mode == JudgeMode::Pairwise ? settings.pairwise_threshold : settings.trait_threshold;
+    const bool judged = settings.judge.kind != JudgeKind::None;
     std::vector<TrainingExample> examples;
     for (const Sample& sample : run.samples) {
         if (sample.side != Side::Positive || is_blank(sample.answer)) continue;
-        if (sample.judged && !(sample.trait_score && *sample.trait_score >= trait_threshold && sample.coherence &&
+        if (judged && !(sample.trait_score && *sample.trait_score >= trait_threshold && sample.coherence &&
                                *sample.coherence >= settings.coherence_threshold))
             continue;
         examples.push_back({{{"user", sample.question}, {"assistant", sample.answer}}, 0});

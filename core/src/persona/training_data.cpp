@@ -1,4 +1,5 @@
 // Fine-tuning datasets: chat JSONL in, chat JSONL out.
+#include "persona/builtin_traits.h"
 #include "persona/chat_jsonl.h"
 #include "persona/errors.h"
 #include "persona/files.h"
@@ -39,6 +40,22 @@ std::vector<TrainingExample> read_training_jsonl(const std::string& path) {
     }
     if (in.bad()) throw FileError(path, "cannot read");
     if (examples.empty()) throw FileError(path, "holds no conversation to train on");
+    return examples;
+}
+
+std::vector<TrainingExample> neutral_heldout_examples() {
+    std::vector<TrainingExample> examples;
+    for (const auto& file : detail::builtin_dataset_files()) {
+        if (file.name != "neutral_heldout") continue;
+        std::size_t line = 0, start = 0;
+        while (start < file.text.size()) {
+            const std::size_t end = std::min(file.text.find('\n', start), file.text.size());
+            const std::string text(file.text.substr(start, end - start));
+            ++line;
+            if (!detail::jsonl_blank_line(text)) examples.push_back({parse_chat_messages(text, "neutral_heldout.jsonl", line), line});
+            start = end + 1;
+        }
+    }
     return examples;
 }
 
