@@ -280,6 +280,26 @@ private slots:
         QVERIFY2(!error.isEmpty(), "a folder read as a dataset");
     }
 
+    void badSettingsAreRefusedBeforeTraining() {
+        QTemporaryDir dir;
+        const auto refused = [&](const std::function<void(FinetuneSettings&)>& change) {
+            FinetuneSettings s = tinySettings(dir.path());
+            change(s);
+            return persona_test::errorOf([&] { tiny_->finetune(sample_, s); });
+        };
+        persona::Steering nan_steering;
+        nan_steering.layer = 1;
+        nan_steering.vector.assign(static_cast<std::size_t>(tiny_->hidden_size()), std::nanf(""));
+        QVERIFY(refused([&](FinetuneSettings& s) { s.steering = {nan_steering}; }).contains("NaN"));
+        nan_steering.vector.assign(static_cast<std::size_t>(tiny_->hidden_size()), 1.0f);
+        nan_steering.layer = 99;
+        QVERIFY(refused([&](FinetuneSettings& s) { s.steering = {nan_steering}; }).contains("layer 99"));
+        QVERIFY(refused([](FinetuneSettings& s) { s.learning_rate = std::nan(""); }).contains("learning rate"));
+        QVERIFY(refused([](FinetuneSettings& s) { s.lora.target_modules = {"qkv_proj"}; }).contains("not a projection"));
+        QVERIFY(refused([](FinetuneSettings& s) { s.output_dir.clear(); }).contains("output folder"));
+        QVERIFY(!QFile::exists(dir.filePath(persona::kAdapterWeightsFileName)));  // nothing was written
+    }
+
     void fewStepsOnTheDefaultModelLowerTheLoss() {
         auto model = Model::load(persona_test::defaultModelPath().toStdString());
         QTemporaryDir dir;

@@ -58,15 +58,15 @@ Sequence encode_sequence(const Model& model, const TrainingExample& example, std
         sequence.tokens.resize(static_cast<std::size_t>(max_length));
         sequence.trained.resize(static_cast<std::size_t>(max_length));
     }
-    sequence.trained[0] = 0;  // nothing predicts the first token
+    if (!sequence.trained.empty()) sequence.trained[0] = 0;  // nothing predicts the first token
     sequence.trained_count = static_cast<std::size_t>(std::count(sequence.trained.begin(), sequence.trained.end(), 1));
     return sequence;
 }
 
 }  // namespace
 
-std::vector<Sequence> encode_training_sequences(const Model& model, const std::vector<TrainingExample>& examples, int max_length,
-                                 int* without_answer) {
+std::vector<Sequence> encode_training_sequences(const Model& model, const std::vector<TrainingExample>& examples,
+                                                int max_length, int* without_answer) {
     if (max_length < 2) throw Error("the maximum sequence length must be at least 2 tokens");
     std::vector<Sequence> sequences;
     for (std::size_t i = 0; i < examples.size(); ++i) {
@@ -82,13 +82,13 @@ std::vector<Sequence> encode_training_sequences(const Model& model, const std::v
 }
 
 BatchLoss batch_loss(const Model::Impl& m, const std::vector<Sequence>& sequences, const std::vector<std::size_t>& batch,
-                            const model::ProjectionAdapter* adapter,
-                            const std::vector<Model::Impl::ResolvedSteering>& steering, const CancelFn& cancelled) {
+                     const ProjectionAdapter* adapter, const std::vector<Model::Impl::ResolvedSteering>& steering,
+                     const CancelFn& cancelled) {
     std::size_t width = 0;
     for (std::size_t i : batch) width = std::max(width, sequences[i].tokens.size());
     const std::int64_t rows = static_cast<std::int64_t>(batch.size()), steps = static_cast<std::int64_t>(width);
     std::vector<std::int64_t> tokens(batch.size() * width, 0);
-    std::vector<model::RowLayout> layout;
+    std::vector<RowLayout> layout;
     std::vector<std::int64_t> position_rows, position_steps, targets;
     BatchLoss out;
     for (std::size_t r = 0; r < batch.size(); ++r) {
@@ -207,7 +207,6 @@ std::string run_key(const Model& model, const FinetuneSettings& s, const std::ve
 
 }  // namespace
 
-
 FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, const FinetuneSettings& settings,
                                const std::function<void(const FinetuneProgress&)>& on_step, const CancelFn& cancelled) {
     Impl& m = *impl_;
@@ -218,10 +217,13 @@ FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, con
         if (static_cast<int>(s.vector.size()) != hidden_size())
             throw Error("training steering vector has " + std::to_string(s.vector.size()) + " values; the model's hidden size is " +
                         std::to_string(hidden_size()));
+        if (!std::all_of(s.vector.begin(), s.vector.end(), [](float v) { return std::isfinite(v); }))
+            throw Error("training steering vector holds a NaN or infinite value");
     }
     FinetuneResult result;
     result.examples = static_cast<int>(examples.size());
-    const std::vector<Sequence> sequences = model::encode_training_sequences(*this, examples, settings.max_length, &result.examples_without_answer_tokens);
+    const std::vector<Sequence> sequences =
+        model::encode_training_sequences(*this, examples, settings.max_length, &result.examples_without_answer_tokens);
     const auto plan = plan_steps(sequences, settings);
     const int total_steps = static_cast<int>(plan.size());
 
@@ -292,6 +294,10 @@ FinetuneResult Model::finetune(const std::vector<TrainingExample>& examples, con
             result.trained_tokens += static_cast<std::uint64_t>(loss.tokens);
             result.sequence_tokens += static_cast<std::uint64_t>(loss.sequence_tokens);
         }
+        // A diverged step would write NaN into the adapter and every later checkpoint.
+        if (!std::isfinite(step_loss))
+            throw Error("the loss is not a finite number at step " + std::to_string(step + 1) +
+                        " (try a lower learning rate); the last checkpoint is kept");
         if (settings.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters, settings.max_grad_norm);
         optimizer.step();
         result.losses.push_back(step_loss / static_cast<double>(step_tokens));
