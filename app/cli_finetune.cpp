@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -46,6 +47,7 @@ int run_finetune(const GlobalOptions& global, FinetuneOptions& options) {
     std::optional<std::filesystem::path> scratch;
     if (options.bench) {
         if (options.settings.max_steps == 0) options.settings.max_steps = 6;
+        options.settings.epochs = std::max(options.settings.epochs, 1000);  // the steps bound it, not the data
         if (options.settings.output_dir.empty()) {
             scratch = std::filesystem::temp_directory_path() / ("persona-finetune-bench-" + std::to_string(::getpid()));
             options.settings.output_dir = scratch->string();
