@@ -22,6 +22,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSaveFile>
+#include <QScrollArea>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QStandardPaths>
@@ -209,8 +210,13 @@ void TrainingPanel::build() {
     auto* right = new QSplitter(Qt::Vertical, this);
     right->addWidget(lossPlot_);
     right->addWidget(comparison_);
+    // The form is long: it scrolls rather than raise the window's minimum height for every tab.
+    auto* scroll = new QScrollArea(this);
+    scroll->setWidget(left);
+    scroll->setWidgetResizable(true);
+    scroll->setFrameShape(QFrame::NoFrame);
     auto* split = new QSplitter(Qt::Horizontal, this);
-    split->addWidget(left);
+    split->addWidget(scroll);
     split->addWidget(right);
     split->setStretchFactor(1, 2);
     auto* layout = new QVBoxLayout(this);

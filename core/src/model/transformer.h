@@ -61,6 +61,19 @@ struct StepContext {
     const ProjectionAdapter* adapter = nullptr;
 };
 
+// The weight of `site` in an architecture's per-block struct, whose matrices are named qkv,
+// out, gate_up and down.
+template <class Layer>
+torch::Tensor& site_of(Layer& layer, ProjectionSite site) {
+    switch (site) {
+        case ProjectionSite::Qkv: return layer.qkv;
+        case ProjectionSite::Out: return layer.out;
+        case ProjectionSite::GateUp: return layer.gate_up;
+        case ProjectionSite::Down: break;
+    }
+    return layer.down;
+}
+
 // A projection's output through the step's adapter, when it has one.
 inline torch::Tensor adapted(const StepContext& step, int layer, ProjectionSite site, const torch::Tensor& input,
                              torch::Tensor output) {

@@ -96,14 +96,7 @@ public:
     }
 
     torch::Tensor& site_weight(int layer, ProjectionSite site) override {
-        Layer& l = layers_.at(static_cast<std::size_t>(layer));
-        switch (site) {
-            case ProjectionSite::Qkv: return l.qkv;
-            case ProjectionSite::Out: return l.out;
-            case ProjectionSite::GateUp: return l.gate_up;
-            case ProjectionSite::Down: break;
-        }
-        return l.down;
+        return site_of(layers_.at(static_cast<std::size_t>(layer)), site);
     }
 
     torch::Tensor logits(const torch::Tensor& hidden) const override {

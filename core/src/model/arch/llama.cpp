@@ -108,14 +108,7 @@ torch::Tensor Llama::block(int index, const torch::Tensor& x, StepContext& step)
 }
 
 torch::Tensor& Llama::site_weight(int layer, ProjectionSite site) {
-    Layer& l = layers_.at(static_cast<std::size_t>(layer));
-    switch (site) {
-        case ProjectionSite::Qkv: return l.qkv;
-        case ProjectionSite::Out: return l.out;
-        case ProjectionSite::GateUp: return l.gate_up;
-        case ProjectionSite::Down: break;
-    }
-    return l.down;
+    return site_of(layers_.at(static_cast<std::size_t>(layer)), site);
 }
 
 torch::Tensor Llama::logits(const torch::Tensor& hidden) const {
