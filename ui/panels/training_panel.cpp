@@ -382,11 +382,12 @@ void TrainingPanel::compare() {
         progress_->setValue(int(done));
         status_->setText(stage);
     };
-    callbacks.finished = [this, settings, trait = trait->name](const persona::ShiftMeasure& base, const persona::ShiftMeasure& tuned) {
+    callbacks.finished = [this, settings, trait = trait->name, folder = outputFolder()](const persona::ShiftMeasure& base,
+                                                                                        const persona::ShiftMeasure& tuned) {
         running_ = false;
         showComparison(base, tuned);
-        // Kept beside the adapter, where the project keeps it too.
-        QSaveFile file(QDir(outputFolder()).filePath("shift.json"));
+        // Kept beside the adapter it measured, where the project keeps it too.
+        QSaveFile file(QDir(folder).filePath("shift.json"));
         const nlohmann::json report = {{"trait", trait}, {"layer", settings.layer}, {"judge", persona::judge_label(settings.judge)},
                                        {"base", persona::to_json(base)}, {"fine_tuned", persona::to_json(tuned)}};
         const std::string text = report.dump(2) + "\n";
