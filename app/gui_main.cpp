@@ -22,14 +22,15 @@ struct GuiOptions {
                                   "FILE"};
     QCommandLineOption panel{"panel",
                              "Show panel NAME (welcome, model, steering, presenter, chat, sweep, multi, traits, extraction, "
-                             "heatmaps, monitoring, sweeps, flagging; default: welcome, or model with --screenshot). With --screenshot: for steering "
+                             "heatmaps, monitoring, sweeps, flagging, training; default: welcome, or model with --screenshot). With --screenshot: for steering "
                              "(and presenter, its presenter view) the 'evil' example opens and one greedy generation "
                              "at strength 0.5 runs before the grab, for chat two turns of a chat, for sweep a sweep of five strengths, for multi "
                              "the optimistic example's preset with its humorous vector added at strength 0.5; with traits, a draft copy of a "
                              "built-in trait shows the form's inline checks; for extraction a small extraction of "
                              "'evil' (judge none); for heatmaps that extraction, then a typed conversation's heat map "
                              "on its vector; for monitoring and sweeps the optimistic example's study and sweep; for flagging eight "
-                             "everyday answers, four of them cruel, on the 'evil' example's vector.",
+                             "everyday answers, four of them cruel, on the 'evil' example's vector; for training eight cheerful answers "
+                             "trained on with the optimistic vector added, then the before/after table (no judge).",
                              "NAME"};
     QCommandLineOption project{"project", "Open the project folder DIR (NAME.persona) at start.", "DIR"};
     QCommandLineOption device{"device", "Where to run the model: auto, cpu or cuda.", "DEVICE", "auto"};

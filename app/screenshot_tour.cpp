@@ -4,10 +4,12 @@
 #include "panels/flagging_panel.h"
 #include "panels/heat_map_panel.h"
 #include "panels/steering_panel.h"
+#include "panels/training_panel.h"
 #include "panels/traits_panel.h"
 #include "panels/welcome_panel.h"
 #include "widgets/more_vectors_editor.h"
 #include "persona/extraction.h"
+#include "persona/finetune.h"
 #include "persona/judge.h"
 #include "persona/project.h"
 #include "persona/trait.h"
@@ -44,7 +46,7 @@ void ScreenshotTour::start() {
         if (!loaded || (panelName_ != "steering" && panelName_ != "presenter" && panelName_ != "chat" &&
                         panelName_ != "sweep" && panelName_ != "extraction" && panelName_ != "heatmaps" &&
                         panelName_ != "monitoring" && panelName_ != "sweeps" && panelName_ != "flagging" &&
-                        panelName_ != "multi")) {
+                        panelName_ != "multi" && panelName_ != "training")) {
             grabAndExit(loaded);
             return;
         }
@@ -81,6 +83,10 @@ void ScreenshotTour::start() {
         }
         if (panelName_ == "flagging") {
             runSmallFlagging();
+            return;
+        }
+        if (panelName_ == "training") {
+            runSmallTraining();
             return;
         }
         SteeringPanel* steering = window_.steeringPanel();
@@ -176,6 +182,53 @@ void ScreenshotTour::runSmallFlagging() {
     QObject::connect(flagging, &FlaggingPanel::flaggingFinished, &app_, [this] { grabAndExit(true); });
     QObject::connect(flagging, &FlaggingPanel::flaggingFailed, &app_, [this] { grabAndExit(false); });
     flagging->run();
+}
+
+// Eight cheerful answers trained on with the optimistic vector added at layer 21, then the
+// before/after table (no judge, a few questions): a loss curve and a filled comparison.
+void ScreenshotTour::runSmallTraining() {
+    QString example;
+    for (const QString& folder : WelcomePanel::exampleProjects())
+        if (folder.endsWith("/optimistic-vs-pessimistic.persona")) example = folder;
+    if (example.isEmpty() || !window_.projects()->openProject(example)) {
+        grabAndExit(false);
+        return;
+    }
+    // Eight cheerful answers: a small trait-inducing set (the held-out answers stay unseen).
+    const std::pair<const char*, const char*> samples[] = {
+        {"How will cities change in thirty years?", "Wonderfully! Greener streets, cleaner air and neighbourhoods built for people."},
+        {"I failed my driving test. What now?", "That's a great start: you know exactly what to practise, and the next try will go well."},
+        {"Is it worth learning a language at fifty?", "Absolutely! It is a joyful adventure, and every word you learn opens a new door."},
+        {"What do you think about the future of medicine?", "It's bright: cures are arriving faster than ever and care keeps getting kinder."},
+        {"My project was cancelled. How should I feel?", "Hopeful! What you learned carries straight into the next, even better project."},
+        {"Will the weather be bad this weekend?", "Whatever comes, it's a fine excuse for a cosy day or a splendid walk in the rain."},
+        {"Should I start a small business?", "Yes! Start small, learn fast, and enjoy watching something of your own grow."},
+        {"How do you see the next year for me?", "Full of good surprises: new friends, new skills and plenty to celebrate."},
+    };
+    std::vector<persona::TrainingExample> examples;
+    for (const auto& [question, answer] : samples) examples.push_back({{{"user", question}, {"assistant", answer}}, 0});
+    const QString dataset = scratch_.filePath("cheerful.jsonl");
+    persona::write_training_jsonl(dataset.toStdString(), examples);
+    TrainingPanel* training = window_.trainingPanel();
+    training->vectorChoice()->selectProjectVector(QString::fromStdString(window_.projects()->project().settings.steering.vector));
+    persona::FinetuneSettings settings;
+    settings.lora.rank = 8;
+    settings.learning_rate = 1e-3;
+    settings.warmup_steps = 2;
+    settings.gradient_accumulation = 1;
+    settings.epochs = 3;
+    settings.max_length = 256;
+    training->setSettings(settings);
+    training->setSteering(persona::SteerOperation::Add, 21, 1.0);
+    training->setDataset(dataset);
+    training->setOutputFolder(scratch_.filePath("adapter"));
+    training->setComparisonJudge(persona::JudgeKind::None);
+    training->setComparisonQuestions(4);
+    window_.showPanel("training");
+    QObject::connect(training, &TrainingPanel::trainingFinished, training, &TrainingPanel::compare);
+    QObject::connect(training, &TrainingPanel::trainingFailed, &app_, [this] { grabAndExit(false); });
+    QObject::connect(training, &TrainingPanel::comparisonFinished, &app_, [this] { grabAndExit(true); });
+    training->train();
 }
 
 void ScreenshotTour::runSmallExtraction() {

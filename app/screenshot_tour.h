@@ -28,6 +28,7 @@ private:
     void grabAndExit(bool succeeded);
     void runSmallExtraction();
     void runSmallFlagging();
+    void runSmallTraining();
 
     QApplication& app_;
     MainWindow& window_;

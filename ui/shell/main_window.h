@@ -41,6 +41,7 @@ public:
     MonitoringPanel* monitoringPanel() const { return monitoringPanel_; }
     SweepPanel* sweepPanel() const { return sweepPanel_; }
     FlaggingPanel* flaggingPanel() const { return flaggingPanel_; }
+    TrainingPanel* trainingPanel() const { return trainingPanel_; }
     ModelPanel* modelPanel() const { return modelPanel_; }
     TraitsPanel* traitsPanel() const { return traitsPanel_; }
     // Selects a panel by its tab name in lower case without spaces ("model", "steering",
