@@ -73,8 +73,6 @@ std::string cell(const std::optional<double>& value, const char* format) {
     return text;
 }
 
-nlohmann::json optional_json(const std::optional<double>& value) { return value ? nlohmann::json(*value) : nlohmann::json(); }
-
 int run_shift(const GlobalOptions& global, ShiftOptions options) {
     const persona::Trait trait = load_trait(options.trait);
     const persona::PersonaVector vector = persona::read_vector_file(options.vector);
@@ -91,8 +89,8 @@ int run_shift(const GlobalOptions& global, ShiftOptions options) {
 
     persona::Engine engine(engine_options(global));
     g_engine = &engine;
-    nlohmann::json rows = nlohmann::json::array();
-    std::optional<double> base_projection;
+    std::vector<persona::ShiftMeasure> measured(variants.size());
+    nlohmann::json dataset_difference = nullptr;  // the training set's flag difference, with --data
     std::vector<bool> done(variants.size(), false);
     // Each model (base or adapter) loads once and measures all of its variants' coefficients.
     for (std::size_t first = 0; first < variants.size(); ++first) {
@@ -117,9 +115,7 @@ int run_shift(const GlobalOptions& global, ShiftOptions options) {
         std::fprintf(stderr, "measuring %s\n", adapter.empty() ? "the base model" : adapter.c_str());
 
         std::vector<persona::ShiftMeasure> measures;
-        std::optional<double> dataset_difference;
-        std::size_t dataset_scored = 0;
-        const bool flag_data = adapter.empty() && !options.data.empty();
+        const bool flag_data = adapter.empty() && !options.data.empty() && dataset_difference.is_null();
         const auto state = run_job(engine, [&](persona::Model& model, const persona::JobContext& job) {
             measures = persona::measure_shift(model, trait, vector, heldout, settings, job.progress, job.cancelled);
             if (!flag_data) return;
@@ -132,43 +128,42 @@ int run_shift(const GlobalOptions& global, ShiftOptions options) {
             const auto summary = persona::flag_dataset(model, vector, options.data, scratch.string(), flag, {}, {}, job.cancelled);
             std::filesystem::remove(scratch);
             double sum = 0;
+            std::size_t scored = 0;
             for (const auto& record : summary.records)
                 if (record.difference) {
                     sum += *record.difference;
-                    ++dataset_scored;
+                    ++scored;
                 }
-            if (dataset_scored) dataset_difference = sum / static_cast<double>(dataset_scored);
+            dataset_difference = {{"mean", scored ? nlohmann::json(sum / static_cast<double>(scored)) : nlohmann::json()},
+                                  {"scored", scored}};
         });
         if (state == persona::JobState::cancelled) return kExitCancelled;
         if (state != persona::JobState::finished) return kExitFailed;
-        for (std::size_t k = 0; k < group.size(); ++k) {
-            const Variant& v = variants[group[k]];
-            const persona::ShiftMeasure& m = measures[k];
-            if (v.adapter.empty() && v.coefficient == 0 && !base_projection) base_projection = m.projection;
-            nlohmann::json row = persona::to_json(m);
-            row["name"] = v.name;
-            row["adapter"] = v.adapter;
-            if (flag_data) row["dataset_projection_difference"] = {{"mean", optional_json(dataset_difference)}, {"scored", dataset_scored}};
-            rows.push_back(row);
-        }
+        for (std::size_t k = 0; k < group.size(); ++k) measured[group[k]] = measures[k];
     }
     // The shift is measured from the unsteered base model, whichever order the variants came in.
+    std::optional<double> base_projection;
+    for (std::size_t i = 0; i < variants.size() && !base_projection; ++i)
+        if (variants[i].adapter.empty() && variants[i].coefficient == 0) base_projection = measured[i].projection;
+    nlohmann::json rows = nlohmann::json::array();
     std::fprintf(stderr, "%-20s %7s %7s %10s %10s %10s\n", "variant", "trait", "coher", "projection", "shift", "perplexity");
-    for (auto& row : rows) {
-        std::optional<double> projection, shift;
-        if (!row["projection"].is_null()) projection = row["projection"].get<double>();
-        if (projection && base_projection) shift = *projection - *base_projection;
-        row["projection_shift"] = optional_json(shift);
-        const auto number = [&](const char* key) {
-            return row[key].is_null() ? std::optional<double>() : std::optional<double>(row[key].get<double>());
-        };
-        std::fprintf(stderr, "%-20s %7s %7s %10s %10s %10s\n", row["name"].get<std::string>().c_str(),
-                     cell(number("trait_score"), "%.1f").c_str(), cell(number("coherence"), "%.1f").c_str(),
-                     cell(projection, "%.3f").c_str(), cell(shift, "%+.3f").c_str(), cell(number("perplexity"), "%.2f").c_str());
+    for (std::size_t i = 0; i < variants.size(); ++i) {
+        const persona::ShiftMeasure& m = measured[i];
+        std::optional<double> shift;
+        if (m.projection && base_projection) shift = *m.projection - *base_projection;
+        std::fprintf(stderr, "%-20s %7s %7s %10s %10s %10s\n", variants[i].name.c_str(), cell(m.trait_score, "%.1f").c_str(),
+                     cell(m.coherence, "%.1f").c_str(), cell(m.projection, "%.3f").c_str(), cell(shift, "%+.3f").c_str(),
+                     cell(m.perplexity, "%.2f").c_str());
+        nlohmann::json row = persona::to_json(m);
+        row["name"] = variants[i].name;
+        row["adapter"] = variants[i].adapter;
+        row["projection_shift"] = shift ? nlohmann::json(*shift) : nlohmann::json();
+        rows.push_back(row);
     }
     const nlohmann::json output = {{"trait", trait.name}, {"vector", options.vector}, {"layer", options.settings.layer},
                                    {"judge", persona::judge_label(options.settings.judge)}, {"heldout", options.heldout},
-                                   {"data", options.data}, {"variants", rows}};
+                                   {"data", options.data}, {"dataset_projection_difference", dataset_difference},
+                                   {"variants", rows}};
     std::cout << output.dump(2) << "\n";
     return kExitOk;
 }

@@ -292,9 +292,8 @@ persona::JobHandle EngineClient::compareShift(persona::Trait trait, persona::Per
             };
         };
         measures->first = persona::measure_shift(model, trait, vector, heldout, settings, stage(tr("base model")), job.cancelled).at(0);
-        // The loaded model's own options, with the adapter.
-        const bool thinking = model.facts().chat_format.find("thinking on") != std::string::npos;
-        persona::ModelLoadOptions options{model.device(), model.dtype(), thinking, adapter.toStdString()};
+        persona::ModelLoadOptions options = model.load_options();
+        options.adapter = adapter.toStdString();
         const auto tuned = persona::Model::load(model.facts().path, options, {}, job.cancelled);
         measures->second =
             persona::measure_shift(*tuned, trait, vector, heldout, settings, stage(tr("fine-tuned model")), job.cancelled).at(0);

@@ -56,6 +56,8 @@ public:
     int context_length() const;
     std::string device() const;
     std::string dtype() const;
+    // What the model was loaded with (the adapter included).
+    const ModelLoadOptions& load_options() const;
 
     std::vector<std::int32_t> encode_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
     // False when encode_chat would throw: no chat template, or one of a format we do not know.

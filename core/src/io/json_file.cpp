@@ -32,6 +32,17 @@ void strip_carriage_return(std::string& text) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
 }
 
+bool for_each_jsonl_line(std::istream& in, const std::function<void(const std::string& text, std::size_t line)>& visit) {
+    std::string text;
+    std::size_t line = 0;
+    while (std::getline(in, text)) {
+        ++line;
+        strip_carriage_return(text);
+        if (!jsonl_blank_line(text)) visit(text, line);
+    }
+    return !in.bad();
+}
+
 std::string jsonl_line_prefix(std::size_t line) { return "line " + std::to_string(line) + ": "; }
 
 nlohmann::json read_json_file(const std::string& path, std::uint64_t max_bytes) {

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <istream>
 #include <string>
 
 namespace persona::detail {
@@ -17,6 +19,9 @@ std::string jsonl_line_prefix(std::size_t line);
 // A JSON Lines file may hold blank lines (skipped) and Windows line ends.
 bool jsonl_blank_line(const std::string& text);
 void strip_carriage_return(std::string& text);
+// Calls visit(text, line) for each non-blank line of `in` (line 1-based, "\r" removed); false
+// when the stream failed while reading.
+bool for_each_jsonl_line(std::istream& in, const std::function<void(const std::string& text, std::size_t line)>& visit);
 
 // Reads and parses a whole JSON file. Throws FileError naming the file when it cannot be read,
 // is larger than max_bytes (likely the wrong file) or is not valid JSON.

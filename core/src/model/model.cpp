@@ -54,6 +54,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
     // Not InferenceMode: weights made under it could never take part in LoRA training's autograd.
     torch::NoGradGuard no_gradients;
     auto impl = std::make_unique<Impl>();
+    impl->load_options = options;
     auto report = [&](const std::string& stage, std::uint64_t done, std::uint64_t total) {
         if (progress) progress(Progress{stage, done, total});
     };
@@ -145,6 +146,7 @@ int Model::hidden_size() const { return impl_->config().hidden; }
 int Model::context_length() const { return impl_->config().context; }
 std::string Model::device() const { return impl_->facts.device; }
 std::string Model::dtype() const { return impl_->facts.dtype; }
+const ModelLoadOptions& Model::load_options() const { return impl_->load_options; }
 
 std::vector<std::int32_t> Model::encode_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
     if (!impl_->chat) throw Error(impl_->chat_error);

@@ -31,6 +31,7 @@ struct Model::Impl {
     std::optional<ChatTemplate> chat;  // absent when the model's format is unknown
     std::string chat_error;
     ModelFacts facts;
+    ModelLoadOptions load_options;
     torch::Device device{torch::kCPU};
     torch::ScalarType dtype = torch::kBFloat16;
 

@@ -118,12 +118,7 @@ std::vector<FlagRecord> read_flag_results(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
     std::vector<FlagRecord> records;
-    std::string text;
-    std::size_t line = 0;
-    while (std::getline(in, text)) {
-        ++line;
-        detail::strip_carriage_return(text);
-        if (detail::jsonl_blank_line(text)) continue;
+    const bool read = detail::for_each_jsonl_line(in, [&](const std::string& text, std::size_t line) {
         try {
             records.push_back(flag_record_from_json(Json::parse(text)));
         } catch (const Json::parse_error& e) {
@@ -133,8 +128,8 @@ std::vector<FlagRecord> read_flag_results(const std::string& path) {
         } catch (const Error& e) {
             throw FileError(path, detail::jsonl_line_prefix(line) + "not a flagging result: " + e.what());
         }
-    }
-    if (in.bad()) throw FileError(path, "cannot read");
+    });
+    if (!read) throw FileError(path, "cannot read");
     return records;
 }
 
