@@ -1,11 +1,14 @@
 // persona-cli serve: the engine behind an OpenAI-compatible HTTP API (chat completions and
 // completions, streamed or not; models; health), where every request may carry its own
-// steering in the extension field `steering` (docs/serve.md). Requests run one after another on
-// the engine thread; a client that goes away cancels its own job.
+// steering in the extension field `steering` (docs/serve.md). Requests generate together in one
+// continuously batched job on the engine thread: a request joins the running batch at its next
+// step and leaves it when it ends, its client goes away or its time runs out.
 #include "cli_commands.h"
+#include "serve_request.h"
 
 #include "persona/errors.h"
 #include "persona/generation.h"
+#include "persona/generation_batch.h"
 #include "persona/model.h"
 #include "persona/paths.h"
 #include "persona/persona_vector.h"
@@ -37,212 +40,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-struct ServeOptions {
-    std::string model = persona::default_model_path();
-    std::string host = "127.0.0.1";
-    int port = 8080;
-    std::string api_key;                   // else $PERSONA_API_KEY
-    std::vector<std::string> projects;     // their vectors are served as "PROJECT/KEY"
-    std::vector<std::string> vector_dirs;  // vector files under these folders, by relative path
-    std::size_t max_body_bytes = 1 << 20;
-    int max_tokens = 2048;
-    int max_queue = 16;  // requests queued on the engine or generating; more get 429
-    int request_timeout_seconds = 600;  // from arrival, waiting included; then the generation stops
-};
-
-// A request error: the HTTP status, the message and the request field it concerns.
-struct RequestError {
-    int status;
-    std::string message;
-    std::string param;
-};
-
-json error_body(const RequestError& e) {
-    const char* type = e.status == 401   ? "authentication_error"
-                       : e.status == 408 ? "timeout_error"
-                       : e.status == 429 ? "rate_limit_error"
-                                         : "invalid_request_error";
-    return {{"error", {{"message", e.message}, {"type", type},
-                       {"param", e.param.empty() ? json(nullptr) : json(e.param)}}}};
-}
-
-bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
-
-// Compares without an early exit, so response times do not tell how much of a key was right.
-bool same_key(const std::string& given, const std::string& expected) {
-    unsigned char difference = given.size() == expected.size() ? 0 : 1;
-    for (std::size_t i = 0; i < given.size(); ++i)
-        difference |= static_cast<unsigned char>(given[i] ^ expected[i % std::max<std::size_t>(expected.size(), 1)]);
-    return difference == 0;
-}
-
-class VectorCatalog {
-public:
-    VectorCatalog(const ServeOptions& options) {
-        for (const auto& path : options.projects) {
-            const persona::Project project = persona::read_project(path);
-            for (const auto& [key, vector] : project.vectors) vectors_[project.name + "/" + key] = vector;
-        }
-        for (const auto& dir : options.vector_dirs) {
-            std::error_code error;
-            const fs::path root = fs::canonical(dir, error);
-            if (error || !fs::is_directory(root)) throw persona::FileError(dir, "is not a folder");
-            roots_.push_back(root);
-        }
-    }
-
-    // Project vectors by name; files by a path relative to a served folder, which must stay inside it.
-    persona::PersonaVector find(const std::string& name) const {
-        if (const auto it = vectors_.find(name); it != vectors_.end()) return it->second;
-        const fs::path relative(name);
-        if (relative.is_absolute() || name.find("..") != std::string::npos)
-            throw RequestError{400, "vector '" + name + "': only names of served vectors are accepted, not paths "
-                                    "leaving a served folder", "steering.vector"};
-        for (const auto& root : roots_) {
-            std::error_code error;
-            const fs::path resolved = fs::canonical(root / relative, error);
-            if (error) continue;
-            const auto [end, _] = std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
-            if (end != root.end() || !fs::is_regular_file(resolved)) continue;  // a symlink out of the folder
-            return persona::read_vector_file(resolved.string());
-        }
-        throw RequestError{400, "vector '" + name + "' is not served (GET /v1/vectors lists them)", "steering.vector"};
-    }
-
-    json list() const {
-        json out = json::array();
-        for (const auto& [name, vector] : vectors_)
-            out.push_back({{"id", name}, {"trait", vector.trait}, {"layers", vector.layer_count},
-                           {"hidden_size", vector.hidden_size}, {"model", vector.provenance.count("model") ? vector.provenance.at("model") : ""},
-                           {"suggested_layer", vector.provenance.count("suggested_layer") ? vector.provenance.at("suggested_layer") : ""}});
-        for (const auto& root : roots_)
-            for (const auto& entry : fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied)) {
-                const std::string extension = entry.path().extension().string();
-                if (!entry.is_symlink() && entry.is_regular_file() &&
-                    (extension == ".safetensors" || persona::is_torch_vector_path(entry.path().string())))
-                    out.push_back({{"id", fs::relative(entry.path(), root).string()}, {"file", true}});
-            }
-        return out;
-    }
-
-private:
-    std::map<std::string, persona::PersonaVector> vectors_;
-    std::vector<fs::path> roots_;
-};
-
-template <typename T>
-T field(const json& body, const char* name, T fallback) {
-    const auto it = body.find(name);
-    if (it == body.end() || it->is_null()) return fallback;
-    try {
-        return it->get<T>();
-    } catch (const json::exception&) {
-        throw RequestError{400, std::string("field '") + name + "' has the wrong type", name};
-    }
-}
-
-std::vector<persona::Steering> parse_steering(const json& body, const VectorCatalog& catalog, const persona::ModelFacts& facts) {
-    std::vector<persona::Steering> out;
-    const auto it = body.find("steering");
-    if (it == body.end() || it->is_null()) return out;
-    if (!it->is_array()) throw RequestError{400, "'steering' must be a list", "steering"};
-    for (const json& entry : *it) {
-        if (!entry.is_object()) throw RequestError{400, "each 'steering' entry must be an object", "steering"};
-        persona::Steering steering;
-        steering.layer = field<int>(entry, "layer", -1);
-        if (steering.layer < 0 || steering.layer > facts.layers)
-            throw RequestError{400, "steering layer must be 0.." + std::to_string(facts.layers), "steering.layer"};
-        const json& vector = entry.value("vector", json());
-        if (vector.is_string()) {
-            const persona::PersonaVector found = catalog.find(vector.get<std::string>());
-            if (found.hidden_size != facts.hidden_size || found.layer_count != facts.layers + 1)
-                throw RequestError{400, "vector '" + vector.get<std::string>() + "' has " + std::to_string(found.layer_count) +
-                                            " x " + std::to_string(found.hidden_size) + " values; the model needs " +
-                                            std::to_string(facts.layers + 1) + " x " + std::to_string(facts.hidden_size),
-                                   "steering.vector"};
-            const persona::LayerView layer = found.layer(steering.layer);
-            steering.vector.assign(layer.begin(), layer.end());
-        } else if (vector.is_array() && vector.size() == static_cast<std::size_t>(facts.hidden_size)) {
-            for (const json& value : vector) {
-                if (!value.is_number()) throw RequestError{400, "an inline vector holds only numbers", "steering.vector"};
-                steering.vector.push_back(value.get<float>());
-            }
-        } else {
-            throw RequestError{400, "steering 'vector' must name a served vector or list " +
-                                        std::to_string(facts.hidden_size) + " numbers", "steering.vector"};
-        }
-        const std::string op = field<std::string>(entry, "op", "add");
-        const auto operation = persona::steer_operation_from_name(op);
-        if (!operation) throw RequestError{400, "steering op must be add, ablate or cap", "steering.op"};
-        steering.operation = *operation;
-        double norm = 0;
-        for (const float v : steering.vector) norm += double(v) * v;
-        norm = std::sqrt(norm);
-        if (entry.contains("strength")) {
-            const double strength = field<double>(entry, "strength", 0);
-            if (facts.typical_residual_norms.size() <= static_cast<std::size_t>(steering.layer) || norm == 0)
-                throw RequestError{400, "'strength' needs a non-zero vector and the model's measured norms; give 'coefficient'",
-                                   "steering.strength"};
-            const double typical = facts.typical_residual_norms[static_cast<std::size_t>(steering.layer)];
-            // A cap's strength is the most projection in typical activation lengths, as in the Steering tab.
-            steering.alpha = static_cast<float>(steering.operation == persona::SteerOperation::Cap
-                                                    ? strength * typical
-                                                    : persona::coefficient_for_strength(strength, norm, typical));
-        } else {
-            steering.alpha = field<float>(entry, "coefficient", 0.0f);
-        }
-        const std::string positions = field<std::string>(entry, "positions", "response");
-        const auto parsed = persona::steer_positions_from_name(positions);
-        if (!parsed) throw RequestError{400, "steering positions '" + positions + "' unknown", "steering.positions"};
-        steering.positions = *parsed;
-        if (!std::isfinite(steering.alpha)) throw RequestError{400, "steering coefficient is not finite", "steering.coefficient"};
-        out.push_back(std::move(steering));
-    }
-    return out;
-}
-
-// The generation a request asks for, checked before it reaches the engine.
-persona::GenerationRow parse_request(const json& body, bool chat, const VectorCatalog& catalog,
-                                     const persona::ModelFacts& facts, const ServeOptions& options) {
-    persona::GenerationRow row;
-    if (chat) {
-        const auto messages = body.find("messages");
-        if (messages == body.end() || !messages->is_array() || messages->empty())
-            throw RequestError{400, "'messages' must be a non-empty list", "messages"};
-        for (const json& m : *messages) {
-            if (!m.is_object() || !m.value("role", json()).is_string() || !m.value("content", json()).is_string())
-                throw RequestError{400, "each message needs a string 'role' and 'content'", "messages"};
-            row.messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-        }
-    }
-    auto& s = row.sampling;
-    s.max_new_tokens = field<int>(body, "max_tokens", field<int>(body, "max_completion_tokens", 256));
-    if (s.max_new_tokens < 0 || s.max_new_tokens > options.max_tokens)
-        throw RequestError{400, "max_tokens must be 0.." + std::to_string(options.max_tokens), "max_tokens"};
-    s.temperature = field<float>(body, "temperature", 1.0f);
-    s.top_p = field<float>(body, "top_p", 1.0f);
-    s.seed = field<std::uint64_t>(body, "seed", 0);
-    if (!(s.temperature >= 0 && s.temperature <= 2)) throw RequestError{400, "temperature must be 0..2", "temperature"};
-    if (!(s.top_p > 0 && s.top_p <= 1)) throw RequestError{400, "top_p must be in (0, 1]", "top_p"};
-    if (const auto stop = body.find("stop"); stop != body.end() && !stop->is_null()) {
-        if (stop->is_string()) s.stop_strings.push_back(stop->get<std::string>());
-        else s.stop_strings = field<std::vector<std::string>>(body, "stop", {});
-    }
-    if (field<int>(body, "n", 1) != 1) throw RequestError{400, "only n = 1 is served", "n"};
-    if (chat) {  // logprobs: true with top_logprobs 0..20
-        const bool wanted = field<bool>(body, "logprobs", false);
-        const int top = field<int>(body, "top_logprobs", 0);
-        if (top < 0 || top > 20) throw RequestError{400, "top_logprobs must be 0..20", "top_logprobs"};
-        if (top > 0 && !wanted) throw RequestError{400, "top_logprobs needs \"logprobs\": true", "top_logprobs"};
-        s.top_logprobs = wanted ? top : -1;
-    } else {  // the completions API's logprobs: the number of alternatives, 0..5
-        s.top_logprobs = field<int>(body, "logprobs", -1);
-        if (s.top_logprobs < -1 || s.top_logprobs > 5) throw RequestError{400, "logprobs must be 0..5", "logprobs"};
-    }
-    row.steering = parse_steering(body, catalog, facts);
-    return row;
-}
 
 const char* finish_reason(persona::StopReason reason) {
     return reason == persona::StopReason::MaxTokens ? "length" : "stop";
@@ -291,6 +88,8 @@ struct TokenQueue {
     bool timed_out = false;
     std::string error;
     persona::GenerationResult result;
+    std::atomic<bool> client_gone{false};  // its row leaves the batch at the next step
+    std::chrono::steady_clock::time_point deadline;
 };
 
 class Server {
@@ -300,6 +99,9 @@ public:
 
     int run() {
         http_.set_payload_max_length(options_.max_body_bytes);
+        // A connection holds a thread while it waits or streams: enough of them that every
+        // admitted request has one and a request over --max-queue still gets its 429.
+        http_.new_task_queue = [this] { return new httplib::ThreadPool(static_cast<std::size_t>(options_.max_queue) + 4); };
         http_.set_pre_routing_handler([this](const httplib::Request& request, httplib::Response& response) {
             if (options_.api_key.empty() || request.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
             const std::string header = request.get_header_value("Authorization");
@@ -395,52 +197,139 @@ private:
         return std::make_shared<Admission>(in_flight_);
     }
 
-    // Runs the row on the engine thread; on_text sees each token's text as it comes.
-    persona::JobHandle submit(persona::GenerationRow row, const std::string& prompt, std::shared_ptr<TokenQueue> queue) {
+    // A request waiting for a row in the batch.
+    struct Pending {
+        persona::GenerationRow row;
+        std::string prompt;  // completions: the raw text, encoded instead of messages
+        std::shared_ptr<TokenQueue> queue;
+    };
+
+    // Queues the request for the batch and starts the batch job when none runs.
+    void enqueue(persona::GenerationRow row, const std::string& prompt, const std::shared_ptr<TokenQueue>& queue) {
+        queue->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.request_timeout_seconds);
+        std::lock_guard lock(inbox_mutex_);
+        inbox_.push_back({std::move(row), prompt, queue});
+        if (batch_running_) return;
+        batch_running_ = true;
         persona::JobEndings endings;
-        endings.failed = [queue](const std::string& error) { finish(*queue, error); };
-        endings.cancelled = [queue] { finish(*queue, "cancelled"); };
-        const int timeout = options_.request_timeout_seconds;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
-        return engine_.submit(
-            [row = std::move(row), prompt, queue, timeout, deadline](persona::Model& model, const persona::JobContext& job) mutable {
-                const persona::CancelFn stop = [&] {
-                    if (std::chrono::steady_clock::now() < deadline) return job.cancelled && job.cancelled();
-                    std::lock_guard lock(queue->mutex);
-                    queue->timed_out = true;
-                    return true;
-                };
-                row.prompt_tokens = prompt.empty() ? model.encode_chat(row.messages, true)
-                                                   : model.tokenizer().encode(prompt, true, false);
+        endings.failed = [this](const std::string& error) { end_batch(error); };
+        endings.cancelled = [this] { end_batch("cancelled"); };
+        engine_.submit([this](persona::Model& model, const persona::JobContext& job) { run_batch(model, job); }, std::move(endings));
+    }
+
+    // The batch job: admits waiting requests while rows are free, drops the rows whose client
+    // went away or whose time ran out, and steps the rest, until nothing is left to do.
+    void run_batch(persona::Model& model, const persona::JobContext& job) {
+        persona::GenerationBatch batch(model);
+        while (true) {
+            admit_waiting(model, batch, job);
+            drop_gone(batch);
+            if (running_.empty()) {
+                std::lock_guard lock(inbox_mutex_);
+                if (inbox_.empty()) {
+                    batch_running_ = false;
+                    return;
+                }
+                continue;
+            }
+            for (auto& ended : batch.step(job.cancelled)) deliver(ended);
+        }
+    }
+
+    void admit_waiting(persona::Model& model, persona::GenerationBatch& batch, const persona::JobContext& job) {
+        while (batch.size() < static_cast<std::size_t>(options_.max_rows)) {
+            Pending next;
+            {
+                std::lock_guard lock(inbox_mutex_);
+                if (inbox_.empty()) return;
+                next = std::move(inbox_.front());
+                inbox_.pop_front();
+            }
+            const std::shared_ptr<TokenQueue> queue = next.queue;
+            try {
+                persona::GenerationRow& row = next.row;
+                row.prompt_tokens = next.prompt.empty() ? model.encode_chat(row.messages, true)
+                                                        : model.tokenizer().encode(next.prompt, true, false);
                 if (row.prompt_tokens.size() + static_cast<std::size_t>(row.sampling.max_new_tokens) >
                     static_cast<std::size_t>(model.context_length()))
                     throw persona::Error("the prompt (" + std::to_string(row.prompt_tokens.size()) +
                                          " tokens) and max_tokens exceed the context of " +
                                          std::to_string(model.context_length()) + " tokens");
-                std::vector<persona::GenerationResult> results;
-                try {
-                    results = model.generate({row},
-                        [&](const persona::TokenEvent& event) {
-                            StreamPiece piece{event.text};
-                            if (event.logprobs) piece.logprobs.push_back(logprobs_entry(model.tokenizer(), *event.logprobs));
-                            std::lock_guard lock(queue->mutex);
-                            queue->pieces.push_back(std::move(piece));
-                            queue->changed.notify_all();
-                        },
-                        nullptr, stop);
-                } catch (const persona::Cancelled&) {
+                const persona::CancelFn stop = [&] { return (job.cancelled && job.cancelled()) || gone(*queue); };
+                const persona::Tokenizer& tokenizer = model.tokenizer();
+                const int id = batch.add(row, [queue, &tokenizer](const persona::TokenEvent& event) {
+                    StreamPiece piece{event.text};
+                    if (event.logprobs) piece.logprobs.push_back(logprobs_entry(tokenizer, *event.logprobs));
                     std::lock_guard lock(queue->mutex);
-                    if (!queue->timed_out) throw;
-                }
-                if (results.empty())
-                    throw persona::Error("the request ran longer than --request-timeout (" + std::to_string(timeout) +
-                                         " s) and was stopped");
-                std::lock_guard lock(queue->mutex);
-                queue->result = std::move(results.front());
-                queue->finished = true;
-                queue->changed.notify_all();
-            },
-            std::move(endings));
+                    queue->pieces.push_back(std::move(piece));
+                    queue->changed.notify_all();
+                }, stop);
+                running_[id] = queue;
+            } catch (const persona::Cancelled&) {
+                finish(*queue, gone_reason(*queue));
+                if (job.cancelled && job.cancelled()) throw;
+            } catch (const persona::Error& e) {
+                finish(*queue, e.what());
+            }
+        }
+    }
+
+    bool gone(TokenQueue& queue) const {
+        if (queue.client_gone) return true;
+        if (std::chrono::steady_clock::now() < queue.deadline) return false;
+        std::lock_guard lock(queue.mutex);
+        queue.timed_out = true;
+        return true;
+    }
+
+    std::string gone_reason(TokenQueue& queue) const {
+        std::lock_guard lock(queue.mutex);
+        return queue.timed_out ? "the request ran longer than --request-timeout (" +
+                                     std::to_string(options_.request_timeout_seconds) + " s) and was stopped"
+                               : "cancelled";
+    }
+
+    void drop_gone(persona::GenerationBatch& batch) {
+        for (auto it = running_.begin(); it != running_.end();) {
+            if (!gone(*it->second)) {
+                ++it;
+                continue;
+            }
+            batch.remove(it->first);
+            finish(*it->second, gone_reason(*it->second));
+            it = running_.erase(it);
+        }
+        std::lock_guard lock(inbox_mutex_);
+        for (auto it = inbox_.begin(); it != inbox_.end();) {
+            if (!gone(*it->queue)) {
+                ++it;
+                continue;
+            }
+            finish(*it->queue, gone_reason(*it->queue));
+            it = inbox_.erase(it);
+        }
+    }
+
+    void deliver(persona::GenerationBatch::Ended& ended) {
+        const auto it = running_.find(ended.id);
+        if (it == running_.end()) return;
+        {
+            std::lock_guard lock(it->second->mutex);
+            it->second->result = std::move(ended.result);
+            it->second->finished = true;
+            it->second->changed.notify_all();
+        }
+        running_.erase(it);
+    }
+
+    // The batch job failed or was cancelled: every request in it or waiting for it ends so.
+    void end_batch(const std::string& error) {
+        for (auto& [id, queue] : running_) finish(*queue, error);
+        running_.clear();
+        std::lock_guard lock(inbox_mutex_);
+        for (Pending& pending : inbox_) finish(*pending.queue, error);
+        inbox_.clear();
+        batch_running_ = false;
     }
 
     static void finish(TokenQueue& queue, const std::string& error) {
@@ -459,8 +348,9 @@ private:
                  httplib::Response& response) {
         const bool with_logprobs = row.sampling.top_logprobs >= 0;
         auto queue = std::make_shared<TokenQueue>();
-        submit(std::move(row), prompt, queue).wait();
-        std::lock_guard lock(queue->mutex);
+        enqueue(std::move(row), prompt, queue);
+        std::unique_lock lock(queue->mutex);
+        queue->changed.wait(lock, [&] { return queue->finished; });
         if (!queue->error.empty()) throw RequestError{queue->timed_out ? 408 : 400, queue->error, ""};
         const auto& result = queue->result;
         json choice = {{"index", 0}, {"finish_reason", finish_reason(result.stop_reason)}};
@@ -478,10 +368,10 @@ private:
                 std::shared_ptr<Admission> admission, httplib::Response& response) {
         const bool with_logprobs = row.sampling.top_logprobs >= 0;
         auto queue = std::make_shared<TokenQueue>();
-        auto job = std::make_shared<persona::JobHandle>(submit(std::move(row), prompt, queue));
+        enqueue(std::move(row), prompt, queue);
         const json base = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
                            {"created", std::time(nullptr)}, {"model", facts_.name}};
-        response.set_chunked_content_provider("text/event-stream", [queue, job, base, chat, with_logprobs, admission, id](std::size_t, httplib::DataSink& sink) {
+        response.set_chunked_content_provider("text/event-stream", [queue, base, chat, with_logprobs, admission, id](std::size_t, httplib::DataSink& sink) {
             json unsent_logprobs = json::array();  // of tokens that completed no text yet
             std::size_t tokens = 0;
             const auto send = [&](json choice) {
@@ -508,8 +398,8 @@ private:
                     const bool sent = send(chat ? json{{"index", 0}, {"delta", {{"content", text}}}, {"finish_reason", nullptr}}
                                                 : json{{"index", 0}, {"text", text}, {"finish_reason", nullptr}});
                     lock.lock();
-                    if (!sent) {  // the client went away: its job stops at the next step
-                        job->cancel();
+                    if (!sent) {  // the client went away: its row leaves the batch at the next step
+                        queue->client_gone = true;
                         std::fprintf(stderr, "persona-cli serve: %s: the client went away after %zu tokens; generation cancelled\n",
                                      id.c_str(), tokens);
                         return false;
@@ -529,8 +419,8 @@ private:
             return true;
         },
         // A connection that closed before the provider ran (or between its calls) ends the job too.
-        [job](bool success) {
-            if (!success) job->cancel();
+        [queue](bool success) {
+            if (!success) queue->client_gone = true;
         });
     }
 
@@ -543,6 +433,10 @@ private:
     std::atomic<bool> http_stopped_{false};
     std::atomic<std::uint64_t> request_count_{0};
     std::atomic<int> in_flight_{0};
+    std::mutex inbox_mutex_;
+    std::deque<Pending> inbox_;    // requests waiting for a row
+    bool batch_running_ = false;   // the batch job is queued or running (under inbox_mutex_)
+    std::map<int, std::shared_ptr<TokenQueue>> running_;  // batch row id -> its request; engine thread only
 };
 
 int run_serve(const GlobalOptions& global, ServeOptions options) {
@@ -578,7 +472,9 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, Command& sele
     serve->add_option("--vectors", options->vector_dirs, "Serve the vector files under this folder by relative path; repeatable");
     serve->add_option("--max-body", options->max_body_bytes, "Largest request body in bytes")->capture_default_str();
     serve->add_option("--max-queue", options->max_queue, "Requests queued or generating at once; more are answered 429")
-        ->check(CLI::Range(1, 1 << 16))->capture_default_str();
+        ->check(CLI::Range(1, 1024))->capture_default_str();
+    serve->add_option("--max-rows", options->max_rows, "Requests generating together in one batch; the others wait")
+        ->check(CLI::Range(1, 64))->capture_default_str();
     serve->add_option("--request-timeout", options->request_timeout_seconds,
                       "Seconds a request may take from its arrival, waiting included; then it stops (408)")
         ->check(CLI::Range(1, 1 << 24))->capture_default_str();

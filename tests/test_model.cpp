@@ -12,21 +12,9 @@
 
 using persona::GenerationRow;
 using persona::Model;
+using persona_test::random_direction;
 
 namespace {
-
-std::vector<float> random_direction(int size, unsigned seed) {
-    std::mt19937 generator(seed);
-    std::normal_distribution<float> normal;
-    std::vector<float> v(static_cast<std::size_t>(size));
-    double norm = 0;
-    for (auto& x : v) {
-        x = normal(generator);
-        norm += double(x) * x;
-    }
-    for (auto& x : v) x = static_cast<float>(x / std::sqrt(norm));
-    return v;
-}
 
 int argmax(const float* values, int count) { return int(std::max_element(values, values + count) - values); }
 

@@ -22,7 +22,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <thread>
 
 using nlohmann::json;
 
@@ -246,6 +248,42 @@ private slots:
     // With --max-queue 1, a request that comes while another streams gets 429; a client that
     // hangs up mid-stream has its generation cancelled (the server says after how many tokens)
     // and its place freed for the next request; a request longer than --request-timeout gets 408.
+    // Continuous batching: B, steered, arrives while A streams 400 tokens and is answered
+    // within a few steps of A, not after it; B's tokens are those it gets alone.
+    void aRequestJoinsTheRunningBatch() {
+        json b = question(8);
+        b["steering"] = {{{"vector", kEvil}, {"layer", 8}, {"strength", 0.3}}};
+        const json b_alone = chat(b);
+        json a = question(400);
+        a["ignore_eos"] = true;  // exactly 400 tokens
+        a["stream"] = true;
+        httplib::Request streaming;
+        streaming.method = "POST";
+        streaming.path = "/v1/chat/completions";
+        streaming.body = a.dump();
+        streaming.set_header("Content-Type", "application/json");
+        streaming.set_header("Authorization", "Bearer " + kKey);
+        std::atomic<int> a_chunks{0};
+        std::string a_stream;
+        streaming.content_receiver = [&](const char* data, std::size_t size, std::uint64_t, std::uint64_t) {
+            a_stream.append(data, size);
+            a_chunks = int(std::count(a_stream.begin(), a_stream.end(), '\n')) / 2;  // "data: ...\n\n" per chunk
+            return true;
+        };
+        std::thread reader([&] {
+            auto c = client();
+            c.send(streaming);
+        });
+        while (a_chunks == 0) QThread::msleep(5);
+        const json b_batched = chat(b);
+        const int a_chunks_when_b_ended = a_chunks;
+        reader.join();
+        QCOMPARE(b_batched["tokens"], b_alone["tokens"]);
+        QVERIFY2(a_chunks_when_b_ended < 200, qPrintable(QString("A had sent %1 chunks when B ended").arg(a_chunks_when_b_ended)));
+        QVERIFY2(a_chunks > 400, qPrintable(QString::number(a_chunks)));  // A went on to the end: 400 tokens, the end, [DONE]
+        QVERIFY(a_stream.find("\"finish_reason\":\"length\"") != std::string::npos);
+    }
+
     void queueLimitTimeoutAndClientsThatHangUp() {
         QProcess server;
         const int port = persona_test::startServe(server, {"--max-queue", "1", "--max-tokens", "512", "--request-timeout", "1"});

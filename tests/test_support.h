@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <random>
 #include <vector>
 #include <QtTest>
 
@@ -35,6 +36,21 @@ inline QString modelPath(const char* file_name) {
 }
 
 inline QString defaultModelPath() { return modelPath(persona::kDefaultModelFile); }
+
+// A unit vector of `size` values drawn from a seeded normal distribution: a direction with no
+// meaning, to steer or probe along.
+inline std::vector<float> random_direction(int size, unsigned seed) {
+    std::mt19937 generator(seed);
+    std::normal_distribution<float> normal;
+    std::vector<float> v(static_cast<std::size_t>(size));
+    double norm = 0;
+    for (auto& x : v) {
+        x = normal(generator);
+        norm += double(x) * x;
+    }
+    for (auto& x : v) x = static_cast<float>(x / std::sqrt(norm));
+    return v;
+}
 
 // What dtype auto resolves to on this CPU: bf16 where it has native bf16 dot products (the
 // AVX512-BF16 kernels run), f32 elsewhere. An oracle written apart from the engine's own check.

@@ -5,7 +5,7 @@
 #include "model/cpu_kernels.h"
 #include "model/lora.h"
 #include "model/model_files.h"
-#include "model/sampler.h"
+#include "model/row_decoding.h"
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "persona/errors.h"
@@ -24,27 +24,6 @@ using model::KvCache;
 using model::RowLayout;
 using model::StepContext;
 using torch::indexing::Slice;
-
-namespace {
-
-
-// Length of the longest suffix of `text` that is a proper prefix of some stop string: text that
-// must be held back because the next token may complete a stop string.
-std::size_t pending_stop_prefix(const std::string& text, const std::vector<std::string>& stops) {
-    std::size_t longest = 0;
-    for (const auto& stop : stops) {
-        for (std::size_t n = std::min(stop.size() - 1, text.size()); n > longest; --n) {
-            if (text.compare(text.size() - n, n, stop, 0, n) == 0) {
-                longest = n;
-                break;
-            }
-        }
-    }
-    return longest;
-}
-
-}  // namespace
-
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
@@ -155,6 +134,20 @@ std::vector<std::int32_t> Model::encode_chat(const std::vector<ChatMessage>& mes
 
 bool Model::can_encode_chat() const { return impl_->chat.has_value(); }
 
+std::vector<std::int32_t> Model::Impl::checked_prompt(const GenerationRow& row, std::size_t r) const {
+    if (row.prompt_tokens.empty() && !chat) throw Error(chat_error);
+    std::vector<std::int32_t> prompt =
+        row.prompt_tokens.empty() ? chat->encode(*tokenizer, row.messages, row.add_generation_prompt) : row.prompt_tokens;
+    check_tokens(prompt, r);
+    if (row.sampling.max_new_tokens < 0) throw Error("row " + std::to_string(r) + ": max_new_tokens is negative");
+    const std::int64_t needed = static_cast<std::int64_t>(prompt.size()) + row.sampling.max_new_tokens;
+    if (needed > config().context)
+        throw Error("row " + std::to_string(r) + ": the prompt of " + std::to_string(prompt.size()) + " tokens plus up to " +
+                    std::to_string(row.sampling.max_new_tokens) + " new tokens exceeds the model's context of " +
+                    std::to_string(config().context) + " tokens");
+    return prompt;
+}
+
 std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& rows,
                                               const std::function<void(const TokenEvent&)>& on_token,
                                               const ProjectionProbe* probe, const CancelFn& cancelled) {
@@ -169,14 +162,7 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
     std::int64_t longest_prompt = 0, most_new = 0;
     for (std::size_t r = 0; r < rows.size(); ++r) {
         const auto& row = rows[r];
-        results[r].prompt_tokens = row.prompt_tokens.empty() ? encode_chat(row.messages, row.add_generation_prompt) : row.prompt_tokens;
-        m.check_tokens(results[r].prompt_tokens, r);
-        if (row.sampling.max_new_tokens < 0) throw Error("row " + std::to_string(r) + ": max_new_tokens is negative");
-        const std::int64_t needed = static_cast<std::int64_t>(results[r].prompt_tokens.size()) + row.sampling.max_new_tokens;
-        if (needed > c.context)
-            throw Error("row " + std::to_string(r) + ": the prompt of " + std::to_string(results[r].prompt_tokens.size()) +
-                        " tokens plus up to " + std::to_string(row.sampling.max_new_tokens) +
-                        " new tokens exceeds the model's context of " + std::to_string(c.context) + " tokens");
+        results[r].prompt_tokens = m.checked_prompt(row, r);
         steering[r] = m.resolve(row.steering, r);
         longest_prompt = std::max<std::int64_t>(longest_prompt, static_cast<std::int64_t>(results[r].prompt_tokens.size()));
         most_new = std::max<std::int64_t>(most_new, row.sampling.max_new_tokens);
@@ -212,16 +198,8 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
     }
 
     KvCache cache = m.make_cache(batch, longest_prompt + std::max<std::int64_t>(most_new, 1));
-    std::vector<model::Sampler> samplers;
-    std::vector<StreamingDecoder> decoders;
-    for (const auto& row : rows) {
-        samplers.emplace_back(row.sampling);
-        decoders.emplace_back(*m.tokenizer);
-    }
-    std::vector<bool> active(rows.size(), true);
-    std::vector<std::size_t> emitted(rows.size(), 0);
-    for (std::size_t r = 0; r < rows.size(); ++r)
-        if (rows[r].sampling.max_new_tokens == 0) active[r] = false;
+    std::vector<model::RowDecoding> decoding;
+    for (const auto& row : rows) decoding.emplace_back(row.sampling, *m.tokenizer);
 
     torch::Tensor input = torch::tensor(prompt_matrix, torch::kInt32).view({batch, longest_prompt}).to(torch::kInt64).to(m.device);
     const auto prefix_length = [&](std::size_t r) { return std::int64_t(results[r].prompt_tokens.size()) - 1; };
@@ -257,7 +235,7 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
     };
     torch::Tensor projections;  // [B, P] for the last position of each step
     for (int step = 0; step < most_new; ++step) {
-        if (std::none_of(active.begin(), active.end(), [](bool a) { return a; })) break;
+        if (std::none_of(decoding.begin(), decoding.end(), [](const model::RowDecoding& d) { return d.active(); })) break;
         check_cancelled(cancelled);
         const std::int64_t past = cache.length;
         std::vector<torch::Tensor> probed(probe_directions.defined() ? std::size_t(probe_directions.size(0)) : 0);
@@ -274,59 +252,24 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
 
         std::vector<std::int64_t> next(rows.size(), pad_token);
         for (std::size_t r = 0; r < rows.size(); ++r) {
-            if (!active[r]) continue;
-            const auto& options = rows[r].sampling;
-            const std::int32_t token = samplers[r].next(logits[static_cast<std::int64_t>(r)].data_ptr<float>(),
-                                                        static_cast<std::size_t>(c.vocabulary));
-            next[r] = token;
-            GenerationResult& result = results[r];
+            if (!decoding[r].active()) continue;
             TokenEvent event;
             event.row = static_cast<int>(r);
             event.step = step;
-            event.token = token;
             if (projections.defined()) {
                 const float* p = projections[static_cast<std::int64_t>(r)].data_ptr<float>();
                 event.projections.assign(p, p + projections.size(1));
             }
-            if (options.stop_at_eos && m.tokenizer->is_end_of_generation(token)) {
-                result.stop_reason = StopReason::EndOfSequence;
-                active[r] = false;
-                result.text += decoders[r].finish();
-            } else {
-                result.tokens.push_back(token);
-                if (options.top_logprobs >= 0)
-                    event.logprobs = model::step_logprobs(logits[static_cast<std::int64_t>(r)].data_ptr<float>(),
-                                                          static_cast<std::size_t>(c.vocabulary), token, options.top_logprobs);
-                result.text += decoders[r].push(token);
-                if (static_cast<int>(result.tokens.size()) >= options.max_new_tokens) {
-                    result.text += decoders[r].finish();
-                    active[r] = false;
-                    result.stop_reason = StopReason::MaxTokens;
-                }
-            }
-            // Stop strings may span tokens: hold back text that could still become one.
-            std::size_t safe = result.text.size();
-            for (const auto& stop : options.stop_strings) {
-                const auto at = stop.empty() ? std::string::npos : result.text.find(stop, emitted[r] > stop.size() ? emitted[r] - stop.size() : 0);
-                if (at != std::string::npos) {
-                    result.text.resize(at);
-                    result.stop_reason = StopReason::StopString;
-                    active[r] = false;
-                    safe = at;
-                }
-            }
-            if (active[r]) safe = result.text.size() - pending_stop_prefix(result.text, options.stop_strings);
-            if (safe > emitted[r]) {
-                event.text = result.text.substr(emitted[r], safe - emitted[r]);
-                emitted[r] = safe;
-            }
-            if (!active[r] && emitted[r] < result.text.size()) {
-                event.text += result.text.substr(emitted[r]);
-                emitted[r] = result.text.size();
-            }
+            decoding[r].advance(logits[static_cast<std::int64_t>(r)].data_ptr<float>(), static_cast<std::size_t>(c.vocabulary), event);
+            next[r] = event.token;
             if (on_token) on_token(event);
         }
         input = torch::tensor(next, torch::kInt64).view({batch, 1}).to(m.device);
+    }
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        results[r].tokens = std::move(decoding[r].result.tokens);
+        results[r].text = std::move(decoding[r].result.text);
+        results[r].stop_reason = decoding[r].result.stop_reason;
     }
     return results;
 }

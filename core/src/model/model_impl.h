@@ -201,6 +201,10 @@ struct Model::Impl {
             .to(device);
     }
 
+    // Row r's prompt tokens (its messages through the chat template, or its own tokens), checked:
+    // every id in the vocabulary, and room in the context for max_new_tokens more.
+    std::vector<std::int32_t> checked_prompt(const GenerationRow& row, std::size_t r) const;
+
     void check_tokens(const std::vector<std::int32_t>& tokens, std::size_t row) const {
         if (tokens.empty()) throw Error("row " + std::to_string(row) + ": the prompt is empty");
         for (auto t : tokens)
