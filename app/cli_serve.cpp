@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace persona_cli {
 
@@ -76,6 +77,8 @@ json completion_logprobs(const json& entries) {
 // Text complete enough to send, and the logprobs entries of the tokens that made it.
 struct StreamPiece {
     std::string text;
+    std::int32_t token = 0;
+    std::vector<float> projections;  // on the request's probe directions
     json logprobs = json::array();
 };
 
@@ -121,7 +124,8 @@ public:
         http_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& response) {
             reply(response, 200, {{"object", "list"},
                                   {"data", {{{"id", facts_.name}, {"object", "model"}, {"owned_by", "persona-workbench"},
-                                             {"layers", facts_.layers}, {"hidden_size", facts_.hidden_size}}}}});
+                                             {"layers", facts_.layers}, {"hidden_size", facts_.hidden_size},
+                                             {"persona_facts", to_json(facts_)}}}}});
         });
         http_.Get("/v1/vectors", [this](const httplib::Request&, httplib::Response& response) {
             reply(response, 200, {{"object", "list"}, {"data", catalog_.list()}});
@@ -162,7 +166,7 @@ private:
         try {
             const json body = json::parse(request.body, nullptr, /*allow_exceptions=*/true);
             if (!body.is_object()) throw RequestError{400, "the body must be a JSON object", ""};
-            persona::GenerationRow row = parse_request(body, chat, catalog_, facts_, options_);
+            ParsedRequest parsed = parse_request(body, chat, catalog_, facts_, options_);
             std::string prompt;
             if (!chat) {
                 prompt = field<std::string>(body, "prompt", "");
@@ -170,8 +174,8 @@ private:
             }
             const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(++request_count_);
             auto admission = admit();
-            if (field<bool>(body, "stream", false)) stream(std::move(row), prompt, id, chat, std::move(admission), response);
-            else respond(std::move(row), prompt, id, chat, response);
+            if (field<bool>(body, "stream", false)) stream(std::move(parsed), prompt, id, chat, std::move(admission), response);
+            else respond(std::move(parsed), prompt, id, chat, response);
         } catch (const RequestError& e) {
             reply(response, e.status, error_body(e));
         } catch (const json::exception& e) {
@@ -199,16 +203,16 @@ private:
 
     // A request waiting for a row in the batch.
     struct Pending {
-        persona::GenerationRow row;
+        ParsedRequest request;
         std::string prompt;  // completions: the raw text, encoded instead of messages
         std::shared_ptr<TokenQueue> queue;
     };
 
     // Queues the request for the batch and starts the batch job when none runs.
-    void enqueue(persona::GenerationRow row, const std::string& prompt, const std::shared_ptr<TokenQueue>& queue) {
+    void enqueue(ParsedRequest request, const std::string& prompt, const std::shared_ptr<TokenQueue>& queue) {
         queue->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.request_timeout_seconds);
         std::lock_guard lock(inbox_mutex_);
-        inbox_.push_back({std::move(row), prompt, queue});
+        inbox_.push_back({std::move(request), prompt, queue});
         if (batch_running_) return;
         batch_running_ = true;
         persona::JobEndings endings;
@@ -247,7 +251,8 @@ private:
             }
             const std::shared_ptr<TokenQueue> queue = next.queue;
             try {
-                persona::GenerationRow& row = next.row;
+                persona::GenerationRow& row = next.request.row;
+                const persona::ProjectionProbe& probe = next.request.probe;
                 row.prompt_tokens = next.prompt.empty() ? model.encode_chat(row.messages, true)
                                                         : model.tokenizer().encode(next.prompt, true, false);
                 if (row.prompt_tokens.size() + static_cast<std::size_t>(row.sampling.max_new_tokens) >
@@ -258,12 +263,12 @@ private:
                 const persona::CancelFn stop = [&] { return (job.cancelled && job.cancelled()) || gone(*queue); };
                 const persona::Tokenizer& tokenizer = model.tokenizer();
                 const int id = batch.add(row, [queue, &tokenizer](const persona::TokenEvent& event) {
-                    StreamPiece piece{event.text};
+                    StreamPiece piece{event.text, event.token, event.projections};
                     if (event.logprobs) piece.logprobs.push_back(logprobs_entry(tokenizer, *event.logprobs));
                     std::lock_guard lock(queue->mutex);
                     queue->pieces.push_back(std::move(piece));
                     queue->changed.notify_all();
-                }, stop);
+                }, stop, probe.layers.empty() ? nullptr : &probe);
                 running_[id] = queue;
             } catch (const persona::Cancelled&) {
                 finish(*queue, gone_reason(*queue));
@@ -344,11 +349,12 @@ private:
                 {"total_tokens", result.prompt_tokens.size() + result.tokens.size()}};
     }
 
-    void respond(persona::GenerationRow row, const std::string& prompt, const std::string& id, bool chat,
+    void respond(ParsedRequest request, const std::string& prompt, const std::string& id, bool chat,
                  httplib::Response& response) {
-        const bool with_logprobs = row.sampling.top_logprobs >= 0;
+        const bool with_logprobs = request.row.sampling.top_logprobs >= 0;
+        const bool with_projections = !request.probe.layers.empty();
         auto queue = std::make_shared<TokenQueue>();
-        enqueue(std::move(row), prompt, queue);
+        enqueue(std::move(request), prompt, queue);
         std::unique_lock lock(queue->mutex);
         queue->changed.wait(lock, [&] { return queue->finished; });
         if (!queue->error.empty()) throw RequestError{queue->timed_out ? 408 : 400, queue->error, ""};
@@ -359,20 +365,31 @@ private:
         json logprobs = json::array();
         for (const StreamPiece& piece : queue->pieces) logprobs.insert(logprobs.end(), piece.logprobs.begin(), piece.logprobs.end());
         choice["logprobs"] = !with_logprobs ? json() : chat ? json{{"content", logprobs}} : completion_logprobs(logprobs);
-        reply(response, 200, {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", std::time(nullptr)},
-                              {"model", facts_.name}, {"choices", {choice}}, {"usage", usage(result)}, {"tokens", result.tokens}});
+        json answer = {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", std::time(nullptr)},
+                       {"model", facts_.name}, {"choices", {choice}}, {"usage", usage(result)}, {"tokens", result.tokens}};
+        if (with_projections) {  // one per token of `tokens`
+            answer["projections"] = json::array();
+            for (std::size_t t = 0; t < result.tokens.size() && t < queue->pieces.size(); ++t)
+                answer["projections"].push_back(queue->pieces[t].projections);
+        }
+        reply(response, 200, answer);
     }
 
     // The admission is released when the stream ends, however it ends.
-    void stream(persona::GenerationRow row, const std::string& prompt, const std::string& id, bool chat,
+    void stream(ParsedRequest request, const std::string& prompt, const std::string& id, bool chat,
                 std::shared_ptr<Admission> admission, httplib::Response& response) {
-        const bool with_logprobs = row.sampling.top_logprobs >= 0;
+        const bool with_logprobs = request.row.sampling.top_logprobs >= 0;
+        const bool with_projections = !request.probe.layers.empty();
         auto queue = std::make_shared<TokenQueue>();
-        enqueue(std::move(row), prompt, queue);
+        enqueue(std::move(request), prompt, queue);
         const json base = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
                            {"created", std::time(nullptr)}, {"model", facts_.name}};
-        response.set_chunked_content_provider("text/event-stream", [queue, base, chat, with_logprobs, admission, id](std::size_t, httplib::DataSink& sink) {
-            json unsent_logprobs = json::array();  // of tokens that completed no text yet
+        response.set_chunked_content_provider("text/event-stream", [queue, base, chat, with_logprobs, with_projections, admission, id](std::size_t, httplib::DataSink& sink) {
+            // Of the tokens that completed no text yet: each chunk lists the tokens whose text it
+            // carries (the end-of-sequence token in the last one).
+            json unsent_logprobs = json::array();
+            json unsent_tokens = json::array();
+            json unsent_projections = json::array();
             std::size_t tokens = 0;
             const auto send = [&](json choice) {
                 if (with_logprobs) {
@@ -381,6 +398,8 @@ private:
                 }
                 json chunk = base;
                 chunk["choices"] = {choice};
+                chunk["tokens"] = std::exchange(unsent_tokens, json::array());
+                if (with_projections) chunk["projections"] = std::exchange(unsent_projections, json::array());
                 const std::string line = "data: " + text_of(chunk) + "\n\n";
                 return sink.write(line.data(), line.size());
             };
@@ -392,6 +411,8 @@ private:
                     queue->pieces.pop_front();
                     ++tokens;
                     for (json& entry : piece.logprobs) unsent_logprobs.push_back(std::move(entry));
+                    unsent_tokens.push_back(piece.token);
+                    if (with_projections) unsent_projections.push_back(piece.projections);
                     if (piece.text.empty()) continue;
                     const std::string& text = piece.text;
                     lock.unlock();
@@ -411,6 +432,7 @@ private:
             if (chat) last["delta"] = json::object();
             else last["text"] = "";
             if (!queue->error.empty()) last["error"] = queue->error;
+            else last["stop_reason"] = persona::stop_reason_name(queue->result.stop_reason);  // finer than finish_reason
             lock.unlock();
             send(last);
             const std::string done = "data: [DONE]\n\n";

@@ -68,10 +68,53 @@ std::vector<persona::Steering> parse_steering(const json& body, const VectorCata
         const auto parsed = persona::steer_positions_from_name(positions);
         if (!parsed) throw RequestError{400, "steering positions '" + positions + "' unknown", "steering.positions"};
         steering.positions = *parsed;
+        steering.preserve_norm = field<bool>(entry, "preserve_norm", false);
         if (!std::isfinite(steering.alpha)) throw RequestError{400, "steering coefficient is not finite", "steering.coefficient"};
         out.push_back(std::move(steering));
     }
     return out;
+}
+
+// "probe": {"vector": NAME, "layers": [...]} (a served vector's rows; all layers when omitted)
+// or {"layers": [...], "directions": [[...], ...]} (one inline direction per layer).
+persona::ProjectionProbe parse_probe(const json& body, const VectorCatalog& catalog, const persona::ModelFacts& facts) {
+    persona::ProjectionProbe probe;
+    const auto it = body.find("probe");
+    if (it == body.end() || it->is_null()) return probe;
+    if (!it->is_object()) throw RequestError{400, "'probe' must be an object", "probe"};
+    const json& spec = *it;
+    if (spec.contains("layers")) probe.layers = field<std::vector<int>>(spec, "layers", {});
+    for (const int layer : probe.layers)
+        if (layer < 0 || layer > facts.layers)
+            throw RequestError{400, "probe layers must be 0.." + std::to_string(facts.layers), "probe.layers"};
+    const json& vector = spec.value("vector", json());
+    if (vector.is_string()) {
+        const persona::PersonaVector found = catalog.find(vector.get<std::string>());
+        if (found.hidden_size != facts.hidden_size || found.layer_count != facts.layers + 1)
+            throw RequestError{400, "vector '" + vector.get<std::string>() + "' does not fit the served model", "probe.vector"};
+        if (!spec.contains("layers"))
+            for (int layer = 0; layer <= facts.layers; ++layer) probe.layers.push_back(layer);
+        for (const int layer : probe.layers) {
+            const persona::LayerView row = found.layer(layer);
+            probe.directions.emplace_back(row.begin(), row.end());
+        }
+        return probe;
+    }
+    const auto directions = spec.find("directions");
+    if (directions == spec.end() || !directions->is_array() || directions->size() != probe.layers.size())
+        throw RequestError{400, "'probe' needs a served 'vector' or one entry of 'directions' per layer", "probe.directions"};
+    for (const json& direction : *directions) {
+        if (!direction.is_array() || direction.size() != static_cast<std::size_t>(facts.hidden_size))
+            throw RequestError{400, "each probe direction lists " + std::to_string(facts.hidden_size) + " numbers",
+                               "probe.directions"};
+        std::vector<float> values;
+        for (const json& value : direction) {
+            if (!value.is_number()) throw RequestError{400, "a probe direction holds only numbers", "probe.directions"};
+            values.push_back(value.get<float>());
+        }
+        probe.directions.push_back(std::move(values));
+    }
+    return probe;
 }
 
 }  // namespace
@@ -140,9 +183,10 @@ json VectorCatalog::list() const {
     return out;
 }
 
-persona::GenerationRow parse_request(const json& body, bool chat, const VectorCatalog& catalog,
-                                     const persona::ModelFacts& facts, const ServeOptions& options) {
-    persona::GenerationRow row;
+ParsedRequest parse_request(const json& body, bool chat, const VectorCatalog& catalog, const persona::ModelFacts& facts,
+                            const ServeOptions& options) {
+    ParsedRequest parsed;
+    persona::GenerationRow& row = parsed.row;
     if (chat) {
         const auto messages = body.find("messages");
         if (messages == body.end() || !messages->is_array() || messages->empty())
@@ -163,6 +207,8 @@ persona::GenerationRow parse_request(const json& body, bool chat, const VectorCa
     s.stop_at_eos = !field<bool>(body, "ignore_eos", false);  // vLLM's extension: exactly max_tokens tokens
     if (!(s.temperature >= 0 && s.temperature <= 2)) throw RequestError{400, "temperature must be 0..2", "temperature"};
     if (!(s.top_p > 0 && s.top_p <= 1)) throw RequestError{400, "top_p must be in (0, 1]", "top_p"};
+    s.top_k = field<int>(body, "top_k", 0);  // vLLM's extension; 0: no cut
+    if (s.top_k < 0) throw RequestError{400, "top_k must be 0 or more", "top_k"};
     if (const auto stop = body.find("stop"); stop != body.end() && !stop->is_null()) {
         if (stop->is_string()) s.stop_strings.push_back(stop->get<std::string>());
         else s.stop_strings = field<std::vector<std::string>>(body, "stop", {});
@@ -179,7 +225,8 @@ persona::GenerationRow parse_request(const json& body, bool chat, const VectorCa
         if (s.top_logprobs < -1 || s.top_logprobs > 5) throw RequestError{400, "logprobs must be 0..5", "logprobs"};
     }
     row.steering = parse_steering(body, catalog, facts);
-    return row;
+    parsed.probe = parse_probe(body, catalog, facts);
+    return parsed;
 }
 
 }  // namespace persona_cli

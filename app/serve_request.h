@@ -68,8 +68,13 @@ T field(const nlohmann::json& body, const char* name, T fallback) {
     }
 }
 
-// The generation a request asks for, checked before it reaches the engine.
-persona::GenerationRow parse_request(const nlohmann::json& body, bool chat, const VectorCatalog& catalog,
-                                     const persona::ModelFacts& facts, const ServeOptions& options);
+// The generation a request asks for, checked before it reaches the engine, and the directions
+// its tokens are projected on (the extension field `probe`; empty: none).
+struct ParsedRequest {
+    persona::GenerationRow row;
+    persona::ProjectionProbe probe;
+};
+ParsedRequest parse_request(const nlohmann::json& body, bool chat, const VectorCatalog& catalog,
+                            const persona::ModelFacts& facts, const ServeOptions& options);
 
 }  // namespace persona_cli

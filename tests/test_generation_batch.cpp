@@ -7,6 +7,8 @@
 #include "persona/model.h"
 #include "test_support.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 
 using persona::GenerationBatch;
@@ -109,6 +111,39 @@ private slots:
         GenerationRow b_plain = b;
         b_plain.steering.clear();
         QVERIFY2(model_->generate({b_plain}).front().tokens != got.ended[idb].tokens, "B's steering changed nothing");
+    }
+
+    // The heat maps' numbers: a probed row's projections in a batch are those generate gives.
+    void probedRowsGiveGeneratesProjections() {
+        persona::ProjectionProbe probe;
+        for (int layer : {0, 8, 15, 30}) {
+            probe.layers.push_back(layer);
+            probe.directions.push_back(persona_test::random_direction(model_->hidden_size(), 100 + unsigned(layer)));
+        }
+        GenerationRow a = row("Describe the sea in one sentence.", 10);
+        a.sampling.stop_at_eos = false;
+        a.steering = {steering(persona::SteerOperation::Add, 6.0f, 5)};
+        std::vector<std::vector<float>> alone;
+        model_->generate({a}, [&](const persona::TokenEvent& event) { alone.push_back(event.projections); }, &probe);
+
+        GenerationBatch batch(*model_);
+        Collected got;
+        std::vector<std::vector<float>> batched;
+        batch.add(row("Name three colours.", 12), collect(got));
+        take(got, batch.step());
+        batch.add(a, [&](const persona::TokenEvent& event) { batched.push_back(event.projections); }, {}, &probe);
+        drain(batch, got);
+        QCOMPARE(batched.size(), alone.size());
+        double largest = 0, scale = 0;
+        for (std::size_t t = 0; t < alone.size(); ++t) {
+            QCOMPARE(batched[t].size(), probe.layers.size());
+            for (std::size_t i = 0; i < alone[t].size(); ++i) {
+                largest = std::max(largest, double(std::abs(batched[t][i] - alone[t][i])));
+                scale = std::max(scale, double(std::abs(alone[t][i])));
+            }
+        }
+        QVERIFY2(scale > 0.1, "the probe saw nothing");
+        QVERIFY2(largest <= 1e-4 * scale, qPrintable(QString("largest difference %1 of %2").arg(largest).arg(scale)));
     }
 
     void aRemovedRowLeavesTheOthersAsTheyWere() {

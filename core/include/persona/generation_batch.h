@@ -28,7 +28,10 @@ public:
     // (events carry it as TokenEvent::row). A bad row (prompt over the context, a steering vector
     // of the wrong size) throws persona::Error and leaves the batch as it was; `cancelled` stops
     // this prefill only.
-    int add(const GenerationRow& row, TokenFn on_token, const CancelFn& cancelled = {});
+    // With a probe, every event carries the token's projections on its directions, as
+    // Model::generate's do.
+    int add(const GenerationRow& row, TokenFn on_token, const CancelFn& cancelled = {},
+            const ProjectionProbe* probe = nullptr);
 
     struct Ended {
         int id = 0;

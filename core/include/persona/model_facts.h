@@ -57,6 +57,9 @@ ModelFacts read_model_facts(const GgufFile& file);
 ModelFacts inspect_model(const std::string& path);
 
 nlohmann::json to_json(const ModelFacts& facts);
+// The facts to_json wrote (a served model's, from GET /v1/models); absent fields keep their
+// defaults, unknown ones are ignored. Throws Error naming `source` for a field of the wrong type.
+ModelFacts model_facts_from_json(const nlohmann::json& json, const std::string& source);
 
 // "1.2 GB", "135.0 M" style figures for people.
 std::string human_bytes(std::uint64_t bytes);

@@ -23,6 +23,7 @@ struct GenerationBatch::Impl {
         int id = 0;
         std::unique_ptr<model::RowDecoding> decoding;
         std::vector<Model::Impl::ResolvedSteering> steering;
+        Model::Impl::ResolvedProbe probe;
         TokenFn on_token;
         std::int64_t prompt = 0;      // prompt tokens
         std::int64_t filled = 0;      // its entries in the cache: the prompt and the tokens fed back so far
@@ -108,6 +109,29 @@ struct GenerationBatch::Impl {
         relayout(std::move(kept), sources);
     }
 
+    // A forward step's hook for every row: its steering, then its probe's projections of the
+    // step's last position, into projections[r] (in the probe's order).
+    auto between(std::vector<Row*> batch_rows, std::vector<RowLayout> layout, std::int64_t past,
+                 std::vector<std::vector<torch::Tensor>>& projections) const {
+        return [this, batch_rows = std::move(batch_rows), layout = std::move(layout), past, &projections](int layer, torch::Tensor& h) {
+            for (std::size_t r = 0; r < batch_rows.size(); ++r) {
+                const Row& row = *batch_rows[r];
+                torch::Tensor mine = h.narrow(0, std::int64_t(r), 1);
+                const std::vector<std::vector<Model::Impl::ResolvedSteering>> steering{row.steering};
+                const std::vector<RowLayout> own_layout{layout[r]};
+                m.apply_steering(mine, layer, steering, own_layout, past);
+                for (int slot : row.probe.slots[std::size_t(layer)])
+                    projections[r][std::size_t(slot)] = torch::matmul(mine.select(1, h.size(1) - 1), row.probe.directions[slot]);
+            }
+        };
+    }
+
+    static std::vector<float> projections_of(const std::vector<torch::Tensor>& probed) {
+        if (probed.empty()) return {};
+        const torch::Tensor values = torch::stack(probed, 1).to(torch::kCPU).contiguous();  // [1, P]
+        return std::vector<float>(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
+    }
+
     void finish(Row& row) { ended.push_back({row.id, std::move(row.decoding->result)}); }
 };
 
@@ -117,7 +141,8 @@ GenerationBatch::~GenerationBatch() = default;
 std::size_t GenerationBatch::size() const { return impl_->rows.size(); }
 std::size_t GenerationBatch::ended_waiting() const { return impl_->ended.size(); }
 
-int GenerationBatch::add(const GenerationRow& request, TokenFn on_token, const CancelFn& cancelled) {
+int GenerationBatch::add(const GenerationRow& request, TokenFn on_token, const CancelFn& cancelled,
+                         const ProjectionProbe* probe) {
     torch::InferenceMode inference;
     Impl& b = *impl_;
     Model::Impl& m = b.m;
@@ -127,6 +152,7 @@ int GenerationBatch::add(const GenerationRow& request, TokenFn on_token, const C
     row.decoding = std::make_unique<model::RowDecoding>(request.sampling, *m.tokenizer);
     row.decoding->result.prompt_tokens = m.checked_prompt(request, std::size_t(id));
     row.steering = m.resolve(request.steering, std::size_t(id));
+    row.probe = m.resolve_probe(probe);
     row.on_token = std::move(on_token);
     row.max_new_tokens = request.sampling.max_new_tokens;
     ++b.next_id;
@@ -139,13 +165,13 @@ int GenerationBatch::add(const GenerationRow& request, TokenFn on_token, const C
     // The same prefill Model::generate runs for a row alone.
     KvCache solo = m.make_cache(1, row.prompt + row.max_new_tokens);
     const std::vector<RowLayout> layout{{0, row.prompt}};
-    const std::vector<std::vector<Model::Impl::ResolvedSteering>> steering{row.steering};
-    const torch::Tensor hidden = m.forward(m.single_row(prompt), layout, 0, &solo,
-        [&](int layer, torch::Tensor& h) { m.apply_steering(h, layer, steering, layout, 0); }, cancelled);
+    std::vector<std::vector<torch::Tensor>> projections{std::vector<torch::Tensor>(row.probe.count())};
+    const torch::Tensor hidden = m.forward(m.single_row(prompt), layout, 0, &solo, b.between({&row}, layout, 0, projections), cancelled);
     const torch::Tensor logits = m.net->logits(hidden.narrow(1, row.prompt - 1, 1)).squeeze(1).to(torch::kCPU).contiguous();
     TokenEvent event;
     event.row = id;
     event.step = 0;
+    event.projections = Impl::projections_of(projections[0]);
     row.decoding->advance(logits[0].data_ptr<float>(), static_cast<std::size_t>(m.config().vocabulary), event);
     if (row.on_token) row.on_token(event);
     if (!row.decoding->active()) {
@@ -170,15 +196,17 @@ std::vector<GenerationBatch::Ended> GenerationBatch::step(const CancelFn& cancel
         check_cancelled(cancelled);
         const std::int64_t batch = static_cast<std::int64_t>(b.rows.size());
         std::vector<std::int64_t> input;
-        std::vector<std::vector<Model::Impl::ResolvedSteering>> steering;
-        for (const Impl::Row& row : b.rows) {
+        std::vector<Impl::Row*> rows;
+        std::vector<std::vector<torch::Tensor>> projections;
+        for (Impl::Row& row : b.rows) {
             input.push_back(row.next_input);
-            steering.push_back(row.steering);
+            rows.push_back(&row);
+            projections.emplace_back(row.probe.count());
         }
         const std::vector<RowLayout> layout = b.layout();
         const std::int64_t past = b.cache.length;
         const torch::Tensor hidden = m.forward(torch::tensor(input, torch::kInt64).view({batch, 1}).to(m.device), layout, past,
-            &b.cache, [&](int layer, torch::Tensor& h) { m.apply_steering(h, layer, steering, layout, past); }, cancelled);
+                                               &b.cache, b.between(rows, layout, past, projections), cancelled);
         const torch::Tensor logits = m.net->logits(hidden).squeeze(1).to(torch::kCPU).contiguous();
         bool any_ended = false;
         for (std::int64_t r = 0; r < batch; ++r) {
@@ -187,6 +215,7 @@ std::vector<GenerationBatch::Ended> GenerationBatch::step(const CancelFn& cancel
             TokenEvent event;
             event.row = row.id;
             event.step = row.next_step++;
+            event.projections = Impl::projections_of(projections[std::size_t(r)]);
             row.decoding->advance(logits[r].data_ptr<float>(), static_cast<std::size_t>(m.config().vocabulary), event);
             row.next_input = event.token;
             if (row.on_token) row.on_token(event);

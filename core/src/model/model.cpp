@@ -168,23 +168,7 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
         most_new = std::max<std::int64_t>(most_new, row.sampling.max_new_tokens);
     }
 
-    // Probe directions as unit vectors [P, H].
-    torch::Tensor probe_directions;
-    // The probe's own order is the order of the projections it gets back, whatever the layers.
-    std::vector<std::vector<int>> probe_slots(static_cast<std::size_t>(c.layers + 1));
-    if (probe && !probe->layers.empty()) {
-        if (probe->directions.size() != probe->layers.size()) throw Error("probe: one direction is needed per layer");
-        std::vector<torch::Tensor> units;
-        for (std::size_t i = 0; i < probe->layers.size(); ++i) {
-            const int layer = probe->layers[i];
-            if (layer < 0 || layer > c.layers) throw Error("probe layer " + std::to_string(layer) + " is outside the model");
-            if (static_cast<int>(probe->directions[i].size()) != c.hidden) throw Error("probe direction has the wrong size");
-            torch::Tensor v = torch::tensor(probe->directions[i], torch::kFloat32);
-            units.push_back(v / v.norm().clamp_min(1e-12));
-            probe_slots[static_cast<std::size_t>(layer)].push_back(static_cast<int>(i));
-        }
-        probe_directions = torch::stack(units).to(m.device);
-    }
+    const Impl::ResolvedProbe probed_layers = m.resolve_probe(probe);
 
     // Left padding lines every prompt's last token up at the same slot.
     const std::int32_t pad_token = m.tokenizer->eos_id().value_or(0);
@@ -238,12 +222,12 @@ std::vector<GenerationResult> Model::generate(const std::vector<GenerationRow>& 
         if (std::none_of(decoding.begin(), decoding.end(), [](const model::RowDecoding& d) { return d.active(); })) break;
         check_cancelled(cancelled);
         const std::int64_t past = cache.length;
-        std::vector<torch::Tensor> probed(probe_directions.defined() ? std::size_t(probe_directions.size(0)) : 0);
+        std::vector<torch::Tensor> probed(probed_layers.count());
         const torch::Tensor hidden = m.forward(input, layout, past, &cache,
             [&](int layer, torch::Tensor& h) {
                 m.apply_steering(h, layer, steering, layout, past);
-                for (int slot : probe_slots[static_cast<std::size_t>(layer)])
-                    probed[std::size_t(slot)] = torch::matmul(h.select(1, h.size(1) - 1), probe_directions[slot]);
+                for (int slot : probed_layers.slots[static_cast<std::size_t>(layer)])
+                    probed[std::size_t(slot)] = torch::matmul(h.select(1, h.size(1) - 1), probed_layers.directions[slot]);
             },
             cancelled);
         if (step == 0 && !reusing) keep_prefix();

@@ -112,6 +112,41 @@ nlohmann::json to_json(const ModelFacts& f) {
     };
 }
 
+ModelFacts model_facts_from_json(const nlohmann::json& j, const std::string& source) {
+    if (!j.is_object()) throw Error(source + ": the model's facts are not a JSON object");
+    try {
+        ModelFacts f;
+        f.path = j.value("path", f.path);
+        f.name = j.value("name", f.name);
+        f.architecture = j.value("architecture", f.architecture);
+        f.layers = j.value("layers", f.layers);
+        f.hidden_size = j.value("hidden_size", f.hidden_size);
+        f.feed_forward_size = j.value("feed_forward_size", f.feed_forward_size);
+        f.attention_heads = j.value("attention_heads", f.attention_heads);
+        f.kv_heads = j.value("kv_heads", f.kv_heads);
+        f.head_dim = j.value("head_dim", f.head_dim);
+        f.vocabulary_size = j.value("vocabulary_size", f.vocabulary_size);
+        f.context_length = j.value("context_length", f.context_length);
+        f.parameters = j.value("parameters", f.parameters);
+        f.file_bytes = j.value("file_bytes", f.file_bytes);
+        f.fingerprint = j.value("fingerprint", f.fingerprint);
+        f.adapter = j.value("adapter", f.adapter);
+        f.file_type = j.value("file_type", f.file_type);
+        f.tensor_types = j.value("tensor_types", f.tensor_types);
+        f.tokenizer_model = j.value("tokenizer_model", f.tokenizer_model);
+        f.has_chat_template = j.value("has_chat_template", f.has_chat_template);
+        f.chat_format = j.value("chat_format", f.chat_format);
+        f.device = j.value("device", f.device);
+        f.dtype = j.value("dtype", f.dtype);
+        f.weight_bytes = j.value("weight_bytes", f.weight_bytes);
+        f.process_rss_bytes = j.value("process_rss_bytes", f.process_rss_bytes);
+        f.typical_residual_norms = j.value("typical_residual_norms", f.typical_residual_norms);
+        return f;
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(source + ": the model's facts have a field of the wrong type (" + e.what() + ")");
+    }
+}
+
 std::string human_bytes(std::uint64_t bytes) {
     const char* units[] = {"B", "KB", "MB", "GB", "TB"};
     double value = static_cast<double>(bytes);

@@ -83,6 +83,31 @@ struct Model::Impl {
         return out;
     }
 
+    // A probe's directions as unit vectors [P, H] on the device, and which of them each layer
+    // 0..L is projected on (the probe's own order is the order of the projections handed back).
+    struct ResolvedProbe {
+        torch::Tensor directions;  // undefined: no probe
+        std::vector<std::vector<int>> slots;
+        std::size_t count() const { return directions.defined() ? std::size_t(directions.size(0)) : 0; }
+    };
+    ResolvedProbe resolve_probe(const ProjectionProbe* probe) const {
+        ResolvedProbe out;
+        out.slots.resize(static_cast<std::size_t>(config().layers + 1));
+        if (!probe || probe->layers.empty()) return out;
+        if (probe->directions.size() != probe->layers.size()) throw Error("probe: one direction is needed per layer");
+        std::vector<torch::Tensor> units;
+        for (std::size_t i = 0; i < probe->layers.size(); ++i) {
+            const int layer = probe->layers[i];
+            if (layer < 0 || layer > config().layers) throw Error("probe layer " + std::to_string(layer) + " is outside the model");
+            if (static_cast<int>(probe->directions[i].size()) != config().hidden) throw Error("probe direction has the wrong size");
+            torch::Tensor v = torch::tensor(probe->directions[i], torch::kFloat32);
+            units.push_back(v / v.norm().clamp_min(1e-12));
+            out.slots[static_cast<std::size_t>(layer)].push_back(static_cast<int>(i));
+        }
+        out.directions = torch::stack(units).to(device);
+        return out;
+    }
+
     // Position masks of one row for one step: which of the step's T slots a steering spec
     // touches. Slots are absolute: past + t.
     torch::Tensor position_mask(SteerPositions positions, const RowLayout& row, std::int64_t past, std::int64_t steps) const {
