@@ -56,6 +56,7 @@ ModelPanel::ModelPanel(EngineClient* engine, QWidget* parent) : QWidget(parent),
     left->addStretch(1);
     auto* right = new QVBoxLayout;
     right->addWidget(buildOpenBox());
+    right->addWidget(buildServerBox());
     right->addWidget(buildRecentBox(), 1);
     columns->addLayout(left, 3);
     columns->addLayout(right, 2);
@@ -142,6 +143,41 @@ QWidget* ModelPanel::buildOpenBox() {
     connect(reload_, &QPushButton::clicked, this, &ModelPanel::reloadModel);
     connect(cancel_, &QPushButton::clicked, engine_, &EngineClient::cancelLoad);
     return box;
+}
+
+QWidget* ModelPanel::buildServerBox() {
+    auto* box = new QGroupBox(tr("Served model"), this);
+    box->setToolTip(tr("A model that persona-cli serve serves on this or another machine (a GPU box, say): the "
+                       "Steering tab's pairs, sweeps and heat maps generate there. The other tabs need a local model."));
+    auto* form = new QFormLayout(box);
+    serverUrl_ = new QLineEdit(QSettings().value(kServerUrlKey).toString(), box);
+    serverUrl_->setObjectName("server_url");
+    serverUrl_->setPlaceholderText(QStringLiteral("http://127.0.0.1:8080"));
+    serverKey_ = new QLineEdit(box);
+    serverKey_->setObjectName("server_key");
+    serverKey_->setEchoMode(QLineEdit::Password);
+    serverKey_->setPlaceholderText(tr("none"));
+    serverKey_->setToolTip(tr("The server's --api-key; kept in memory only, never saved"));
+    connectServer_ = new QPushButton(tr("Connect"), box);
+    connectServer_->setObjectName("connect_server");
+    auto* keyRow = new QHBoxLayout;
+    keyRow->addWidget(serverKey_, 1);
+    keyRow->addWidget(connectServer_);
+    form->addRow(tr("Address:"), serverUrl_);
+    form->addRow(tr("API key:"), keyRow);
+    connect(connectServer_, &QPushButton::clicked, this, &ModelPanel::connectServer);
+    connect(serverUrl_, &QLineEdit::returnPressed, this, &ModelPanel::connectServer);
+    return box;
+}
+
+void ModelPanel::connectServer() {
+    const QString url = serverUrl_->text().trimmed();
+    if (url.isEmpty()) {
+        showMessage(tr("Type the address persona-cli serve printed, e.g. http://127.0.0.1:8080.%1").arg(stillLoadedNote()));
+        return;
+    }
+    QSettings().setValue(kServerUrlKey, url);
+    engine_->connectServer(url, serverKey_->text());
 }
 
 QWidget* ModelPanel::buildRecentBox() {
@@ -290,13 +326,15 @@ bool ModelPanel::eventFilter(QObject* watched, QEvent* event) {
 QString ModelPanel::stillLoadedNote() const {
     const persona::ModelFacts* facts = engine_->facts();
     if (!facts) return {};
+    if (!engine_->serverUrl().isEmpty())
+        return tr("\n%1, served at %2, is still in use.").arg(QString::fromStdString(facts->name), engine_->serverUrl());
     return tr("\n%1 (%2, %3) is still loaded.")
         .arg(QString::fromStdString(facts->name), QString::fromStdString(facts->device), QString::fromStdString(facts->dtype));
 }
 
 void ModelPanel::onLoadStarted(const QString& path) {
     loadingPath_ = path;
-    showMessage(tr("Loading %1 …").arg(path));
+    showMessage((path == serverUrl_->text().trimmed() ? tr("Connecting to %1 …") : tr("Loading %1 …")).arg(path));
     progress_->setRange(0, 0);  // busy until the first figures arrive
     progress_->setVisible(true);
     updateButtons();
@@ -314,7 +352,13 @@ void ModelPanel::onProgress(const QString& stage, qint64 done, qint64 total) {
 void ModelPanel::onModelLoaded() {
     progress_->setVisible(false);
     showFacts(*engine_->facts());
-    rememberRecentModel(engine_->modelPath());
+    if (engine_->serverUrl().isEmpty()) {
+        rememberRecentModel(engine_->modelPath());
+    } else {
+        path_->setText(tr("served at %1").arg(engine_->serverUrl()));
+        showMessage(tr("Using the model served at %1: the Steering tab generates there; the other tabs need a local "
+                       "model.").arg(engine_->serverUrl()));
+    }
     updateButtons();
 }
 
@@ -333,6 +377,7 @@ void ModelPanel::onLoadCancelled() {
 void ModelPanel::updateButtons() {
     const bool loading = engine_->loading();
     cancel_->setEnabled(loading);
+    connectServer_->setEnabled(!loading);
     reload_->setEnabled(!loading && !(engine_->modelPath().isEmpty() && lastRequestedPath_.isEmpty()));
 }
 

@@ -26,6 +26,8 @@ public:
     static constexpr int kMaxRecentModels = 10;
     // The QSettings key of the recent list (most recent first).
     static constexpr const char* kRecentModelsKey = "models/recent";
+    // The QSettings key of the last server address (never its key).
+    static constexpr const char* kServerUrlKey = "models/server_url";
 
     explicit ModelPanel(EngineClient* engine, QWidget* parent = nullptr);
 
@@ -51,6 +53,8 @@ public slots:
     void openModel(const QString& path);
     // The loaded model again, with the device and dtype chosen now.
     void reloadModel();
+    // Uses the model a persona-cli serve serves at the address in the Server box.
+    void connectServer();
     void chooseModelFile();
     void chooseModelFolder();
     void removeMissingRecentModels();
@@ -65,6 +69,7 @@ private:
     QLabel* addFact(QFormLayout* form, const QString& label, const QString& objectName);
     QWidget* buildOpenBox();
     QWidget* buildRecentBox();
+    QWidget* buildServerBox();
     QWidget* buildFactsBox();
     void onLoadStarted(const QString& path);
     void onProgress(const QString& stage, qint64 done, qint64 total);
@@ -94,6 +99,9 @@ private:
     QProgressBar* progress_;
     QListWidget* recent_;
     QPushButton* removeMissing_;
+    QLineEdit* serverUrl_;
+    QLineEdit* serverKey_;
+    QPushButton* connectServer_;
 
     QLabel* message_;
     QLabel* name_;

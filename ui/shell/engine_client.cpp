@@ -8,6 +8,9 @@
 #include <QMetaObject>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <thread>
 
 EngineClient::EngineClient(persona::EngineOptions options, QObject* parent)
     : QObject(parent), options_(options), engine_(std::make_unique<persona::Engine>(std::move(options))) {}
@@ -41,8 +44,7 @@ void EngineClient::onUiThread(std::function<void()> call) {
 }
 
 template <class Callbacks>
-persona::JobHandle EngineClient::submit(std::shared_ptr<Callbacks> shared, persona::Engine::Work work,
-                                        std::function<void()> finished, const QString& replaces) {
+persona::JobEndings EngineClient::endingsFor(std::shared_ptr<Callbacks> shared, std::function<void()> finished) {
     jobQueued();
     persona::JobEndings endings;
     endings.finished = [this, shared, finished = std::move(finished)] {
@@ -63,30 +65,41 @@ persona::JobHandle EngineClient::submit(std::shared_ptr<Callbacks> shared, perso
             if (shared->receiver && shared->failed) shared->failed(QString::fromStdString(error));
         });
     };
+    return endings;
+}
+
+template <class Callbacks>
+persona::JobHandle EngineClient::submit(std::shared_ptr<Callbacks> shared, persona::Engine::Work work,
+                                        std::function<void()> finished, const QString& replaces) {
+    persona::JobEndings endings = endingsFor(shared, std::move(finished));
+    if (server_) {
+        // The local model, if one is still loaded, is not what the workbench shows.
+        const std::string why = "this needs a local model: the workbench is using the model served at " + server_->url +
+                                ", which only generates (the Steering tab); open a model file on the Model tab for it";
+        return engine_->run([why](const persona::JobContext&) { throw persona::Error(why); }, std::move(endings),
+                            {replaces.toStdString()});
+    }
     return engine_->submit(std::move(work), std::move(endings), {replaces.toStdString()});
 }
 
-void EngineClient::loadModel(const QString& path) { loadModel(path, defaultLoadOptions()); }
-
-void EngineClient::loadModel(const QString& path, const persona::ModelLoadOptions& options) {
-    jobQueued();
+persona::Engine::LoadCallbacks EngineClient::loadCallbacks(std::shared_ptr<std::uint64_t> id,
+                                                           std::function<void(const persona::ModelFacts&)> loaded) {
     // Ends a load on the UI thread: counted, forgotten, then the signal.
-    const auto ended = [this](std::uint64_t id) {
-        loads_.erase(std::remove_if(loads_.begin(), loads_.end(), [id](const persona::JobHandle& h) { return h.id() == id; }),
+    const auto ended = [this](std::uint64_t job) {
+        loads_.erase(std::remove_if(loads_.begin(), loads_.end(), [job](const persona::JobHandle& h) { return h.id() == job; }),
                      loads_.end());
         jobEnded();
     };
-    auto id = std::make_shared<std::uint64_t>(0);  // known once load_model returns, before any ending is delivered
     persona::Engine::LoadCallbacks callbacks;
     callbacks.progress = [this](const persona::Progress& p) {
         onUiThread([this, p] {
             emit progress(QString::fromStdString(p.stage), static_cast<qint64>(p.done), static_cast<qint64>(p.total));
         });
     };
-    callbacks.loaded = [this, path, ended, id](const persona::ModelFacts& facts) {
-        onUiThread([this, facts, path, ended, id] {
+    callbacks.loaded = [this, ended, id, loaded = std::move(loaded)](const persona::ModelFacts& facts) {
+        onUiThread([this, facts, ended, id, loaded] {
+            loaded(facts);
             facts_ = facts;
-            modelPath_ = path;
             has_model_ = true;
             ended(*id);
             emit modelLoaded();
@@ -104,10 +117,40 @@ void EngineClient::loadModel(const QString& path, const persona::ModelLoadOption
             emit loadCancelled();
         });
     };
-    persona::JobHandle handle = engine_->load_model(path.toStdString(), options, std::move(callbacks));
+    return callbacks;
+}
+
+void EngineClient::loadModel(const QString& path) { loadModel(path, defaultLoadOptions()); }
+
+void EngineClient::loadModel(const QString& path, const persona::ModelLoadOptions& options) {
+    jobQueued();
+    auto id = std::make_shared<std::uint64_t>(0);  // known once load_model returns, before any ending is delivered
+    persona::JobHandle handle = engine_->load_model(path.toStdString(), options, loadCallbacks(id, [this, path](const persona::ModelFacts&) {
+        modelPath_ = path;
+        server_.reset();
+    }));
     *id = handle.id();
     loads_.push_back(std::move(handle));
     emit loadStarted(path);
+}
+
+void EngineClient::connectServer(const QString& url, const QString& apiKey) {
+    jobQueued();
+    persona::ServerAddress server{url.trimmed().toStdString(), apiKey.toStdString()};
+    auto id = std::make_shared<std::uint64_t>(0);
+    persona::Engine::LoadCallbacks callbacks = loadCallbacks(id, [this, server](const persona::ModelFacts&) {
+        modelPath_.clear();
+        server_ = server;
+    });
+    persona::JobEndings endings;
+    endings.failed = callbacks.failed;
+    endings.cancelled = callbacks.cancelled;
+    persona::JobHandle handle = engine_->run(
+        [server, loaded = callbacks.loaded](const persona::JobContext&) { loaded(persona::fetch_served_facts(server)); },
+        std::move(endings));
+    *id = handle.id();
+    loads_.push_back(std::move(handle));
+    emit loadStarted(url);
 }
 
 void EngineClient::cancelLoad() {
@@ -120,6 +163,13 @@ persona::JobHandle EngineClient::generate(std::vector<persona::GenerationRow> ro
                                           GenerationCallbacks callbacks, const QString& replaces) {
     auto shared = std::make_shared<GenerationCallbacks>(std::move(callbacks));
     auto results = std::make_shared<std::vector<persona::GenerationResult>>();
+    const auto finished = [shared, results] {
+        if (shared->finished) shared->finished(*results);
+    };
+    if (server_)
+        return engine_->run([this, server = *server_, shared, results, rows = std::move(rows), probe = std::move(probe)](
+                                const persona::JobContext& job) { generateServed(server, rows, probe, shared, *results, job);
+        }, endingsFor(shared, finished), {replaces.toStdString()});
     auto work = [this, shared, results, rows = std::move(rows), probe = std::move(probe)](
                     persona::Model& model, const persona::JobContext& job) {
         *results = model.generate(
@@ -131,9 +181,44 @@ persona::JobHandle EngineClient::generate(std::vector<persona::GenerationRow> ro
             },
             probe.layers.empty() ? nullptr : &probe, job.cancelled);
     };
-    return submit(shared, std::move(work), [shared, results] {
-        if (shared->finished) shared->finished(*results);
-    }, replaces);
+    return submit(shared, std::move(work), finished, replaces);
+}
+
+void EngineClient::generateServed(const persona::ServerAddress& server, const std::vector<persona::GenerationRow>& rows,
+                                  const persona::ProjectionProbe& probe, const std::shared_ptr<GenerationCallbacks>& shared,
+                                  std::vector<persona::GenerationResult>& results, const persona::JobContext& job) {
+    std::vector<persona::GenerationResult> out(rows.size());
+    std::vector<std::exception_ptr> failures(rows.size());
+    std::atomic<bool> abandoned{false};  // one row failed: the others stop too
+    const persona::CancelFn stop = [&] { return abandoned || (job.cancelled && job.cancelled()); };
+    std::vector<std::thread> requests;
+    for (std::size_t r = 0; r < rows.size(); ++r)
+        requests.emplace_back([&, r] {
+            try {
+                out[r] = persona::generate_served(server, rows[r], probe.layers.empty() ? nullptr : &probe,
+                    [this, shared, r](const persona::TokenEvent& served) {
+                        persona::TokenEvent event = served;
+                        event.row = static_cast<int>(r);
+                        onUiThread([shared, event] {
+                            if (shared->receiver && shared->token) shared->token(event);
+                        });
+                    },
+                    stop);
+            } catch (...) {
+                failures[r] = std::current_exception();
+                abandoned = true;
+            }
+        });
+    for (std::thread& request : requests) request.join();
+    persona::check_cancelled(job.cancelled);
+    for (const std::exception_ptr& failure : failures) {  // the first real error, not the stops it caused
+        if (!failure) continue;
+        try {
+            std::rethrow_exception(failure);
+        } catch (const persona::Cancelled&) {
+        }
+    }
+    results = std::move(out);
 }
 
 persona::JobHandle EngineClient::extract(persona::Trait trait, persona::ExtractionSettings settings,

@@ -6,6 +6,7 @@
 #include "persona/model.h"
 #include "persona/flagging.h"
 #include "persona/monitoring_study.h"
+#include "persona/served_model.h"
 #include "persona/shift.h"
 #include "persona/sweep.h"
 
@@ -16,6 +17,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 // What a batched generation reports. Every callback runs on the UI thread, and none runs once
@@ -116,8 +118,11 @@ public:
     QString device() const;
     // What a load without explicit options asks for: the EngineOptions' device and dtype.
     persona::ModelLoadOptions defaultLoadOptions() const;
-    // The path the model now loaded came from; empty before the first successful load.
+    // The path the model now loaded came from; empty before the first successful load and
+    // while a served model is used.
     QString modelPath() const { return modelPath_; }
+    // The address of the served model in use (connectServer); empty while the model is local.
+    QString serverUrl() const { return server_ ? QString::fromStdString(server_->url) : QString(); }
     // A load queued or running.
     bool loading() const { return !loads_.empty(); }
     bool busy() const { return busy_; }
@@ -125,7 +130,8 @@ public:
 
     // Queues one batched generation (rows may differ in steering; the probe projects every
     // step's residual stream). A non-empty `replaces` key cancels this owner's generations that
-    // are still queued (persona::JobOptions).
+    // are still queued (persona::JobOptions). With a served model, each row is a request of its
+    // own, sent together so that the server batches them.
     persona::JobHandle generate(std::vector<persona::GenerationRow> rows, persona::ProjectionProbe probe,
                                 GenerationCallbacks callbacks, const QString& replaces = {});
 
@@ -164,6 +170,11 @@ public slots:
     void loadModel(const QString& path);
     // A failed load (a bad file, cuda without a GPU) leaves the model loaded before in place.
     void loadModel(const QString& path, const persona::ModelLoadOptions& options);
+    // Uses the model `persona-cli serve` serves at `url` (http://host:port) instead of a local
+    // one: generation (the Steering tab's pair and sweep, with their heat maps) runs there, and
+    // every other job fails saying it needs a local model. Reported as a load is (loadStarted,
+    // then modelLoaded or loadFailed); a later local load ends it. The key is kept in memory only.
+    void connectServer(const QString& url, const QString& apiKey);
     // Cancels the model loads queued or running, nothing else.
     void cancelLoad();
     // Cancels every job, every panel's: the status bar's "Stop all".
@@ -189,11 +200,24 @@ private:
     template <class Callbacks>
     persona::JobHandle submit(std::shared_ptr<Callbacks> shared, persona::Engine::Work work,
                               std::function<void()> finished, const QString& replaces = {});
+    // The endings of such a job, delivered on the UI thread; counts the job as queued.
+    template <class Callbacks>
+    persona::JobEndings endingsFor(std::shared_ptr<Callbacks> shared, std::function<void()> finished);
+    // The rows as requests to the served model, all at once; events and results as generate's.
+    void generateServed(const persona::ServerAddress& server, const std::vector<persona::GenerationRow>& rows,
+                        const persona::ProjectionProbe& probe,
+                        const std::shared_ptr<GenerationCallbacks>& shared,
+                        std::vector<persona::GenerationResult>& results, const persona::JobContext& job);
+    // Reports a load's ending on the UI thread: counted, forgotten, then the signal; `loaded`
+    // makes the new model current.
+    persona::Engine::LoadCallbacks loadCallbacks(std::shared_ptr<std::uint64_t> id,
+                                                 std::function<void(const persona::ModelFacts&)> loaded);
 
     persona::EngineOptions options_;
     persona::ModelFacts facts_;
     QString modelPath_;
     bool has_model_ = false;
+    std::optional<persona::ServerAddress> server_;  // the served model in use, if any
     std::vector<persona::JobHandle> loads_;  // queued or running
     bool busy_ = false;
     int jobsInFlight_ = 0;

@@ -107,6 +107,11 @@ public:
     using Work = std::function<void(Model& model, const JobContext& job)>;
     JobHandle submit(Work work, JobEndings endings = {}, JobOptions options = {});
 
+    // Runs `task` on the engine thread whether or not a model is loaded: work that needs none (a
+    // client of a served model), queued, cancelled and ended like any other job.
+    using Task = std::function<void(const JobContext& job)>;
+    JobHandle run(Task task, JobEndings endings = {}, JobOptions options = {});
+
     // Cancels every job submitted so far, running or queued. Only an atomic increment, so a
     // signal handler may call it (the CLI's Ctrl+C).
     void cancel_all();

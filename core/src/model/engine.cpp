@@ -278,6 +278,10 @@ JobHandle Engine::submit(Work work, JobEndings endings, JobOptions options) {
         std::move(endings), std::move(options));
 }
 
+JobHandle Engine::run(Task task, JobEndings endings, JobOptions options) {
+    return impl_->post(std::move(task), std::move(endings), std::move(options));
+}
+
 void Engine::cancel_all() { impl_->cancel_epoch.fetch_add(1); }
 
 bool Engine::busy() const {
