@@ -181,7 +181,7 @@ private:
         } catch (const json::exception& e) {
             reply(response, 400, error_body({400, std::string("the body is not valid JSON: ") + e.what(), ""}));
         } catch (const persona::Error& e) {
-            reply(response, 400, error_body({400, e.what(), "steering.vector"}));
+            reply(response, 400, error_body({400, e.what(), ""}));
         }
     }
 
@@ -273,7 +273,7 @@ private:
             } catch (const persona::Cancelled&) {
                 finish(*queue, gone_reason(*queue));
                 if (job.cancelled && job.cancelled()) throw;
-            } catch (const persona::Error& e) {
+            } catch (const std::exception& e) {  // this request's alone: the batch is as it was
                 finish(*queue, e.what());
             }
         }

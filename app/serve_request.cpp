@@ -27,7 +27,7 @@ std::vector<persona::Steering> parse_steering(const json& body, const VectorCata
             throw RequestError{400, "steering layer must be 0.." + std::to_string(facts.layers), "steering.layer"};
         const json& vector = entry.value("vector", json());
         if (vector.is_string()) {
-            const persona::PersonaVector found = catalog.find(vector.get<std::string>());
+            const persona::PersonaVector found = catalog.find(vector.get<std::string>(), "steering.vector");
             if (found.hidden_size != facts.hidden_size || found.layer_count != facts.layers + 1)
                 throw RequestError{400, "vector '" + vector.get<std::string>() + "' has " + std::to_string(found.layer_count) +
                                             " x " + std::to_string(found.hidden_size) + " values; the model needs " +
@@ -89,7 +89,7 @@ persona::ProjectionProbe parse_probe(const json& body, const VectorCatalog& cata
             throw RequestError{400, "probe layers must be 0.." + std::to_string(facts.layers), "probe.layers"};
     const json& vector = spec.value("vector", json());
     if (vector.is_string()) {
-        const persona::PersonaVector found = catalog.find(vector.get<std::string>());
+        const persona::PersonaVector found = catalog.find(vector.get<std::string>(), "probe.vector");
         if (found.hidden_size != facts.hidden_size || found.layer_count != facts.layers + 1)
             throw RequestError{400, "vector '" + vector.get<std::string>() + "' does not fit the served model", "probe.vector"};
         if (!spec.contains("layers"))
@@ -150,21 +150,25 @@ VectorCatalog::VectorCatalog(const ServeOptions& options) {
     }
 }
 
-persona::PersonaVector VectorCatalog::find(const std::string& name) const {
+persona::PersonaVector VectorCatalog::find(const std::string& name, const std::string& field) const {
     if (const auto it = vectors_.find(name); it != vectors_.end()) return it->second;
     const fs::path relative(name);
     if (relative.is_absolute() || name.find("..") != std::string::npos)
         throw RequestError{400, "vector '" + name + "': only names of served vectors are accepted, not paths "
-                                "leaving a served folder", "steering.vector"};
+                                "leaving a served folder", field};
     for (const auto& root : roots_) {
         std::error_code error;
         const fs::path resolved = fs::canonical(root / relative, error);
         if (error) continue;
         const auto [end, _] = std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
         if (end != root.end() || !fs::is_regular_file(resolved)) continue;  // a symlink out of the folder
-        return persona::read_vector_file(resolved.string());
+        try {
+            return persona::read_vector_file(resolved.string());
+        } catch (const persona::Error& e) {  // a damaged file: the request's problem to hear about
+            throw RequestError{400, e.what(), field};
+        }
     }
-    throw RequestError{400, "vector '" + name + "' is not served (GET /v1/vectors lists them)", "steering.vector"};
+    throw RequestError{400, "vector '" + name + "' is not served (GET /v1/vectors lists them)", field};
 }
 
 json VectorCatalog::list() const {

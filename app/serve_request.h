@@ -49,7 +49,8 @@ class VectorCatalog {
 public:
     explicit VectorCatalog(const ServeOptions& options);
     // Project vectors by name; files by a path relative to a served folder, which must stay inside it.
-    persona::PersonaVector find(const std::string& name) const;
+    // `field` names the request field in errors.
+    persona::PersonaVector find(const std::string& name, const std::string& field) const;
     nlohmann::json list() const;
 
 private:

@@ -59,6 +59,17 @@ class TestServe : public QObject {
         return json::parse(response->body);
     }
 
+    // A chat completion request, streamed, to send with a content receiver.
+    static httplib::Request streamingRequest(json body) {
+        body["stream"] = true;
+        httplib::Request request;
+        request.method = "POST";
+        request.path = "/v1/chat/completions";
+        request.body = body.dump();
+        request.set_header("Content-Type", "application/json");
+        return request;
+    }
+
     static json question(int max_tokens) {
         return {{"messages", {{{"role", "user"}, {"content", "How should I treat my neighbours?"}}}},
                 {"max_tokens", max_tokens}, {"temperature", 0}};
@@ -263,12 +274,7 @@ private slots:
         a["steering"] = {{{"vector", direction}, {"layer", 12}, {"coefficient", 4}}};
         const json a_alone = chat(a);
         const json b_alone = chat(b);
-        a["stream"] = true;
-        httplib::Request streaming;
-        streaming.method = "POST";
-        streaming.path = "/v1/chat/completions";
-        streaming.body = a.dump();
-        streaming.set_header("Content-Type", "application/json");
+        httplib::Request streaming = streamingRequest(a);
         streaming.set_header("Authorization", "Bearer " + kKey);
         std::atomic<int> a_tokens{0};
         std::string a_stream;
@@ -305,13 +311,7 @@ private slots:
         const int port = persona_test::startServe(server, {"--max-queue", "1", "--max-tokens", "512", "--request-timeout", "1"});
         QVERIFY(port > 0);
 
-        json body = question(512);
-        body["stream"] = true;
-        httplib::Request streaming;
-        streaming.method = "POST";
-        streaming.path = "/v1/chat/completions";
-        streaming.body = body.dump();
-        streaming.set_header("Content-Type", "application/json");
+        httplib::Request streaming = streamingRequest(question(512));
         int chunks = 0;
         int refused_status = 0;
         json refused;
@@ -371,6 +371,15 @@ private slots:
         QTest::newRow("layer out of range") << with({{{"vector", kEvil}, {"layer", 31}, {"coefficient", 1}}}) << 400 << "steering.layer";
         QTest::newRow("inline vector of the wrong size") << with({{{"vector", {1, 2, 3}}, {"layer", 8}, {"coefficient", 1}}}) << 400 << "steering.vector";
         QTest::newRow("unknown op") << with({{{"vector", kEvil}, {"layer", 8}, {"coefficient", 1}, {"op", "clamp"}}}) << 400 << "steering.op";
+        QTest::newRow("probe layer out of range")
+            << QString::fromStdString(json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"probe", {{"vector", kEvil}, {"layers", {40}}}}}.dump())
+            << 400 << "probe.layers";
+        QTest::newRow("probe direction of the wrong size")
+            << QString::fromStdString(json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"probe", {{"layers", {3}}, {"directions", {{1, 2}}}}}}.dump())
+            << 400 << "probe.directions";
+        QTest::newRow("probe path out of the folder")
+            << QString::fromStdString(json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"probe", {{"vector", "../x.safetensors"}}}}.dump())
+            << 400 << "probe.vector";
         QTest::newRow("max_tokens over the limit") << R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000})" << 400 << "max_tokens";
         QTest::newRow("no messages") << R"({"model": "x"})" << 400 << "messages";
         QTest::newRow("not JSON") << "{" << 400 << "";

@@ -109,20 +109,23 @@ struct GenerationBatch::Impl {
         relayout(std::move(kept), sources);
     }
 
-    // A forward step's hook for every row: its steering, then its probe's projections of the
-    // step's last position, into projections[r] (in the probe's order).
-    auto between(std::vector<Row*> batch_rows, std::vector<RowLayout> layout, std::int64_t past,
+    // A forward step's hook: every row's steering, then each row's probe projections of the
+    // step's last position, into projections[r] (in its probe's order).
+    auto between(const std::vector<Row*>& batch_rows, std::vector<RowLayout> layout, std::int64_t past,
                  std::vector<std::vector<torch::Tensor>>& projections) const {
-        return [this, batch_rows = std::move(batch_rows), layout = std::move(layout), past, &projections](int layer, torch::Tensor& h) {
-            for (std::size_t r = 0; r < batch_rows.size(); ++r) {
-                const Row& row = *batch_rows[r];
-                torch::Tensor mine = h.narrow(0, std::int64_t(r), 1);
-                const std::vector<std::vector<Model::Impl::ResolvedSteering>> steering{row.steering};
-                const std::vector<RowLayout> own_layout{layout[r]};
-                m.apply_steering(mine, layer, steering, own_layout, past);
-                for (int slot : row.probe.slots[std::size_t(layer)])
-                    projections[r][std::size_t(slot)] = torch::matmul(mine.select(1, h.size(1) - 1), row.probe.directions[slot]);
-            }
+        std::vector<std::vector<Model::Impl::ResolvedSteering>> steering;
+        std::vector<const Model::Impl::ResolvedProbe*> probes;
+        for (const Row* row : batch_rows) {
+            steering.push_back(row->steering);
+            probes.push_back(&row->probe);
+        }
+        return [this, steering = std::move(steering), probes = std::move(probes), layout = std::move(layout), past,
+                &projections](int layer, torch::Tensor& h) {
+            m.apply_steering(h, layer, steering, layout, past);
+            for (std::size_t r = 0; r < probes.size(); ++r)
+                for (int slot : probes[r]->slots[std::size_t(layer)])
+                    projections[r][std::size_t(slot)] =
+                        torch::matmul(h.select(1, h.size(1) - 1).narrow(0, std::int64_t(r), 1), probes[r]->directions[slot]);
         };
     }
 
