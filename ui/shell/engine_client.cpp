@@ -125,10 +125,11 @@ void EngineClient::loadModel(const QString& path) { loadModel(path, defaultLoadO
 void EngineClient::loadModel(const QString& path, const persona::ModelLoadOptions& options) {
     jobQueued();
     auto id = std::make_shared<std::uint64_t>(0);  // known once load_model returns, before any ending is delivered
-    persona::JobHandle handle = engine_->load_model(path.toStdString(), options, loadCallbacks(id, [this, path](const persona::ModelFacts&) {
+    const auto local = [this, path](const persona::ModelFacts&) {
         modelPath_ = path;
         server_.reset();
-    }));
+    };
+    persona::JobHandle handle = engine_->load_model(path.toStdString(), options, loadCallbacks(id, local));
     *id = handle.id();
     loads_.push_back(std::move(handle));
     emit loadStarted(path);
@@ -166,10 +167,11 @@ persona::JobHandle EngineClient::generate(std::vector<persona::GenerationRow> ro
     const auto finished = [shared, results] {
         if (shared->finished) shared->finished(*results);
     };
-    if (server_)
-        return engine_->run([this, server = *server_, shared, results, rows = std::move(rows), probe = std::move(probe)](
-                                const persona::JobContext& job) { generateServed(server, rows, probe, shared, *results, job);
-        }, endingsFor(shared, finished), {replaces.toStdString()});
+    if (server_) {
+        auto served = [this, server = *server_, shared, results, rows = std::move(rows), probe = std::move(probe)](
+                          const persona::JobContext& job) { generateServed(server, rows, probe, shared, *results, job); };
+        return engine_->run(std::move(served), endingsFor(shared, finished), {replaces.toStdString()});
+    }
     auto work = [this, shared, results, rows = std::move(rows), probe = std::move(probe)](
                     persona::Model& model, const persona::JobContext& job) {
         *results = model.generate(
