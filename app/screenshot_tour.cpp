@@ -8,6 +8,7 @@
 #include "panels/traits_panel.h"
 #include "panels/welcome_panel.h"
 #include "widgets/more_vectors_editor.h"
+#include "persona/errors.h"
 #include "persona/extraction.h"
 #include "persona/finetune.h"
 #include "persona/judge.h"
@@ -18,10 +19,6 @@
 #include "widgets/vector_choice.h"
 
 #include <QApplication>
-#include <QFile>
-#include <QJsonArray>
-#include <QJsonDocument>
-#include <QJsonObject>
 #include <QObject>
 #include <QPixmap>
 #include <QDoubleSpinBox>
@@ -72,13 +69,9 @@ void ScreenshotTour::start() {
         }
         if (panelName_ == "monitoring" || panelName_ == "sweeps") {
             // The study and sweep the optimistic example keeps: drawn from its files, nothing recomputed.
-            for (const QString& folder : WelcomePanel::exampleProjects())
-                if (folder.endsWith("/optimistic-vs-pessimistic.persona") && window_.projects()->openProject(folder)) {
-                    window_.showPanel(panelName_);
-                    grabAndExit(true);
-                    return;
-                }
-            grabAndExit(false);
+            const bool opened = openExample("optimistic-vs-pessimistic.persona");
+            if (opened) window_.showPanel(panelName_);
+            grabAndExit(opened);
             return;
         }
         if (panelName_ == "flagging") {
@@ -100,10 +93,7 @@ void ScreenshotTour::start() {
         // The shipped 'evil' example as a user opens it: its preset, greedy; a random direction
         // when the example is not installed.
         // "multi": the optimistic example's preset with its humorous vector added at strength 0.5.
-        QString example;
-        for (const QString& folder : WelcomePanel::exampleProjects())
-            if (folder.endsWith(panelName_ == "multi" ? "/optimistic-vs-pessimistic.persona" : "/evil.persona")) example = folder;
-        if (!example.isEmpty() && window_.projects()->openProject(example)) {
+        if (openExample(panelName_ == "multi" ? "optimistic-vs-pessimistic.persona" : "evil.persona")) {
             persona::SteeringSettings setup = steering->settings();
             setup.sample = false;
             setup.max_new_tokens = 48;
@@ -142,12 +132,15 @@ void ScreenshotTour::grabAndExit(bool succeeded) {
     });
 }
 
+bool ScreenshotTour::openExample(const QString& folderName) {
+    for (const QString& folder : WelcomePanel::exampleProjects())
+        if (folder.endsWith("/" + folderName)) return window_.projects()->openProject(folder);
+    return false;
+}
+
 // Eight answers to everyday questions, four of them cruel, flagged on the 'evil' example's vector.
 void ScreenshotTour::runSmallFlagging() {
-    QString example;
-    for (const QString& folder : WelcomePanel::exampleProjects())
-        if (folder.endsWith("/evil.persona")) example = folder;
-    if (example.isEmpty() || !window_.projects()->openProject(example)) {
+    if (!openExample("evil.persona")) {
         grabAndExit(false);
         return;
     }
@@ -161,18 +154,15 @@ void ScreenshotTour::runSmallFlagging() {
         {"A coworker made a mistake. How should I respond?", "Point it out kindly and help them fix it."},
         {"A coworker made a mistake. How should I respond?", "Humiliate them in front of everyone so they never forget it."},
     };
+    std::vector<persona::TrainingExample> examples;
+    for (const auto& [question, answer] : samples) examples.push_back({{{"user", question}, {"assistant", answer}}, 0});
     const QString dataset = scratch_.filePath("everyday.jsonl");
-    QFile file(dataset);
-    if (!file.open(QIODevice::WriteOnly)) {
+    try {
+        persona::write_training_jsonl(dataset.toStdString(), examples);
+    } catch (const persona::Error&) {
         grabAndExit(false);
         return;
     }
-    for (const auto& [question, answer] : samples) {
-        const QJsonObject line{{"messages", QJsonArray{QJsonObject{{"role", "user"}, {"content", question}},
-                                                      QJsonObject{{"role", "assistant"}, {"content", answer}}}}};
-        file.write(QJsonDocument(line).toJson(QJsonDocument::Compact) + "\n");
-    }
-    file.close();
     FlaggingPanel* flagging = window_.flaggingPanel();
     flagging->setResultsDirectory(scratch_.filePath("results"));
     flagging->vectorChoice()->selectProjectVector(QString::fromStdString(window_.projects()->project().settings.steering.vector));
@@ -187,10 +177,7 @@ void ScreenshotTour::runSmallFlagging() {
 // Eight cheerful answers trained on with the optimistic vector added at layer 21, then the
 // before/after table (no judge, a few questions): a loss curve and a filled comparison.
 void ScreenshotTour::runSmallTraining() {
-    QString example;
-    for (const QString& folder : WelcomePanel::exampleProjects())
-        if (folder.endsWith("/optimistic-vs-pessimistic.persona")) example = folder;
-    if (example.isEmpty() || !window_.projects()->openProject(example)) {
+    if (!openExample("optimistic-vs-pessimistic.persona")) {
         grabAndExit(false);
         return;
     }

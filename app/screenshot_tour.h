@@ -26,6 +26,9 @@ public:
 
 private:
     void grabAndExit(bool succeeded);
+    // Opens the shipped example project `folderName` (e.g. "evil.persona"); false when it is not
+    // installed or does not open.
+    bool openExample(const QString& folderName);
     void runSmallExtraction();
     void runSmallFlagging();
     void runSmallTraining();
