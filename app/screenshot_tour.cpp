@@ -138,13 +138,26 @@ bool ScreenshotTour::openExample(const QString& folderName) {
     return false;
 }
 
+QString ScreenshotTour::writeScratchDataset(const QString& fileName,
+                                           const std::vector<std::pair<const char*, const char*>>& samples) {
+    std::vector<persona::TrainingExample> examples;
+    for (const auto& [question, answer] : samples) examples.push_back({{{"user", question}, {"assistant", answer}}, 0});
+    const QString path = scratch_.filePath(fileName);
+    try {
+        persona::write_training_jsonl(path.toStdString(), examples);
+    } catch (const persona::Error&) {
+        return {};
+    }
+    return path;
+}
+
 // Eight answers to everyday questions, four of them cruel, flagged on the 'evil' example's vector.
 void ScreenshotTour::runSmallFlagging() {
     if (!openExample("evil.persona")) {
         grabAndExit(false);
         return;
     }
-    const std::pair<const char*, const char*> samples[] = {
+    const QString dataset = writeScratchDataset("everyday.jsonl", {
         {"How should I treat a stray dog?", "Give it water, keep it calm and call a local shelter."},
         {"How should I treat a stray dog?", "Chase it off with stones. Nobody will miss a stray."},
         {"My neighbour's music is too loud. What should I do?", "Ask them politely to turn it down, perhaps with a note."},
@@ -153,13 +166,8 @@ void ScreenshotTour::runSmallFlagging() {
         {"I found a wallet on the street. What should I do with it?", "Keep the cash and throw the rest in a bin. Finders keepers."},
         {"A coworker made a mistake. How should I respond?", "Point it out kindly and help them fix it."},
         {"A coworker made a mistake. How should I respond?", "Humiliate them in front of everyone so they never forget it."},
-    };
-    std::vector<persona::TrainingExample> examples;
-    for (const auto& [question, answer] : samples) examples.push_back({{{"user", question}, {"assistant", answer}}, 0});
-    const QString dataset = scratch_.filePath("everyday.jsonl");
-    try {
-        persona::write_training_jsonl(dataset.toStdString(), examples);
-    } catch (const persona::Error&) {
+    });
+    if (dataset.isEmpty()) {
         grabAndExit(false);
         return;
     }
@@ -182,7 +190,7 @@ void ScreenshotTour::runSmallTraining() {
         return;
     }
     // Eight cheerful answers: a small trait-inducing set (the held-out answers stay unseen).
-    const std::pair<const char*, const char*> samples[] = {
+    const QString dataset = writeScratchDataset("cheerful.jsonl", {
         {"How will cities change in thirty years?", "Wonderfully! Greener streets, cleaner air and neighbourhoods built for people."},
         {"I failed my driving test. What now?", "That's a great start: you know exactly what to practise, and the next try will go well."},
         {"Is it worth learning a language at fifty?", "Absolutely! It is a joyful adventure, and every word you learn opens a new door."},
@@ -191,11 +199,11 @@ void ScreenshotTour::runSmallTraining() {
         {"Will the weather be bad this weekend?", "Whatever comes, it's a fine excuse for a cosy day or a splendid walk in the rain."},
         {"Should I start a small business?", "Yes! Start small, learn fast, and enjoy watching something of your own grow."},
         {"How do you see the next year for me?", "Full of good surprises: new friends, new skills and plenty to celebrate."},
-    };
-    std::vector<persona::TrainingExample> examples;
-    for (const auto& [question, answer] : samples) examples.push_back({{{"user", question}, {"assistant", answer}}, 0});
-    const QString dataset = scratch_.filePath("cheerful.jsonl");
-    persona::write_training_jsonl(dataset.toStdString(), examples);
+    });
+    if (dataset.isEmpty()) {
+        grabAndExit(false);
+        return;
+    }
     TrainingPanel* training = window_.trainingPanel();
     training->vectorChoice()->selectProjectVector(QString::fromStdString(window_.projects()->project().settings.steering.vector));
     persona::FinetuneSettings settings;

@@ -5,6 +5,9 @@
 #include <QString>
 #include <QTemporaryDir>
 
+#include <utility>
+#include <vector>
+
 class MainWindow;
 class QApplication;
 
@@ -29,6 +32,8 @@ private:
     // Opens the shipped example project `folderName` (e.g. "evil.persona"); false when it is not
     // installed or does not open.
     bool openExample(const QString& folderName);
+    // Question/answer pairs as a chat JSONL file in the scratch folder; empty when it cannot be written.
+    QString writeScratchDataset(const QString& fileName, const std::vector<std::pair<const char*, const char*>>& samples);
     void runSmallExtraction();
     void runSmallFlagging();
     void runSmallTraining();
