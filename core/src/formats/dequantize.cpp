@@ -148,20 +148,6 @@ void decode_q5_1(const std::uint8_t* src, float* dst, std::size_t blocks) {
     }
 }
 
-// Q4_K and Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold
-// scales 0-3 and bytes 4-7 mins 0-3 in their low six bits; sub-blocks 4-7 take their low four
-// bits from the nibbles of bytes 8-11 and their top two bits from the spare top bits of bytes 0-7.
-void unpack_k_scales(const std::uint8_t* packed, std::uint8_t scales[8], std::uint8_t mins[8]) {
-    for (int j = 0; j < 4; ++j) {
-        scales[j] = packed[j] & 63;
-        mins[j] = packed[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; ++j) {
-        scales[j] = static_cast<std::uint8_t>((packed[j + 4] & 0x0F) | ((packed[j - 4] >> 6) << 4));
-        mins[j] = static_cast<std::uint8_t>((packed[j + 4] >> 4) | ((packed[j] >> 6) << 4));
-    }
-}
-
 // block_q4_K (144 bytes): f16 d, f16 dmin, scales[12], qs[128]. Eight sub-blocks of 32; each
 // 32-byte run of qs holds two sub-blocks, the first in the low nibbles, the second in the high.
 // x = (d * scale) * q - (dmin * min).
@@ -331,6 +317,20 @@ Decoding decoding_for(std::uint32_t ggml_type, const std::string& context) {
 constexpr std::size_t kElementsPerChunk = std::size_t{1} << 16;
 
 }  // namespace
+
+// Q4_K and Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold
+// scales 0-3 and bytes 4-7 mins 0-3 in their low six bits; sub-blocks 4-7 take their low four
+// bits from the nibbles of bytes 8-11 and their top two bits from the spare top bits of bytes 0-7.
+void unpack_k_scales(const std::uint8_t* packed, std::uint8_t scales[8], std::uint8_t mins[8]) {
+    for (int j = 0; j < 4; ++j) {
+        scales[j] = packed[j] & 63;
+        mins[j] = packed[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; ++j) {
+        scales[j] = static_cast<std::uint8_t>((packed[j + 4] & 0x0F) | ((packed[j - 4] >> 6) << 4));
+        mins[j] = static_cast<std::uint8_t>((packed[j + 4] >> 4) | ((packed[j] >> 6) << 4));
+    }
+}
 
 float half_to_float(std::uint16_t half_bits) { return decode_half(half_bits); }
 

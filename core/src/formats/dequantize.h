@@ -14,6 +14,9 @@ float half_to_float(std::uint16_t half_bits);
 // bfloat16 bits to float: the upper half of a float's bits.
 float bfloat16_to_float(std::uint16_t bfloat16_bits);
 
+// Q4_K and Q5_K's eight 6-bit scales and mins, unpacked from their 12 bytes.
+void unpack_k_scales(const std::uint8_t* packed, std::uint8_t scales[8], std::uint8_t mins[8]);
+
 // True for the GgmlType numbers dequantize_row can decode: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
 // Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 bool can_dequantize(std::uint32_t ggml_type);

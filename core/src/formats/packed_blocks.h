@@ -1,0 +1,59 @@
+#pragma once
+// GGUF's quantized blocks, repacked once at load into the two layouts the quantized matrix
+// kernels (model/quantized_matrix.h) read, so that six ggml block formats need two kernels.
+// Every value is exactly the one ggml's own block gives (dequantize.h decodes the same numbers).
+//
+// Small blocks hold 32 values: f16 d, f16 dmin, then the values; value = d * q - dmin.
+// Super blocks hold 256 values in groups (8 of 32, or 16 of 16 for Q6_K): f32 d, f32 dmin,
+// int8 scale[groups], int8 min[groups], then the values; value = d * scale[g] * q - dmin * min[g].
+// Values are unsigned (at most 63, so two products of a value and an int8 fit an int16), except
+// in SmallSigned8, where q is an int8 and dmin is 0. 4-bit values pack 32 values into 16 bytes:
+// byte i holds value i in its low nibble and value i + 16 in its high nibble. 6-bit values are
+// their low four bits so packed (128 bytes), then the top two bits, 8 bytes per 32 values: bits
+// 2k and 2k + 1 of byte i belong to value 8k + i.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+namespace persona::packed {
+
+enum class Kind : std::uint8_t {
+    Small4,        // from Q4_0, Q4_1
+    Small8,        // from Q5_0, Q5_1 (values < 32)
+    SmallSigned8,  // from Q8_0
+    Super4,        // from Q4_K
+    Super5,        // from Q5_K, one byte per value (< 32)
+    Super6,        // from Q6_K
+};
+
+struct Layout {
+    Kind kind;
+    int block_values;         // 32 or 256
+    int value_bits;           // 4, 6 or 8
+    int groups;               // scale groups of a block: 1 (small), 8 or 16
+    std::size_t block_bytes;  // header and values
+    std::size_t header_bytes;
+};
+
+constexpr int kSmallValues = 32;
+constexpr int kSuperValues = 256;
+constexpr int kGroupValues = 16;   // activation sums are kept per 16 values, the smallest group
+constexpr int kMostGroups = kSuperValues / kGroupValues;
+constexpr std::size_t kSmallHeaderBytes = 4;  // f16 d, f16 dmin
+constexpr std::size_t super_header_bytes(int groups) { return 8 + 2 * static_cast<std::size_t>(groups); }
+
+Layout layout_of(Kind kind);
+
+// The layout a GGUF tensor type repacks into; nullopt for types kept dense (F32, F16, BF16, Q2_K,
+// Q3_K, the IQ types).
+std::optional<Kind> packed_kind(std::uint32_t ggml_type);
+
+// Repacks one row of `values` elements (a whole number of the type's blocks) from GGUF's
+// blocks at `src` into `dst`, which holds values / block_values * block_bytes bytes.
+void repack_row(std::uint32_t ggml_type, const std::uint8_t* src, std::uint8_t* dst, std::size_t values);
+
+// Decodes `values` elements of one packed row to float32: the reference the kernels are tested
+// against, and how embeddings and large products read the weights.
+void unpack_row(Kind kind, const std::uint8_t* src, float* dst, std::size_t values);
+
+}  // namespace persona::packed
