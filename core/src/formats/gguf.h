@@ -95,6 +95,8 @@ public:
     const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
     const GgufTensorInfo* find_tensor(const std::string& name) const;
     const std::uint8_t* tensor_data(const GgufTensorInfo& tensor) const { return map_->data() + tensor.offset; }
+    // Gives back the memory of a tensor's mapped pages once its data has been copied out.
+    void release(const GgufTensorInfo& tensor) const { map_->release(tensor.offset, tensor.byte_size); }
 
 private:
     explicit GgufFile(std::unique_ptr<MappedFile> map) : map_(std::move(map)) {}

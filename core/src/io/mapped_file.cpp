@@ -2,6 +2,7 @@
 
 #include "persona/errors.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -40,6 +41,15 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 
 MappedFile::~MappedFile() {
     if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+}
+
+void MappedFile::release(std::size_t offset, std::size_t length) const {
+    if (!data_ || offset >= size_) return;
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    // Only whole pages inside the range: a page shared with a neighbouring tensor stays.
+    const std::size_t begin = (offset + page - 1) / page * page;
+    const std::size_t end = std::min(size_, offset + length) / page * page;
+    if (end > begin) ::madvise(const_cast<std::uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 }  // namespace persona

@@ -17,6 +17,9 @@ public:
     const std::uint8_t* data() const { return data_; }
     std::size_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    // Drops the pages of [offset, offset + length) from this process's memory once they have been
+    // read (a model's weights are copied out at load); reading them again pages them back in.
+    void release(std::size_t offset, std::size_t length) const;
 
 private:
     std::string path_;
