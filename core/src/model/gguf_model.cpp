@@ -6,6 +6,7 @@
 #include "persona/errors.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
+#include "formats/packed_blocks.h"
 
 #include <cmath>
 #include <sstream>
@@ -18,12 +19,16 @@ namespace {
 constexpr int kGemma3SlidingPattern = 6;  // every 6th block attends globally
 constexpr double kGemma3LocalRopeBase = 10000.0;
 
-torch::Tensor dequantized(const GgufFile& file, const GgufTensorInfo& info, const std::vector<std::int64_t>& torch_shape) {
+void check_shape(const GgufFile& file, const GgufTensorInfo& info, const std::vector<std::int64_t>& torch_shape) {
     // ggml lists dimensions innermost first; torch outermost first.
     const std::vector<std::int64_t> actual(info.shape.rbegin(), info.shape.rend());
     if (actual != torch_shape)
         throw FileError(file.path(), "tensor '" + info.name + "' has shape " + shape_text(actual) + ", expected " +
                                          shape_text(torch_shape) + " from the model's metadata");
+}
+
+torch::Tensor dequantized(const GgufFile& file, const GgufTensorInfo& info, const std::vector<std::int64_t>& torch_shape) {
+    check_shape(file, info, torch_shape);
     if (!can_dequantize(info.type))
         throw FileError(file.path(), "tensor '" + info.name + "' uses quantization type " + ggml_type_name(info.type) +
                                          ", which this version cannot read");
@@ -31,6 +36,7 @@ torch::Tensor dequantized(const GgufFile& file, const GgufTensorInfo& info, cons
     // One thread: decoding runs near memory bandwidth, and a second thread only adds start-up
     // cost and contention on a shared 2-core machine (measured when dequantize.cpp was written).
     dequantize_tensor(file, info, out.data_ptr<float>(), 1);
+    file.release(info);
     return out;
 }
 
@@ -107,6 +113,18 @@ public:
         const GgufTensorInfo* info = file_->find_tensor(name);
         if (!info) throw FileError(file_->path(), "tensor '" + name + "' is missing");
         return dequantized(*file_, *info, shape);
+    }
+    bool stores_quantized(const std::string& name) const override {
+        const GgufTensorInfo* info = file_->find_tensor(name);
+        return info && packed::packed_kind(info->type).has_value();
+    }
+    QuantizedMatrix read_quantized(const std::string& name, std::int64_t rows, std::int64_t cols) const override {
+        const GgufTensorInfo* info = file_->find_tensor(name);
+        if (!info) throw FileError(file_->path(), "tensor '" + name + "' is missing");
+        check_shape(*file_, *info, {rows, cols});
+        QuantizedMatrix matrix = QuantizedMatrix::from_gguf(info->type, file_->tensor_data(*info), rows, cols);
+        file_->release(*info);
+        return matrix;
     }
     std::size_t tensor_count() const override { return file_->tensors().size(); }
     bool llama_qk_rows_permuted() const override { return true; }

@@ -170,7 +170,7 @@ void LoraAdapter::merge_into(Transformer& net) const {
             const Pair& pair = layers_[l][i];
             if (!pair.a.defined()) continue;
             const LoraModule& m = modules_[i];
-            torch::Tensor& weight = net.site_weight(static_cast<int>(l), m.site);
+            torch::Tensor& weight = net.site_weight(static_cast<int>(l), m.site).make_dense();
             torch::Tensor band = weight.narrow(0, m.row_offset, m.rows);
             const torch::Tensor delta = torch::matmul(pair.b, pair.a) * scaling_;
             band.copy_((band.to(torch::kFloat32) + delta.to(band.device())).to(band.scalar_type()));

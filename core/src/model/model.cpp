@@ -2,6 +2,8 @@
 // and reads activations between blocks, generates with a KV cache and per-row samplers.
 #include "model/model_impl.h"
 
+#include <malloc.h>
+
 #include "model/cpu_kernels.h"
 #include "model/lora.h"
 #include "model/model_files.h"
@@ -80,6 +82,10 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
             // takes f32 there.
             impl->dtype = cuda || model::cpu::available() ? torch::kBFloat16 : torch::kFloat32;
             break;
+        case DTypeChoice::Quantized:
+            if (impl->device.is_cuda()) throw Error("quantized weights run on the CPU only; use bf16 on CUDA");
+            impl->dtype = model::cpu::available() ? torch::kBFloat16 : torch::kFloat32;
+            break;
         case DTypeChoice::BF16: impl->dtype = torch::kBFloat16; break;
         case DTypeChoice::F32: impl->dtype = torch::kFloat32; break;
         case DTypeChoice::F16:
@@ -91,10 +97,13 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
 
     const std::uint64_t tensor_total = files.weights->tensor_count();
     std::uint64_t tensors_done = 0;
-    model::WeightLoader loader(*files.weights, impl->dtype, impl->device, [&] {
-        check_cancelled(cancelled);
-        report("Loading weights", ++tensors_done, tensor_total);
-    });
+    model::WeightLoader loader(
+        *files.weights, impl->dtype, impl->device,
+        [&] {
+            check_cancelled(cancelled);
+            report("Loading weights", ++tensors_done, tensor_total);
+        },
+        *dtype == DTypeChoice::Quantized);
     impl->net = model::build_transformer(loader);
     if (!options.adapter.empty()) {
         report("Merging the adapter " + options.adapter, 0, 1);
@@ -110,10 +119,14 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
                                   " tokens but the embedding has " + std::to_string(impl->net->config().vocabulary) + " rows");
 
     impl->facts.device = impl->device.is_cuda() ? "cuda" : "cpu";
-    impl->facts.dtype = dtype_name(impl->dtype == torch::kBFloat16 ? DTypeChoice::BF16
-                                   : impl->dtype == torch::kFloat16 ? DTypeChoice::F16
-                                                                    : DTypeChoice::F32);
+    impl->facts.dtype = dtype_name(*dtype == DTypeChoice::Quantized ? DTypeChoice::Quantized
+                                   : impl->dtype == torch::kBFloat16 ? DTypeChoice::BF16
+                                   : impl->dtype == torch::kFloat16  ? DTypeChoice::F16
+                                                                     : DTypeChoice::F32);
     impl->facts.weight_bytes = impl->net->weight_bytes();
+    // Loading freed hundreds of MB of temporaries (float32 tensors, GGUF blocks before repacking)
+    // in pieces glibc keeps for reuse; giving them back makes the resident size the model's.
+    malloc_trim(0);
     impl->facts.process_rss_bytes = read_process_memory().resident_bytes;
     return std::unique_ptr<Model>(new Model(std::move(impl)));
 }

@@ -26,9 +26,56 @@ bool recording_gradients() { return torch::GradMode::is_enabled(); }
 
 }  // namespace
 
+std::uint64_t Weight::bytes() const {
+    return quantized ? quantized->bytes() : static_cast<std::uint64_t>(dense.numel() * dense.element_size());
+}
+
+torch::Tensor& Weight::make_dense() {
+    if (quantized) {
+        dense = quantized->dequantized(dense_dtype);
+        quantized.reset();
+    }
+    return dense;
+}
+
+QuantizedMatrix WeightSource::read_quantized(const std::string& name, std::int64_t, std::int64_t) const {
+    throw FileError(path(), "tensor '" + name + "' is not stored in a quantized block format");
+}
+
 WeightLoader::WeightLoader(const WeightSource& source, torch::ScalarType matrix_dtype, torch::Device device,
-                           std::function<void()> on_tensor_loaded)
-    : source_(source), dtype_(matrix_dtype), device_(device), on_tensor_loaded_(std::move(on_tensor_loaded)) {}
+                           std::function<void()> on_tensor_loaded, bool keep_quantized)
+    : source_(source), dtype_(matrix_dtype), device_(device), on_tensor_loaded_(std::move(on_tensor_loaded)),
+      keep_quantized_(keep_quantized) {}
+
+Weight WeightLoader::weight(const std::string& name, std::int64_t rows, std::int64_t cols) {
+    if (!keep_quantized_ || !source_.stores_quantized(name)) return matrix(name, rows, cols);
+    Weight w(source_.read_quantized(name, rows, cols), dtype_);
+    if (on_tensor_loaded_) on_tensor_loaded_();
+    bytes_ += w.bytes();
+    return w;
+}
+
+Weight WeightLoader::stacked(const std::vector<Piece>& pieces, std::int64_t cols) {
+    bool quantized = keep_quantized_;
+    for (const Piece& piece : pieces) quantized = quantized && source_.stores_quantized(piece.name);
+    if (quantized) {
+        std::vector<QuantizedMatrix> matrices;
+        for (const Piece& piece : pieces) {
+            QuantizedMatrix m = source_.read_quantized(piece.name, piece.rows, cols);
+            if (on_tensor_loaded_) on_tensor_loaded_();
+            matrices.push_back(piece.order.empty() ? std::move(m) : m.reordered(piece.order));
+        }
+        Weight w(QuantizedMatrix::stacked(std::move(matrices)), dtype_);
+        bytes_ += w.bytes();
+        return w;
+    }
+    std::vector<torch::Tensor> matrices;
+    for (const Piece& piece : pieces) {
+        torch::Tensor m = matrix_f32(piece.name, piece.rows, cols);
+        matrices.push_back(piece.order.empty() ? m : m.index_select(0, torch::tensor(piece.order, torch::kInt64)));
+    }
+    return to_compute(matrices.size() == 1 ? matrices.front() : torch::cat(matrices, 0));
+}
 
 torch::Tensor WeightLoader::read(const std::string& name, const std::vector<std::int64_t>& torch_shape) {
     torch::Tensor out = source_.read(name, torch_shape);
@@ -63,7 +110,15 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
     return (x32 * torch::rsqrt(x32.pow(2).mean(-1, true) + eps) * weight).to(out_dtype);
 }
 
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+torch::Tensor project(const torch::Tensor& x, const Weight& w, const torch::Tensor& bias) {
+    if (w.quantized) {
+        // Training needs autograd through the product, which the int8 kernel does not record.
+        const torch::Tensor y = recording_gradients()
+                                    ? torch::linear(x.to(w.dense_dtype), w.quantized->dequantized(w.dense_dtype)).to(torch::kFloat32)
+                                    : w.quantized->multiply(x);
+        return bias.defined() ? y + bias : y;
+    }
+    const torch::Tensor& weight = w.dense;
     // Up to a few dozen rows the hand-written kernel streams bf16 weights near memory speed: 2.5-3x
     // oneDNN at one row, 1.7x at 16, 1.1x at 32; at 64 oneDNN's blocked GEMM is as fast.
     constexpr std::int64_t kFewRows = 32;
@@ -71,6 +126,11 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const
     if (x.numel() <= kFewRows * x.size(-1) && !recording_gradients()) y = cpu::linear_few_rows(x, weight);
     if (!y.defined()) y = torch::linear(x.to(weight.scalar_type()), weight).to(torch::kFloat32);
     return bias.defined() ? y + bias : y;
+}
+
+torch::Tensor embedding_rows(const Weight& table, const torch::Tensor& tokens) {
+    if (table.quantized) return table.quantized->lookup(tokens.cpu()).to(tokens.device());
+    return torch::embedding(table.dense, tokens).to(torch::kFloat32);
 }
 
 torch::Tensor silu_mul(const torch::Tensor& gate_up, torch::ScalarType out_dtype) {

@@ -2,6 +2,8 @@
 // The shape every architecture file fills in: embed, one block at a time, logits. The model
 // drives the blocks itself so it can read and change the residual stream between them
 // (docs/method.md: hidden_states[l] is the output of block l-1).
+#include "model/quantized_matrix.h"
+
 #include <torch/torch.h>
 
 #include <functional>
@@ -61,10 +63,30 @@ struct StepContext {
     const ProjectionAdapter* adapter = nullptr;
 };
 
+// A weight matrix [rows, cols]: a tensor in the compute dtype, or (dtype "quantized", CPU) a GGUF
+// tensor's quantized blocks.
+struct Weight {
+    Weight() = default;
+    Weight(torch::Tensor tensor) : dense(std::move(tensor)) {}  // NOLINT: a dense tensor is a weight
+    Weight(QuantizedMatrix matrix, torch::ScalarType dense_dtype)
+        : quantized(std::make_shared<const QuantizedMatrix>(std::move(matrix))), dense_dtype(dense_dtype) {}
+
+    torch::Tensor dense;
+    std::shared_ptr<const QuantizedMatrix> quantized;  // shared: a tied embedding is also the output
+    torch::ScalarType dense_dtype = torch::kFloat32;   // what the quantized blocks widen to
+
+    // The dtype the projection takes its input in, so a norm can hand it over without a pass.
+    torch::ScalarType input_dtype() const { return quantized ? torch::kFloat32 : dense.scalar_type(); }
+    torch::Device device() const { return quantized ? torch::Device(torch::kCPU) : dense.device(); }
+    std::uint64_t bytes() const;
+    // The dense tensor, widening quantized blocks for good first (an adapter merged into them).
+    torch::Tensor& make_dense();
+};
+
 // The weight of `site` in an architecture's per-block struct, whose matrices are named qkv,
 // out, gate_up and down.
 template <class Layer>
-torch::Tensor& site_of(Layer& layer, ProjectionSite site) {
+Weight& site_of(Layer& layer, ProjectionSite site) {
     switch (site) {
         case ProjectionSite::Qkv: return layer.qkv;
         case ProjectionSite::Out: return layer.out;
@@ -92,9 +114,8 @@ public:
     virtual torch::Tensor embed(const torch::Tensor& tokens) const = 0;  // [B,T] -> [B,T,H] f32
     virtual torch::Tensor block(int index, const torch::Tensor& hidden, StepContext& step) const = 0;
     virtual torch::Tensor logits(const torch::Tensor& hidden) const = 0;  // [B,T,H] -> [B,T,V] f32
-    // The weight matrix [rows, cols] of a block's projection, in the compute dtype: where an
-    // adapter is merged at load.
-    virtual torch::Tensor& site_weight(int layer, ProjectionSite site) = 0;
+    // The weight matrix [rows, cols] of a block's projection: where an adapter is merged at load.
+    virtual Weight& site_weight(int layer, ProjectionSite site) = 0;
 
     std::uint64_t weight_bytes() const { return weight_bytes_; }
 
@@ -117,6 +138,10 @@ public:
     // The tensor widened to float32 on the CPU; FileError when it is missing or its shape (torch
     // order, outermost first) is not `shape`.
     virtual torch::Tensor read(const std::string& name, const std::vector<std::int64_t>& shape) const = 0;
+    // True when `name` is stored in a block format QuantizedMatrix keeps (GGUF's Q4_0, Q4_1, Q5_0,
+    // Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), and the matrix [rows, cols] in those blocks.
+    virtual bool stores_quantized(const std::string& name) const { static_cast<void>(name); return false; }
+    virtual QuantizedMatrix read_quantized(const std::string& name, std::int64_t rows, std::int64_t cols) const;
     virtual std::size_t tensor_count() const = 0;
     // llama.cpp's converter permutes the Q/K rows of llama-architecture models (docs/platform-notes.md);
     // Hugging Face checkpoints hold them in rotate-half order already.
@@ -130,14 +155,25 @@ public:
 // embedding, say) fails clearly.
 class WeightLoader {
 public:
+    // keep_quantized: matrices stored in a block format stay in it (CPU only).
     WeightLoader(const WeightSource& source, torch::ScalarType matrix_dtype, torch::Device device,
-                 std::function<void()> on_tensor_loaded);
+                 std::function<void()> on_tensor_loaded, bool keep_quantized = false);
 
     const WeightSource& source() const { return source_; }
     const TransformerConfig& config() const { return source_.config(); }
     bool has(const std::string& name) const { return source_.has(name); }
     // A weight matrix [rows, cols] (ggml shape [cols, rows]) in the compute dtype.
     torch::Tensor matrix(const std::string& name, std::int64_t rows, std::int64_t cols);
+    // A weight matrix [rows, cols], quantized when the loader keeps them and the file has it so.
+    Weight weight(const std::string& name, std::int64_t rows, std::int64_t cols);
+    // Matrices stacked by rows in one weight (q | k | v, gate | up), as fused projections use
+    // them; a piece's `order` (when not empty) reorders its rows first: row i is row order[i].
+    struct Piece {
+        std::string name;
+        std::int64_t rows = 0;
+        std::vector<std::int64_t> order{};
+    };
+    Weight stacked(const std::vector<Piece>& pieces, std::int64_t cols);
     // A vector (norm weight, bias) kept in float32 for precision.
     torch::Tensor vector(const std::string& name, std::int64_t length);
     // A matrix as float32 on the CPU, before conversion (for permutations at load time).
@@ -154,6 +190,7 @@ private:
     torch::ScalarType dtype_;
     torch::Device device_;
     std::function<void()> on_tensor_loaded_;
+    bool keep_quantized_ = false;
     std::uint64_t bytes_ = 0;
 };
 
@@ -163,7 +200,9 @@ private:
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps,
                        torch::ScalarType out_dtype = torch::kFloat32);
 // x [..., K] (float32 or the weights' dtype) times weight [N, K]^T, as float32.
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
+torch::Tensor project(const torch::Tensor& x, const Weight& weight, const torch::Tensor& bias = {});
+// Rows `tokens` of an embedding table, as float32 [..., H].
+torch::Tensor embedding_rows(const Weight& table, const torch::Tensor& tokens);
 // silu(gate) * up for gate_up = [..., gate | up].
 torch::Tensor silu_mul(const torch::Tensor& gate_up, torch::ScalarType out_dtype = torch::kFloat32);
 // Rotate-half RoPE on [B, T, heads, head_dim] with cos/sin [B, T, 1, head_dim/2].

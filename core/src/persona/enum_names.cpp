@@ -33,7 +33,8 @@ constexpr Named<StopReason> kStopReasons[] = {{StopReason::MaxTokens, "max_token
 constexpr Named<DeviceChoice> kDevices[] = {
     {DeviceChoice::Auto, "auto"}, {DeviceChoice::Cpu, "cpu"}, {DeviceChoice::Cuda, "cuda"}};
 constexpr Named<DTypeChoice> kDTypes[] = {
-    {DTypeChoice::Auto, "auto"}, {DTypeChoice::F32, "f32"}, {DTypeChoice::BF16, "bf16"}, {DTypeChoice::F16, "f16"}};
+    {DTypeChoice::Auto, "auto"}, {DTypeChoice::F32, "f32"}, {DTypeChoice::BF16, "bf16"}, {DTypeChoice::F16, "f16"},
+    {DTypeChoice::Quantized, "quantized"}};
 
 template <typename Enum, std::size_t N>
 const char* name_in(const Named<Enum> (&table)[N], Enum value) {

@@ -31,8 +31,8 @@ public:
             return norm_offset != 0.0 ? weight + norm_offset : weight;
         };
 
-        embedding_ = loader.matrix("token_embd.weight", c.vocabulary, c.hidden);
-        output_ = loader.has("output.weight") ? loader.matrix("output.weight", c.vocabulary, c.hidden) : embedding_;
+        embedding_ = loader.weight("token_embd.weight", c.vocabulary, c.hidden);
+        output_ = loader.has("output.weight") ? loader.weight("output.weight", c.vocabulary, c.hidden) : embedding_;
         output_norm_ = norm("output_norm.weight", c.hidden);
 
         const std::int64_t q_rows = std::int64_t{c.heads} * c.head_dim;
@@ -41,17 +41,15 @@ public:
             const std::string p = "blk." + std::to_string(i) + ".";
             Layer layer;
             layer.attn_norm = norm(p + "attn_norm.weight", c.hidden);
-            layer.qkv = loader.to_compute(torch::cat({loader.matrix_f32(p + "attn_q.weight", q_rows, c.hidden),
-                                                      loader.matrix_f32(p + "attn_k.weight", kv_rows, c.hidden),
-                                                      loader.matrix_f32(p + "attn_v.weight", kv_rows, c.hidden)}, 0));
+            layer.qkv = loader.stacked({{p + "attn_q.weight", q_rows}, {p + "attn_k.weight", kv_rows}, {p + "attn_v.weight", kv_rows}},
+                                       c.hidden);
             layer.q_norm = norm(p + "attn_q_norm.weight", c.head_dim);
             layer.k_norm = norm(p + "attn_k_norm.weight", c.head_dim);
-            layer.out = loader.matrix(p + "attn_output.weight", c.hidden, q_rows);
+            layer.out = loader.weight(p + "attn_output.weight", c.hidden, q_rows);
             layer.post_attn_norm = norm(p + "post_attention_norm.weight", c.hidden);
             layer.ffn_norm = norm(p + "ffn_norm.weight", c.hidden);
-            layer.gate_up = loader.to_compute(torch::cat({loader.matrix_f32(p + "ffn_gate.weight", c.feed_forward, c.hidden),
-                                                          loader.matrix_f32(p + "ffn_up.weight", c.feed_forward, c.hidden)}, 0));
-            layer.down = loader.matrix(p + "ffn_down.weight", c.hidden, c.feed_forward);
+            layer.gate_up = loader.stacked({{p + "ffn_gate.weight", c.feed_forward}, {p + "ffn_up.weight", c.feed_forward}}, c.hidden);
+            layer.down = loader.weight(p + "ffn_down.weight", c.hidden, c.feed_forward);
             layer.post_ffn_norm = norm(p + "post_ffw_norm.weight", c.hidden);
             layers_.push_back(std::move(layer));
         }
@@ -59,7 +57,7 @@ public:
     }
 
     torch::Tensor embed(const torch::Tensor& tokens) const override {
-        return torch::embedding(embedding_, tokens).to(torch::kFloat32) * embedding_scale_;
+        return embedding_rows(embedding_, tokens) * embedding_scale_;
     }
 
     torch::Tensor block(int index, const torch::Tensor& x, StepContext& step) const override {
@@ -95,7 +93,7 @@ public:
         return h + rms_norm(ffn, layer.post_ffn_norm, c.rms_eps);
     }
 
-    torch::Tensor& site_weight(int layer, ProjectionSite site) override {
+    Weight& site_weight(int layer, ProjectionSite site) override {
         return site_of(layers_.at(static_cast<std::size_t>(layer)), site);
     }
 
@@ -105,10 +103,12 @@ public:
 
 private:
     struct Layer {
-        torch::Tensor attn_norm, qkv, q_norm, k_norm, out, post_attn_norm, ffn_norm, gate_up, down, post_ffn_norm;
+        torch::Tensor attn_norm, q_norm, k_norm, post_attn_norm, ffn_norm, post_ffn_norm;
+        Weight qkv, out, gate_up, down;
     };
     double embedding_scale_ = 1.0;
-    torch::Tensor embedding_, output_, output_norm_;
+    Weight embedding_, output_;
+    torch::Tensor output_norm_;
     std::vector<Layer> layers_;
 };
 

@@ -16,13 +16,15 @@ public:
     torch::Tensor embed(const torch::Tensor& tokens) const override;
     torch::Tensor block(int index, const torch::Tensor& hidden, StepContext& step) const override;
     torch::Tensor logits(const torch::Tensor& hidden) const override;
-    torch::Tensor& site_weight(int layer, ProjectionSite site) override;
+    Weight& site_weight(int layer, ProjectionSite site) override;
 
 private:
     struct Layer {
-        torch::Tensor attn_norm, qkv, qkv_bias, q_norm, k_norm, out, ffn_norm, gate_up, down;
+        torch::Tensor attn_norm, qkv_bias, q_norm, k_norm, ffn_norm;
+        Weight qkv, out, gate_up, down;
     };
-    torch::Tensor embedding_, output_, output_norm_;
+    Weight embedding_, output_;
+    torch::Tensor output_norm_;
     std::vector<Layer> layers_;
 };
 
