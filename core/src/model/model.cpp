@@ -2,8 +2,6 @@
 // and reads activations between blocks, generates with a KV cache and per-row samplers.
 #include "model/model_impl.h"
 
-#include <malloc.h>
-
 #include "model/cpu_kernels.h"
 #include "model/lora.h"
 #include "model/model_files.h"
@@ -19,6 +17,7 @@
 #include <filesystem>
 #include <optional>
 #include <cmath>
+#include <malloc.h>  // malloc_trim
 
 namespace persona {
 
