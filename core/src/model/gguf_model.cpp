@@ -122,9 +122,13 @@ public:
         const GgufTensorInfo* info = file_->find_tensor(name);
         if (!info) throw FileError(file_->path(), "tensor '" + name + "' is missing");
         check_shape(*file_, *info, {rows, cols});
-        QuantizedMatrix matrix = QuantizedMatrix::from_gguf(info->type, file_->tensor_data(*info), rows, cols);
-        file_->release(*info);
-        return matrix;
+        try {
+            QuantizedMatrix matrix = QuantizedMatrix::from_gguf(info->type, file_->tensor_data(*info), rows, cols);
+            file_->release(*info);
+            return matrix;
+        } catch (const Error& e) {  // a row that is not whole blocks: say which file and tensor
+            throw FileError(file_->path(), "tensor '" + name + "': " + e.what());
+        }
     }
     std::size_t tensor_count() const override { return file_->tensors().size(); }
     bool llama_qk_rows_permuted() const override { return true; }

@@ -84,12 +84,15 @@ QuantizedMatrix QuantizedMatrix::stacked(std::vector<QuantizedMatrix> matrices) 
 
 QuantizedMatrix QuantizedMatrix::reordered(const std::vector<std::int64_t>& order) const {
     if (parts_.size() != 1 || static_cast<std::int64_t>(order.size()) != rows_) throw Error("cannot reorder these rows");
-    QuantizedMatrix m = *this;
     const Part& from = parts_.front();
-    Part& to = m.parts_.front();
+    QuantizedMatrix m;
+    m.rows_ = rows_;
+    m.cols_ = cols_;
+    Part to{from.kind, from.rows, from.row_bytes, std::vector<std::uint8_t>(from.bytes.size())};
     for (std::size_t i = 0; i < order.size(); ++i)
         std::memcpy(to.bytes.data() + i * to.row_bytes, from.bytes.data() + static_cast<std::size_t>(order[i]) * from.row_bytes,
                     from.row_bytes);
+    m.parts_.push_back(std::move(to));
     return m;
 }
 
