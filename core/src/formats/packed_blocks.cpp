@@ -159,22 +159,6 @@ void write_block(const Layout& layout, const Block& block, std::uint8_t* dst) {
 
 }  // namespace
 
-Layout layout_of(Kind kind) {
-    const auto super = [kind](int bits, int groups) {
-        const std::size_t header = super_header_bytes(groups);
-        return Layout{kind, kSuperValues, bits, groups, header + static_cast<std::size_t>(kSuperValues * bits / 8), header};
-    };
-    switch (kind) {
-        case Kind::Small4: return {kind, kSmallValues, 4, 1, kSmallHeaderBytes + 16, kSmallHeaderBytes};
-        case Kind::Small8:
-        case Kind::SmallSigned8: return {kind, kSmallValues, 8, 1, kSmallHeaderBytes + 32, kSmallHeaderBytes};
-        case Kind::Super4: return super(4, 8);
-        case Kind::Super5: return super(8, 8);
-        case Kind::Super6: break;
-    }
-    return super(6, 16);
-}
-
 std::optional<Kind> packed_kind(std::uint32_t ggml_type) {
     switch (static_cast<GgmlType>(ggml_type)) {
         case GgmlType::Q4_0:

@@ -42,7 +42,22 @@ constexpr int kMostGroups = kSuperValues / kGroupValues;
 constexpr std::size_t kSmallHeaderBytes = 4;  // f16 d, f16 dmin
 constexpr std::size_t super_header_bytes(int groups) { return 8 + 2 * static_cast<std::size_t>(groups); }
 
-Layout layout_of(Kind kind);
+// constexpr, so the kernels take their widths and sizes from the kind they are compiled for.
+constexpr Layout layout_of(Kind kind) {
+    const auto super = [kind](int bits, int groups) {
+        const std::size_t header = super_header_bytes(groups);
+        return Layout{kind, kSuperValues, bits, groups, header + static_cast<std::size_t>(kSuperValues * bits / 8), header};
+    };
+    switch (kind) {
+        case Kind::Small4: return {kind, kSmallValues, 4, 1, kSmallHeaderBytes + 16, kSmallHeaderBytes};
+        case Kind::Small8:
+        case Kind::SmallSigned8: return {kind, kSmallValues, 8, 1, kSmallHeaderBytes + 32, kSmallHeaderBytes};
+        case Kind::Super4: return super(4, 8);
+        case Kind::Super5: return super(8, 8);
+        case Kind::Super6: break;
+    }
+    return super(6, 16);
+}
 
 // The layout a GGUF tensor type repacks into; nullopt for types kept dense (F32, F16, BF16, Q2_K,
 // Q3_K, the IQ types).

@@ -161,8 +161,9 @@ template <Kind K, int Rows>
 PERSONA_AVX2 void small_block_rows(const QuantizedMatrix::Part& part, std::int64_t n0, std::int64_t n1, const Activations& x,
                                    std::int64_t r0, float* y, std::int64_t y_stride) {
     constexpr bool kSigned = K == Kind::SmallSigned8;
-    constexpr int kBits = K == Kind::Small4 ? 4 : 8;
-    constexpr std::size_t kBlockBytes = packed::kSmallHeaderBytes + 32 * kBits / 8;
+    constexpr packed::Layout kLayout = packed::layout_of(K);
+    constexpr int kBits = kLayout.value_bits;
+    constexpr std::size_t kBlockBytes = kLayout.block_bytes;
     const std::int64_t blocks = x.cols / 32;
     const __m256i ones = _mm256_set1_epi16(1);
     for (std::int64_t n = n0; n < n1; ++n) {
@@ -192,18 +193,19 @@ PERSONA_AVX2 void small_block_rows(const QuantizedMatrix::Part& part, std::int64
 }
 
 // Super blocks (256 values in 8 or 16 groups with int8 scales and mins).
-template <int Bits, int Groups, int Rows>
+template <Kind K, int Rows>
 PERSONA_AVX2 void super_block_rows(const QuantizedMatrix::Part& part, std::int64_t n0, std::int64_t n1, const Activations& x,
                                    std::int64_t r0, float* y, std::int64_t y_stride) {
-    constexpr std::size_t kHeaderBytes = packed::super_header_bytes(Groups);
-    constexpr std::size_t kBlockBytes = kHeaderBytes + 256 * Bits / 8;
+    constexpr packed::Layout kLayout = packed::layout_of(K);
+    constexpr int kBits = kLayout.value_bits, kGroups = kLayout.groups;
+    constexpr std::size_t kHeaderBytes = kLayout.header_bytes, kBlockBytes = kLayout.block_bytes;
     const std::int64_t blocks = x.cols / 256;
     // Chunk c of 32 values spans groups 2c and 2c + 1 (16 groups) or group c (8): these spread
     // the scales over its 16 int16 lanes; `pairs` widens 8 mins to one per 16 values.
     __m128i spread[8];
     for (int c = 0; c < 8; ++c) {
         alignas(16) char index[16];
-        for (int i = 0; i < 16; ++i) index[i] = static_cast<char>(Groups == 16 ? 2 * c + i / 8 : c);
+        for (int i = 0; i < 16; ++i) index[i] = static_cast<char>(kGroups == 16 ? 2 * c + i / 8 : c);
         spread[c] = _mm_load_si128(reinterpret_cast<const __m128i*>(index));
     }
     const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -216,14 +218,14 @@ PERSONA_AVX2 void super_block_rows(const QuantizedMatrix::Part& part, std::int64
             float d, dmin;
             std::memcpy(&d, block, 4);
             std::memcpy(&dmin, block + 4, 4);
-            const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8));  // the first Groups bytes count
-            const __m128i stored_mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8 + Groups));
-            const __m256i mins = _mm256_cvtepi8_epi16(Groups == 16 ? stored_mins : _mm_shuffle_epi8(stored_mins, pairs));
+            const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8));  // the first kGroups bytes count
+            const __m128i stored_mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8 + kGroups));
+            const __m256i mins = _mm256_cvtepi8_epi16(kGroups == 16 ? stored_mins : _mm_shuffle_epi8(stored_mins, pairs));
             const std::uint8_t* values = block + kHeaderBytes;
             __m256i sums[Rows];
             for (int r = 0; r < Rows; ++r) sums[r] = _mm256_setzero_si256();
             for (int c = 0; c < 8; ++c) {
-                const __m256i v = load_chunk<Bits>(values, c);
+                const __m256i v = load_chunk<kBits>(values, c);
                 const __m256i group_scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, spread[c]));
                 for (int r = 0; r < Rows; ++r) {
                     const __m256i xv = load_activations(x.values.data() + (r0 + r) * x.cols + b * 256 + c * 32);
@@ -256,9 +258,9 @@ PERSONA_AVX2 inline void store8(at::BFloat16* out, __m256 v) {
 // with a scale and offset per group of 16 (the same pair for all of a small block).
 template <Kind K, class Out>
 PERSONA_AVX2 void simd_dequantize(const QuantizedMatrix::Part& part, std::int64_t n0, std::int64_t n1, std::int64_t cols, Out* out) {
-    const packed::Layout layout = packed::layout_of(K);
+    constexpr packed::Layout layout = packed::layout_of(K);
     const std::int64_t blocks = cols / layout.block_values;
-    constexpr int kBits = K == Kind::Small4 || K == Kind::Super4 ? 4 : K == Kind::Super6 ? 6 : 8;
+    constexpr int kBits = layout.value_bits;
     alignas(32) std::uint8_t values[packed::kSuperValues];
     for (std::int64_t n = n0; n < n1; ++n) {
         const std::uint8_t* block = part.bytes.data() + n * static_cast<std::int64_t>(part.row_bytes);
@@ -311,9 +313,9 @@ void simd_rows(const QuantizedMatrix::Part& part, std::int64_t n0, std::int64_t 
         case Kind::Small4: return small_block_rows<Kind::Small4, Rows>(part, n0, n1, x, r0, y, y_stride);
         case Kind::Small8: return small_block_rows<Kind::Small8, Rows>(part, n0, n1, x, r0, y, y_stride);
         case Kind::SmallSigned8: return small_block_rows<Kind::SmallSigned8, Rows>(part, n0, n1, x, r0, y, y_stride);
-        case Kind::Super4: return super_block_rows<4, 8, Rows>(part, n0, n1, x, r0, y, y_stride);
-        case Kind::Super5: return super_block_rows<8, 8, Rows>(part, n0, n1, x, r0, y, y_stride);
-        case Kind::Super6: return super_block_rows<6, 16, Rows>(part, n0, n1, x, r0, y, y_stride);
+        case Kind::Super4: return super_block_rows<Kind::Super4, Rows>(part, n0, n1, x, r0, y, y_stride);
+        case Kind::Super5: return super_block_rows<Kind::Super5, Rows>(part, n0, n1, x, r0, y, y_stride);
+        case Kind::Super6: return super_block_rows<Kind::Super6, Rows>(part, n0, n1, x, r0, y, y_stride);
     }
 }
 
