@@ -12,7 +12,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-    persona::relaunch_with_passive_openmp(argv);
+    persona::relaunch_with_openmp_settings(argv);
     using namespace persona_cli;
     CLI::App app{"persona-cli: persona vectors from the command line (the engine of Persona Workbench)"};
     app.set_version_flag("--version", PERSONA_VERSION);

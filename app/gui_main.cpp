@@ -71,7 +71,7 @@ bool asksOnlyForHelp(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    persona::relaunch_with_passive_openmp(argv);
+    persona::relaunch_with_openmp_settings(argv);
     const GuiOptions options;
     if (asksOnlyForHelp(argc, argv)) {
         QCoreApplication help(argc, argv);
