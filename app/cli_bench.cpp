@@ -236,7 +236,11 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
             report["decode"] = quiet["decode"];
             if (options.contention) {
                 // What a browser or a slide deck rendering beside the workbench takes: one core.
+                // Already running, as those are: the engine refits its thread count from the
+                // cores left free a few times a second (model/cpu_share.h), so the first half
+                // second of a neighbour's load runs at the quiet thread count.
                 BusyProcess busy;
+                std::this_thread::sleep_for(std::chrono::milliseconds(500));
                 const nlohmann::json shared = speeds();
                 nlohmann::json ratios = {{"prefill", shared["prefill_tokens_per_second"].get<double>() /
                                                          quiet["prefill_tokens_per_second"].get<double>()}};

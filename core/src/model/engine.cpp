@@ -4,6 +4,7 @@
 #include "persona/model.h"
 #include "persona/process_memory.h"
 #include "persona/sweep.h"
+#include "model/cpu_share.h"
 
 #include <torch/torch.h>
 
@@ -127,7 +128,9 @@ struct Engine::Impl {
         // libtorch uses one thread unless told (docs/platform-notes.md).
         const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
         thread_count = options.threads > 0 ? options.threads : static_cast<int>(cores);
-        at::set_num_threads(thread_count);
+        // A count the user chose stays; the default follows the cores other programs leave free.
+        if (options.threads > 0) at::set_num_threads(thread_count);
+        else model::cpu_share::enable(thread_count);
         const bool cuda = torch::cuda::is_available();
         const auto device = device_from_name(options.device);
         std::lock_guard<std::mutex> lock(mutex);

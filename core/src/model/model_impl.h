@@ -3,6 +3,7 @@
 // traces, the judge's kept prompts): the network, its tokenizer and what one forward step needs.
 #include "persona/model.h"
 
+#include "model/cpu_share.h"
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "persona/errors.h"
@@ -195,6 +196,7 @@ struct Model::Impl {
     torch::Tensor forward(const torch::Tensor& tokens, const std::vector<RowLayout>& layout, std::int64_t past,
                           KvCache* cache, Between&& between, const CancelFn& cancelled,
                           const model::ProjectionAdapter* adapter = nullptr) const {
+        model::cpu_share::refit();
         StepContext step = make_step(layout, past, tokens.size(1), cache);
         step.adapter = adapter;
         torch::Tensor hidden = net->embed(tokens);
