@@ -33,18 +33,22 @@ class TestQuantizedModels : public QObject {
 
 private slots:
     // Teacher-forced over 1000 positions through the int8 kernel: the quantized model's top token
-    // against the dequantized float32 model's, beside what the bf16 path (dtype auto here) keeps.
+    // against the dequantized float32 model's. The 135M model's bf16 path, itself short of 99%
+    // there, runs beside it for a bar; the 1.5B model's is left out (where the CPU lacks bf16
+    // arithmetic, libtorch emulates it and 1,000 positions of a 1.5B model take many minutes).
     void realModelsPredictAsTheirFloat32Selves_data() {
         QTest::addColumn<QString>("file");
-        QTest::newRow("SmolLM2-135M Q4_1") << QString(persona::kDefaultModelFile);
-        QTest::newRow("Qwen2.5-Coder-1.5B Q4_K_M") << QString(persona::kJudgeModelFile);
+        QTest::addColumn<bool>("besideBf16");
+        QTest::newRow("SmolLM2-135M Q4_1") << QString(persona::kDefaultModelFile) << true;
+        QTest::newRow("Qwen2.5-Coder-1.5B Q4_K_M") << QString(persona::kJudgeModelFile) << false;
     }
     void realModelsPredictAsTheirFloat32Selves() {
         QFETCH(QString, file);
+        QFETCH(bool, besideBf16);
         const std::string path = persona_test::modelPath(file.toUtf8().constData()).toStdString();
         qputenv("PERSONA_QUANTIZED_DENSE_ROWS", "0");
         auto reference = persona::Model::load(path, persona::ModelLoadOptions{"cpu", "f32"});
-        auto bf16 = persona::Model::load(path, persona::ModelLoadOptions{"cpu", "bf16"});
+        auto bf16 = besideBf16 ? persona::Model::load(path, persona::ModelLoadOptions{"cpu", "bf16"}) : nullptr;
         auto quantized = persona::Model::load(path, persona::ModelLoadOptions{"cpu", "quantized"});
         QCOMPARE(quantized->dtype(), std::string("quantized"));
         const double fileBytes = double(QFileInfo(QString::fromStdString(path)).size());
@@ -81,17 +85,22 @@ private slots:
             const std::vector<std::int32_t> piece(text.begin() + long(start), text.begin() + long(start + kPiece));
             const auto expected = reference->trace(piece);
             compare(expected, quantized->trace(piece), kPiece, ofQuantized);
-            compare(expected, bf16->trace(piece), kPiece, ofBf16);
+            if (bf16) compare(expected, bf16->trace(piece), kPiece, ofBf16);
         }
         qunsetenv("PERSONA_QUANTIZED_DENSE_ROWS");
-        for (auto* fidelity : {&ofQuantized, &ofBf16}) std::sort(fidelity->hiddenErrors.begin(), fidelity->hiddenErrors.end());
-        qInfo("%s against f32 over %d positions: top-1 agreement quantized %.2f%%, bf16 %.2f%%; last hidden state relative "
-              "error quantized median %.4f p95 %.4f, bf16 median %.4f p95 %.4f",
-              qPrintable(file), ofQuantized.positions, 100 * ofQuantized.agreement(), 100 * ofBf16.agreement(),
-              ofQuantized.hiddenError(0.5), ofQuantized.hiddenError(0.95), ofBf16.hiddenError(0.5), ofBf16.hiddenError(0.95));
-        // 99%, or within a point of the bf16 path, itself short of 99% on the 135M model (98.8%;
-        // the quantized path measured 98.2-98.6% there, 99.2% on the 1.5B model).
-        const double bar = std::min(0.99, ofBf16.agreement() - 0.01);
+        std::sort(ofQuantized.hiddenErrors.begin(), ofQuantized.hiddenErrors.end());
+        qInfo("%s against f32 over %d positions: top-1 agreement %.2f%%, last hidden state relative error median %.4f p95 %.4f",
+              qPrintable(file), ofQuantized.positions, 100 * ofQuantized.agreement(), ofQuantized.hiddenError(0.5),
+              ofQuantized.hiddenError(0.95));
+        double bar = 0.99;
+        if (bf16) {
+            std::sort(ofBf16.hiddenErrors.begin(), ofBf16.hiddenErrors.end());
+            qInfo("the bf16 path: top-1 agreement %.2f%%, last hidden state relative error median %.4f p95 %.4f",
+                  100 * ofBf16.agreement(), ofBf16.hiddenError(0.5), ofBf16.hiddenError(0.95));
+            // Within a point of the bf16 path where that is short of 99% itself (the 135M model:
+            // 98.8%, and the quantized path 98.2-98.6%; the 1.5B model's quantized path: 99.2%).
+            bar = std::min(bar, ofBf16.agreement() - 0.01);
+        }
         QVERIFY2(ofQuantized.agreement() >= bar, qPrintable(QString("top-1 agreement %1 under %2").arg(ofQuantized.agreement()).arg(bar)));
         QVERIFY2(ofQuantized.hiddenError(0.5) < 0.1, "the hidden states drifted");
     }
