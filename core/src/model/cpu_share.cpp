@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <dlfcn.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -22,7 +23,8 @@ double now_seconds() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Each engine thread fits its own count (at::set_num_threads is per calling thread with OpenMP).
+// Each engine thread fits its own count (at::set_num_threads is per calling thread with OpenMP;
+// OpenBLAS's count, below, is the process's).
 struct Fit {
     int most = 0;  // 0: not enabled
     int current = 0;
@@ -33,6 +35,15 @@ thread_local Fit fit;
 // Readings further apart than this average over too long a past: a neighbour that started a
 // second ago would hardly show in ten idle minutes, so an old reading only starts a new window.
 constexpr double kShortestWindow = 0.25, kLongestWindow = 2.0;
+
+// The f32 path's products run on OpenBLAS's own threads, which libtorch's count does not govern;
+// where the BLAS is OpenBLAS, its count follows too.
+void set_threads(int threads) {
+    at::set_num_threads(threads);
+    using SetThreads = void (*)(int);
+    static const auto openblas_set_num_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    if (openblas_set_num_threads) openblas_set_num_threads(threads);
+}
 
 }  // namespace
 
@@ -89,7 +100,7 @@ int fitted_threads(int current, int most, double free_cores) {
 
 void enable(int most) {
     fit = Fit{most, most, read()};
-    at::set_num_threads(most);
+    set_threads(most);
 }
 
 void refit() {
@@ -102,7 +113,7 @@ void refit() {
         const double free_cores = fit.most - others_busy(*fit.last, *reading);
         const int threads = fitted_threads(fit.current, fit.most, free_cores);
         if (threads != fit.current) {
-            at::set_num_threads(threads);
+            set_threads(threads);
             fit.current = threads;
         }
     }
