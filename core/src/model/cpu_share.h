@@ -1,9 +1,9 @@
 #pragma once
 // libtorch's thread count fitted to the cores other programs leave free. Two threads on two
 // cores, one of them taken by a browser or a build, wait on each other every parallel region
-// (hundreds per decode step), and a decode ran at a quarter of its quiet speed; one thread on the
-// free core kept nearly all of it (docs/platform-notes.md). The engine turns this on when the
-// user did not fix a thread count; forward steps then refit it a few times a second.
+// (hundreds per decode step), and a decode ran at a quarter to a half of its quiet speed; one
+// thread on the free core kept nearly all of it (docs/platform-notes.md). The engine turns this
+// on when the user did not fix a thread count; forward steps then refit it a few times a second.
 #include <optional>
 
 namespace persona::model::cpu_share {
