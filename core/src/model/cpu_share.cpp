@@ -27,7 +27,6 @@ double now_seconds() {
 // OpenBLAS's count, below, is the process's).
 struct Fit {
     int most = 0;  // 0: not enabled
-    int current = 0;
     std::optional<Reading> last;
 };
 thread_local Fit fit;
@@ -99,7 +98,7 @@ int fitted_threads(int current, int most, double free_cores) {
 }
 
 void enable(int most) {
-    fit = Fit{most, most, read()};
+    fit = Fit{most, read()};
     set_threads(most);
 }
 
@@ -111,11 +110,9 @@ void refit() {
     if (!reading) return;
     if (fit.last && now - fit.last->seconds <= kLongestWindow) {
         const double free_cores = fit.most - others_busy(*fit.last, *reading);
-        const int threads = fitted_threads(fit.current, fit.most, free_cores);
-        if (threads != fit.current) {
-            set_threads(threads);
-            fit.current = threads;
-        }
+        const int current = at::get_num_threads();
+        const int threads = fitted_threads(current, fit.most, free_cores);
+        if (threads != current) set_threads(threads);
     }
     fit.last = reading;
 }
