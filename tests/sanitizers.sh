@@ -10,7 +10,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-sanitize}
 
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERSONA_SANITIZE=ON -DPERSONA_WITH_GUI=OFF
+# -O1 with line tables only (ASan's own advice) compiles in half the time of -O2 -g, and the stacks
+# still name file and line: the build was two thirds of this stage's time in CI.
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DPERSONA_SANITIZE=ON -DPERSONA_WITH_GUI=OFF
 cmake --build "$build" -j "$(nproc)"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:check_initialization_order=1:strict_string_checks=1}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets with clang (AddressSanitizer + UBSan) and runs each over its corpus
-# plus RUNS new inputs from a fixed seed (at most 90 s each): a regression check for CI, not a fuzzing campaign
+# plus RUNS new inputs from a fixed seed (at most 45 s each): a regression check for CI, not a fuzzing campaign
 # (docs/contributing.md, "Fuzzing", has the long runs). Exit 77, which CTest reports as
 # skipped, where clang's libFuzzer is not installed.
 set -euo pipefail
@@ -26,7 +26,7 @@ for corpus in "$here"/corpus/*/; do
     max_len=$(( largest > 4096 ? largest : 4096 ))
     echo "fuzz_$target: $runs runs"
     # -max_total_time bounds the slow targets (tokenizer_json builds a tokenizer per input).
-    if ! "$build/fuzz_$target" -runs="$runs" -max_total_time=90 -seed=1 -max_len=$max_len -rss_limit_mb=2048 -print_final_stats=1 "$work" \
+    if ! "$build/fuzz_$target" -runs="$runs" -max_total_time=45 -seed=1 -max_len=$max_len -rss_limit_mb=2048 -print_final_stats=1 "$work" \
         > "$work.log" 2>&1; then
         tail -n 80 "$work.log"
         exit 1
