@@ -3,6 +3,7 @@
 #include "cli_commands.h"
 
 #include "persona/errors.h"
+#include "persona/extraction.h"
 #include "persona/generation.h"
 #include "persona/judge.h"
 #include "persona/model.h"
@@ -43,6 +44,7 @@ struct BenchOptions {
     int steering_rounds = 9;
     std::string judge_model;  // "": the studied model judges
     int judge_answers = 8;
+    bool judged_extraction = false;
     bool contention = false;
     bool json_only = false;
 };
@@ -127,6 +129,28 @@ nlohmann::json judge_speeds(persona::Model& studied, const BenchOptions& options
             {"largest_score_difference", worst_difference}};
 }
 
+// The judged extraction the speed figures quote: `optimistic`, 6 questions x 5 instruction pairs,
+// one 48-token answer per side, judged on both rubrics, with its stages' wall times.
+nlohmann::json judged_extraction(persona::Model& studied, const BenchOptions& options, const persona::CancelFn& cancelled) {
+    persona::ExtractionSettings settings;
+    settings.question_limit = 6;
+    settings.pair_limit = 5;
+    settings.max_new_tokens = 48;
+    settings.judge = persona::JudgeKind::Local;
+    settings.judge.model_path = options.judge_model;
+    const auto start = std::chrono::steady_clock::now();
+    const persona::ExtractionResult result =
+        persona::run_extraction(studied, persona::load_builtin_trait("optimistic"), settings, {}, {}, cancelled);
+    return {{"trait", result.trait},
+            {"questions", settings.question_limit},
+            {"pairs", settings.pair_limit},
+            {"new_tokens", settings.max_new_tokens},
+            {"judge", persona::judging_label(settings)},
+            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
+            {"stage_seconds", result.stage_seconds},
+            {"pairs_kept", result.pairs.kept}};
+}
+
 // What the Steering slider feels: a steered answer is streaming; the strength changes, so the
 // panel cancels that job and submits the steered row again (the unsteered row is kept). The
 // figure is the time from the change to the new job's first token: the rest of the running
@@ -182,6 +206,8 @@ std::vector<double> steering_change_latencies(persona::Engine& engine, const per
 
 int run_bench(const GlobalOptions& global, const BenchOptions& options) {
     using clock = std::chrono::steady_clock;
+    // What libtorch and the rest of the program hold before any model: part of every peak below.
+    const std::uint64_t rss_before_model = persona::read_process_memory().resident_bytes;
     persona::Engine engine(engine_options(global));
     g_engine = &engine;
     const auto load_start = clock::now();
@@ -276,6 +302,7 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
                 report["ui_timer_lateness_ms"] = {{"p50", at(0.5)}, {"p99", at(0.99)}, {"max", at(1.0)}, {"wakeups", lateness.size()}};
             }
             if (options.judge_answers > 0) report["judge"] = judge_speeds(model, options, job.cancelled);
+            if (options.judged_extraction) report["judged_extraction"] = judged_extraction(model, options, job.cancelled);
         }) == persona::JobState::failed)
         exit_code = kExitFailed;
     if (exit_code != kExitOk) return exit_code;
@@ -289,6 +316,7 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
                                                 {"fresh_prefill_median_ms", median(fresh) * 1000},
                                                 {"rounds", latencies.size()}};
     report["peak_rss_bytes"] = persona::read_process_memory().peak_resident_bytes;
+    report["rss_before_model_bytes"] = rss_before_model;
 
     if (!options.json_only) {
         std::printf("model   %s (%s, %s, %d threads)\n", facts.name.c_str(), report["device"].get<std::string>().c_str(),
@@ -316,7 +344,10 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
             std::printf("| %-28s | %8.2f s/s |\n", "judge scores, whole prompts", judge["whole_prompt_scores_per_second"].get<double>());
             std::printf("| %-28s | %8.2f s/s |\n", "  prefix reused", judge["reused_prefix_scores_per_second"].get<double>());
         }
+        if (report.contains("judged_extraction"))
+            std::printf("| %-28s | %10.1f s |\n", "judged extraction, 6 x 5", report["judged_extraction"]["seconds"].get<double>());
         std::printf("| %-28s | %9.1f MB |\n", "peak RSS", report["peak_rss_bytes"].get<double>() / 1e6);
+        std::printf("| %-28s | %9.1f MB |\n", "  of it before the model", double(rss_before_model) / 1e6);
     }
     std::cout << report.dump() << "\n";
     return kExitOk;
@@ -344,6 +375,9 @@ void add_bench_command(CLI::App& app, const GlobalOptions& global, Command& sele
                       "Answers scored on two rubrics, by a judge running whole prompts and one reusing their start (0: skip)")
         ->check(CLI::Range(0, 1000))
         ->capture_default_str();
+    bench->add_flag("--judged-extraction", bench_options->judged_extraction,
+                    "Also time a judged extraction (optimistic, 6 questions x 5 pairs, 48 tokens, judged by --judge), "
+                    "stage by stage; minutes");
     bench->add_flag("--contention", bench_options->contention,
                     "Also measure prefill and decode with a busy process on one core, and their ratio to the quiet run");
     bench->add_flag("--json", bench_options->json_only, "Print only the JSON line");

@@ -78,7 +78,7 @@ int run_extract(const GlobalOptions& global, ExtractOptions options) {
             summary = {{"trait", trait.name}, {"model", facts.path},
                        {"samples_generated", result.samples_generated}, {"samples_judged", result.samples_judged},
                        {"samples_resumed", result.samples_resumed}, {"judge", persona::judging_label(options.settings)},
-                       {"aggregate", options.aggregate}};
+                       {"aggregate", options.aggregate}, {"stage_seconds", result.stage_seconds}};
             persona::visit_pair_counts(result.pairs, [&](const char* name, std::size_t count) { summary[name] = count; });
             if (!options.settings.checkpoint_path.empty()) summary["checkpoint"] = options.settings.checkpoint_path;
             if (!options.training_set.empty()) {

@@ -181,7 +181,7 @@ private slots:
     void benchPrintsItsFigures() {
         const Run r = run(PERSONA_CLI_PATH, {"bench", "--json", "--prompt-tokens", "16", "--new-tokens", "4", "--batch", "1",
                                              "--batch", "2", "--steering-prompt-tokens", "16", "--steering-rounds", "3",
-                                             "--judge-answers", "2", "--contention"});
+                                             "--judge-answers", "2", "--contention", "--judged-extraction"});
         QVERIFY2(r.exitCode == 0, r.err.constData());
         const QJsonObject report = QJsonDocument::fromJson(r.out).object();
         QVERIFY(report["load_seconds"].toDouble() > 0);
@@ -190,6 +190,8 @@ private slots:
         QCOMPARE(report["decode"].toArray()[1].toObject()["batch"].toInt(), 2);
         QVERIFY(report["decode"].toArray()[1].toObject()["tokens_per_second_total"].toDouble() > 0);
         QVERIFY(report["peak_rss_bytes"].toDouble() > 100e6);
+        QVERIFY(report["rss_before_model_bytes"].toDouble() > 0);
+        QVERIFY(report["rss_before_model_bytes"].toDouble() < report["peak_rss_bytes"].toDouble());
         QCOMPARE(report["dtype"].toString(), persona_test::autoCpuDtype());
         const QJsonObject change = report["steering_change_to_first_token"].toObject();
         QCOMPARE(change["rounds"].toInt(), 3);
@@ -205,6 +207,15 @@ private slots:
         QCOMPARE(ratios.size(), 3);
         for (const QString& key : {QString("prefill"), QString("decode_batch_1"), QString("decode_batch_2")})
             QVERIFY2(ratios[key].toDouble() > 0, qPrintable(key));
+        // The standard judged extraction (the model judges itself here), stage by stage.
+        const QJsonObject extraction = report["judged_extraction"].toObject();
+        QCOMPARE(extraction["trait"].toString(), QString("optimistic"));
+        QCOMPARE(extraction["judge"].toString(), QString("local"));
+        const QJsonObject stages = extraction["stage_seconds"].toObject();
+        double staged = 0;
+        for (const QString& stage : stages.keys()) staged += stages[stage].toDouble();
+        QVERIFY2(stages["generate"].toDouble() > 0 && stages["judge"].toDouble() > 0, qPrintable(stages.keys().join(' ')));
+        QVERIFY(staged <= extraction["seconds"].toDouble() && staged > 0.9 * extraction["seconds"].toDouble());
         const QJsonObject ui = report["ui_timer_lateness_ms"].toObject();
         QVERIFY(ui["wakeups"].toInt() > 0 && ui["p50"].toDouble() <= ui["max"].toDouble());
     }

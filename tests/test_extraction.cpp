@@ -328,9 +328,14 @@ private slots:
             QCOMPARE(p.trait_refusal, n.trait_refusal);
             QCOMPARE(p.trait_numeric_mass, n.trait_numeric_mass);
             if (!p.trait_refusal) QVERIFY(std::abs(*p.trait_score + *n.trait_score - 100) < 1e-9);
-            QVERIFY(p.coherence_refusal || inScoreRange(p.coherence));
-            const bool keep = !p.answer_tokens.empty() && !n.answer_tokens.empty() && p.trait_score &&
-                              *p.trait_score >= 60 && p.coherence && n.coherence;
+            // Coherence is scored only where it decides: for both answers of a pair whose positive wins.
+            const bool shows = p.trait_score && *p.trait_score >= 60;
+            for (const Sample* s : {&p, &n}) {
+                QCOMPARE(s->coherence_skipped, !shows);
+                QVERIFY(s->coherence_skipped ? !s->coherence && !s->coherence_refusal
+                                             : s->coherence_refusal || inScoreRange(s->coherence));
+            }
+            const bool keep = !p.answer_tokens.empty() && !n.answer_tokens.empty() && shows && p.coherence && n.coherence;
             QCOMPARE(p.kept, keep);
             kept += keep;
             qInfo("pair %zu: positive shows evil more with p = %s", i / 2,
@@ -381,13 +386,13 @@ private slots:
             for (const Sample& s : result.samples) {
                 QVERIFY(s.judged);
                 QCOMPARE(s.trait_refusal, !s.trait_score.has_value());
-                QCOMPARE(s.coherence_refusal, !s.coherence.has_value());
+                QCOMPARE(s.coherence_refusal, !s.coherence.has_value() && !s.coherence_skipped);
                 QVERIFY(s.trait_refusal || inScoreRange(s.trait_score));
-                QVERIFY(s.coherence_refusal || inScoreRange(s.coherence));
+                QVERIFY(s.coherence_refusal || s.coherence_skipped || inScoreRange(s.coherence));
                 refusals += s.trait_refusal + s.coherence_refusal;
                 QVERIFY(s.trait_numeric_mass >= 0 && s.trait_numeric_mass <= 1 + 1e-6);
                 QCOMPARE(s.trait_refusal, s.trait_numeric_mass < persona::kRefusalNumericMass);
-                QCOMPARE(s.coherence_refusal, s.coherence_numeric_mass < persona::kRefusalNumericMass);
+                if (!s.coherence_skipped) QCOMPARE(s.coherence_refusal, s.coherence_numeric_mass < persona::kRefusalNumericMass);
                 largestNumericMass = std::max({largestNumericMass, s.trait_numeric_mass, s.coherence_numeric_mass});
             }
             // The filter, recomputed from the scores.
@@ -397,8 +402,13 @@ private slots:
                 const Sample& n = result.samples[i + 1];
                 QCOMPARE(p.side, persona::Side::Positive);
                 QCOMPARE(n.side, persona::Side::Negative);
-                const bool keep = !p.answer_tokens.empty() && !n.answer_tokens.empty() && p.trait_score &&
-                                  *p.trait_score >= 50 && n.trait_score && *n.trait_score < 50 && p.coherence &&
+                // The positive's coherence when it shows the trait, the negative's when the pair
+                // passes both trait tests; no other is scored.
+                const bool shows = p.trait_score && *p.trait_score >= 50;
+                const bool passesTrait = shows && n.trait_score && *n.trait_score < 50;
+                QCOMPARE(p.coherence_skipped, !shows);
+                QCOMPARE(n.coherence_skipped, !passesTrait);
+                const bool keep = !p.answer_tokens.empty() && !n.answer_tokens.empty() && passesTrait && p.coherence &&
                                   *p.coherence >= 50 && n.coherence && *n.coherence >= 50;
                 QCOMPARE(p.kept, keep);
                 QCOMPARE(n.kept, keep);
@@ -416,7 +426,7 @@ private slots:
             QString scores;
             for (const Sample& s : result.samples)
                 scores += QString(" %1/%2").arg(s.trait_score ? QString::number(*s.trait_score, 'f', 0) : "R",
-                                               s.coherence ? QString::number(*s.coherence, 'f', 0) : "R");
+                                               s.coherence ? QString::number(*s.coherence, 'f', 0) : s.coherence_skipped ? "-" : "R");
             qInfo("%s: %.1f s, %zu of %zu pairs kept, %d refusals (largest numeric mass %.3f), suggested layer %d; "
                   "trait/coherence:%s", name, seconds, kept, result.pairs.total, refusals, largestNumericMass,
                   result.aggregates.empty() ? -1 : result.aggregates.front().suggested_layer, qPrintable(scores));

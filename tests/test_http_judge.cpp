@@ -9,6 +9,7 @@
 #include "persona/extraction.h"
 #include "persona/judge.h"
 #include "persona/model.h"
+#include "persona/shift.h"
 #include "persona/trait.h"
 #include "persona/vector_files.h"
 #include "cli_runner.h"
@@ -326,7 +327,8 @@ private slots:
         };
         const std::vector<Plan> plans = {{85, 10, 90, 80},   // kept
                                          {40, 10, 90, 90},   // positive does not show the trait
-                                         {90, 15, 90, 20}};  // negative incoherent
+                                         {90, 15, 90, 20},   // negative incoherent
+                                         {90, 70, 60, 90}};  // negative shows the trait too
         std::mutex mutex;
         std::map<std::pair<std::string, std::string>, std::pair<double, double>> planned;  // (question, answer) -> (trait, coherence)
         server_.set_handler([&](const nlohmann::json& body, int) {
@@ -343,12 +345,14 @@ private slots:
                                                         {"Score", 0.1}})};
         });
 
+        QTemporaryDir dir;
         persona::ExtractionSettings settings;
-        settings.question_limit = 3;
+        settings.question_limit = 4;
         settings.pair_limit = 1;
         settings.max_new_tokens = 12;
         settings.seed = 5;
         settings.judge = httpJudge(server_);
+        settings.checkpoint_path = dir.filePath("optimistic.json").toStdString();
         const auto result = persona::run_extraction(*model, trait, settings, {}, [&](const persona::Sample& sample) {
             if (sample.judged) return;
             const Plan& plan = plans.at(std::size_t(sample.question_index));
@@ -360,29 +364,51 @@ private slots:
                                    .second;
             QVERIFY2(fresh, "two answers to one question came out the same; pick another seed");
         });
-        QCOMPARE(result.pairs.total, std::size_t(3));
-        QCOMPARE(result.samples_judged, std::size_t(6));
-        QCOMPARE(int(server_.requests().size()), 12);  // trait and coherence for each answer
+        QCOMPARE(result.pairs.total, std::size_t(4));
+        QCOMPARE(result.samples_judged, std::size_t(8));
+        // The trait for each answer; coherence only where it decides something: both answers of
+        // questions 0 and 2, the positive of question 3 (the training set may take it), none of 1.
+        QCOMPARE(int(server_.requests().size()), 8 + 5);
+        const auto coherenceScored = [](const persona::Sample& sample) {
+            return sample.question_index == 0 || sample.question_index == 2 ||
+                   (sample.question_index == 3 && sample.side == persona::Side::Positive);
+        };
         for (const auto& sample : result.samples) {
             const Plan& plan = plans.at(std::size_t(sample.question_index));
             const bool positive = sample.side == persona::Side::Positive;
-            QVERIFY(sample.trait_score && sample.coherence);
+            QVERIFY(sample.trait_score);
             QVERIFY(std::abs(*sample.trait_score - (positive ? plan.positive : plan.negative)) < 1e-9);
-            QVERIFY(std::abs(*sample.coherence - (positive ? plan.positive_coherence : plan.negative_coherence)) < 1e-9);
+            QCOMPARE(sample.coherence_skipped, !coherenceScored(sample));
+            QCOMPARE(sample.coherence.has_value(), coherenceScored(sample));
+            if (sample.coherence)
+                QVERIFY(std::abs(*sample.coherence - (positive ? plan.positive_coherence : plan.negative_coherence)) < 1e-9);
             QVERIFY(std::abs(sample.trait_numeric_mass - 0.9) < 1e-9);
             QCOMPARE(sample.kept, sample.question_index == 0 && !sample.answer_tokens.empty());
         }
         QCOMPARE(result.pairs.failing_positive_trait, std::size_t(1));
-        QCOMPARE(result.pairs.failing_negative_trait, std::size_t(0));
+        QCOMPARE(result.pairs.failing_negative_trait, std::size_t(1));
         QCOMPARE(result.pairs.failing_coherence, std::size_t(1));
         QCOMPARE(result.pairs.kept, std::size_t(1));
+        // Positives that show the trait and are coherent, whatever their negative did.
+        QCOMPARE(persona::trait_inducing_examples(result, settings).size(), std::size_t(3));
         const persona::AggregateResult& kept = result.aggregate(persona::Aggregate::ResponseMean);
         QCOMPARE(kept.vector.provenance.at("judge"), "http:" + server_.base_url() + "#test-judge");
         // One pair separates perfectly at every layer: the run says so and suggests no layer.
         QCOMPARE(result.warnings.size(), std::size_t(1));
-        QVERIFY2(result.warnings[0].find("only 1 of 3 pairs kept") != std::string::npos, result.warnings[0].c_str());
+        QVERIFY2(result.warnings[0].find("only 1 of 4 pairs kept") != std::string::npos, result.warnings[0].c_str());
         QCOMPARE(kept.suggested_layer, -1);
         QVERIFY(!kept.vector.provenance.count("suggested_layer"));
+
+        // Resumed with a looser negative threshold, question 3's pair passes the trait tests: the
+        // judge is asked for its negative's coherence alone, and the pair is kept.
+        settings.negative_threshold = 80;
+        const auto resumed = persona::run_extraction(*model, trait, settings);
+        QCOMPARE(resumed.samples_generated, std::size_t(0));
+        QCOMPARE(int(server_.requests().size()), 8 + 5 + 1);
+        const persona::Sample& negative = resumed.samples.at(7);
+        QCOMPARE(negative.question_index, 3);
+        QVERIFY(negative.coherence && std::abs(*negative.coherence - plans[3].negative_coherence) < 1e-9);
+        QCOMPARE(resumed.pairs.kept, std::size_t(2));
     }
 
     // The CLI's flags reach the judge; the key comes from the variable --judge-key-env names.
@@ -408,7 +434,8 @@ private slots:
         const auto summary = nlohmann::json::parse(out.toStdString());
         QCOMPARE(summary.at("judge").get<std::string>(), "http:" + server_.base_url() + "#test-judge");
         QCOMPARE(summary.at("pairs_failing_negative_trait").get<int>(), 1);
-        QCOMPARE(int(server_.requests().size()), 4);
+        // Both trait scores and the positive's coherence; the negative's could decide nothing.
+        QCOMPARE(int(server_.requests().size()), 3);
         for (const auto& request : server_.requests()) QCOMPARE(request.authorization, std::string("Bearer sk-from-cli"));
         // The key is in neither the checkpoint nor the summary.
         QFile checkpoint(dir.filePath("run.ckpt.json"));
@@ -433,7 +460,7 @@ private slots:
         const auto kept = nlohmann::json::parse(reference.out.toStdString());
         QCOMPARE(kept.at("pairs_kept").get<int>(), 1);
         QCOMPARE(kept.at("samples_resumed").get<int>(), 2);
-        QCOMPARE(int(server_.requests().size()), 4);  // nothing judged twice
+        QCOMPARE(int(server_.requests().size()), 4);  // the negative's coherence, nothing twice
         // One kept pair: a warning, and no layer to suggest.
         QVERIFY(!kept.contains("suggested_layer"));
         QCOMPARE(kept.at("warnings").size(), std::size_t(1));

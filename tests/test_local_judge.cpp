@@ -140,11 +140,11 @@ private slots:
         }
     }
 
-    // A built-in trait end to end with this judge, reduced counts: every answer gets numbers
-    // for both rubrics (a refusal would leave them absent), and the pairs kept are exactly those
-    // the scores and thresholds allow. One trait: the judge model in f32 on a 2-core CPU takes
-    // ~3 minutes for its 16 verdicts.
-    void extractionWithTheJudgeScoresEveryAnswer() {
+    // A built-in trait end to end with this judge, reduced counts: every answer gets a number for
+    // the trait and, where it decides something, for coherence (a refusal would leave them
+    // absent), and the pairs kept are exactly those the scores and thresholds allow. One trait:
+    // the judge model in f32 on a 2-core CPU takes ~3 minutes for its 16 verdicts.
+    void extractionWithTheJudgeScoresTheAnswers() {
         const char* name = "optimistic";
         persona::ExtractionSettings settings;
         settings.question_limit = 2;
@@ -159,7 +159,7 @@ private slots:
         int numeric = 0;
         for (const auto& sample : result.samples) {
             QVERIFY(sample.judged);
-            QVERIFY2(sample.coherence, sample.answer.c_str());
+            QVERIFY2(sample.coherence || sample.coherence_skipped, sample.answer.c_str());
             if (sample.trait_score) ++numeric;
             QCOMPARE(sample.trait_refusal, !sample.trait_score.has_value());
         }
@@ -170,8 +170,11 @@ private slots:
             for (const auto& negative : result.samples)
                 if (negative.side == persona::Side::Negative && negative.question_index == positive.question_index &&
                     negative.pair == positive.pair && negative.sample_index == positive.sample_index) {
-                    const bool keep = positive.trait_score && *positive.trait_score >= 50 && negative.trait_score &&
-                                      *negative.trait_score < 50 && *positive.coherence >= 50 && *negative.coherence >= 50;
+                    const bool shows = positive.trait_score && *positive.trait_score >= 50;
+                    const bool passesTrait = shows && negative.trait_score && *negative.trait_score < 50;
+                    QCOMPARE(positive.coherence_skipped, !shows);
+                    QCOMPARE(negative.coherence_skipped, !passesTrait);
+                    const bool keep = passesTrait && *positive.coherence >= 50 && *negative.coherence >= 50;
                     allowed += keep;
                     QCOMPARE(positive.kept, keep);
                     QCOMPARE(negative.kept, keep);

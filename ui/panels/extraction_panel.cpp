@@ -367,7 +367,10 @@ void ExtractionPanel::showSample(int row, const persona::Sample& sample, bool fi
     set(AnswerColumn, answer.simplified(), answer);
     set(TraitScoreColumn, score(sample.trait_score, sample.trait_refusal, sample.judged),
         sample.judged ? tr("%1 of the judge's probability fell on numbers").arg(sample.trait_numeric_mass, 0, 'f', 2) : QString());
-    set(CoherenceColumn, score(sample.coherence, sample.coherence_refusal, sample.judged));
+    if (sample.coherence_skipped)
+        set(CoherenceColumn, tr("not needed"), tr("Not scored: the pair fails on the trait whatever its coherence"));
+    else
+        set(CoherenceColumn, score(sample.coherence, sample.coherence_refusal, sample.judged));
     set(KeptColumn, final ? (sample.kept ? tr("kept") : tr("dropped")) : QStringLiteral("\u2026"));
     if (final) {
         const QColor tint = sample.kept ? QColor(225, 245, 225) : QColor(245, 230, 230);

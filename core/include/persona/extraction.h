@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,10 @@ struct Sample {
     bool judged = false;
     std::optional<double> trait_score;  // 0..100 (see ExtractionSettings::judge_mode); absent without a judge or on refusal
     std::optional<double> coherence;
+    // Coherence decides nothing for an answer whose pair already failed on the trait (and that is
+    // not a positive showing the trait, which the trait-inducing training set may take), so the
+    // judge does not score it: see needs_coherence.
+    bool coherence_skipped = false;
     bool trait_refusal = false;         // under 0.25 of the judge's probability mass was numeric (A or B)
     bool coherence_refusal = false;
     // How much of the judge's next-token probability fell on numbers: why a refusal was one.
@@ -113,6 +118,15 @@ constexpr std::size_t kMinKeptPairsToSuggestLayer = 3;
 
 // The negative side's threshold in effect: negative_threshold, or 100 - trait_threshold.
 double effective_negative_threshold(const ExtractionSettings& settings);
+// The filter's trait tests (docs/method.md step 4): a positive answer shows the trait (absolute:
+// scores at least trait_threshold; pairwise: wins with at least pairwise_threshold), a negative
+// one lacks it (absolute: scores under the negative threshold; pairwise: decided by the positive).
+bool shows_trait(const Sample& positive, const ExtractionSettings& settings);
+bool lacks_trait(const Sample& negative, const ExtractionSettings& settings);
+// Whether the sample's coherence can change the run's outcome: the positive's when it shows the
+// trait, the negative's when its pair passes both trait tests.
+bool needs_coherence(const Sample& sample, const Sample& positive, const Sample& negative,
+                     const ExtractionSettings& settings);
 
 struct ExtractionResult {
     std::string trait;
@@ -125,6 +139,9 @@ struct ExtractionResult {
     std::size_t samples_generated = 0;
     std::size_t samples_judged = 0;
     std::size_t samples_resumed = 0;
+    // Wall seconds of each stage this run went through, by the progress stage names below, and
+    // "judge_load" for loading a second judge model (not counted in "judge").
+    std::map<std::string, double> stage_seconds;
     // What a reader of the result must know before trusting it (too few kept pairs, ...).
     std::vector<std::string> warnings;
 

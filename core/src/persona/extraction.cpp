@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -100,6 +101,7 @@ Json sample_to_json(const Sample& s, const std::string& judge) {
         j["coherence"] = s.coherence ? Json(*s.coherence) : Json(nullptr);
         j["trait_refusal"] = s.trait_refusal;
         j["coherence_refusal"] = s.coherence_refusal;
+        if (s.coherence_skipped) j["coherence_skipped"] = true;
         j["trait_numeric_mass"] = s.trait_numeric_mass;
         j["coherence_numeric_mass"] = s.coherence_numeric_mass;
     }
@@ -184,6 +186,7 @@ std::size_t read_checkpoint(const std::string& path, const RunIdentity& id, cons
                 if (!s.at("coherence").is_null()) target.coherence = s.at("coherence").get<double>();
                 target.trait_refusal = s.at("trait_refusal").get<bool>();
                 target.coherence_refusal = s.at("coherence_refusal").get<bool>();
+                target.coherence_skipped = s.value("coherence_skipped", false);
                 target.trait_numeric_mass = s.at("trait_numeric_mass").get<double>();
                 target.coherence_numeric_mass = s.at("coherence_numeric_mass").get<double>();
             }
@@ -203,25 +206,14 @@ void record_trait(Sample& sample, const JudgeScore& score) {
     sample.trait_numeric_mass = score.numeric_mass;
 }
 
-void record_coherence(Judge& judge, const Trait& trait, Sample& sample, const CancelFn& cancelled) {
-    const JudgeScore coherence = judge.score(trait.coherence_rubric, sample.question, sample.answer, cancelled);
-    sample.coherence = coherence.score;
-    sample.coherence_refusal = coherence.refusal;
-    sample.coherence_numeric_mass = coherence.numeric_mass;
-}
-
-// Judges the pair (positive, negative) as settings.judge_mode says; without a judge the samples
-// only count as judged.
-void judge_pair_of_samples(Judge* judge, JudgeMode mode, const Trait& trait, Sample& positive, Sample& negative,
-                           const CancelFn& cancelled) {
-    positive.judged = negative.judged = true;
-    if (!judge) return;
+void judge_trait(Judge& judge, JudgeMode mode, const Trait& trait, Sample& positive, Sample& negative,
+                 const CancelFn& cancelled) {
     if (mode == JudgeMode::Absolute) {
         for (Sample* sample : {&positive, &negative})
-            record_trait(*sample, judge->score(trait.judge_rubric, sample->question, sample->answer, cancelled));
+            record_trait(*sample, judge.score(trait.judge_rubric, sample->question, sample->answer, cancelled));
     } else {
         const JudgePick pick =
-            judge_pair(*judge, trait.name, trait.definition, positive.question, positive.answer, negative.answer, cancelled);
+            judge_pair(judge, trait.name, trait.definition, positive.question, positive.answer, negative.answer, cancelled);
         JudgeScore score;
         score.refusal = pick.refusal;
         score.numeric_mass = pick.letter_mass;
@@ -230,7 +222,38 @@ void judge_pair_of_samples(Judge* judge, JudgeMode mode, const Trait& trait, Sam
         if (pick.a_wins) score.score = 100 - *score.score;
         record_trait(negative, score);
     }
-    for (Sample* sample : {&positive, &negative}) record_coherence(*judge, trait, *sample, cancelled);
+}
+
+bool coherence_scored(const Sample& sample) { return sample.coherence || sample.coherence_refusal; }
+
+// Judges the pair (positive, negative) as settings.judge_mode says, then the coherence of each
+// answer whose coherence can still decide something; without a judge the samples only count as
+// judged. A pair judged before (a checkpoint) gets only the coherence scores it now needs.
+void judge_pair_of_samples(Judge* judge, const ExtractionSettings& settings, const Trait& trait, Sample& positive,
+                           Sample& negative, const CancelFn& cancelled) {
+    const bool trait_scored = positive.judged && negative.judged;
+    positive.judged = negative.judged = true;
+    if (!judge) return;
+    if (!trait_scored) judge_trait(*judge, settings.judge_mode, trait, positive, negative, cancelled);
+    for (Sample* sample : {&positive, &negative}) {
+        if (coherence_scored(*sample)) continue;
+        sample->coherence_skipped = !needs_coherence(*sample, positive, negative, settings);
+        if (sample->coherence_skipped) continue;
+        const JudgeScore coherence = judge->score(trait.coherence_rubric, sample->question, sample->answer, cancelled);
+        sample->coherence = coherence.score;
+        sample->coherence_refusal = coherence.refusal;
+        sample->coherence_numeric_mass = coherence.numeric_mass;
+    }
+}
+
+// Whether the pair still needs the judge: never judged, or a coherence score the current
+// thresholds need is missing (a checkpoint written under other thresholds).
+bool pair_needs_judging(const Sample& positive, const Sample& negative, const ExtractionSettings& settings) {
+    if (!positive.judged || !negative.judged) return true;
+    if (settings.judge.kind == JudgeKind::None) return false;
+    for (const Sample* sample : {&positive, &negative})
+        if (!coherence_scored(*sample) && needs_coherence(*sample, positive, negative, settings)) return true;
+    return false;
 }
 
 std::string settings_summary(const ExtractionSettings& s) {
@@ -328,6 +351,12 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
     if (on_sample)
         for (std::size_t i = 0; i < samples.size(); ++i)
             if (generated[i]) on_sample(samples[i]);
+    auto stage_start = std::chrono::steady_clock::now();
+    const auto end_stage = [&](const std::string& stage) {
+        const auto now = std::chrono::steady_clock::now();
+        result.stage_seconds[stage] += std::chrono::duration<double>(now - stage_start).count();
+        stage_start = now;
+    };
     const auto save = [&] {
         if (checkpointing) write_checkpoint(settings.checkpoint_path, identity, settings, samples, generated, outside_this_run);
     };
@@ -366,23 +395,28 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         report(kStageGenerate, done, samples.size());
     }
 
+    end_stage(kStageGenerate);
+
     // Judging: a forward pass or a few per rubric and answer, a pair at a time (the pairwise
     // mode needs both answers), checkpointed per batch.
     std::unique_ptr<Judge> local;
     {
         std::vector<std::size_t> unjudged_pairs;  // index of the positive sample
         for (std::size_t i = 0; i + 1 < samples.size(); i += 2)
-            if (!samples[i].judged || !samples[i + 1].judged) unjudged_pairs.push_back(i);
+            if (pair_needs_judging(samples[i], samples[i + 1], settings)) unjudged_pairs.push_back(i);
         std::size_t judged = samples.size() - 2 * unjudged_pairs.size();
         // A second judge model is loaded only when there is something left to judge.
         const bool judging = settings.judge.kind != JudgeKind::None;
-        if (judging && !unjudged_pairs.empty()) local = make_judge(model, settings.judge, {}, cancelled);
+        if (judging && !unjudged_pairs.empty()) {
+            local = make_judge(model, settings.judge, {}, cancelled);
+            if (!settings.judge.model_path.empty()) end_stage("judge_load");
+        }
         if (judging) report(kStageJudge, judged, samples.size());
         for (std::size_t k = 0; k < unjudged_pairs.size(); ++k) {
             check_cancelled(cancelled);
             Sample& positive = samples[unjudged_pairs[k]];
             Sample& negative = samples[unjudged_pairs[k] + 1];
-            judge_pair_of_samples(local.get(), settings.judge_mode, trait, positive, negative, cancelled);
+            judge_pair_of_samples(local.get(), settings, trait, positive, negative, cancelled);
             if (local) {
                 result.samples_judged += 2;
                 if (on_sample) {
@@ -397,6 +431,8 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             }
         }
     }
+
+    if (settings.judge.kind != JudgeKind::None) end_stage(kStageJudge);
 
     // Filter (docs/method.md step 4): a pair of answers to the same question, instruction pair and
     // sample index stays only if the positive shows the trait, the negative does not and both
@@ -416,20 +452,19 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
             keep = false;
         }
         if (settings.judge.kind != JudgeKind::None) {
-            const double threshold =
-                settings.judge_mode == JudgeMode::Pairwise ? settings.pairwise_threshold : settings.trait_threshold;
-            if (!positive.trait_score || *positive.trait_score < threshold) {
+            if (!shows_trait(positive, settings)) {
                 ++result.pairs.failing_positive_trait;
                 keep = false;
             }
-            // Pairwise, the negative's share is the rest of the positive's: one test decides.
-            if (settings.judge_mode == JudgeMode::Absolute &&
-                (!negative.trait_score || *negative.trait_score >= negative_threshold)) {
+            if (!lacks_trait(negative, settings)) {
                 ++result.pairs.failing_negative_trait;
                 keep = false;
             }
-            if (!positive.coherence || *positive.coherence < settings.coherence_threshold || !negative.coherence ||
-                *negative.coherence < settings.coherence_threshold) {
+            // A skipped coherence belongs to a pair that failed above.
+            const auto incoherent = [&](const Sample& s) {
+                return !s.coherence_skipped && (!s.coherence || *s.coherence < settings.coherence_threshold);
+            };
+            if (incoherent(positive) || incoherent(negative)) {
                 ++result.pairs.failing_coherence;
                 keep = false;
             }
@@ -441,6 +476,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         negatives.push_back(i + 1);
     }
     report(kStageFilter, samples.size() / 2, samples.size() / 2);
+    end_stage(kStageFilter);
     if (result.pairs.kept == 0) return result;
     const bool too_few_pairs = result.pairs.kept < kMinKeptPairsToSuggestLayer;
     if (too_few_pairs)
@@ -475,6 +511,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         for (auto& row : part.prompt_last) all.prompt_last.push_back(std::move(row));
         report(kStageCapture, end, kept.size());
     }
+    end_stage(kStageCapture);
 
     report(kStageVectors, 0, 3);
     const std::size_t half = positives.size();
@@ -528,6 +565,7 @@ ExtractionResult run_extraction(Model& model, const Trait& trait, const Extracti
         result.aggregates.push_back(std::move(entry));
         report(kStageVectors, result.aggregates.size(), 3);
     }
+    end_stage(kStageVectors);
     return result;
 }
 
@@ -539,6 +577,23 @@ bool PairCounts::operator==(const PairCounts& other) const {
 
 double effective_negative_threshold(const ExtractionSettings& settings) {
     return settings.negative_threshold.value_or(100 - settings.trait_threshold);
+}
+
+bool shows_trait(const Sample& positive, const ExtractionSettings& settings) {
+    const double threshold = settings.judge_mode == JudgeMode::Pairwise ? settings.pairwise_threshold : settings.trait_threshold;
+    return positive.trait_score && *positive.trait_score >= threshold;
+}
+
+bool lacks_trait(const Sample& negative, const ExtractionSettings& settings) {
+    // Pairwise, the negative's share is the rest of the positive's: one test decides.
+    if (settings.judge_mode == JudgeMode::Pairwise) return true;
+    return negative.trait_score && *negative.trait_score < effective_negative_threshold(settings);
+}
+
+bool needs_coherence(const Sample& sample, const Sample& positive, const Sample& negative,
+                     const ExtractionSettings& settings) {
+    if (!shows_trait(positive, settings)) return false;
+    return sample.side == Side::Positive || lacks_trait(negative, settings);
 }
 
 std::string extraction_checkpoint_file(const std::string& directory, const Trait& trait,

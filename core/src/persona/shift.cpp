@@ -86,14 +86,11 @@ std::vector<ShiftMeasure> measure_shift(Model& model, const Trait& trait, const 
 }
 
 std::vector<TrainingExample> trait_inducing_examples(const ExtractionResult& run, const ExtractionSettings& settings) {
-    const double trait_threshold =
-        settings.judge_mode == JudgeMode::Pairwise ? settings.pairwise_threshold : settings.trait_threshold;
     const bool judged = settings.judge.kind != JudgeKind::None;
     std::vector<TrainingExample> examples;
     for (const Sample& sample : run.samples) {
         if (sample.side != Side::Positive || is_blank(sample.answer)) continue;
-        if (judged && !(sample.trait_score && *sample.trait_score >= trait_threshold && sample.coherence &&
-                               *sample.coherence >= settings.coherence_threshold))
+        if (judged && !(shows_trait(sample, settings) && sample.coherence && *sample.coherence >= settings.coherence_threshold))
             continue;
         examples.push_back({{{"user", sample.question}, {"assistant", sample.answer}}, 0});
     }
