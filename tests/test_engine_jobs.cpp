@@ -4,10 +4,12 @@
 #include "persona/engine.h"
 #include "persona/errors.h"
 #include "persona/model.h"
+#include "persona/sweep.h"
 #include "persona/tokenizer.h"
 #include "hf_fixture.h"
 #include "test_support.h"
 
+#include <QScopeGuard>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -294,6 +296,41 @@ private slots:
                  })),
                  JobState::finished);
         QCOMPARE(generated, std::size_t(4));
+    }
+
+    // The typical residual norms are measured once per model: a load reads them back from the
+    // cache (shown by doctoring the file), and a damaged cache is measured again and rewritten.
+    void aModelsTypicalNormsAreRemembered() {
+        const std::string modelPath = persona_test::defaultModelPath().toStdString();
+        QTemporaryDir cache;
+        const QByteArray saved = qgetenv("XDG_CACHE_HOME");
+        qputenv("XDG_CACHE_HOME", cache.path().toUtf8());
+        const auto restore = qScopeGuard([&] { saved.isNull() ? qunsetenv("XDG_CACHE_HOME") : qputenv("XDG_CACHE_HOME", saved); });
+        persona::Engine engine;
+        const auto load = [&] {
+            std::optional<persona::ModelFacts> facts;
+            persona::Engine::LoadCallbacks callbacks;
+            callbacks.loaded = [&](const persona::ModelFacts& loaded) { facts = loaded; };
+            ending(engine.load_model(modelPath, callbacks));
+            return facts.value_or(persona::ModelFacts{});
+        };
+        const std::string path = persona::typical_residual_norms_cache_path();
+        QVERIFY(path.rfind(cache.path().toStdString(), 0) == 0);
+        const std::vector<double> measured = load().typical_residual_norms;
+        QCOMPARE(measured.size(), std::size_t(31));
+        nlohmann::json file = nlohmann::json::parse(std::ifstream(path));
+        QCOMPARE(file.size(), std::size_t(1));
+        QCOMPARE(file.begin()->get<std::vector<double>>(), measured);
+
+        for (auto& value : *file.begin()) value = 2 * value.get<double>();
+        std::ofstream(path) << file.dump();
+        const std::vector<double> remembered = load().typical_residual_norms;
+        QCOMPARE(remembered.size(), measured.size());
+        for (std::size_t l = 0; l < measured.size(); ++l) QCOMPARE(remembered[l], 2 * measured[l]);
+
+        std::ofstream(path) << "{\"damaged";
+        QCOMPARE(load().typical_residual_norms, measured);
+        QCOMPARE(nlohmann::json::parse(std::ifstream(path)).begin()->get<std::vector<double>>(), measured);
     }
 
     void withoutAModelAJobFails() {

@@ -3,6 +3,10 @@
 
 namespace persona {
 
+// The workbench's own cache: $XDG_CACHE_HOME/persona-workbench, else ~/.cache/persona-workbench.
+// It holds what can be measured again (file hashes, a model's typical residual norms).
+std::string workbench_cache_dir();
+
 // Where setup puts downloaded models: $PERSONA_MODEL_DIR, else $XDG_CACHE_HOME/persona-workbench/models,
 // else ~/.cache/persona-workbench/models. Models never live in the repository.
 std::string model_cache_dir();

@@ -4,13 +4,13 @@
 #include "io/json_file.h"
 #include "persona/errors.h"
 #include "persona/files.h"
+#include "persona/paths.h"
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -118,12 +118,7 @@ private:
 
 }  // namespace
 
-std::string fingerprint_cache_path() {
-    const char* xdg = std::getenv("XDG_CACHE_HOME");
-    const char* home = std::getenv("HOME");
-    const std::string base = xdg && *xdg ? xdg : std::string(home ? home : ".") + "/.cache";
-    return base + "/persona-workbench/fingerprints.json";
-}
+std::string fingerprint_cache_path() { return workbench_cache_dir() + "/fingerprints.json"; }
 
 std::string file_sha256(const std::string& path) {
     std::error_code error;

@@ -11,10 +11,14 @@ std::string env(const char* name) {
 }
 }  // namespace
 
+std::string workbench_cache_dir() {
+    if (auto xdg = env("XDG_CACHE_HOME"); !xdg.empty()) return xdg + "/persona-workbench";
+    return (env("HOME").empty() ? std::string(".") : env("HOME")) + "/.cache/persona-workbench";
+}
+
 std::string model_cache_dir() {
     if (auto dir = env("PERSONA_MODEL_DIR"); !dir.empty()) return dir;
-    if (auto xdg = env("XDG_CACHE_HOME"); !xdg.empty()) return xdg + "/persona-workbench/models";
-    return env("HOME") + "/.cache/persona-workbench/models";
+    return workbench_cache_dir() + "/models";
 }
 
 std::string default_model_path() { return model_cache_dir() + "/" + kDefaultModelFile; }

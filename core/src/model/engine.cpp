@@ -224,7 +224,7 @@ struct Engine::Impl {
         // Part of the load, so a cancel here leaves the old model in place too. A model without a
         // chat template loads all the same, without them: its slider then shows raw coefficients.
         std::vector<double> typical_norms;
-        if (loaded->can_encode_chat()) typical_norms = typical_residual_norms(*loaded, job.cancelled);
+        if (loaded->can_encode_chat()) typical_norms = remembered_typical_residual_norms(*loaded, job.cancelled);
         model.reset();  // the old model goes only once the new one is ready
         model = std::move(loaded);
         {

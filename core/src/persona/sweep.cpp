@@ -1,7 +1,11 @@
 #include "persona/sweep.h"
 
+#include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "persona/errors.h"
+#include "persona/fingerprint.h"
 #include "persona/model.h"
+#include "persona/paths.h"
 #include "persona/sweep_checkpoint.h"
 #include "persona/trait.h"
 
@@ -130,20 +134,59 @@ std::vector<double> prompt_end_residual_norms(Model& model, const std::vector<st
     return persona::mean_residual_norms(model.capture(rows, {}, cancelled));
 }
 
+namespace {
+const char* const kTypicalQuestions[] = {
+    "What should I cook for dinner tonight?",
+    "How do I keep my houseplants alive?",
+    "Can you explain how a bicycle gear works?",
+    "What is a good way to start learning a new language?",
+    "How should I prepare for a job interview?",
+    "Why is the sky blue?",
+    "What are some tips for sleeping better?",
+    "How do I write a polite email to my landlord?",
+};
+constexpr std::size_t kRememberedModels = 64;
+}  // namespace
+
 std::vector<double> typical_residual_norms(Model& model, const CancelFn& cancelled) {
-    static const char* const questions[] = {
-        "What should I cook for dinner tonight?",
-        "How do I keep my houseplants alive?",
-        "Can you explain how a bicycle gear works?",
-        "What is a good way to start learning a new language?",
-        "How should I prepare for a job interview?",
-        "Why is the sky blue?",
-        "What are some tips for sleeping better?",
-        "How do I write a polite email to my landlord?",
-    };
     std::vector<std::vector<ChatMessage>> prompts;
-    for (const char* question : questions) prompts.push_back({{"user", question}});
+    for (const char* question : kTypicalQuestions) prompts.push_back({{"user", question}});
     return prompt_end_residual_norms(model, prompts, cancelled);
+}
+
+std::string typical_residual_norms_cache_path() { return workbench_cache_dir() + "/typical-residual-norms.json"; }
+
+std::vector<double> remembered_typical_residual_norms(Model& model, const CancelFn& cancelled) {
+    const ModelFacts& facts = model.facts();
+    std::string questions;
+    for (const char* question : kTypicalQuestions) questions += std::string(question) + "\n";
+    // Whatever changes the numbers names the entry: the model's content (adapter included),
+    // how it runs, and the questions.
+    const std::string key = facts.fingerprint + " " + facts.dtype + " " + facts.device + " " +
+                            text_sha256(questions).substr(0, 16);
+    const std::string path = typical_residual_norms_cache_path();
+    nlohmann::json cache = nlohmann::json::object();
+    std::error_code error;
+    try {
+        if (std::filesystem::is_regular_file(path, error)) cache = detail::read_json_file(path);
+    } catch (const Error&) {  // a damaged cache is measured again and rewritten
+    }
+    if (!cache.is_object()) cache = nlohmann::json::object();
+    const auto found = cache.find(key);
+    if (found != cache.end() && found->is_array() && found->size() == std::size_t(facts.layers) + 1 &&
+        std::all_of(found->begin(), found->end(), [](const nlohmann::json& v) {
+            return v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() > 0;
+        }))
+        return found->get<std::vector<double>>();
+    std::vector<double> norms = typical_residual_norms(model, cancelled);
+    cache[key] = norms;
+    while (cache.size() > kRememberedModels) cache.erase(cache.begin());
+    try {
+        std::filesystem::create_directories(std::filesystem::path(path).parent_path(), error);
+        detail::write_file_atomically(path, cache.dump() + "\n");
+    } catch (const Error&) {  // a read-only cache costs the next load the measurement, nothing else
+    }
+    return norms;
 }
 
 SweepCalibration measure_calibration(Model& model, const PersonaVector& vector,
