@@ -148,6 +148,8 @@ nlohmann::json judged_extraction(persona::Model& studied, const BenchOptions& op
             {"judge", persona::judging_label(settings)},
             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
             {"stage_seconds", result.stage_seconds},
+            {"coherence_scores", std::count_if(result.samples.begin(), result.samples.end(),
+                                               [](const persona::Sample& s) { return s.judged && !s.coherence_skipped; })},
             {"pairs_kept", result.pairs.kept}};
 }
 
