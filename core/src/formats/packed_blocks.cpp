@@ -106,7 +106,7 @@ std::size_t read_block(GgmlType type, const std::uint8_t* src, Block& out) {
             const std::uint8_t* qh = src + 128;
             const auto* scales = reinterpret_cast<const std::int8_t*>(src + 192);
             out.d = half_to_float(load_u16(src + 208));
-            out.dmin = 32 * out.d;
+            out.dmin = kDerivedDminPerD * out.d;
             for (int g = 0; g < kMostGroups; ++g) out.scale[g] = out.min[g] = scales[g];
             for (int half = 0; half < 2; ++half, ql += 64, qh += 32)
                 for (int i = 0; i < 32; ++i) {
@@ -130,15 +130,12 @@ void pack_nibbles(const std::uint8_t* q, int count, std::uint8_t* dst) {
 }
 
 void write_block(const Layout& layout, const Block& block, std::uint8_t* dst) {
-    if (layout.block_values == kSmallValues) {
-        const std::uint16_t d = exact_half_bits(block.d), dmin = exact_half_bits(block.dmin);
-        std::memcpy(dst, &d, 2);
-        std::memcpy(dst + 2, &dmin, 2);
-    } else {
-        std::memcpy(dst, &block.d, 4);
-        std::memcpy(dst + 4, &block.dmin, 4);
-        std::memcpy(dst + 8, block.scale, static_cast<std::size_t>(layout.groups));
-        std::memcpy(dst + 8 + layout.groups, block.min, static_cast<std::size_t>(layout.groups));
+    const std::uint16_t d = exact_half_bits(block.d), dmin = exact_half_bits(block.dmin);
+    std::memcpy(dst, &d, 2);
+    if (!layout.derived_mins) std::memcpy(dst + 2, &dmin, 2);
+    if (layout.block_values == kSuperValues) {
+        std::memcpy(dst + layout.scales_offset, block.scale, static_cast<std::size_t>(layout.groups));
+        if (!layout.derived_mins) std::memcpy(dst + layout.mins_offset, block.min, static_cast<std::size_t>(layout.groups));
     }
     std::uint8_t* values = dst + layout.header_bytes;
     if (layout.value_bits == 8) {
@@ -202,8 +199,9 @@ void unpack_row(Kind kind, const std::uint8_t* src, float* dst, std::size_t valu
                 q[i] = static_cast<std::uint8_t>(q[i] | (((high[8 * (i / 32) + i % 8] >> (2 * ((i % 32) / 8))) & 3) << 4));
         }
         float* out = dst + v;
+        const float d = half_to_float(load_u16(src));
+        const float dmin = layout.derived_mins ? kDerivedDminPerD * d : half_to_float(load_u16(src + 2));
         if (layout.block_values == kSmallValues) {
-            const float d = half_to_float(load_u16(src)), dmin = half_to_float(load_u16(src + 2));
             for (int i = 0; i < kSmallValues; ++i) {
                 const float value = kind == Kind::SmallSigned8 ? static_cast<float>(static_cast<std::int8_t>(q[i]))
                                                                : static_cast<float>(q[i]);
@@ -211,11 +209,8 @@ void unpack_row(Kind kind, const std::uint8_t* src, float* dst, std::size_t valu
             }
             continue;
         }
-        float d, dmin;
-        std::memcpy(&d, src, 4);
-        std::memcpy(&dmin, src + 4, 4);
-        const auto* scale = reinterpret_cast<const std::int8_t*>(src + 8);
-        const auto* min = scale + layout.groups;
+        const auto* scale = reinterpret_cast<const std::int8_t*>(src + layout.scales_offset);
+        const auto* min = reinterpret_cast<const std::int8_t*>(src + layout.mins_offset);
         const int group_values = kSuperValues / layout.groups;
         for (int i = 0; i < kSuperValues; ++i) {
             const int g = i / group_values;

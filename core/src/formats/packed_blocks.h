@@ -4,8 +4,11 @@
 // Every value is exactly the one ggml's own block gives (dequantize.h decodes the same numbers).
 //
 // Small blocks hold 32 values: f16 d, f16 dmin, then the values; value = d * q - dmin.
-// Super blocks hold 256 values in groups (8 of 32, or 16 of 16 for Q6_K): f32 d, f32 dmin,
+// Super blocks hold 256 values in groups (8 of 32, or 16 of 16 for Q6_K): f16 d, f16 dmin,
 // int8 scale[groups], int8 min[groups], then the values; value = d * scale[g] * q - dmin * min[g].
+// Q6_K's offset of -32 is dmin = 32 d with min[g] = scale[g], so its blocks store neither
+// (f16 d, scale[16], values: 210 bytes, as in the file). Halves hold d and dmin exactly, as GGUF
+// stores them.
 // Values are unsigned (at most 63, so two products of a value and an int8 fit an int16), except
 // in SmallSigned8, where q is an int8 and dmin is 0. 4-bit values pack 32 values into 16 bytes:
 // byte i holds value i in its low nibble and value i + 16 in its high nibble. 6-bit values are
@@ -33,6 +36,10 @@ struct Layout {
     int groups;               // scale groups of a block: 1 (small), 8 or 16
     std::size_t block_bytes;  // header and values
     std::size_t header_bytes;
+    // Super blocks: where scale[] and min[] start, and whether dmin and min[] are derived
+    // (dmin = 32 d, min = scale) instead of stored.
+    std::size_t scales_offset, mins_offset;
+    bool derived_mins;
 };
 
 constexpr int kSmallValues = 32;
@@ -40,18 +47,21 @@ constexpr int kSuperValues = 256;
 constexpr int kGroupValues = 16;   // activation sums are kept per 16 values, the smallest group
 constexpr int kMostGroups = kSuperValues / kGroupValues;
 constexpr std::size_t kSmallHeaderBytes = 4;  // f16 d, f16 dmin
-constexpr std::size_t super_header_bytes(int groups) { return 8 + 2 * static_cast<std::size_t>(groups); }
+constexpr float kDerivedDminPerD = 32;
 
 // constexpr, so the kernels take their widths and sizes from the kind they are compiled for.
 constexpr Layout layout_of(Kind kind) {
     const auto super = [kind](int bits, int groups) {
-        const std::size_t header = super_header_bytes(groups);
-        return Layout{kind, kSuperValues, bits, groups, header + static_cast<std::size_t>(kSuperValues * bits / 8), header};
+        const bool derived = kind == Kind::Super6;
+        const std::size_t scales = derived ? 2 : 4, mins = derived ? scales : scales + static_cast<std::size_t>(groups);
+        const std::size_t header = scales + static_cast<std::size_t>(derived ? groups : 2 * groups);
+        return Layout{kind, kSuperValues, bits, groups, header + static_cast<std::size_t>(kSuperValues * bits / 8), header,
+                      scales, mins, derived};
     };
     switch (kind) {
-        case Kind::Small4: return {kind, kSmallValues, 4, 1, kSmallHeaderBytes + 16, kSmallHeaderBytes};
+        case Kind::Small4: return {kind, kSmallValues, 4, 1, kSmallHeaderBytes + 16, kSmallHeaderBytes, 0, 0, false};
         case Kind::Small8:
-        case Kind::SmallSigned8: return {kind, kSmallValues, 8, 1, kSmallHeaderBytes + 32, kSmallHeaderBytes};
+        case Kind::SmallSigned8: return {kind, kSmallValues, 8, 1, kSmallHeaderBytes + 32, kSmallHeaderBytes, 0, 0, false};
         case Kind::Super4: return super(4, 8);
         case Kind::Super5: return super(8, 8);
         case Kind::Super6: break;

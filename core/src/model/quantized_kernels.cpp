@@ -215,11 +215,11 @@ PERSONA_AVX2 void super_block_rows(const QuantizedMatrix::Part& part, std::int64
         for (int r = 0; r < Rows; ++r) acc[r] = _mm256_setzero_ps(), min_acc[r] = _mm256_setzero_ps();
         for (std::int64_t b = 0; b < blocks; ++b, block += kBlockBytes) {
             prefetch_ahead(block, kBlockBytes);
-            float d, dmin;
-            std::memcpy(&d, block, 4);
-            std::memcpy(&dmin, block + 4, 4);
-            const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8));  // the first kGroups bytes count
-            const __m128i stored_mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8 + kGroups));
+            const float d = half_at(block);
+            const float dmin = kLayout.derived_mins ? packed::kDerivedDminPerD * d : half_at(block + 2);
+            // The first kGroups bytes of each count.
+            const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + kLayout.scales_offset));
+            const __m128i stored_mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + kLayout.mins_offset));
             const __m256i mins = _mm256_cvtepi8_epi16(kGroups == 16 ? stored_mins : _mm_shuffle_epi8(stored_mins, pairs));
             const std::uint8_t* values = block + kHeaderBytes;
             __m256i sums[Rows];
@@ -269,17 +269,17 @@ PERSONA_AVX2 void simd_dequantize(const QuantizedMatrix::Part& part, std::int64_
             for (int c = 0; c < layout.block_values / 32; ++c)
                 _mm256_store_si256(reinterpret_cast<__m256i*>(values + 32 * c), load_chunk<kBits>(block + layout.header_bytes, c));
             float scale[packed::kMostGroups], offset[packed::kMostGroups];
+            const float d = half_at(block);
+            const float dmin = layout.derived_mins ? packed::kDerivedDminPerD * d : half_at(block + 2);
             if (layout.block_values == packed::kSmallValues) {
-                scale[0] = half_at(block);
-                offset[0] = half_at(block + 2);
+                scale[0] = d;
+                offset[0] = dmin;
             } else {
-                float d, dmin;
-                std::memcpy(&d, block, 4);
-                std::memcpy(&dmin, block + 4, 4);
-                const auto* scales = reinterpret_cast<const std::int8_t*>(block + 8);
+                const auto* scales = reinterpret_cast<const std::int8_t*>(block + layout.scales_offset);
+                const auto* mins = reinterpret_cast<const std::int8_t*>(block + layout.mins_offset);
                 for (int g = 0; g < layout.groups; ++g) {
                     scale[g] = d * static_cast<float>(scales[g]);
-                    offset[g] = dmin * static_cast<float>(scales[layout.groups + g]);
+                    offset[g] = dmin * static_cast<float>(mins[g]);
                 }
             }
             const int group_values = layout.block_values / layout.groups;
