@@ -238,7 +238,10 @@ int run_bench(const GlobalOptions& global, const BenchOptions& options) {
                 // Prefill: one new token costs the prompt's forward pass plus one sampling step.
                 row.sampling.max_new_tokens = 1;
                 timed({row});  // warm-up: first calls allocate
-                const double prefill = timed({row});
+                // One pass varied by nearly 2x between runs of the same build: the median of three.
+                std::vector<double> prefills;
+                for (int pass = 0; pass < 3; ++pass) prefills.push_back(timed({row}));
+                const double prefill = median(prefills);
                 nlohmann::json decode = nlohmann::json::array();
                 for (int batch : options.batches) {
                     persona::GenerationRow short_row;
