@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     Command selected;
     app.add_option("--device", global.device, "Where to run the model")->check(CLI::IsMember(persona::device_names()))
         ->capture_default_str();
-    app.add_option("--dtype", global.dtype, "Weight dtype (auto: bf16 on a GPU or an AVX512-BF16 CPU, else f32; quantized: a GGUF file's quantized matrices stay in their blocks, CPU only)")->check(CLI::IsMember(persona::dtype_names()))
+    app.add_option("--dtype", global.dtype, "Weight dtype (auto: bf16 on a GPU or an AVX512-BF16 CPU, else f32; quantized: a GGUF file's quantized matrices stay in their blocks, CPU only; quantized-precise: the same, with results within ~1e-4 of f32's and a slower decode)")->check(CLI::IsMember(persona::dtype_names()))
         ->capture_default_str();
     app.add_option("--threads", global.threads, "CPU threads for the model (0: one per core)")->capture_default_str();
     app.add_option("--adapter", global.adapter,

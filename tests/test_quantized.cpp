@@ -135,6 +135,34 @@ private slots:
         QVERIFY(relativeError(y, torch::matmul(x, weights.t())) < 0.01);  // bf16 or f32 weights
     }
 
+    // quantized-precise: each row's rounding error rounded and multiplied again, so the product
+    // comes within float rounding of the float product, where one pass stays ~1% off; prompts
+    // (many rows) multiply in float32 instead of bf16.
+    void twoRoundingPassesGiveTheFloatProduct() {
+        qputenv("PERSONA_QUANTIZED_DENSE_ROWS", "0");
+        for (const GgmlType type : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+            const auto name = QString::fromStdString(persona::ggml_type_name(static_cast<std::uint32_t>(type)));
+            const std::vector<std::uint8_t> bytes = randomBlocks(type, 40, 512, 13);
+            QuantizedMatrix m = QuantizedMatrix::from_gguf(static_cast<std::uint32_t>(type), bytes.data(), 40, 512);
+            const torch::Tensor weights = dequantizedReference(type, bytes, 40, 512).to(torch::kFloat64);
+            const torch::Tensor x = torch::randn({3, 512});
+            const torch::Tensor exact = torch::matmul(x.to(torch::kFloat64), weights.t());
+            const double onePass = relativeError(m.multiply(x), exact);
+            m.set_activation_rounding(persona::model::ActivationRounding::TwoPassInt8);
+            const double twoPasses = relativeError(m.multiply(x), exact);
+            qInfo("%s: one pass %.2e, two passes %.2e from the float product", qPrintable(name), onePass, twoPasses);
+            QVERIFY2(twoPasses < 1e-4 && twoPasses < onePass / 20,
+                     qPrintable(name + QString(": one pass %1, two passes %2 from the float product").arg(onePass).arg(twoPasses)));
+        }
+        qunsetenv("PERSONA_QUANTIZED_DENSE_ROWS");
+        const std::vector<std::uint8_t> bytes = randomBlocks(GgmlType::Q4_K, 40, 512, 3);
+        QuantizedMatrix m = QuantizedMatrix::from_gguf(static_cast<std::uint32_t>(GgmlType::Q4_K), bytes.data(), 40, 512);
+        m.set_activation_rounding(persona::model::ActivationRounding::TwoPassInt8);
+        const torch::Tensor x = torch::randn({60, 512});
+        const torch::Tensor exact = torch::matmul(x.to(torch::kFloat64), dequantizedReference(GgmlType::Q4_K, bytes, 40, 512).to(torch::kFloat64).t());
+        QVERIFY2(relativeError(m.multiply(x), exact) < 1e-5, qPrintable(QString("dense: %1").arg(relativeError(m.multiply(x), exact))));
+    }
+
     void mixedTypesStackAndRowsReorder() {
         const std::vector<std::uint8_t> a = randomBlocks(GgmlType::Q4_K, 8, 256, 1), b = randomBlocks(GgmlType::Q6_K, 4, 256, 2),
                                         c = randomBlocks(GgmlType::Q6_K, 4, 256, 3);

@@ -36,21 +36,28 @@ private slots:
     // against the dequantized float32 model's. The 135M model's bf16 path, itself short of 99%
     // there, runs beside it for a bar; the 1.5B model's is left out (where the CPU lacks bf16
     // arithmetic, libtorch emulates it and 1,000 positions of a 1.5B model take many minutes).
+    // quantized-precise (two rounding passes) is held to 99% and to a hidden state within 0.5% of
+    // float32's on the model where one pass falls short of 99%.
     void realModelsPredictAsTheirFloat32Selves_data() {
         QTest::addColumn<QString>("file");
+        QTest::addColumn<QString>("dtype");
         QTest::addColumn<bool>("besideBf16");
-        QTest::newRow("SmolLM2-135M Q4_1") << QString(persona::kDefaultModelFile) << true;
-        QTest::newRow("Qwen2.5-Coder-1.5B Q4_K_M") << QString(persona::kJudgeModelFile) << false;
+        QTest::addColumn<double>("hiddenErrorBar");
+        QTest::newRow("SmolLM2-135M Q4_1") << QString(persona::kDefaultModelFile) << "quantized" << true << 0.1;
+        QTest::newRow("SmolLM2-135M Q4_1, two rounding passes") << QString(persona::kDefaultModelFile) << "quantized-precise" << false << 0.005;
+        QTest::newRow("Qwen2.5-Coder-1.5B Q4_K_M") << QString(persona::kJudgeModelFile) << "quantized" << false << 0.1;
     }
     void realModelsPredictAsTheirFloat32Selves() {
         QFETCH(QString, file);
+        QFETCH(QString, dtype);
         QFETCH(bool, besideBf16);
+        QFETCH(double, hiddenErrorBar);
         const std::string path = persona_test::modelPath(file.toUtf8().constData()).toStdString();
         qputenv("PERSONA_QUANTIZED_DENSE_ROWS", "0");
         auto reference = persona::Model::load(path, persona::ModelLoadOptions{"cpu", "f32"});
         auto bf16 = besideBf16 ? persona::Model::load(path, persona::ModelLoadOptions{"cpu", "bf16"}) : nullptr;
-        auto quantized = persona::Model::load(path, persona::ModelLoadOptions{"cpu", "quantized"});
-        QCOMPARE(quantized->dtype(), std::string("quantized"));
+        auto quantized = persona::Model::load(path, persona::ModelLoadOptions{"cpu", dtype.toStdString()});
+        QCOMPARE(QString::fromStdString(quantized->dtype()), dtype);
         const double fileBytes = double(QFileInfo(QString::fromStdString(path)).size());
         QVERIFY2(double(quantized->facts().weight_bytes) <= 1.3 * fileBytes,
                  qPrintable(QString("weights take %1 bytes for a %2-byte file").arg(quantized->facts().weight_bytes).arg(fileBytes)));
@@ -89,8 +96,8 @@ private slots:
         }
         qunsetenv("PERSONA_QUANTIZED_DENSE_ROWS");
         std::sort(ofQuantized.hiddenErrors.begin(), ofQuantized.hiddenErrors.end());
-        qInfo("%s against f32 over %d positions: top-1 agreement %.2f%%, last hidden state relative error median %.4f p95 %.4f",
-              qPrintable(file), ofQuantized.positions, 100 * ofQuantized.agreement(), ofQuantized.hiddenError(0.5),
+        qInfo("%s (%s) against f32 over %d positions: top-1 agreement %.2f%%, last hidden state relative error median %.4f p95 %.4f",
+              qPrintable(file), qPrintable(dtype), ofQuantized.positions, 100 * ofQuantized.agreement(), ofQuantized.hiddenError(0.5),
               ofQuantized.hiddenError(0.95));
         double bar = 0.99;
         if (bf16) {
@@ -102,7 +109,8 @@ private slots:
             bar = std::min(bar, ofBf16.agreement() - 0.01);
         }
         QVERIFY2(ofQuantized.agreement() >= bar, qPrintable(QString("top-1 agreement %1 under %2").arg(ofQuantized.agreement()).arg(bar)));
-        QVERIFY2(ofQuantized.hiddenError(0.5) < 0.1, "the hidden states drifted");
+        QVERIFY2(ofQuantized.hiddenError(0.5) < hiddenErrorBar,
+                 qPrintable(QString("the hidden states drifted: median relative error %1").arg(ofQuantized.hiddenError(0.5))));
     }
 };
 

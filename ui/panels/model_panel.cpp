@@ -99,7 +99,11 @@ QWidget* ModelPanel::buildOpenBox() {
     dtype_->setObjectName("dtype_choice");
     for (const std::string& name : persona::dtype_names()) {
         const QString text = QString::fromStdString(name);
-        dtype_->addItem(text == "auto" ? tr("auto (bf16 where native, else f32)") : text == "f16" ? tr("f16 (cuda only)") : text, text);
+        dtype_->addItem(text == "auto"                ? tr("auto (bf16 where native, else f32)")
+                        : text == "f16"               ? tr("f16 (cuda only)")
+                        : text == "quantized-precise" ? tr("quantized-precise (f32's results, slower decode)")
+                                                      : text,
+                        text);
     }
     form->addRow(tr("Device:"), device_);
     form->addRow(tr("Weights dtype:"), dtype_);

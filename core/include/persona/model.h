@@ -16,13 +16,15 @@ namespace persona {
 class Tokenizer;
 
 // Where the weights go and in which dtype they compute. Options carry the names ("auto",
-// "cpu", "cuda"; "auto", "f32", "bf16", "f16", "quantized"), which users type and settings
-// store; these functions are the one place that knows them.
+// "cpu", "cuda"; "auto", "f32", "bf16", "f16", "quantized", "quantized-precise"), which users
+// type and settings store; these functions are the one place that knows them.
 enum class DeviceChoice { Auto, Cpu, Cuda };  // auto: CUDA when present
 // auto: bf16 on a GPU or a CPU with native bf16 (AVX512-BF16), f32 elsewhere; f16 on CUDA only.
 // quantized (CPU only): a GGUF file's quantized matrices stay in their blocks and multiply with
 // int8 activations (docs/platform-notes.md, "Quantized weights"); other tensors take auto's dtype.
-enum class DTypeChoice { Auto, F32, BF16, F16, Quantized };
+// quantized-precise: the same weights, activations rounded in two int8 passes and prompts and
+// other tensors in float32, for results within ~1e-4 of float32's at a slower decode.
+enum class DTypeChoice { Auto, F32, BF16, F16, Quantized, QuantizedPrecise };
 const char* device_name(DeviceChoice device);
 std::optional<DeviceChoice> device_from_name(const std::string& name);
 std::vector<std::string> device_names();

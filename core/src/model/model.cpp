@@ -68,6 +68,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
     if (!device) throw Error("unknown device '" + options.device + "' (" + join(device_names()) + ")");
     const auto dtype = dtype_from_name(options.dtype);
     if (!dtype) throw Error("unknown dtype '" + options.dtype + "' (" + join(dtype_names()) + ")");
+    const bool quantized = *dtype == DTypeChoice::Quantized || *dtype == DTypeChoice::QuantizedPrecise;
     const bool cuda_available = torch::cuda::is_available();
     if (*device == DeviceChoice::Cuda && !cuda_available)
         throw Error("CUDA was requested but no CUDA device is available to libtorch");
@@ -82,8 +83,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
             impl->dtype = cuda || model::cpu::available() ? torch::kBFloat16 : torch::kFloat32;
             break;
         case DTypeChoice::Quantized:
+        case DTypeChoice::QuantizedPrecise:
             if (impl->device.is_cuda()) throw Error("quantized weights run on the CPU only; use bf16 on CUDA");
-            impl->dtype = model::cpu::available() ? torch::kBFloat16 : torch::kFloat32;
+            impl->dtype = model::cpu::available() && *dtype == DTypeChoice::Quantized ? torch::kBFloat16 : torch::kFloat32;
             break;
         case DTypeChoice::BF16: impl->dtype = torch::kBFloat16; break;
         case DTypeChoice::F32: impl->dtype = torch::kFloat32; break;
@@ -102,7 +104,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
             check_cancelled(cancelled);
             report("Loading weights", ++tensors_done, tensor_total);
         },
-        *dtype == DTypeChoice::Quantized);
+        quantized ? std::optional(*dtype == DTypeChoice::Quantized ? model::ActivationRounding::Int8
+                                                                    : model::ActivationRounding::TwoPassInt8)
+                  : std::nullopt);
     impl->net = model::build_transformer(loader);
     if (!options.adapter.empty()) {
         report("Merging the adapter " + options.adapter, 0, 1);
@@ -118,7 +122,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
                                   " tokens but the embedding has " + std::to_string(impl->net->config().vocabulary) + " rows");
 
     impl->facts.device = impl->device.is_cuda() ? "cuda" : "cpu";
-    impl->facts.dtype = dtype_name(*dtype == DTypeChoice::Quantized ? DTypeChoice::Quantized
+    impl->facts.dtype = dtype_name(quantized                         ? *dtype
                                    : impl->dtype == torch::kBFloat16 ? DTypeChoice::BF16
                                    : impl->dtype == torch::kFloat16  ? DTypeChoice::F16
                                                                      : DTypeChoice::F32);

@@ -30,8 +30,23 @@ std::int64_t dense_from_rows() {
     return rows <= 0 ? std::numeric_limits<std::int64_t>::max() : rows;
 }
 
-// The dense product's band of weight rows: 32 MB of bf16.
-constexpr std::int64_t kDenseBandValues = std::int64_t{16} << 20;
+// The dense product's band of weight rows.
+constexpr std::int64_t kDenseBandBytes = std::int64_t{32} << 20;
+
+// Activations for blocks of `block_values`; with two passes, each row's rounding error follows
+// the rows as a row of its own (rows [count, 2 count)), so the kernel's rows sum to the product.
+quant::Activations rounded_activations(const torch::Tensor& flat, int block_values, ActivationRounding rounding) {
+    const std::int64_t count = flat.size(0), cols = flat.size(1);
+    const float* x = flat.data_ptr<float>();
+    if (rounding == ActivationRounding::Int8) return quant::quantize_activations(x, count, cols, block_values);
+    const quant::Activations first = quant::quantize_activations(x, count, cols, block_values);
+    std::vector<float> rows_and_errors(x, x + count * cols);
+    rows_and_errors.resize(static_cast<std::size_t>(2 * count * cols));
+    for (std::int64_t i = 0; i < count * cols; ++i)
+        rows_and_errors[static_cast<std::size_t>(count * cols + i)] =
+            x[i] - first.scales[static_cast<std::size_t>(i / block_values)] * first.values[static_cast<std::size_t>(i)];
+    return quant::quantize_activations(rows_and_errors.data(), 2 * count, cols, block_values);
+}
 
 std::size_t packed_row_bytes(packed::Kind kind, std::int64_t cols) {
     const packed::Layout layout = packed::layout_of(kind);
@@ -146,9 +161,10 @@ torch::Tensor QuantizedMatrix::multiply(const torch::Tensor& x) const {
     const std::int64_t count = flat.size(0);
     if (count >= dense_from_rows()) {
         // A band of rows at a time, so a 150k-row output matrix never exists dense in memory.
-        const torch::ScalarType dtype = cpu::available() ? torch::kBFloat16 : torch::kFloat32;
+        const bool bf16 = cpu::available() && rounding_ == ActivationRounding::Int8;
+        const torch::ScalarType dtype = bf16 ? torch::kBFloat16 : torch::kFloat32;
         const torch::Tensor input = flat.to(dtype);
-        const std::int64_t band = std::max<std::int64_t>(1, kDenseBandValues / cols_);
+        const std::int64_t band = std::max<std::int64_t>(1, kDenseBandBytes / (cols_ * input.element_size()));
         torch::Tensor weights = torch::empty({std::min(band, rows_), cols_}, dtype);
         torch::Tensor y = torch::empty({count, rows_}, torch::kFloat32);
         for (std::int64_t first = 0; first < rows_; first += band) {
@@ -159,14 +175,15 @@ torch::Tensor QuantizedMatrix::multiply(const torch::Tensor& x) const {
         }
         return y.view(shape);
     }
-    torch::Tensor y = torch::empty({count, rows_}, torch::kFloat32);
+    const bool two_passes = rounding_ == ActivationRounding::TwoPassInt8;
+    torch::Tensor y = torch::empty({two_passes ? 2 * count : count, rows_}, torch::kFloat32);
     float* out = y.data_ptr<float>();
     std::optional<quant::Activations> small, super;
     std::int64_t row0 = 0;
     for (const Part& part : parts_) {
         const int block_values = packed::layout_of(part.kind).block_values;
         std::optional<quant::Activations>& activations = block_values == packed::kSmallValues ? small : super;
-        if (!activations) activations = quant::quantize_activations(flat.data_ptr<float>(), count, cols_, block_values);
+        if (!activations) activations = rounded_activations(flat, block_values, rounding_);
         // Tasks of at least 32 weight rows: a thread hand-off costs about as much as 32 rows of
         // a 1536-wide matrix.
         at::parallel_for(0, part.rows, 32, [&](std::int64_t n0, std::int64_t n1) {
@@ -174,6 +191,7 @@ torch::Tensor QuantizedMatrix::multiply(const torch::Tensor& x) const {
         });
         row0 += part.rows;
     }
+    if (two_passes) y = y.narrow(0, 0, count) + y.narrow(0, count, count);
     return y.view(shape);
 }
 

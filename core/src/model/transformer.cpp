@@ -43,20 +43,22 @@ QuantizedMatrix WeightSource::read_quantized(const std::string& name, std::int64
 }
 
 WeightLoader::WeightLoader(const WeightSource& source, torch::ScalarType matrix_dtype, torch::Device device,
-                           std::function<void()> on_tensor_loaded, bool keep_quantized)
+                           std::function<void()> on_tensor_loaded, std::optional<ActivationRounding> keep_quantized)
     : source_(source), dtype_(matrix_dtype), device_(device), on_tensor_loaded_(std::move(on_tensor_loaded)),
       keep_quantized_(keep_quantized) {}
 
 Weight WeightLoader::weight(const std::string& name, std::int64_t rows, std::int64_t cols) {
     if (!keep_quantized_ || !source_.stores_quantized(name)) return matrix(name, rows, cols);
-    Weight w(source_.read_quantized(name, rows, cols), dtype_);
+    QuantizedMatrix m = source_.read_quantized(name, rows, cols);
+    m.set_activation_rounding(*keep_quantized_);
+    Weight w(std::move(m), dtype_);
     if (on_tensor_loaded_) on_tensor_loaded_();
     bytes_ += w.bytes();
     return w;
 }
 
 Weight WeightLoader::stacked(const std::vector<Piece>& pieces, std::int64_t cols) {
-    bool quantized = keep_quantized_;
+    bool quantized = keep_quantized_.has_value();
     for (const Piece& piece : pieces) quantized = quantized && source_.stores_quantized(piece.name);
     if (quantized) {
         std::vector<QuantizedMatrix> matrices;
@@ -65,7 +67,9 @@ Weight WeightLoader::stacked(const std::vector<Piece>& pieces, std::int64_t cols
             if (on_tensor_loaded_) on_tensor_loaded_();
             matrices.push_back(piece.order.empty() ? std::move(m) : m.reordered(piece.order));
         }
-        Weight w(QuantizedMatrix::stacked(std::move(matrices)), dtype_);
+        QuantizedMatrix m = QuantizedMatrix::stacked(std::move(matrices));
+        m.set_activation_rounding(*keep_quantized_);
+        Weight w(std::move(m), dtype_);
         bytes_ += w.bytes();
         return w;
     }

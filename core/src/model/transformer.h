@@ -155,9 +155,10 @@ public:
 // embedding, say) fails clearly.
 class WeightLoader {
 public:
-    // keep_quantized: matrices stored in a block format stay in it (CPU only).
+    // keep_quantized: matrices stored in a block format stay in it (CPU only) and round their
+    // activations so; nullopt: they widen to the compute dtype.
     WeightLoader(const WeightSource& source, torch::ScalarType matrix_dtype, torch::Device device,
-                 std::function<void()> on_tensor_loaded, bool keep_quantized = false);
+                 std::function<void()> on_tensor_loaded, std::optional<ActivationRounding> keep_quantized = std::nullopt);
 
     const WeightSource& source() const { return source_; }
     const TransformerConfig& config() const { return source_.config(); }
@@ -190,7 +191,7 @@ private:
     torch::ScalarType dtype_;
     torch::Device device_;
     std::function<void()> on_tensor_loaded_;
-    bool keep_quantized_ = false;
+    std::optional<ActivationRounding> keep_quantized_;
     std::uint64_t bytes_ = 0;
 };
 

@@ -34,7 +34,7 @@ constexpr Named<DeviceChoice> kDevices[] = {
     {DeviceChoice::Auto, "auto"}, {DeviceChoice::Cpu, "cpu"}, {DeviceChoice::Cuda, "cuda"}};
 constexpr Named<DTypeChoice> kDTypes[] = {
     {DTypeChoice::Auto, "auto"}, {DTypeChoice::F32, "f32"}, {DTypeChoice::BF16, "bf16"}, {DTypeChoice::F16, "f16"},
-    {DTypeChoice::Quantized, "quantized"}};
+    {DTypeChoice::Quantized, "quantized"}, {DTypeChoice::QuantizedPrecise, "quantized-precise"}};
 
 template <typename Enum, std::size_t N>
 const char* name_in(const Named<Enum> (&table)[N], Enum value) {
