@@ -68,7 +68,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
     if (!device) throw Error("unknown device '" + options.device + "' (" + join(device_names()) + ")");
     const auto dtype = dtype_from_name(options.dtype);
     if (!dtype) throw Error("unknown dtype '" + options.dtype + "' (" + join(dtype_names()) + ")");
-    const bool quantized = *dtype == DTypeChoice::Quantized || *dtype == DTypeChoice::QuantizedPrecise;
+    std::optional<model::ActivationRounding> keep_quantized;
+    if (*dtype == DTypeChoice::Quantized) keep_quantized = model::ActivationRounding::Int8;
+    if (*dtype == DTypeChoice::QuantizedPrecise) keep_quantized = model::ActivationRounding::TwoPassInt8;
     const bool cuda_available = torch::cuda::is_available();
     if (*device == DeviceChoice::Cuda && !cuda_available)
         throw Error("CUDA was requested but no CUDA device is available to libtorch");
@@ -104,9 +106,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
             check_cancelled(cancelled);
             report("Loading weights", ++tensors_done, tensor_total);
         },
-        quantized ? std::optional(*dtype == DTypeChoice::Quantized ? model::ActivationRounding::Int8
-                                                                    : model::ActivationRounding::TwoPassInt8)
-                  : std::nullopt);
+        keep_quantized);
     impl->net = model::build_transformer(loader);
     if (!options.adapter.empty()) {
         report("Merging the adapter " + options.adapter, 0, 1);
@@ -122,7 +122,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
                                   " tokens but the embedding has " + std::to_string(impl->net->config().vocabulary) + " rows");
 
     impl->facts.device = impl->device.is_cuda() ? "cuda" : "cpu";
-    impl->facts.dtype = dtype_name(quantized                         ? *dtype
+    impl->facts.dtype = dtype_name(keep_quantized                    ? *dtype
                                    : impl->dtype == torch::kBFloat16 ? DTypeChoice::BF16
                                    : impl->dtype == torch::kFloat16  ? DTypeChoice::F16
                                                                      : DTypeChoice::F32);
