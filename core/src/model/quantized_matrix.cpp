@@ -38,14 +38,19 @@ constexpr std::int64_t kDenseBandBytes = std::int64_t{32} << 20;
 quant::Activations rounded_activations(const torch::Tensor& flat, int block_values, ActivationRounding rounding) {
     const std::int64_t count = flat.size(0), cols = flat.size(1);
     const float* x = flat.data_ptr<float>();
-    if (rounding == ActivationRounding::Int8) return quant::quantize_activations(x, count, cols, block_values);
-    const quant::Activations first = quant::quantize_activations(x, count, cols, block_values);
-    std::vector<float> rows_and_errors(x, x + count * cols);
-    rows_and_errors.resize(static_cast<std::size_t>(2 * count * cols));
-    for (std::int64_t i = 0; i < count * cols; ++i)
-        rows_and_errors[static_cast<std::size_t>(count * cols + i)] =
-            x[i] - first.scales[static_cast<std::size_t>(i / block_values)] * first.values[static_cast<std::size_t>(i)];
-    return quant::quantize_activations(rows_and_errors.data(), 2 * count, cols, block_values);
+    quant::Activations rows = quant::quantize_activations(x, count, cols, block_values);
+    if (rounding == ActivationRounding::Int8) return rows;
+    std::vector<float> errors(static_cast<std::size_t>(count * cols));
+    for (std::size_t i = 0; i < errors.size(); ++i)
+        errors[i] = x[i] - rows.scales[i / static_cast<std::size_t>(block_values)] * rows.values[i];
+    const quant::Activations second = quant::quantize_activations(errors.data(), count, cols, block_values);
+    const auto append = [](auto& to, const auto& from) { to.insert(to.end(), from.begin(), from.end()); };
+    append(rows.values, second.values);
+    append(rows.scales, second.scales);
+    append(rows.block_sums, second.block_sums);
+    append(rows.group_sums, second.group_sums);
+    rows.rows += count;
+    return rows;
 }
 
 std::size_t packed_row_bytes(packed::Kind kind, std::int64_t cols) {
